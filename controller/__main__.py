@@ -1,0 +1,100 @@
+"""``python -m controller``: the registry, the autoscaler and an orchestrator behind a gRPC server.
+
+Prints ``kambda-controller ready grpc=HOST:PORT`` on stdout once it serves; ``kambda up`` reads
+that line. SIGTERM or SIGINT stop it: stop accepting, drain calls, stop the invokers, close NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+
+from grpc import aio
+
+from controller.orchestrators.local import LocalOrchestrator, default_environ
+from controller.registry import Registry
+from controller.scaler import Autoscaler, Key, ScalerConfig, interval_ticks
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from kambda import bus, rpc
+from kambda.logs import setup_logging
+from kambda.names import Arns
+from kambda.settings import SettingsError
+from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
+from kambda.v1.invoker_pb2 import ScaleEvent
+
+log = logging.getLogger("controller")
+
+
+async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    nc = await bus.connect(settings.nats_url, "kambda-controller")
+    js = nc.jetstream()
+    await bus.ensure_platform(js)
+    arns = Arns(settings.region, settings.account)
+    registry = Registry(js, arns)
+    await registry.load()
+    orchestrator = LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
+
+    async def observe(key: Key) -> int:
+        info = await js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(*key))
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def apply(key: Key, desired: int) -> None:
+        if key[0] not in registry:
+            return
+        await orchestrator.apply(registry.get(key[0]), desired)
+        stats = orchestrator.stats(*key)
+        event = ScaleEvent(function=key[0], version=key[1], desired=desired,
+                           environments=stats.environments)
+        await nc.publish(bus.scale_subject(key[0]), event.SerializeToString())
+
+    def cap_of(key: Key) -> int:
+        config = registry.get(key[0]) if key[0] in registry else None
+        return (config.max_environments if config and config.max_environments
+                else settings.max_environments)
+
+    autoscaler = Autoscaler(ScalerConfig(scale_to_zero_after=settings.scale_to_zero_after),
+                            observe, apply, cap_of)
+    server = aio.server(options=rpc.CHANNEL_OPTIONS)
+    add_ControllerServicer_to_server(
+        ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
+                          time.monotonic),
+        server,
+    )
+    port = server.add_insecure_port(settings.listen)
+    host = settings.listen.rsplit(":", 1)[0]
+    await server.start()
+    await orchestrator.start()
+    scaling = asyncio.create_task(autoscaler.run(interval_ticks(settings.tick, time.monotonic)))
+    print(f"kambda-controller ready grpc={host}:{port}", flush=True)
+
+    await stop.wait()
+    log.info("controller stopping")
+    await server.stop(grace=2.0)
+    scaling.cancel()
+    await orchestrator.stop()
+    await nc.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging("controller")
+    try:
+        settings = ControllerSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"kambda-controller: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    asyncio.run(serve(settings, default_environ()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""What the controller asks of an orchestrator: hold N environments of this function version."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invoker_pb2 import FunctionStats
+
+
+class Orchestrator(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def apply(self, config: FunctionConfig, desired: int) -> None:
+        """Hold ``desired`` environments running exactly ``config`` (0 frees everything)."""
+
+    def stats(self, function: str, version: str) -> FunctionStats:
+        """What is running now, as last reported."""
+        ...

@@ -1,0 +1,197 @@
+"""How many execution environments each function version needs, decided from observed concurrency.
+
+In Knative's shape (STYLE.md): a window of observations, a pure decider that answers
+``scale(now) -> ScaleResult`` from them, and a runner that feeds it observations and applies the
+answer through an orchestrator on injected ticks. No code here reads a clock of its own.
+
+Observed concurrency of a function version = requests running (the consumer's ack-pending count)
++ requests waiting (its pending count), sampled on every tick for *active* versions only, and
+reported by the gateway's Activate nudge. Idle versions cost nothing per tick.
+
+This is the platform core's autoscaler: desired = the highest concurrency seen within the last
+``scale_to_zero_after`` seconds, capped per function, so an environment that has been idle for
+that long is stopped and a function idle for that long scales to zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (function name, version)
+
+
+@dataclass(frozen=True)
+class ScalerConfig:
+    scale_to_zero_after: float = 300.0
+    target_per_environment: float = 1.0
+    #: After scaling to zero a version is still watched this long, to catch a request that raced
+    #: the scale-down, then it leaves the active set.
+    linger: float = 10.0
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    desired: int
+    observed_max: int
+
+
+class WindowMax:
+    """The maximum of the observations made within the last ``window`` seconds (monotonic deque)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._items: deque[tuple[float, int]] = deque()
+
+    def record(self, now: float, value: int) -> None:
+        while self._items and self._items[-1][1] <= value:
+            self._items.pop()
+        self._items.append((now, value))
+
+    def max(self, now: float) -> int:
+        while self._items and self._items[0][0] < now - self.window:
+            self._items.popleft()
+        return self._items[0][1] if self._items else 0
+
+
+@dataclass
+class Decider:
+    """The scale of one function version as a pure function of what was observed and when."""
+
+    config: ScalerConfig
+    cap: int
+    window: WindowMax = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.window = WindowMax(self.config.scale_to_zero_after)
+
+    def record(self, now: float, concurrency: int) -> None:
+        self.window.record(now, concurrency)
+
+    def scale(self, now: float) -> ScaleResult:
+        observed = self.window.max(now)
+        desired = math.ceil(observed / self.config.target_per_environment)
+        return ScaleResult(desired=min(self.cap, desired), observed_max=observed)
+
+
+@dataclass
+class _Active:
+    decider: Decider
+    desired: int = 0
+    zero_since: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+Observe = Callable[[Key], Awaitable[int]]
+Apply = Callable[[Key, int], Awaitable[None]]
+
+
+class Autoscaler:
+    """Runs the deciders of the active function versions and applies their answers.
+
+    ``observe(key)`` returns the current concurrency of a version (running + queued);
+    ``apply(key, desired)`` makes the orchestrator hold that many environments.
+    """
+
+    def __init__(self, config: ScalerConfig, observe: Observe, apply: Apply,
+                 cap_of: Callable[[Key], int]) -> None:
+        self.config = config
+        self._observe = observe
+        self._apply = apply
+        self._cap_of = cap_of
+        self._active: dict[Key, _Active] = {}
+
+    def desired(self, key: Key) -> int:
+        state = self._active.get(key)
+        return state.desired if state else 0
+
+    def active_keys(self) -> list[Key]:
+        return list(self._active)
+
+    async def activate(self, key: Key, now: float, in_flight: int) -> int:
+        """The gateway's nudge: ``in_flight`` requests wait on ``key``. Scales up at once."""
+        state = self._state(key)
+        async with state.lock:
+            observed = await self._safe_observe(key)
+            state.decider.record(now, max(1, in_flight, observed or 0))
+            await self._decide(key, state, now)
+            return state.desired
+
+    async def tick(self, now: float) -> None:
+        """One pass over the active versions (idle ones are not in the active set)."""
+        await asyncio.gather(*(self._tick_one(key, now) for key in list(self._active)))
+
+    async def _tick_one(self, key: Key, now: float) -> None:
+        state = self._active.get(key)
+        if state is None:
+            return
+        async with state.lock:
+            observed = await self._safe_observe(key)
+            if observed is None:
+                return  # no observation is not an observation of zero: keep the scale
+            state.decider.record(now, observed)
+            await self._decide(key, state, now)
+            if state.desired == 0:
+                if state.zero_since is None:
+                    state.zero_since = now
+                elif now - state.zero_since >= self.config.linger:
+                    self._active.pop(key, None)
+            else:
+                state.zero_since = None
+
+    async def forget(self, key: Key) -> None:
+        """The version is gone (deleted): scale it to zero and stop watching it."""
+        state = self._active.pop(key, None)
+        if state is not None and state.desired:
+            async with state.lock:
+                await self._apply(key, 0)
+
+    async def reapply(self, key: Key) -> None:
+        """The version's configuration changed: hand the orchestrator the new one at the same scale."""
+        state = self._active.get(key)
+        if state is not None and state.desired:
+            async with state.lock:
+                await self._apply(key, state.desired)
+
+    async def run(self, ticks: AsyncIterator[float]) -> None:
+        async for now in ticks:
+            try:
+                await self.tick(now)
+            except Exception:  # one bad tick must not end autoscaling
+                log.exception("autoscaler tick failed")
+
+    def _state(self, key: Key) -> _Active:
+        state = self._active.get(key)
+        if state is None:
+            state = _Active(Decider(self.config, self._cap_of(key)))
+            self._active[key] = state
+        return state
+
+    async def _decide(self, key: Key, state: _Active, now: float) -> None:
+        state.decider.cap = self._cap_of(key)
+        result = state.decider.scale(now)
+        if result.desired != state.desired:
+            log.info("scale %s:%s %d -> %d (observed max %d)", key[0], key[1], state.desired,
+                     result.desired, result.observed_max)
+            state.desired = result.desired
+            await self._apply(key, result.desired)
+
+    async def _safe_observe(self, key: Key) -> int | None:
+        try:
+            return await self._observe(key)
+        except Exception as exc:
+            log.warning("cannot observe %s:%s: %s", key[0], key[1], exc)
+            return None
+
+
+async def interval_ticks(period: float, clock: Callable[[], float]) -> AsyncIterator[float]:
+    """The production ticker: the clock's time every ``period`` seconds."""
+    while True:
+        await asyncio.sleep(period)
+        yield clock()

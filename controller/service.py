@@ -1,0 +1,200 @@
+"""The controller's gRPC service: function management, activation and status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from grpc import aio
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from controller import validation
+from controller.orchestrators.base import Orchestrator
+from controller.registry import Registry
+from controller.scaler import Autoscaler
+from kambda import bus, errors, rpc
+from kambda.names import LATEST, Arns
+from kambda.v1 import controller_pb2 as pb
+from kambda.v1.controller_pb2_grpc import ControllerServicer
+from kambda.v1.function_pb2 import FunctionConfig
+
+log = logging.getLogger(__name__)
+
+#: Fields UpdateFunctionConfiguration may change, by their FunctionConfig names.
+UPDATABLE = frozenset({
+    "role", "handler", "description", "timeout", "memory_size", "environment", "runtime",
+    "ephemeral_storage", "tracing_mode", "layers", "log_format", "log_group", "max_environments",
+})
+
+
+def _guard(method: Callable):  # type: ignore[type-arg]
+    """Turn KambdaErrors into gRPC statuses, and anything unexpected into a ServiceException."""
+
+    async def wrapper(self: ControllerService, request: object, context: aio.ServicerContext) -> object:
+        try:
+            return await method(self, request, context)
+        except errors.KambdaError as err:
+            await rpc.abort_with(context, err)
+        except aio.AbortError:
+            raise
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await rpc.abort_with(context, errors.ServiceError("Internal error in the controller"))
+        return None  # unreachable: abort raises
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+class ControllerService(ControllerServicer):
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, autoscaler: Autoscaler,
+                 orchestrator: Orchestrator, arns: Arns, max_environments: int,
+                 clock: Callable[[], float]) -> None:
+        self._nc = nc
+        self._js = js
+        self._registry = registry
+        self._autoscaler = autoscaler
+        self._orchestrator = orchestrator
+        self._arns = arns
+        self._max_environments = max_environments
+        self._clock = clock
+
+    def _latest(self, name: str, qualifier: str = "") -> FunctionConfig:
+        if qualifier and qualifier != LATEST:
+            raise errors.function_not_found(self._arns.function(name, qualifier))
+        return self._registry.get(name)
+
+    @_guard
+    async def CreateFunction(self, request: pb.CreateFunctionRequest, context: aio.ServicerContext
+                             ) -> FunctionConfig:
+        config = FunctionConfig()
+        config.CopyFrom(request.config)
+        validation.apply_defaults(config, self._arns.role())
+        validation.validate(config)
+        if config.name in self._registry:
+            raise errors.ResourceConflict(f"Function already exist: {config.name}")
+        if not request.zip_file:
+            raise errors.InvalidParameterValue("Please provide a source for function code.")
+        info = await self._registry.store_code(request.zip_file)
+        config.code_sha256 = info.sha256_hex
+        config.code_size = info.size
+        config.version = LATEST
+        config.state = "Active"
+        config.last_update_status = "Successful"
+        await bus.ensure_consumer(self._js, config.name, LATEST, config.timeout)
+        created = await self._registry.create(config)
+        # AWS answers Pending and the function turns Active once ready; here it is ready as soon
+        # as its code and queue exist, so the registry holds Active and the answer says Pending.
+        answer = FunctionConfig()
+        answer.CopyFrom(created)
+        answer.state, answer.state_reason_code = "Pending", "Creating"
+        answer.state_reason = "The function is being created."
+        return answer
+
+    @_guard
+    async def GetFunction(self, request: pb.GetFunctionRequest, context: aio.ServicerContext
+                          ) -> FunctionConfig:
+        return self._latest(request.name, request.qualifier)
+
+    @_guard
+    async def ListFunctions(self, request: pb.ListFunctionsRequest, context: aio.ServicerContext
+                            ) -> pb.ListFunctionsResponse:
+        max_items = request.max_items or 50
+        if not 1 <= max_items <= 10000:
+            raise errors.InvalidParameterValue(
+                f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy "
+                "constraint: Member must have value between 1 and 10000")
+        page, marker = self._registry.list(request.marker, max_items)
+        return pb.ListFunctionsResponse(functions=page, next_marker=marker)
+
+    @_guard
+    async def UpdateFunctionCode(self, request: pb.UpdateFunctionCodeRequest,
+                                 context: aio.ServicerContext) -> FunctionConfig:
+        current = self._registry.get(request.name)
+        if not request.zip_file:
+            raise errors.InvalidParameterValue("Please provide a source for function code.")
+        info = await self._registry.store_code(request.zip_file)
+        config = FunctionConfig()
+        config.CopyFrom(current)
+        config.code_sha256, config.code_size = info.sha256_hex, info.size
+        if request.dry_run:
+            return config
+        updated = await self._registry.update(config, request.revision_id)
+        await self._autoscaler.reapply((updated.name, LATEST))
+        return self._in_progress(updated)
+
+    @_guard
+    async def UpdateFunctionConfiguration(self, request: pb.UpdateFunctionConfigurationRequest,
+                                          context: aio.ServicerContext) -> FunctionConfig:
+        current = self._registry.get(request.name)
+        config = FunctionConfig()
+        config.CopyFrom(current)
+        for field in request.update_mask:
+            if field not in UPDATABLE:
+                raise errors.InvalidParameterValue(f"{field} cannot be updated")
+            config.ClearField(field)
+            if field in ("environment",):
+                config.environment.update(request.config.environment)
+            elif field in ("layers",):
+                config.layers.extend(request.config.layers)
+            else:
+                setattr(config, field, getattr(request.config, field))
+        validation.apply_defaults(config, self._arns.role())
+        validation.validate(config)
+        if config.timeout != current.timeout:
+            await bus.ensure_consumer(self._js, config.name, LATEST, config.timeout)
+        updated = await self._registry.update(config, request.revision_id)
+        await self._autoscaler.reapply((updated.name, LATEST))
+        return self._in_progress(updated)
+
+    @staticmethod
+    def _in_progress(config: FunctionConfig) -> FunctionConfig:
+        answer = FunctionConfig()
+        answer.CopyFrom(config)
+        answer.last_update_status = "InProgress"
+        return answer
+
+    @_guard
+    async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: aio.ServicerContext
+                             ) -> pb.DeleteFunctionResponse:
+        if request.qualifier == LATEST:
+            raise errors.InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function.")
+        self._latest(request.name, request.qualifier)
+        await self._registry.delete(request.name)
+        await self._autoscaler.forget((request.name, LATEST))
+        await bus.delete_consumer(self._js, request.name, LATEST)
+        try:
+            await self._js.purge_stream(bus.SYNC_STREAM, subject=bus.sync_subject(request.name, LATEST))
+        except NotFoundError:
+            pass
+        return pb.DeleteFunctionResponse()
+
+    @_guard
+    async def Activate(self, request: pb.ActivateRequest, context: aio.ServicerContext
+                       ) -> pb.ActivateResponse:
+        version = request.version or LATEST
+        self._latest(request.function, version)
+        desired = await self._autoscaler.activate((request.function, version), self._clock(),
+                                                  request.in_flight)
+        return pb.ActivateResponse(desired=desired)
+
+    @_guard
+    async def GetFunctionStatus(self, request: pb.GetFunctionRequest, context: aio.ServicerContext
+                                ) -> pb.FunctionStatus:
+        version = request.qualifier or LATEST
+        self._latest(request.name, version)
+        stats = self._orchestrator.stats(request.name, version)
+        info = await self._js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(request.name, version))
+        return pb.FunctionStatus(
+            function=request.name, version=version, environments=stats.environments,
+            busy=info.num_ack_pending or 0, queued=info.num_pending or 0,
+            desired=self._autoscaler.desired((request.name, version)),
+        )
+
+    @_guard
+    async def Ping(self, request: pb.PingRequest, context: aio.ServicerContext) -> pb.PingResponse:
+        return pb.PingResponse(nats_connected=self._nc.is_connected)
+

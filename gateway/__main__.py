@@ -1,0 +1,63 @@
+"""``python -m gateway``: the HTTP front door.
+
+Prints ``kambda-gateway ready http://HOST:PORT`` once it serves (with the real port when 0 was
+asked). SIGTERM or SIGINT: stop accepting, let running requests finish (up to 8 s), then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from kambda import bus
+from kambda.logs import setup_logging
+from kambda.settings import SettingsError
+
+log = logging.getLogger("gateway")
+
+
+async def serve(settings: GatewaySettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await bus.connect(settings.nats_url, "kambda-gateway")
+    gateway = Gateway(settings, nc)
+    runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(f"kambda-gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr, flush=True)
+        await runner.cleanup()
+        await nc.close()
+        raise SystemExit(1) from None
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"kambda-gateway ready http://{settings.host}:{port}", flush=True)
+    await stop.wait()
+    log.info("gateway stopping")
+    await runner.cleanup()
+    await nc.drain()
+
+
+def main() -> None:
+    setup_logging("gateway")
+    try:
+        settings = GatewaySettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"kambda-gateway: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

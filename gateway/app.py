@@ -1,0 +1,221 @@
+"""The gateway's aiohttp application: the Lambda API, kambda's own endpoints and the error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from grpc import aio
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.dispatch import Dispatcher
+from gateway.lambda_api import LambdaApi
+from gateway.metrics import Metrics
+from gateway.registry_cache import RegistryCache
+from gateway.settings import GatewaySettings
+from kambda import bus, errors, rpc
+from kambda.names import Arns, parse_function
+from kambda.v1 import controller_pb2 as pb
+from kambda.v1.controller_pb2_grpc import ControllerStub
+from kambda.v1.invocation_pb2 import LogRecord
+from kambda.v1.invoker_pb2 import InvokerStats
+
+log = logging.getLogger(__name__)
+
+#: CreateFunction carries a 50 MB zip as base64 inside JSON.
+MAX_REQUEST = 72 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: errors.KambdaError) -> web.Response:
+    """The one place a KambdaError becomes the AWS wire shape."""
+    return web.Response(
+        status=err.status, body=orjson.dumps(err.body()), content_type="application/json",
+        headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+@web.middleware
+async def aws_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.KambdaError as err:
+        return error_response(err)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(errors.RequestEntityTooLarge(
+            f"Request must be smaller than {MAX_REQUEST} bytes"))
+    except web.HTTPNotFound:
+        return error_response(errors.UnknownOperation(f"No operation at {request.method} {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return error_response(errors.UnknownOperation(f"No operation at {request.method} {request.path}"))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected failure on %s %s", request.method, request.path)
+        return error_response(errors.ServiceError("Internal error in the gateway"))
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, nc: NATS) -> None:
+        self.settings = settings
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._arns = Arns(settings.region, settings.account)
+        self._channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
+        self._controller = ControllerStub(self._channel)
+        self.metrics = Metrics()
+        self._cache = RegistryCache(self._js)
+        self._dispatcher = Dispatcher(nc, self._activate)
+        self._environments: dict[str, dict[tuple[str, str], int]] = {}
+        self._stats_sub: Any = None
+
+    async def _activate(self, function: str, version: str, in_flight: int) -> int:
+        answer = await rpc.call(self._controller.Activate,
+                                pb.ActivateRequest(function=function, version=version, in_flight=in_flight),
+                                timeout=10)
+        return int(answer.desired)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[aws_errors])
+        api = LambdaApi(self._controller, self._cache, self._dispatcher, self.metrics, self._arns,
+                        self.settings.queue_timeout)
+        app.add_routes(api.routes())
+        app.add_routes([
+            web.get("/_kambda/health", self.health),
+            web.get("/_kambda/v1/functions/{name}", self.function_status),
+            web.get("/_kambda/v1/functions/{name}/logs", self.function_logs),
+            web.get("/_kambda/v1/code/{sha}", self.code),
+            web.get("/metrics", self.prometheus),
+        ])
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, app: web.Application) -> None:
+        await self._cache.start()
+        await self._dispatcher.start()
+        self._stats_sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
+
+    async def _cleanup(self, app: web.Application) -> None:
+        await self._dispatcher.stop()
+        await self._cache.stop()
+        with contextlib.suppress(Exception):
+            await self._stats_sub.unsubscribe()
+        await self._channel.close()
+
+    async def _on_stats(self, msg: Msg) -> None:
+        stats = InvokerStats.FromString(msg.data)
+        self._environments[stats.invoker_id] = {(f.function, f.version): f.environments
+                                                for f in stats.functions}
+        totals: dict[str, int] = {}
+        for per_invoker in self._environments.values():
+            for (function, _), count in per_invoker.items():
+                totals[function] = totals.get(function, 0) + count
+        for function, count in totals.items():
+            self.metrics.environments.labels(function).set(count)
+        for labels in list(self.metrics.environments._metrics):  # functions with none left
+            if labels[0] not in totals:
+                self.metrics.environments.labels(*labels).set(0)
+
+    # -- kambda's own endpoints ----------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        checks = {"gateway": True, "nats": self._nc.is_connected, "controller": False}
+        try:
+            answer = await rpc.call(self._controller.Ping, pb.PingRequest(), timeout=2)
+            checks["controller"] = True
+            checks["controller_nats"] = answer.nats_connected
+        except errors.KambdaError:
+            pass
+        ok = all(checks.values())
+        return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks},
+                                 status=200 if ok else 503)
+
+    async def function_status(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        status = await rpc.call(self._controller.GetFunctionStatus,
+                                pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
+        return web.json_response({
+            "function": status.function, "version": status.version,
+            "environments": status.environments, "busy": status.busy, "queued": status.queued,
+            "desired": status.desired,
+        })
+
+    async def function_logs(self, request: web.Request) -> web.StreamResponse:
+        """Recent log records of a function as NDJSON; ``follow=true`` keeps streaming new ones."""
+        ref = parse_function(request.match_info["name"])
+        try:
+            limit = max(1, min(10_000, int(request.query.get("limit", "100"))))
+        except ValueError:
+            raise errors.InvalidParameterValue("limit must be an integer") from None
+        follow = request.query.get("follow", "").lower() in ("1", "true", "yes")
+        subject = bus.logs_subject(ref.name)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            await queue.put(msg)
+
+        backlog = 0
+        try:
+            info = await self._js.stream_info(bus.LOGS_STREAM, subjects_filter=subject)
+            backlog = (info.state.subjects or {}).get(subject, 0)
+        except NotFoundError:
+            pass
+        sub = await self._js.subscribe(subject, cb=on_msg, ordered_consumer=True,
+                                       deliver_policy=DeliverPolicy.ALL if backlog else DeliverPolicy.NEW)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        try:
+            recent: deque[bytes] = deque(maxlen=limit)
+            while backlog:
+                msg = await asyncio.wait_for(queue.get(), 10)
+                recent.append(_log_line(msg))
+                if msg.metadata.num_pending == 0:
+                    break
+            for line in recent:
+                await response.write(line)
+            while follow:
+                await response.write(_log_line(await queue.get()))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        await response.write_eof()
+        return response
+
+    async def code(self, request: web.Request) -> web.Response:
+        """The code package behind GetFunction's Code.Location."""
+        sha = request.match_info["sha"]
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise errors.ResourceNotFound("No such code package")
+        store = await self._js.object_store(bus.CODE_BUCKET)
+        try:
+            result = await store.get(sha)
+        except NotFoundError:
+            raise errors.ResourceNotFound("No such code package") from None
+        return web.Response(body=result.data or b"", content_type="application/zip")
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _log_line(msg: Msg) -> bytes:
+    record = LogRecord.FromString(msg.data)
+    return orjson.dumps({
+        "time": datetime.fromtimestamp(record.time_ms / 1000, UTC).isoformat(timespec="milliseconds"),
+        "function": record.function, "version": record.version, "requestId": record.request_id,
+        "logStream": record.environment_id, "text": record.text,
+    }) + b"\n"

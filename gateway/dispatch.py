@@ -1,0 +1,172 @@
+"""Sending invocations onto the bus and waiting for their results.
+
+One wildcard subscription serves every request of this gateway: each request gets a token, its
+JetStream publish acknowledgement comes back on ``<inbox>.a.<token>`` and its result on
+``<inbox>.r.<token>``. The publish and the wait thus cost one write and no extra round trip.
+
+The dispatcher also decides when to nudge the controller (Activate): when this gateway has more
+requests in flight for a function than the environments the controller last said it wants. The
+controller's scale events keep that number current, so a warm function is never nudged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from kambda import bus, errors
+from kambda.v1.invocation_pb2 import Invocation, InvocationResult
+from kambda.v1.invoker_pb2 import ScaleEvent
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Activate = Callable[[str, str, int], Awaitable[int]]
+
+
+class Dispatcher:
+    def __init__(self, nc: NATS, activate: Activate) -> None:
+        self._nc = nc
+        self._activate = activate
+        self._prefix = nc.new_inbox()
+        self._tokens = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[InvocationResult]] = {}
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self.in_flight: defaultdict[Key, int] = defaultdict(int)
+        self._capacity: dict[Key, int] = {}
+        self._activating: dict[Key, asyncio.Task[None]] = {}
+        self._subs: list[object] = []
+
+    async def start(self) -> None:
+        self._subs.append(await self._nc.subscribe(f"{self._prefix}.>", cb=self._on_reply))
+        self._subs.append(await self._nc.subscribe("kambda.scale.*", cb=self._on_scale))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+        for task in self._activating.values():
+            task.cancel()
+
+    async def publish(self, inv: Invocation) -> None:
+        """Store an invocation on the function's queue without waiting for a result (Event)."""
+        token = str(next(self._tokens))
+        ack = asyncio.get_running_loop().create_future()
+        self._acks[token] = ack
+        try:
+            await self._nc.publish(bus.sync_subject(inv.function, inv.version), inv.SerializeToString(),
+                                   reply=f"{self._prefix}.a.{token}")
+            await asyncio.wait_for(ack, 10)
+        except TimeoutError:
+            raise errors.ServiceError("The invocation queue did not acknowledge the event") from None
+        finally:
+            self._acks.pop(token, None)
+        self._admit((inv.function, inv.version))
+
+    async def invoke(self, inv: Invocation, wait_s: float) -> InvocationResult:
+        """Queue a sync invocation and wait up to ``wait_s`` seconds for its result."""
+        token = str(next(self._tokens))
+        result: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = result
+        inv.reply_to = f"{self._prefix}.r.{token}"
+        key = (inv.function, inv.version)
+        self.in_flight[key] += 1
+        try:
+            await self._nc.publish(bus.sync_subject(inv.function, inv.version), inv.SerializeToString(),
+                                   reply=f"{self._prefix}.a.{token}")
+            self._admit(key)
+            try:
+                return await asyncio.wait_for(result, wait_s)
+            except TimeoutError:
+                raise errors.TooManyRequests(
+                    "Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded") from None
+        finally:
+            self._waiting.pop(token, None)
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]
+
+    async def _on_reply(self, msg: Msg) -> None:
+        kind, token = msg.subject[len(self._prefix) + 1:].split(".", 1)
+        if kind == "r":
+            fut = self._waiting.get(token)
+            if fut is not None and not fut.done():
+                try:
+                    fut.set_result(InvocationResult.FromString(msg.data))
+                except Exception:
+                    fut.set_exception(errors.ServiceError("Undecodable invocation result"))
+            return
+        # A publish acknowledgement: an Event waits for it; a sync request only cares if it failed.
+        failure = _publish_failure(msg)
+        fut = self._acks.get(token) or self._waiting.get(token)
+        if fut is None or fut.done():
+            return
+        if failure is not None:
+            fut.set_exception(failure)
+        elif token in self._acks:
+            fut.set_result(None)  # type: ignore[arg-type]
+
+    # -- activation --------------------------------------------------------------------------
+
+    def _admit(self, key: Key) -> None:
+        if self.in_flight.get(key, 1) > self._capacity.get(key, 0) and key not in self._activating:
+            self._activating[key] = asyncio.create_task(self._nudge(key))
+
+    async def _nudge(self, key: Key) -> None:
+        try:
+            attempt = 0
+            while attempt < 5:
+                attempt += 1
+                before = self._capacity.get(key, 0)
+                try:
+                    granted = await self._activate(key[0], key[1], self.in_flight.get(key, 0))
+                    self._capacity[key] = granted
+                    # More arrived while we asked, and the controller could still grant more.
+                    if self.in_flight.get(key, 0) > granted > before:
+                        attempt = 0
+                        continue
+                    return
+                except errors.KambdaError as exc:
+                    log.warning("activate %s:%s failed: %s", key[0], key[1], exc.message)
+                if not self.in_flight.get(key):
+                    return
+                await asyncio.sleep(0.2 * attempt)
+        finally:
+            self._activating.pop(key, None)
+
+    async def _on_scale(self, msg: Msg) -> None:
+        try:
+            event = ScaleEvent.FromString(msg.data)
+        except Exception:
+            return
+        key = (event.function, event.version)
+        self._capacity[key] = event.desired
+        if self.in_flight.get(key, 0) > event.desired and key not in self._activating:
+            # Scaled below what is waiting here (a race with scale-down): ask again.
+            self._activating[key] = asyncio.create_task(self._nudge(key))
+
+
+def _publish_failure(msg: Msg) -> errors.KambdaError | None:
+    """None when JetStream stored the message, else the error to give the caller."""
+    status = msg.headers.get("Status") if msg.headers else None
+    if status == "503":
+        return errors.ServiceError("The invocation queue is not available")
+    try:
+        ack = json.loads(msg.data) if msg.data else {}
+    except ValueError:
+        return errors.ServiceError("Undecodable acknowledgement from the invocation queue")
+    error = ack.get("error") if isinstance(ack, dict) else None
+    if error:
+        description = str(error.get("description", ""))
+        if "maximum" in description or "full" in description:
+            return errors.TooManyRequests("Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded")
+        return errors.ServiceError(f"The invocation queue refused the request: {description}")
+    return None

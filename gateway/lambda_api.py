@@ -1,0 +1,259 @@
+"""The AWS Lambda REST API (2015-03-31) on the wire: management calls and Invoke.
+
+Management calls are forwarded to the controller over gRPC; Invoke goes onto the bus through the
+dispatcher. Every error leaves as a KambdaError, which the error middleware renders the AWS way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import render
+from gateway.dispatch import Dispatcher
+from gateway.metrics import Metrics
+from gateway.registry_cache import RegistryCache
+from kambda import errors, rpc
+from kambda.names import LATEST, Arns, parse_function
+from kambda.v1 import controller_pb2 as pb
+from kambda.v1.controller_pb2_grpc import ControllerStub
+from kambda.v1.invocation_pb2 import Invocation
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 256 * 1024
+MAX_CLIENT_CONTEXT = 3583
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
+#: Slack on top of (queue allowance + function timeout) for the result to travel back.
+RESULT_MARGIN_S = 5.0
+
+
+class LambdaApi:
+    def __init__(self, controller: ControllerStub, cache: RegistryCache, dispatcher: Dispatcher,
+                 metrics: Metrics, arns: Arns, queue_timeout: float) -> None:
+        self._controller = controller
+        self._cache = cache
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._arns = arns
+        self._queue_timeout = queue_timeout
+
+    def routes(self) -> list[web.RouteDef]:
+        base = "/2015-03-31/functions"
+        return [
+            web.post(base, self.create_function),
+            web.post(base + "/", self.create_function),
+            web.get(base, self.list_functions),
+            web.get(base + "/", self.list_functions),
+            web.get(base + "/{name}", self.get_function),
+            web.delete(base + "/{name}", self.delete_function),
+            web.get(base + "/{name}/configuration", self.get_function_configuration),
+            web.put(base + "/{name}/configuration", self.update_function_configuration),
+            web.put(base + "/{name}/code", self.update_function_code),
+            web.post(base + "/{name}/invocations", self.invoke),
+        ]
+
+    # -- management --------------------------------------------------------------------------
+
+    async def create_function(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        name = body.get("FunctionName")
+        if not isinstance(name, str):
+            raise errors.InvalidParameterValue("FunctionName is required")
+        ref = parse_function(name)
+        code = body.get("Code")
+        if not isinstance(code, dict) or "ZipFile" not in code:
+            raise errors.InvalidParameterValue(
+                "Please provide a source for function code: kambda accepts Code.ZipFile.")
+        config, _ = render.parse_config(body, ref.name)
+        created = await rpc.call(self._controller.CreateFunction,
+                                 pb.CreateFunctionRequest(config=config, zip_file=render.decode_zip(code["ZipFile"])))
+        self._cache.put(created)
+        return _json(render.configuration(created, self._arns), status=201)
+
+    async def get_function(self, request: web.Request) -> web.Response:
+        config = await self._get(request)
+        location = f"{request.scheme}://{request.host}/_kambda/v1/code/{config.code_sha256}"
+        return _json({
+            "Configuration": render.configuration(config, self._arns),
+            "Code": {"RepositoryType": "S3", "Location": location},
+            "Tags": dict(config.tags),
+        })
+
+    async def get_function_configuration(self, request: web.Request) -> web.Response:
+        return _json(render.configuration(await self._get(request), self._arns))
+
+    async def _get(self, request: web.Request) -> Any:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        return await rpc.call(self._controller.GetFunction,
+                              pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        raw = request.query.get("MaxItems", "")
+        try:
+            max_items = int(raw) if raw else 50
+        except ValueError:
+            raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}") from None
+        answer = await rpc.call(self._controller.ListFunctions,
+                                pb.ListFunctionsRequest(marker=request.query.get("Marker", ""),
+                                                        max_items=max_items))
+        body: dict[str, Any] = {"Functions": [render.configuration(c, self._arns) for c in answer.functions]}
+        if answer.next_marker:
+            body["NextMarker"] = answer.next_marker
+        return _json(body)
+
+    async def update_function_code(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"])
+        body = await _json_body(request)
+        if "ZipFile" not in body:
+            raise errors.InvalidParameterValue(
+                "Please provide a source for function code: kambda accepts ZipFile.")
+        revision = body.get("RevisionId") or ""
+        updated = await rpc.call(self._controller.UpdateFunctionCode, pb.UpdateFunctionCodeRequest(
+            name=ref.name, zip_file=render.decode_zip(body["ZipFile"]),
+            revision_id=revision if isinstance(revision, str) else "", dry_run=bool(body.get("DryRun"))))
+        self._cache.put(updated)
+        return _json(render.configuration(updated, self._arns))
+
+    async def update_function_configuration(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"])
+        body = await _json_body(request)
+        config, mask = render.parse_config(body, ref.name)
+        revision = body.get("RevisionId") or ""
+        updated = await rpc.call(self._controller.UpdateFunctionConfiguration,
+                                 pb.UpdateFunctionConfigurationRequest(
+                                     name=ref.name, config=config, update_mask=mask,
+                                     revision_id=revision if isinstance(revision, str) else ""))
+        self._cache.put(updated)
+        return _json(render.configuration(updated, self._arns))
+
+    async def delete_function(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        await rpc.call(self._controller.DeleteFunction,
+                       pb.DeleteFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
+        self._cache.forget(ref.name)
+        return web.Response(status=204)
+
+    # -- invoke ------------------------------------------------------------------------------
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        version = ref.version
+        config = await self._cache.get(ref.name) if version == LATEST else None
+        if config is None:
+            raise errors.function_not_found(self._arns.function(ref.name, version))
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        if invocation_type not in INVOCATION_TYPES:
+            raise _enum_error("invocationType", invocation_type, INVOCATION_TYPES)
+        log_type = request.headers.get("X-Amz-Log-Type", "None")
+        if log_type not in LOG_TYPES:
+            raise _enum_error("logType", log_type, LOG_TYPES)
+        limit = MAX_ASYNC_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
+        payload = await _read_limited(request, limit)
+        if invocation_type == "DryRun":
+            return web.Response(status=204)
+        payload = _checked_json(payload)
+        inv = Invocation(
+            request_id=str(uuid.uuid4()), function=ref.name, version=version,
+            invoked_arn=self._arns.function(ref.name, ref.qualifier),
+            payload=payload, client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
+            trace_id=request.headers.get("X-Amzn-Trace-Id", ""), log_tail=log_type == "Tail",
+            invocation_type=invocation_type, enqueued_ms=int(time.time() * 1000),
+            code_sha256=config.code_sha256,
+        )
+        if invocation_type == "Event":
+            inv.start_deadline_ms = inv.enqueued_ms + 6 * 3600 * 1000
+            await self._dispatcher.publish(inv)
+            self._metrics.invocations.labels(ref.name, "queued").inc()
+            return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
+        inv.start_deadline_ms = inv.enqueued_ms + int(self._queue_timeout * 1000)
+        try:
+            result = await self._dispatcher.invoke(inv, self._queue_timeout + config.timeout + RESULT_MARGIN_S)
+        except errors.TooManyRequests:
+            self._metrics.invocations.labels(ref.name, "throttled").inc()
+            raise
+        if result.error_code:
+            self._metrics.invocations.labels(ref.name, "error").inc()
+            raise errors.from_code(result.error_code, result.error_message)
+        headers = {"X-Amz-Executed-Version": result.executed_version or version,
+                   "x-amzn-RequestId": inv.request_id, "Content-Type": "application/json"}
+        if result.function_error:
+            headers["X-Amz-Function-Error"] = result.function_error
+        if inv.log_tail:
+            headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
+        if result.cold_start:
+            headers["Kambda-Cold-Start"] = "true"
+            self._metrics.cold_starts.labels(ref.name).inc()
+        self._metrics.invocations.labels(ref.name, "function_error" if result.function_error else "success").inc()
+        self._metrics.duration.labels(ref.name).observe(time.monotonic() - started)
+        return web.Response(body=result.payload, headers=headers)
+
+
+def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Validation:
+    return errors.Validation(
+        f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+        f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    too_large = errors.RequestEntityTooLarge(
+        f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _checked_json(payload: bytes) -> bytes:
+    """The payload as the function will see it: JSON, with an empty body meaning {}."""
+    if not payload.strip():
+        return b"{}"
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}") from None
+    return payload
+
+
+def _client_context(header: str | None) -> str:
+    if not header:
+        return ""
+    if len(header) > MAX_CLIENT_CONTEXT:
+        raise errors.InvalidRequestContent(
+            f"Client context must be at most {MAX_CLIENT_CONTEXT} bytes, base64-encoded")
+    try:
+        decoded = base64.b64decode(header, validate=True)
+        if not isinstance(orjson.loads(decoded), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise errors.InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.") from None
+    return decoded.decode()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidRequestContent("Could not parse request body into json: expected an object")
+    return body
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -1,0 +1,28 @@
+"""The gateway's Prometheus metrics (served at /metrics with the process metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.invocations = Counter(
+            "kambda_invocations", "Invocations answered by the gateway, by outcome "
+            "(success, function_error, throttled, error).", ["function", "outcome"], registry=self.registry)
+        self.duration = Histogram(
+            "kambda_invocation_duration_seconds", "Time from request to answer at the gateway.",
+            ["function"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.cold_starts = Counter(
+            "kambda_cold_starts", "Invocations that started a new execution environment.", ["function"],
+            registry=self.registry)
+        self.environments = Gauge(
+            "kambda_function_environments", "Execution environments alive, as the invokers report.",
+            ["function"], registry=self.registry)

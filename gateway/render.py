@@ -1,0 +1,145 @@
+"""AWS Lambda's JSON shapes <-> kambda's FunctionConfig.
+
+Parsing checks the types of what arrives (a wrong type is the AWS-shaped 400, never a 500);
+the controller checks values and bounds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from kambda import errors
+from kambda.names import Arns
+from kambda.v1.function_pb2 import FunctionConfig
+
+
+def code_sha256_b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode() if hex_digest else ""
+
+
+def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False) -> dict[str, Any]:
+    """FunctionConfiguration as AWS returns it."""
+    body: dict[str, Any] = {
+        "FunctionName": config.name,
+        "FunctionArn": arns.function(config.name, config.version if qualified else None),
+        "Runtime": config.runtime,
+        "Role": config.role,
+        "Handler": config.handler,
+        "CodeSize": config.code_size,
+        "Description": config.description,
+        "Timeout": config.timeout,
+        "MemorySize": config.memory_size,
+        "LastModified": config.last_modified,
+        "CodeSha256": code_sha256_b64(config.code_sha256),
+        "Version": config.version,
+        "Environment": {"Variables": dict(config.environment)},
+        "TracingConfig": {"Mode": config.tracing_mode},
+        "RevisionId": config.revision_id,
+        "Layers": [{"Arn": arn, "CodeSize": 0} for arn in config.layers],
+        "State": config.state,
+        "LastUpdateStatus": config.last_update_status,
+        "PackageType": config.package_type,
+        "Architectures": list(config.architectures),
+        "EphemeralStorage": {"Size": config.ephemeral_storage},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": config.log_format, "LogGroup": config.log_group},
+    }
+    if config.state_reason:
+        body["StateReason"] = config.state_reason
+        body["StateReasonCode"] = config.state_reason_code
+    return body
+
+
+def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise errors.InvalidParameterValue(f"{key} must be {what}")
+    return value
+
+
+def _environment(body: dict[str, Any]) -> dict[str, str] | None:
+    env = _expect(body, "Environment", dict, "an object")
+    if env is None:
+        return None
+    variables = env.get("Variables") or {}
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        raise errors.InvalidParameterValue("Environment.Variables must map strings to strings")
+    return variables
+
+
+def decode_zip(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise errors.InvalidParameterValue("Code.ZipFile must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidParameterValue(
+            "Could not unzip uploaded file. Please check your file, then try to upload again.") from None
+
+
+#: AWS request field -> (FunctionConfig field, type, type description) for the simple scalars.
+_SCALARS = {
+    "Runtime": ("runtime", str, "a string"),
+    "Role": ("role", str, "a string"),
+    "Handler": ("handler", str, "a string"),
+    "Description": ("description", str, "a string"),
+    "Timeout": ("timeout", int, "an integer"),
+    "MemorySize": ("memory_size", int, "an integer"),
+    "PackageType": ("package_type", str, "a string"),
+}
+
+
+def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[str]]:
+    """A FunctionConfig from a CreateFunction / UpdateFunctionConfiguration body, and the
+    names of the fields the body set (the update mask)."""
+    config = FunctionConfig(name=name)
+    mask: list[str] = []
+    for aws_key, (field, kind, what) in _SCALARS.items():
+        value = _expect(body, aws_key, kind, what)
+        if value is not None:
+            setattr(config, field, value)
+            mask.append(field)
+    env = _environment(body)
+    if env is not None:
+        config.environment.update(env)
+        mask.append("environment")
+    arch = _expect(body, "Architectures", list, "a list")
+    if arch is not None:
+        if len(arch) != 1 or not isinstance(arch[0], str):
+            raise errors.InvalidParameterValue("Architectures must list exactly one architecture")
+        config.architectures.extend(arch)
+    storage = _expect(body, "EphemeralStorage", dict, "an object")
+    if storage is not None:
+        size = storage.get("Size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise errors.InvalidParameterValue("EphemeralStorage.Size must be an integer")
+        config.ephemeral_storage = size
+        mask.append("ephemeral_storage")
+    tracing = _expect(body, "TracingConfig", dict, "an object")
+    if tracing is not None and isinstance(tracing.get("Mode"), str):
+        config.tracing_mode = tracing["Mode"]
+        mask.append("tracing_mode")
+    layers = _expect(body, "Layers", list, "a list")
+    if layers is not None:
+        if not all(isinstance(arn, str) for arn in layers):
+            raise errors.InvalidParameterValue("Layers must be a list of ARNs")
+        config.layers.extend(layers)
+        mask.append("layers")
+    logging_config = _expect(body, "LoggingConfig", dict, "an object")
+    if logging_config is not None:
+        if isinstance(logging_config.get("LogFormat"), str):
+            config.log_format = logging_config["LogFormat"]
+            mask.append("log_format")
+        if isinstance(logging_config.get("LogGroup"), str):
+            config.log_group = logging_config["LogGroup"]
+            mask.append("log_group")
+    tags = _expect(body, "Tags", dict, "an object")
+    if tags is not None:
+        config.tags.update({str(k): str(v) for k, v in tags.items()})
+    return config, mask

@@ -1,0 +1,33 @@
+"""The gateway's settings, read once from an environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str
+    port: int
+    nats_url: str
+    controller: str                 # host:port of the controller's gRPC server
+    region: str
+    account: str
+    #: How long a sync request may wait in the queue for an environment (the cold-start
+    #: allowance) before it is answered 429; the function's own timeout comes on top.
+    queue_timeout: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
+        return cls(
+            host=env_str(environ, "KAMBDA_HOST", "127.0.0.1"),
+            port=env_int(environ, "KAMBDA_PORT", 8042, 0, 65535),
+            nats_url=env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222"),
+            controller=env_str(environ, "KAMBDA_CONTROLLER", "127.0.0.1:50051"),
+            region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
+            account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
+            queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
+        )

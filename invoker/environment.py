@@ -1,0 +1,332 @@
+"""One execution environment: a runtime process that runs one request at a time.
+
+The process speaks the Runtime API to this invoker (see runtime_api.py). Its stdout and stderr
+share one pipe that the invoker reads without blocking; everything written while a request runs
+belongs to that request's log, and because runtimes flush before they post a result, draining the
+pipe when the result arrives attributes every byte correctly.
+
+An environment that times out, crashes, or fails to initialise is dead: the pool replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from invoker import runtimes
+from invoker.runtime_api import RuntimeApi
+from kambda import procs
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invocation_pb2 import Invocation
+
+#: How long initialisation may take beyond the function's timeout before the request fails.
+INIT_TIMEOUT_S = 10.0
+#: The most log output kept for one request (the tail is what matters); a runaway printer is cut.
+LOG_CAP = 1024 * 1024
+TAIL_BYTES = 4096
+
+
+@dataclass
+class Outcome:
+    payload: bytes
+    function_error: bool = False
+    #: The environment cannot serve again and must be replaced.
+    dead: bool = False
+    #: Death came from a failed initialisation: respawn only when the next request comes.
+    init_failed: bool = False
+
+
+@dataclass
+class _Event:
+    request_id: str
+    payload: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error_body(error_type: str, message: str) -> bytes:
+    import json
+
+    return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+
+
+class Environment:
+    def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
+                 work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand"
+                 ) -> None:
+        self.env_id = env_id
+        self.config = config
+        self.code_dir = code_dir
+        self._api = api
+        self._work_dir = work_dir
+        self._region = region
+        self._arn = invoked_arn
+        self._initialization_type = initialization_type
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self.served = 0
+        self.init_duration_ms = 0.0
+        self._tmp: Path | None = None
+        self._fd = -1
+        self._spawned_at = 0.0
+        self._ready = asyncio.Event()
+        self._next: asyncio.Future[_Event | None] | None = None
+        self._next_posted = asyncio.Event()
+        self._outcome: asyncio.Future[Outcome] | None = None
+        self._current: Invocation | None = None
+        self._init_error: tuple[bytes, str] | None = None
+        self._output = bytearray()
+        self._log_stream = ""
+        self._exit_task: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def log_stream(self) -> str:
+        return self._log_stream
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def spawn(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.port = await self._api.open(self)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"env-{self.env_id}-", dir=self._work_dir))
+        read_fd, write_fd = os.pipe()
+        try:
+            self._spawned_at = time.monotonic()
+            self.proc = await procs.spawn(
+                runtimes.argv(self.config), env=self._environment(), cwd=self.code_dir,
+                own_group=True, stdout=write_fd, stderr=write_fd)
+        finally:
+            os.close(write_fd)
+        flags = fcntl.fcntl(read_fd, fcntl.F_GETFL)
+        fcntl.fcntl(read_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        self._fd = read_fd
+        loop.add_reader(read_fd, self._drain)
+        self._exit_task = asyncio.create_task(self._watch_exit())
+
+    def _environment(self) -> dict[str, str]:
+        c = self.config
+        day = time.strftime("%Y/%m/%d", time.gmtime())
+        self._log_stream = f"{day}/[{c.version}]{self.env_id}"
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TMPDIR": str(self._tmp),
+            **dict(c.environment),
+            "_HANDLER": c.handler,
+            "AWS_REGION": self._region,
+            "AWS_DEFAULT_REGION": self._region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{c.runtime}",
+            "AWS_LAMBDA_FUNCTION_NAME": c.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": c.version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": self._initialization_type,
+            "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group or f"/aws/lambda/{c.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": self._log_stream,
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
+            "LAMBDA_TASK_ROOT": str(self.code_dir),
+            "LAMBDA_RUNTIME_DIR": str(runtimes.RUNTIME_DIR),
+        }
+        return env
+
+    async def _watch_exit(self) -> None:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        self._drain()
+        if self._outcome is not None and not self._outcome.done():
+            if self._init_error is not None and not self._ready.is_set():
+                body, _ = self._init_error
+                self._outcome.set_result(Outcome(body, function_error=True, dead=True, init_failed=True))
+            else:
+                self._outcome.set_result(Outcome(self._exit_error(code), function_error=True, dead=True,
+                                                 init_failed=not self._ready.is_set()))
+
+    def _exit_error(self, code: int) -> bytes:
+        rid = self._current.request_id if self._current else ""
+        if code == 0:
+            reason = "Runtime exited without providing a reason"
+        elif code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            reason = f"Runtime exited with error: signal: {name}"
+        else:
+            reason = f"Runtime exited with error: exit status {code}"
+        return _error_body("Runtime.ExitError", f"RequestId: {rid} Error: {reason}")
+
+    async def stop(self) -> None:
+        """Kill the process group (stray children included) and free everything."""
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+        if self.proc is not None:
+            procs.kill_group(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                await self.proc.wait()
+        if self._exit_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exit_task
+        if self._fd >= 0:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        if self.port:
+            await self._api.close(self.port)
+            self.port = 0
+        if self._tmp is not None:
+            await asyncio.to_thread(shutil.rmtree, self._tmp, True)
+            self._tmp = None
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Read everything the pipe holds now (called by the loop, and before a result is final)."""
+        if self._fd < 0:
+            return
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                asyncio.get_running_loop().remove_reader(self._fd)
+                return
+            self._output += chunk
+            if len(self._output) > LOG_CAP:
+                del self._output[: len(self._output) - LOG_CAP]
+
+    def take_output(self) -> bytes:
+        self._drain()
+        data = bytes(self._output)
+        self._output.clear()
+        return data
+
+    # -- the Runtime API side ------------------------------------------------------------------
+
+    async def next_event(self) -> _Event | None:
+        if not self._ready.is_set():
+            self.init_duration_ms = (time.monotonic() - self._spawned_at) * 1000
+            self._ready.set()
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)  # a second concurrent /next: the first one is dropped
+        self._next = asyncio.get_running_loop().create_future()
+        self._next_posted.set()
+        return await self._next
+
+    def post_response(self, request_id: str, body: bytes, too_large: bool) -> bool:
+        if not self._is_current(request_id):
+            return False
+        if too_large:
+            payload = _error_body("Function.ResponseSizeTooLarge", "Response payload size exceeded maximum "
+                                  "allowed payload size (6291556 bytes).")
+            self._settle(Outcome(payload, function_error=True))
+        else:
+            self._settle(Outcome(body))
+        return True
+
+    def post_error(self, request_id: str, body: bytes, error_type: str) -> bool:
+        if not self._is_current(request_id):
+            return False
+        self._settle(Outcome(body or _error_body(error_type or "Unhandled", ""), function_error=True))
+        return True
+
+    def post_init_error(self, body: bytes, error_type: str) -> None:
+        self._init_error = (body or _error_body(error_type, ""), error_type)
+        if self._outcome is not None and not self._ready.is_set():
+            self._settle(Outcome(self._init_error[0], function_error=True, dead=True, init_failed=True))
+
+    def _is_current(self, request_id: str) -> bool:
+        return self._current is not None and self._current.request_id == request_id
+
+    def _settle(self, outcome: Outcome) -> None:
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(outcome)
+
+    # -- the pool side -----------------------------------------------------------------------
+
+    async def invoke(self, inv: Invocation) -> tuple[Outcome, float]:
+        """Run one invocation; returns the outcome and the handler's duration in ms."""
+        loop = asyncio.get_running_loop()
+        self._current = inv
+        self._outcome = loop.create_future()
+        timeout = float(self.config.timeout)
+        try:
+            if not self._ready.is_set():
+                ready = asyncio.ensure_future(self._ready.wait())
+                await asyncio.wait({ready, self._outcome}, timeout=INIT_TIMEOUT_S + timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                ready.cancel()
+                if self._outcome.done():
+                    return self._outcome.result(), 0.0
+                if not self._ready.is_set():
+                    return self._timed_out(timeout), timeout * 1000
+            # Let the runtime's /next arrive (it may still be on its way after a previous run).
+            while self._next is None or self._next.done():
+                self._next_posted.clear()
+                waiter = asyncio.ensure_future(self._next_posted.wait())
+                await asyncio.wait({waiter, self._outcome}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if self._outcome.done():
+                    return self._outcome.result(), 0.0
+            self.take_output()  # what came before START is not this request's
+            started = time.monotonic()
+            deadline_ms = int(time.time() * 1000 + timeout * 1000)
+            self._next.set_result(_Event(inv.request_id, inv.payload, self._headers(inv, deadline_ms)))
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(self._outcome), timeout)
+            except TimeoutError:
+                return self._timed_out(timeout), (time.monotonic() - started) * 1000
+            return outcome, (time.monotonic() - started) * 1000
+        finally:
+            self.served += 1
+            self._current = None
+
+    def _timed_out(self, timeout: float) -> Outcome:
+        if self.proc is not None:
+            procs.kill_group(self.proc.pid, signal.SIGKILL)
+        rid = self._current.request_id if self._current else ""
+        return Outcome(_error_body("Sandbox.Timedout", f"RequestId: {rid} Error: Task timed out after "
+                                   f"{timeout:.2f} seconds"), function_error=True, dead=True)
+
+    def _headers(self, inv: Invocation, deadline_ms: int) -> dict[str, str]:
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": inv.invoked_arn or self._arn,
+        }
+        if inv.trace_id:
+            headers["Lambda-Runtime-Trace-Id"] = inv.trace_id
+        if inv.client_context:
+            headers["Lambda-Runtime-Client-Context"] = inv.client_context
+        if inv.cognito_identity:
+            headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
+        return headers
+
+    def max_memory_mb(self) -> int:
+        """Peak resident memory of the runtime process (VmHWM), as REPORT's Max Memory Used."""
+        if self.proc is None:
+            return 0
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return math.ceil(int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+        return 0

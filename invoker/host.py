@@ -1,0 +1,106 @@
+"""The invoker's top level: assignments from the controller become function pools.
+
+The controller says, per function version, "hold N environments of this configuration" (an
+Assignment on ``kambda.invoker.<id>.assign``); the host keeps one FunctionPool per version and
+reports what runs on ``kambda.invokers.stats`` whenever it changes, and on a slow heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from invoker.codecache import CodeCache
+from invoker.pool import FunctionPool
+from invoker.runtime_api import RuntimeApi
+from invoker.settings import InvokerSettings
+from kambda import bus
+from kambda.names import Arns
+from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+
+
+class InvokerHost:
+    def __init__(self, nc: NATS, settings: InvokerSettings) -> None:
+        self._nc = nc
+        self._settings = settings
+        self._arns = Arns(settings.region, settings.account)
+        self._api = RuntimeApi()
+        self._code = CodeCache(nc.jetstream(), settings.code_dir)
+        self._pools: dict[tuple[str, str], FunctionPool] = {}
+        self._lock = asyncio.Lock()
+        self._sub: object | None = None
+        self._stats_due = asyncio.Event()
+        self._reporter: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._settings.work_dir.mkdir(parents=True, exist_ok=True)
+        await self._api.start()
+        self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id), cb=self._on_assign)
+        self._reporter = asyncio.create_task(self._report())
+        await self._publish_stats(hello=True)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()  # type: ignore[attr-defined]
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
+        await asyncio.gather(*(pool.stop() for pool in self._pools.values()), return_exceptions=True)
+        self._pools.clear()
+        await self._api.stop()
+
+    async def _on_assign(self, msg: Msg) -> None:
+        try:
+            assignment = Assignment.FromString(msg.data)
+        except Exception:
+            log.warning("undecodable assignment ignored")
+            return
+        config = assignment.config
+        key = (config.name, config.version)
+        async with self._lock:
+            pool = self._pools.get(key)
+            if pool is None and assignment.desired > 0:
+                pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
+                                    self._settings.region, self._arns.function(config.name),
+                                    self._stats_due.set)
+                await pool.start()
+                self._pools[key] = pool
+            if pool is not None:
+                await pool.apply(config, assignment.desired)
+        stats = pool.stats() if pool is not None else FunctionStats(function=key[0], version=key[1])
+        if msg.reply:
+            ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)
+            await self._nc.publish(msg.reply, ack.SerializeToString())
+
+    async def _report(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stats_due.wait(), HEARTBEAT_S)
+            self._stats_due.clear()
+            await self._reap()
+            await self._publish_stats()
+            await asyncio.sleep(0.05)  # coalesce bursts of changes into one report
+
+    async def _reap(self) -> None:
+        """Drop pools that were scaled to zero and have no environment left."""
+        async with self._lock:
+            for key, pool in list(self._pools.items()):
+                if pool.desired == 0 and pool.empty:
+                    await pool.stop()
+                    del self._pools[key]
+
+    async def _publish_stats(self, hello: bool = False) -> None:
+        stats = InvokerStats(invoker_id=self._settings.invoker_id, time_ms=int(time.time() * 1000),
+                             hello=hello, functions=[p.stats() for p in self._pools.values()])
+        with contextlib.suppress(Exception):
+            await self._nc.publish(bus.STATS_SUBJECT, stats.SerializeToString())

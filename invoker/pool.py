@@ -1,0 +1,275 @@
+"""The environments of one function version on this invoker, and how work reaches them.
+
+Each environment slot is a task: wait for a message, run it, reply, acknowledge, repeat. A slot
+counts as free (one pull outstanding on the queue) from the moment it exists, so a cold start
+pulls its message while the runtime process is still starting. A slot whose environment died is
+given a fresh one: at once after a timeout or crash, lazily (on the next message) after a failed
+initialisation, so broken code does not spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from invoker.environment import TAIL_BYTES, Environment, Outcome
+from invoker.runtime_api import RuntimeApi
+from kambda import bus
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogRecord
+from kambda.v1.invoker_pb2 import FunctionStats
+
+log = logging.getLogger(__name__)
+
+_env_ids = itertools.count(1)
+
+
+@dataclass
+class _Slot:
+    config: FunctionConfig
+    retiring: bool = False
+    busy: bool = False
+    #: Counted in the puller's free slots (a pull is outstanding on its behalf).
+    free: bool = False
+    task: asyncio.Task[None] | None = None
+    waiter: asyncio.Future[Msg | None] | None = None
+    env: Environment | None = field(default=None, repr=False)
+
+
+class FunctionPool:
+    def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
+                 code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
+                 function_arn: str, on_change: Callable[[], None]) -> None:
+        self._nc = nc
+        self.config = config
+        self._api = api
+        self._code_path = code_path
+        self._work_dir = work_dir
+        self._region = region
+        self._arn = function_arn
+        self._on_change = on_change
+        self.desired = 0
+        self.cold_starts = 0
+        self._slots: list[_Slot] = []
+        self._ready: deque[Msg] = deque()
+        self._waiters: deque[_Slot] = deque()
+        self._puller = bus.Puller(nc, config.name, config.version, self._on_message)
+
+    async def start(self) -> None:
+        await self._puller.start()
+
+    @property
+    def empty(self) -> bool:
+        return not self._slots
+
+    def stats(self) -> FunctionStats:
+        alive = [s for s in self._slots if s.env is not None and s.env.alive]
+        busy = sum(1 for s in self._slots if s.busy)
+        return FunctionStats(function=self.config.name, version=self.config.version,
+                             environments=len(alive), busy=busy, idle=len(alive) - busy,
+                             cold_starts=self.cold_starts)
+
+    async def apply(self, config: FunctionConfig, desired: int) -> None:
+        if config.SerializeToString(deterministic=True) != self.config.SerializeToString(deterministic=True):
+            # New code or configuration: every slot of the old one retires (busy ones after their
+            # request), and new slots start with the new configuration.
+            for slot in self._slots:
+                await self._retire(slot)
+            self.config = config
+        self.desired = desired
+        active = [s for s in self._slots if not s.retiring]
+        for _ in range(desired - len(active)):
+            slot = _Slot(config=self.config, free=True)
+            self._slots.append(slot)
+            slot.task = asyncio.create_task(self._run(slot))
+            await self._puller.add_free(1)
+        if len(active) > desired:
+            # Retire idle slots first, then the most recently started ones.
+            victims = sorted(active, key=lambda s: (s.busy, -self._slots.index(s)))[: len(active) - desired]
+            for slot in victims:
+                await self._retire(slot)
+        self._on_change()
+
+    async def _retire(self, slot: _Slot) -> None:
+        if slot.retiring:
+            return
+        slot.retiring = True
+        if slot.waiter is not None and not slot.waiter.done():
+            self._waiters.remove(slot)
+            slot.waiter.set_result(None)
+        if slot.free:
+            slot.free = False
+            await self._puller.add_free(-1)
+
+    async def stop(self) -> None:
+        for slot in list(self._slots):
+            await self._retire(slot)
+            if slot.task is not None:
+                slot.task.cancel()
+        await asyncio.gather(*(s.task for s in self._slots if s.task), return_exceptions=True)
+        await self._puller.stop()
+        while self._ready:
+            await bus.nak(self._nc, self._ready.popleft())
+
+    # -- work distribution -------------------------------------------------------------------
+
+    async def _on_message(self, msg: Msg) -> None:
+        while self._waiters:
+            slot = self._waiters.popleft()
+            if slot.waiter is not None and not slot.waiter.done():
+                slot.waiter.set_result(msg)
+                return
+        self._ready.append(msg)  # a slot between two messages takes it next
+
+    async def _next_message(self, slot: _Slot) -> Msg | None:
+        if self._ready:
+            msg: Msg | None = self._ready.popleft()
+        else:
+            slot.waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(slot)
+            try:
+                msg = await slot.waiter
+            finally:
+                slot.waiter = None
+        if msg is not None:
+            slot.free = False
+        return msg
+
+    async def _free_again(self, slot: _Slot, msg: Msg | None = None) -> None:
+        """The slot is done with a message: acknowledge it (if any) and count the slot free again."""
+        slot.free = not slot.retiring
+        if msg is None:
+            if slot.free:
+                await self._puller.add_free(1)
+        else:
+            await self._puller.done(msg, free_again=slot.free)
+
+    # -- one slot ----------------------------------------------------------------------------
+
+    async def _run(self, slot: _Slot) -> None:
+        eager = True
+        try:
+            while not slot.retiring:
+                if (slot.env is None or not slot.env.alive) and eager:
+                    await self._fresh_env(slot)
+                msg = await self._next_message(slot)
+                if msg is None:
+                    break
+                outcome = await self._serve(slot, msg)
+                if outcome is not None and outcome.dead:
+                    eager = not outcome.init_failed
+                    if slot.env is not None:
+                        await slot.env.stop()
+                        slot.env = None
+                        self._on_change()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("environment slot of %s failed", self.config.name)
+        finally:
+            if slot.free:
+                slot.free = False
+                await self._puller.add_free(-1)
+            if slot.env is not None:
+                await slot.env.stop()
+                slot.env = None
+            if slot in self._slots:
+                self._slots.remove(slot)
+            if not any(not s.retiring for s in self._slots):
+                while self._ready:  # nobody will take these here: give them back at once
+                    await bus.nak(self._nc, self._ready.popleft())
+            self._on_change()
+
+    async def _fresh_env(self, slot: _Slot) -> None:
+        if slot.env is not None:
+            await slot.env.stop()
+        code_dir = await self._code_path(slot.config.code_sha256)
+        slot.env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
+                               self._region, self._arn)
+        await slot.env.spawn()
+        self._on_change()
+
+    async def _serve(self, slot: _Slot, msg: Msg) -> Outcome | None:
+        try:
+            inv = Invocation.FromString(msg.data)
+        except Exception:
+            log.warning("dropping an undecodable message on %s", msg.subject)
+            await bus.term(self._nc, msg)
+            await self._free_again(slot)
+            return None
+        if inv.start_deadline_ms and time.time() * 1000 > inv.start_deadline_ms:
+            # The caller has given up: never run late.
+            await bus.term(self._nc, msg)
+            await self._free_again(slot)
+            return None
+        slot.busy = True
+        self._on_change()
+        try:
+            if slot.env is None or not slot.env.alive:
+                await self._fresh_env(slot)
+            assert slot.env is not None
+            env = slot.env
+            cold = env.served == 0
+            outcome, duration_ms = await env.invoke(inv)
+            output = env.take_output()
+            memory = env.max_memory_mb()
+        except Exception as exc:
+            log.exception("cannot run %s", self.config.name)
+            result = InvocationResult(request_id=inv.request_id, error_code="ServiceException",
+                                      error_message=f"The environment could not be started: {exc}")
+            await self._reply(inv, result)
+            await self._free_again(slot, msg)
+            return Outcome(b"", dead=True)
+        finally:
+            slot.busy = False
+        if cold:
+            self.cold_starts += 1
+        text = self._framed_log(inv, output, duration_ms, memory, env.init_duration_ms if cold else 0.0)
+        result = InvocationResult(
+            request_id=inv.request_id, payload=outcome.payload,
+            function_error="Unhandled" if outcome.function_error else "",
+            executed_version=slot.config.version, cold_start=cold, duration_ms=duration_ms,
+            init_duration_ms=env.init_duration_ms if cold else 0.0,
+            log_tail=text.encode()[-TAIL_BYTES:] if inv.log_tail else b"",
+        )
+        await self._reply(inv, result)
+        await self._free_again(slot, msg)
+        await self._publish_log(inv, env, text)
+        self._on_change()
+        return outcome
+
+    async def _reply(self, inv: Invocation, result: InvocationResult) -> None:
+        if inv.reply_to:
+            await self._nc.publish(inv.reply_to, result.SerializeToString())
+
+    def _framed_log(self, inv: Invocation, output: bytes, duration_ms: float, memory_mb: int,
+                    init_ms: float) -> str:
+        rid = inv.request_id
+        report = (f"REPORT RequestId: {rid}\tDuration: {duration_ms:.2f} ms\t"
+                  f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\t"
+                  f"Memory Size: {self.config.memory_size} MB\tMax Memory Used: {memory_mb} MB")
+        if init_ms:
+            report += f"\tInit Duration: {init_ms:.2f} ms"
+        body = output.decode("utf-8", errors="replace")
+        if body and not body.endswith("\n"):
+            body += "\n"
+        return f"START RequestId: {rid} Version: {inv.version or self.config.version}\n{body}" \
+               f"END RequestId: {rid}\n{report}\n"
+
+    async def _publish_log(self, inv: Invocation, env: Environment, text: str) -> None:
+        record = LogRecord(function=self.config.name, version=self.config.version,
+                           request_id=inv.request_id, time_ms=int(time.time() * 1000),
+                           environment_id=env.log_stream, text=text)
+        with contextlib.suppress(Exception):
+            await self._nc.publish(bus.logs_subject(self.config.name), record.SerializeToString())

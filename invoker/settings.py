@@ -1,0 +1,38 @@
+"""The invoker's settings, read once from an environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_str, state_dir
+
+
+@dataclass(frozen=True)
+class InvokerSettings:
+    nats_url: str
+    invoker_id: str
+    state_dir: Path
+    region: str
+    account: str
+
+    @property
+    def code_dir(self) -> Path:
+        """Extracted code packages, by sha256; shared by the invokers of one machine."""
+        return self.state_dir / "code"
+
+    @property
+    def work_dir(self) -> Path:
+        """Per-environment scratch directories (their TMPDIR) of this invoker."""
+        return self.state_dir / "invokers" / self.invoker_id
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> InvokerSettings:
+        return cls(
+            nats_url=env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222"),
+            invoker_id=env_str(environ, "KAMBDA_INVOKER_ID", "local-0"),
+            state_dir=state_dir(environ),
+            region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
+            account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
+        )

@@ -1,0 +1,227 @@
+"""The NATS bus: names of every stream, bucket and subject, and the JetStream helpers the services share.
+
+Layout (ARCHITECTURE.md, "The three services and the bus"):
+
+- ``KAMBDA_SYNC`` stream, subjects ``kambda.sync.<function>.<version-token>``: the work queue of
+  synchronous invocations (memory storage). One durable pull consumer per function version.
+- ``kambda_functions`` KV bucket: the registry; key ``<function>`` for $LATEST.
+- ``kambda_code`` object store: code packages, named by their sha256 hex digest.
+- ``KAMBDA_LOGS`` stream, subjects ``kambda.logs.<function>``: function logs (limits retention).
+- ``kambda.invoker.<id>.assign``: controller -> invoker assignments (request/reply).
+- ``kambda.invokers.stats``: invoker -> controller stats.
+- ``kambda.scale.<function>``: controller -> gateways scale events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from kambda.names import subject_token
+
+log = logging.getLogger(__name__)
+
+SYNC_STREAM = "KAMBDA_SYNC"
+LOGS_STREAM = "KAMBDA_LOGS"
+FUNCTIONS_BUCKET = "kambda_functions"
+CODE_BUCKET = "kambda_code"
+STATS_SUBJECT = "kambda.invokers.stats"
+#: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
+MAX_PAYLOAD = 8 * 1024 * 1024
+#: How long one pull request waits on the server before it expires and is renewed.
+PULL_EXPIRES_S = 10.0
+#: How long a sync message may sit unacknowledged beyond the function's timeout before redelivery.
+ACK_WAIT_MARGIN_S = 30.0
+
+
+def sync_subject(function: str, version: str) -> str:
+    return f"kambda.sync.{function}.{subject_token(version)}"
+
+
+def consumer_name(function: str, version: str) -> str:
+    return f"{function}__{subject_token(version)}"
+
+
+def logs_subject(function: str) -> str:
+    return f"kambda.logs.{function}"
+
+
+def assign_subject(invoker_id: str) -> str:
+    return f"kambda.invoker.{invoker_id}.assign"
+
+
+def scale_subject(function: str) -> str:
+    return f"kambda.scale.{function}"
+
+
+async def connect(url: str, name: str, **options: object) -> NATS:
+    """Connect with the reconnect behaviour every kambda service wants."""
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def ensure_platform(js: JetStreamContext) -> None:
+    """Create the streams and buckets the platform needs (idempotent)."""
+    await _ensure_stream(js, StreamConfig(
+        name=SYNC_STREAM,
+        subjects=["kambda.sync.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.MEMORY,
+        max_msg_size=MAX_PAYLOAD,
+        max_bytes=1024 * 1024 * 1024,
+        discard=DiscardPolicy.NEW,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=LOGS_STREAM,
+        subjects=["kambda.logs.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600,
+        max_bytes=512 * 1024 * 1024,
+        max_msgs_per_subject=10_000,
+        discard=DiscardPolicy.OLD,
+    ))
+    try:
+        await js.key_value(FUNCTIONS_BUCKET)
+    except NotFoundError:
+        await js.create_key_value(bucket=FUNCTIONS_BUCKET, history=1, storage=StorageType.FILE)
+    try:
+        await js.object_store(CODE_BUCKET)
+    except NotFoundError:
+        await js.create_object_store(CODE_BUCKET, storage=StorageType.FILE)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def ensure_consumer(js: JetStreamContext, function: str, version: str, timeout_s: int) -> None:
+    """Create or update the pull consumer of a function version's sync queue.
+
+    The ack wait is above the function's timeout, so a long run is never redelivered while it
+    runs (a message that is redelivered anyway is dropped once its start deadline has passed).
+    """
+    await js.add_consumer(SYNC_STREAM, ConsumerConfig(
+        durable_name=consumer_name(function, version),
+        filter_subject=sync_subject(function, version),
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=timeout_s + ACK_WAIT_MARGIN_S,
+        max_ack_pending=-1,
+        max_waiting=4096,
+    ))
+
+
+async def delete_consumer(js: JetStreamContext, function: str, version: str) -> None:
+    try:
+        await js.delete_consumer(SYNC_STREAM, consumer_name(function, version))
+    except NotFoundError:
+        pass
+
+
+class Puller:
+    """Pulls a function's sync queue one message per free execution environment.
+
+    Hand-rolled rather than nats-py's ``fetch`` (ARCHITECTURE.md measures why): each free slot
+    holds one ``$JS.API.CONSUMER.MSG.NEXT`` request with this puller's inbox as reply, and when a
+    slot finishes, its ack and its next pull go out as one ``+NXT`` message. ``free`` counts the
+    slots ready for work; the puller keeps exactly that many pull requests outstanding.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        function: str,
+        version: str,
+        on_message: Callable[[Msg], Awaitable[None]],
+        expires_s: float = PULL_EXPIRES_S,
+    ) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.{consumer_name(function, version)}"
+        self._request = json.dumps({"batch": 1, "expires": int(expires_s * 1e9)}).encode()
+        self._on_message = on_message
+        self._inbox = nc.new_inbox()
+        self._sub: object | None = None
+        self.free = 0
+        self.outstanding = 0
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.unsubscribe()  # type: ignore[attr-defined]
+
+    async def add_free(self, n: int = 1) -> None:
+        """``n`` slots became free (or, negative, stopped being free)."""
+        self.free += n
+        await self._top_up()
+
+    async def _top_up(self) -> None:
+        while self._sub is not None and self.outstanding < self.free:
+            self.outstanding += 1
+            await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
+
+    async def _receive(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is not None:
+            # 404/408: the pull request ended without a message; 409: the server refused it
+            # (consumer deleted, too many waiting). Either way one pull is no longer outstanding.
+            self.outstanding = max(0, self.outstanding - 1)
+            if status in ("404", "408"):
+                await self._top_up()
+            elif status != "100":
+                log.warning("pull on %s refused: %s %s", self._next_subject, status,
+                            msg.headers.get("Description") if msg.headers else "")
+            return
+        self.outstanding = max(0, self.outstanding - 1)
+        if self.free <= 0:
+            await nak(self._nc, msg)
+            return
+        self.free -= 1
+        await self._on_message(msg)
+
+    async def done(self, msg: Msg, free_again: bool) -> None:
+        """Acknowledge a finished message; if its slot is free again, pull the next in the same write."""
+        if free_again:
+            self.free += 1
+        if free_again and self._sub is not None and self.outstanding < self.free:
+            self.outstanding += 1
+            await self._nc.publish(msg.reply, b"+NXT " + self._request, reply=self._inbox)
+        else:
+            await self._nc.publish(msg.reply, b"+ACK")
+        await self._top_up()
+
+
+async def nak(nc: NATS, msg: Msg) -> None:
+    """Give a message back for immediate redelivery (it was never started)."""
+    await nc.publish(msg.reply, b"-NAK")
+
+
+async def term(nc: NATS, msg: Msg) -> None:
+    """Drop a message for good (its deadline passed, or it cannot be decoded)."""
+    await nc.publish(msg.reply, b"+TERM")

@@ -1,0 +1,268 @@
+"""The ``kambda`` command: run the platform, deploy and invoke functions, read logs.
+
+Every command but ``up`` talks to the gateway's HTTP API like any other client (the endpoint is
+``--endpoint`` or KAMBDA_ENDPOINT, default http://127.0.0.1:8042). User mistakes end in a
+one-line error and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kambda import codepkg, errors
+from kambda.settings import state_dir
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8042"
+API = "/2015-03-31/functions"
+
+out = Console()
+
+
+class CliError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 960) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.endpoint + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            raise CliError(_aws_error(exc)) from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach kambda at {self.endpoint} ({exc.reason}): is `kambda up` running?"
+                           ) from None
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        _, _, raw = self.request(method, path, data, {"Content-Type": "application/json"})
+        return json.loads(raw) if raw else None
+
+    def stream(self, path: str) -> Any:
+        try:
+            return urllib.request.urlopen(self.endpoint + path, timeout=None)
+        except urllib.error.HTTPError as exc:
+            raise CliError(_aws_error(exc)) from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach kambda at {self.endpoint} ({exc.reason})") from None
+
+
+def _aws_error(exc: urllib.error.HTTPError) -> str:
+    code = exc.headers.get("x-amzn-ErrorType", f"HTTP {exc.code}")
+    try:
+        body = json.loads(exc.read())
+        message = body.get("message") or body.get("Message") or ""
+    except ValueError:
+        message = ""
+    return f"{code}: {message}" if message else code
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from kambda.up import UpOptions
+    from kambda.up import main as up_main
+
+    options = UpOptions(host=args.host, port=args.port, state_dir=Path(args.state_dir).expanduser(),
+                        scale_to_zero_after=args.scale_to_zero_after)
+    return up_main(options)
+
+
+def _package(path: Path) -> bytes:
+    if path.is_dir():
+        return codepkg.make_zip(path)
+    if path.is_file():
+        return path.read_bytes()
+    raise CliError(f"{path} is neither a directory nor a zip file")
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
+def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
+    path = Path(args.path)
+    name = args.name or (path.stem if path.is_file() else path.resolve().name)
+    zip_b64 = base64.b64encode(_package(path)).decode()
+    settings: dict[str, Any] = {}
+    if args.handler:
+        settings["Handler"] = args.handler
+    if args.runtime:
+        settings["Runtime"] = args.runtime
+    if args.timeout:
+        settings["Timeout"] = args.timeout
+    if args.memory:
+        settings["MemorySize"] = args.memory
+    if args.description is not None:
+        settings["Description"] = args.description
+    if args.env:
+        settings["Environment"] = {"Variables": _parse_env(args.env)}
+    try:
+        client.json("GET", f"{API}/{_quote(name)}/configuration")
+        exists = True
+    except CliError as exc:
+        if not str(exc).startswith("ResourceNotFoundException"):
+            raise
+        exists = False
+    if exists:
+        config = client.json("PUT", f"{API}/{_quote(name)}/code", {"ZipFile": zip_b64})
+        if settings:
+            config = client.json("PUT", f"{API}/{_quote(name)}/configuration", settings)
+        verb = "updated"
+    else:
+        body = {"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler",
+                "Role": "arn:aws:iam::000000000000:role/kambda", **settings, "Code": {"ZipFile": zip_b64}}
+        config = client.json("POST", API, body)
+        verb = "created"
+    out.print(f"[green]{verb}[/green] {config['FunctionName']} ({config['Runtime']}, {config['Handler']}, "
+              f"{config['CodeSize']} bytes, sha256 {config['CodeSha256']})")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace, client: Client) -> int:
+    payload = args.payload or "{}"
+    if payload.startswith("@"):
+        try:
+            payload = Path(payload[1:]).read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {payload[1:]}: {exc.strerror}") from None
+    headers = {"Content-Type": "application/json", "X-Amz-Log-Type": "Tail" if args.log else "None"}
+    if args.event:
+        headers["X-Amz-Invocation-Type"] = "Event"
+    _, response_headers, body = client.request("POST", f"{API}/{_quote(args.name)}/invocations",
+                                               payload.encode(), headers)
+    if args.log and response_headers.get("X-Amz-Log-Result"):
+        sys.stderr.write(base64.b64decode(response_headers["X-Amz-Log-Result"]).decode(errors="replace"))
+    if args.event:
+        out.print("queued")
+        return 0
+    sys.stdout.write(body.decode(errors="replace") + "\n")
+    return 1 if response_headers.get("X-Amz-Function-Error") else 0
+
+
+def cmd_ls(args: argparse.Namespace, client: Client) -> int:
+    functions: list[dict[str, Any]] = []
+    marker = ""
+    while True:
+        query = "?MaxItems=50" + (f"&Marker={_quote(marker)}" if marker else "")
+        page = client.json("GET", f"{API}/{query}")
+        functions.extend(page["Functions"])
+        marker = page.get("NextMarker") or ""
+        if not marker:
+            break
+    table = Table("Name", "Runtime", "Handler", "Memory", "Timeout", "Last modified")
+    for f in functions:
+        table.add_row(f["FunctionName"], f["Runtime"], f["Handler"], f"{f['MemorySize']} MB",
+                      f"{f['Timeout']} s", f["LastModified"])
+    out.print(table)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace, client: Client) -> int:
+    client.request("DELETE", f"{API}/{_quote(args.name)}")
+    out.print(f"deleted {args.name}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, client: Client) -> int:
+    query = f"?limit={args.limit}" + ("&follow=true" if args.follow else "")
+    with client.stream(f"/_kambda/v1/functions/{_quote(args.name)}/logs{query}") as response:
+        for raw in response:
+            record = json.loads(raw)
+            sys.stdout.write(record["text"])
+            sys.stdout.flush()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    out.print_json(data=client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kambda", description="Self-hosted AWS-Lambda-compatible functions.")
+    p.add_argument("--endpoint", default=os.environ.get("KAMBDA_ENDPOINT", DEFAULT_ENDPOINT),
+                   help="the gateway's URL (env KAMBDA_ENDPOINT)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run NATS, the controller and the gateway on this machine")
+    up.add_argument("--host", default=os.environ.get("KAMBDA_HOST", "127.0.0.1"))
+    up.add_argument("--port", type=int, default=int(os.environ.get("KAMBDA_PORT", "8042")))
+    up.add_argument("--state-dir", default=str(state_dir(os.environ)))
+    up.add_argument("--scale-to-zero-after", type=float, default=None, metavar="SECONDS",
+                    help="stop environments idle this long (env KAMBDA_SCALE_TO_ZERO_AFTER, default 300)")
+
+    deploy = sub.add_parser("deploy", help="create or update a function from a directory or a zip")
+    deploy.add_argument("path")
+    deploy.add_argument("--name")
+    deploy.add_argument("--handler", help="module.function (default app.handler on create)")
+    deploy.add_argument("--runtime", help="default python3.12 on create")
+    deploy.add_argument("--timeout", type=int)
+    deploy.add_argument("--memory", type=int)
+    deploy.add_argument("--description")
+    deploy.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+
+    invoke = sub.add_parser("invoke", help="invoke a function and print its result")
+    invoke.add_argument("name")
+    invoke.add_argument("--payload", help="JSON, or @file")
+    invoke.add_argument("--log", action="store_true", help="print the run's log tail on stderr")
+    invoke.add_argument("--event", action="store_true", help="invoke asynchronously")
+
+    sub.add_parser("ls", help="list functions")
+    rm = sub.add_parser("rm", help="delete a function")
+    rm.add_argument("name")
+    logs = sub.add_parser("logs", help="show a function's recent logs")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--limit", type=int, default=100)
+    status = sub.add_parser("status", help="environments, busy and queued requests of a function")
+    status.add_argument("name")
+    return p
+
+
+COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
+            "status": cmd_status}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return cmd_up(args)
+        return COMMANDS[args.command](args, Client(args.endpoint))
+    except (CliError, errors.KambdaError) as exc:
+        print(f"kambda: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Function names, qualifiers and ARNs, validated the way AWS Lambda validates them.
+
+``{name}`` in the API may be a bare name, a partial ARN (``123456789012:function:NAME``) or a full
+ARN (``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kambda import errors
+
+LATEST = "$LATEST"
+
+#: The pattern AWS quotes in its ValidationException for 'functionName'.
+FUNCTION_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?"
+    r"(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
+)
+QUALIFIER_PATTERN = r"(|[a-zA-Z0-9$_-]+)"
+_FUNCTION_NAME_RE = re.compile(FUNCTION_NAME_PATTERN)
+_QUALIFIER_RE = re.compile(QUALIFIER_PATTERN)
+_BARE_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+MAX_NAME_OR_ARN = 170
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """A resolved reference: the bare name and the qualifier (None when none was given)."""
+
+    name: str
+    qualifier: str | None
+
+    @property
+    def version(self) -> str:
+        return self.qualifier or LATEST
+
+
+@dataclass(frozen=True)
+class Arns:
+    """Builds ARNs for one region and account."""
+
+    region: str
+    account: str
+
+    def function(self, name: str, qualifier: str | None = None) -> str:
+        arn = f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
+        return f"{arn}:{qualifier}" if qualifier else arn
+
+    def role(self, name: str = "kambda-default") -> str:
+        return f"arn:aws:iam::{self.account}:role/{name}"
+
+
+def _validation_error(field: str, value: str, constraint: str) -> errors.Validation:
+    return errors.Validation(
+        f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+        f"{constraint}"
+    )
+
+
+def parse_function(name_or_arn: str, qualifier: str | None = None) -> FunctionRef:
+    """Resolve ``{name}`` and an optional Qualifier parameter to a :class:`FunctionRef`."""
+    if not name_or_arn or len(name_or_arn) > MAX_NAME_OR_ARN:
+        raise _validation_error(
+            "functionName", name_or_arn,
+            f"Member must have length less than or equal to {MAX_NAME_OR_ARN}"
+            if name_or_arn else "Member must have length greater than or equal to 1",
+        )
+    match = _FUNCTION_NAME_RE.fullmatch(name_or_arn)
+    if match is None:
+        raise _validation_error(
+            "functionName", name_or_arn,
+            f"Member must satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}",
+        )
+    name, arn_qualifier = match.group(7), match.group(9)
+    if not _BARE_NAME_RE.fullmatch(name):
+        if len(name) > 64:
+            raise errors.InvalidParameterValue(
+                f"1 validation error detected: Value '{name}' at 'functionName' failed to satisfy "
+                "constraint: Member must have length less than or equal to 64"
+            )
+        raise _validation_error(
+            "functionName", name_or_arn,
+            f"Member must satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}",
+        )
+    if qualifier is not None:
+        check_qualifier(qualifier)
+        if qualifier == "":
+            qualifier = None
+    if arn_qualifier and qualifier and arn_qualifier != qualifier:
+        raise errors.InvalidParameterValue(
+            "The derived qualifier from the function name does not match the specified qualifier."
+        )
+    return FunctionRef(name=name, qualifier=arn_qualifier or qualifier)
+
+
+def check_qualifier(qualifier: str) -> None:
+    if len(qualifier) > 128 or not _QUALIFIER_RE.fullmatch(qualifier):
+        raise _validation_error(
+            "qualifier", qualifier, f"Member must satisfy regular expression pattern: {QUALIFIER_PATTERN}"
+        )
+
+
+def subject_token(version: str) -> str:
+    """A NATS-subject-safe token for a version: ``$LATEST`` becomes ``latest``."""
+    return "latest" if version == LATEST else version

@@ -1,0 +1,63 @@
+"""gRPC plumbing shared by the controller (server) and the gateway (client).
+
+A :class:`~kambda.errors.KambdaError` crosses gRPC as a status whose trailing metadata carries the
+AWS error code (``kambda-error-code``) and any extra body fields as JSON (``kambda-error-extra``);
+:func:`call` turns that back into the same exception on the client side, and turns a transport
+failure into a ServiceError, so grpc's exceptions never reach the gateway's handlers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from grpc import aio
+
+from kambda import errors
+
+CODE_KEY = "kambda-error-code"
+EXTRA_KEY = "kambda-error-extra"
+#: Code packages travel in CreateFunction / UpdateFunctionCode: 50 MB zipped, base64 not involved.
+MAX_MESSAGE = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+]
+
+_STATUS_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    412: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+T = TypeVar("T")
+
+
+async def abort_with(context: aio.ServicerContext, err: errors.KambdaError) -> None:
+    """Server side: end the call with ``err`` (raises, as grpc's abort does)."""
+    metadata: tuple[tuple[str, str], ...] = ((CODE_KEY, err.code),)
+    if err.extra:
+        metadata += ((EXTRA_KEY, json.dumps(err.extra)),)
+    await context.abort(_STATUS_BY_HTTP.get(err.status, grpc.StatusCode.INTERNAL), err.message,
+                        trailing_metadata=metadata)
+
+
+async def call(method: Callable[..., Awaitable[T]], request: object, timeout: float = 30.0) -> T:
+    """Client side: call a stub method, turning every failure into a KambdaError."""
+    try:
+        return await method(request, timeout=timeout)
+    except aio.AioRpcError as exc:
+        trailing = dict(exc.trailing_metadata() or ())
+        code = trailing.get(CODE_KEY)
+        if isinstance(code, str):
+            extra_raw = trailing.get(EXTRA_KEY)
+            extra = json.loads(extra_raw) if isinstance(extra_raw, str) else {}
+            raise errors.from_code(code, exc.details() or "", **extra) from None
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise errors.ServiceError(f"The controller is not reachable: {exc.code().name}") from None
+        raise errors.ServiceError(f"Controller error: {exc.code().name}: {exc.details()}") from None

@@ -1,0 +1,65 @@
+"""Reading settings from an environment mapping, with errors that name the key, value and range.
+
+Each process has one frozen settings dataclass with ``from_env(environ)``; ``main`` passes
+``os.environ`` and tests pass plain dicts. The helpers here are what those constructors share.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+
+
+class SettingsError(ValueError):
+    """A setting has a value outside what it accepts; the message names key, value and range."""
+
+
+def env_str(environ: Mapping[str, str], key: str, default: str) -> str:
+    value = environ.get(key, "")
+    return value if value != "" else default
+
+
+def env_int(environ: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = environ.get(key, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not an integer (expected {lo}..{hi})") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{key}={value} is out of range (expected {lo}..{hi})")
+    return value
+
+
+def env_float(environ: Mapping[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    raw = environ.get(key, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a number (expected {lo}..{hi})") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{key}={value} is out of range (expected {lo}..{hi})")
+    return value
+
+
+def env_bool(environ: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = environ.get(key, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key}={raw!r} is not a boolean (expected true or false)")
+
+
+def state_dir(environ: Mapping[str, str]) -> Path:
+    """The state directory: KAMBDA_STATE_DIR, default ~/.kambda."""
+    return Path(env_str(environ, "KAMBDA_STATE_DIR", os.path.expanduser("~/.kambda")))

@@ -1,0 +1,217 @@
+"""``kambda up``: the whole platform on one machine (the embedded default).
+
+Starts, in order, nats-server with JetStream (state under the state directory), the controller
+with the local orchestrator, and the gateway; prints ``kambda is ready at http://HOST:PORT`` once
+the gateway's health check answers. Each part runs in a process group of its own (a Ctrl-C in
+the terminal reaches this supervisor only), and dies with it if the supervisor is killed.
+SIGINT or SIGTERM stop everything in reverse order within 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from kambda import procs
+from kambda.natsserver import NatsServer, NatsServerError
+
+
+class UpError(RuntimeError):
+    """A start-up failure with a one-line explanation."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    host: str
+    port: int
+    state_dir: Path
+    scale_to_zero_after: float | None = None
+
+
+@dataclass
+class _Part:
+    name: str
+    proc: asyncio.subprocess.Process
+    pump: asyncio.Task[None] | None = None
+
+
+def check_state_dir(state_dir: Path) -> None:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UpError(f"state directory {state_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def check_port(host: str, port: int) -> None:
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UpError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class Platform:
+    def __init__(self, options: UpOptions, environ: Mapping[str, str]) -> None:
+        self.options = options
+        self._environ = dict(environ)
+        self._nats = NatsServer(options.state_dir / "nats")
+        self._parts: list[_Part] = []
+        self.url = ""
+        self.log_dir = options.state_dir / "logs"
+
+    async def start(self) -> str:
+        check_state_dir(self.options.state_dir)
+        check_port(self.options.host, self.options.port)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            nats_url = await self._nats.start()
+        except NatsServerError as exc:
+            raise UpError(str(exc)) from None
+        env = {k: v for k, v in self._environ.items() if not k.startswith("KAMBDA_")}
+        env.update({
+            "KAMBDA_NATS_URL": nats_url,
+            "KAMBDA_STATE_DIR": str(self.options.state_dir),
+            **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")
+               and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT")},
+        })
+        if self.options.scale_to_zero_after is not None:
+            env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
+        controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
+        controller = controller_line.rsplit("=", 1)[1]
+        gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_HOST": self.options.host,
+                       "KAMBDA_PORT": str(self.options.port)}
+        gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
+        self.url = gateway_line.rsplit(" ", 1)[1]
+        await self._wait_healthy()
+        return self.url
+
+    async def _start_part(self, name: str, env: Mapping[str, str], ready_prefix: str,
+                          timeout: float = 60.0) -> str:
+        with open(self.log_dir / f"{name}.log", "ab") as log_file:
+            proc = await procs.spawn(procs.python_argv(name), env=env, own_group=True,
+                                     stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())
+        part = _Part(name, proc)
+        self._parts.append(part)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                raw = await asyncio.wait_for(proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                raise UpError(f"the {name} did not start within {timeout:.0f} s "
+                              f"(see {self.log_dir / (name + '.log')})") from None
+            if not raw:
+                await proc.wait()
+                raise UpError(f"the {name} exited during start-up with code {proc.returncode}: "
+                              f"{self._last_log_line(name)}")
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(ready_prefix):
+                part.pump = asyncio.create_task(self._pump(proc.stdout))
+                return line
+
+    def _last_log_line(self, name: str) -> str:
+        try:
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    @staticmethod
+    async def _pump(stream: asyncio.StreamReader) -> None:
+        """Keep reading a child's stdout so it never blocks on a full pipe."""
+        while await stream.readline():
+            pass
+
+    async def _wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"{self.url}/_kambda/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise UpError("the platform did not become healthy within 30 s")
+                await asyncio.sleep(0.05)
+
+    async def wait_for_failure(self) -> str:
+        """Returns the name of the first part that exits on its own."""
+        waits = {asyncio.create_task(p.proc.wait()): p.name for p in self._parts}
+        assert self._nats.proc is not None
+        waits[asyncio.create_task(self._nats.proc.wait())] = "nats-server"
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waits[next(iter(done))]
+
+    async def stop(self) -> None:
+        """Gateway and controller first (they drain), then NATS; everything within 10 s."""
+        await asyncio.gather(*(procs.stop(p.proc, 6.0) for p in reversed(self._parts)))
+        for part in self._parts:
+            if part.pump is not None:
+                part.pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await part.pump
+        await self._nats.stop(3.0)
+
+
+async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    platform = Platform(options, environ)
+    starting = asyncio.create_task(platform.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UpError):
+            await starting
+        await platform.stop()
+        return 0
+    try:
+        url = starting.result()
+    except UpError as exc:
+        stopping.cancel()
+        await platform.stop()
+        print(f"kambda: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(f"kambda is ready at {url}", flush=True)
+    print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
+    failed = asyncio.create_task(platform.wait_for_failure())
+    await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if failed.done():
+        print(f"kambda: the {failed.result()} stopped unexpectedly; shutting down "
+              f"(see {platform.log_dir})", file=sys.stderr, flush=True)
+        code = 1
+    else:
+        failed.cancel()
+    stopping.cancel()
+    print("kambda: stopping", flush=True)
+    await platform.stop()
+    return code
+
+
+def main(options: UpOptions) -> int:
+    return asyncio.run(run(options, os.environ))

@@ -1,0 +1,118 @@
+from kambda.v1 import function_pb2 as _function_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateFunctionRequest(_message.Message):
+    __slots__ = ("config", "zip_file")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ZIP_FILE_FIELD_NUMBER: _ClassVar[int]
+    config: _function_pb2.FunctionConfig
+    zip_file: bytes
+    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., zip_file: _Optional[bytes] = ...) -> None: ...
+
+class GetFunctionRequest(_message.Message):
+    __slots__ = ("name", "qualifier")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    qualifier: str
+    def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ("marker", "max_items")
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    marker: str
+    max_items: int
+    def __init__(self, marker: _Optional[str] = ..., max_items: _Optional[int] = ...) -> None: ...
+
+class ListFunctionsResponse(_message.Message):
+    __slots__ = ("functions", "next_marker")
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[_function_pb2.FunctionConfig]
+    next_marker: str
+    def __init__(self, functions: _Optional[_Iterable[_Union[_function_pb2.FunctionConfig, _Mapping]]] = ..., next_marker: _Optional[str] = ...) -> None: ...
+
+class UpdateFunctionCodeRequest(_message.Message):
+    __slots__ = ("name", "zip_file", "revision_id", "dry_run")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ZIP_FILE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    zip_file: bytes
+    revision_id: str
+    dry_run: bool
+    def __init__(self, name: _Optional[str] = ..., zip_file: _Optional[bytes] = ..., revision_id: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class UpdateFunctionConfigurationRequest(_message.Message):
+    __slots__ = ("name", "config", "update_mask", "revision_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config: _function_pb2.FunctionConfig
+    update_mask: _containers.RepeatedScalarFieldContainer[str]
+    revision_id: str
+    def __init__(self, name: _Optional[str] = ..., config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., update_mask: _Optional[_Iterable[str]] = ..., revision_id: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionRequest(_message.Message):
+    __slots__ = ("name", "qualifier")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    qualifier: str
+    def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ActivateRequest(_message.Message):
+    __slots__ = ("function", "version", "in_flight")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    version: str
+    in_flight: int
+    def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., in_flight: _Optional[int] = ...) -> None: ...
+
+class ActivateResponse(_message.Message):
+    __slots__ = ("desired",)
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    desired: int
+    def __init__(self, desired: _Optional[int] = ...) -> None: ...
+
+class FunctionStatus(_message.Message):
+    __slots__ = ("function", "version", "environments", "busy", "queued", "desired")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    version: str
+    environments: int
+    busy: int
+    queued: int
+    desired: int
+    def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., desired: _Optional[int] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PingResponse(_message.Message):
+    __slots__ = ("nats_connected",)
+    NATS_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    nats_connected: bool
+    def __init__(self, nats_connected: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,77 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FunctionConfig(_message.Message):
+    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CODE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    LAST_UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURES_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TRACING_MODE_FIELD_NUMBER: _ClassVar[int]
+    LOG_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    LOG_GROUP_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    runtime: str
+    handler: str
+    role: str
+    description: str
+    timeout: int
+    memory_size: int
+    environment: _containers.ScalarMap[str, str]
+    code_sha256: str
+    code_size: int
+    last_modified: str
+    revision_id: str
+    version: str
+    state: str
+    state_reason: str
+    state_reason_code: str
+    last_update_status: str
+    package_type: str
+    architectures: _containers.RepeatedScalarFieldContainer[str]
+    ephemeral_storage: int
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    tracing_mode: str
+    log_format: str
+    log_group: str
+    tags: _containers.ScalarMap[str, str]
+    max_environments: int
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ...) -> None: ...

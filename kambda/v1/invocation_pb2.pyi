@@ -1,0 +1,77 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Invocation(_message.Message):
+    __slots__ = ("request_id", "function", "version", "invoked_arn", "start_deadline_ms", "payload", "client_context", "cognito_identity", "trace_id", "reply_to", "log_tail", "invocation_type", "enqueued_ms", "code_sha256")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INVOKED_ARN_FIELD_NUMBER: _ClassVar[int]
+    START_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    COGNITO_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_MS_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    function: str
+    version: str
+    invoked_arn: str
+    start_deadline_ms: int
+    payload: bytes
+    client_context: str
+    cognito_identity: str
+    trace_id: str
+    reply_to: str
+    log_tail: bool
+    invocation_type: str
+    enqueued_ms: int
+    code_sha256: str
+    def __init__(self, request_id: _Optional[str] = ..., function: _Optional[str] = ..., version: _Optional[str] = ..., invoked_arn: _Optional[str] = ..., start_deadline_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., reply_to: _Optional[str] = ..., log_tail: _Optional[bool] = ..., invocation_type: _Optional[str] = ..., enqueued_ms: _Optional[int] = ..., code_sha256: _Optional[str] = ...) -> None: ...
+
+class InvocationResult(_message.Message):
+    __slots__ = ("request_id", "payload", "function_error", "log_tail", "executed_version", "cold_start", "duration_ms", "init_duration_ms", "error_code", "error_message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLD_START_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    INIT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    payload: bytes
+    function_error: str
+    log_tail: bytes
+    executed_version: str
+    cold_start: bool
+    duration_ms: float
+    init_duration_ms: float
+    error_code: str
+    error_message: str
+    def __init__(self, request_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., executed_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class LogRecord(_message.Message):
+    __slots__ = ("function", "version", "request_id", "time_ms", "environment_id", "text")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    version: str
+    request_id: str
+    time_ms: int
+    environment_id: str
+    text: str
+    def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., request_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., environment_id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
