@@ -43,6 +43,9 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     arns = Arns(settings.region, settings.account)
     registry = Registry(js, arns)
     await registry.load()
+    # The sync queue lives in memory: after a NATS restart its consumers must be made again.
+    for config in registry.all():
+        await bus.ensure_consumer(js, config.name, config.version, config.timeout)
     orchestrator = LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
 
     async def observe(key: Key) -> int:

@@ -87,8 +87,8 @@ class LocalOrchestrator:
         stats = InvokerStats.FromString(msg.data)
         if stats.invoker_id != self.invoker_id:
             return
-        for fs in stats.functions:
-            self._stats[(fs.function, fs.version)] = fs
+        # Each report is complete: a version it does not mention has no environment left.
+        self._stats = {(fs.function, fs.version): fs for fs in stats.functions}
         if stats.hello:
             asyncio.create_task(self._resend_all())
 

@@ -1,0 +1,68 @@
+"""The kambda CLI against a real platform, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO, unique, wait_for
+
+
+def kambda(platform, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", platform.url, *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_deploy_invoke_ls_logs_rm(platform) -> None:
+    name = unique("cli")
+    done = kambda(platform, "deploy", "examples/hello", "--name", name, "--env", "GREETING=hi")
+    assert done.returncode == 0, done.stderr
+    assert f"created {name}" in done.stdout
+    done = kambda(platform, "invoke", name, "--payload", '{"name": "Ada"}')
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["message"] == "Hello, Ada!" and body["invocations"] == 1
+    redeploy = kambda(platform, "deploy", "examples/hello", "--name", name, "--timeout", "9")
+    assert redeploy.returncode == 0 and f"updated {name}" in redeploy.stdout
+    listed = kambda(platform, "ls")
+    assert name in listed.stdout and "9 s" in listed.stdout
+    wait_for(lambda: body["request_id"] in kambda(platform, "logs", name).stdout, what="the log record")
+    logs = kambda(platform, "logs", name).stdout
+    assert f"START RequestId: {body['request_id']}" in logs and "REPORT RequestId:" in logs
+    assert kambda(platform, "rm", name).returncode == 0
+    gone = kambda(platform, "invoke", name)
+    assert gone.returncode == 1
+    assert gone.stderr.strip().splitlines() == [
+        f"kambda: ResourceNotFoundException: Function not found: "
+        f"arn:aws:lambda:us-east-1:000000000000:function:{name}:$LATEST"]
+
+
+def test_payload_from_file_and_function_errors(platform, tmp_path) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    raise RuntimeError(event['why'])\n")
+    name = unique("clierr")
+    assert kambda(platform, "deploy", str(code), "--name", name).returncode == 0
+    payload = tmp_path / "event.json"
+    payload.write_text('{"why": "because"}')
+    done = kambda(platform, "invoke", name, "--payload", f"@{payload}")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["errorMessage"] == "because"
+    kambda(platform, "rm", name)
+
+
+def test_user_mistakes_are_one_line_errors(platform, tmp_path) -> None:
+    for args in (["deploy", str(tmp_path / "missing")], ["invoke", "bad name!"],
+                 ["invoke", "x", "--payload", "@/nonexistent/file"]):
+        done = kambda(platform, *args)
+        assert done.returncode == 1, args
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_unreachable_endpoint(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", "http://127.0.0.1:9", "ls"],
+                          capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert done.returncode == 1 and "is `kambda up` running?" in done.stderr

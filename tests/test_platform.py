@@ -1,0 +1,179 @@
+"""`kambda up` itself: readiness, status, scale to zero, restarts, clean shutdown, start-up errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, Platform, invoke_json, make_zip, unique, wait_for
+
+COUNTER = "count = 0\ndef handler(event, context):\n    global count\n    count += 1\n    return count\n"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def create_counter(lam, name: str) -> None:  # type: ignore[no-untyped-def]
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": COUNTER})})
+
+
+def test_health_status_and_metrics(platform, lam, create) -> None:
+    code, body = platform.get_json("/_kambda/health")
+    assert code == 200 and body["status"] == "ok"
+    assert body["checks"] == {"gateway": True, "nats": True, "controller": True, "controller_nats": True}
+    name = create(COUNTER)
+    invoke_json(lam, name)
+    status = platform.status(name)
+    assert status["environments"] == 1 and status["busy"] == 0 and status["queued"] == 0
+    code, body = platform.get_json("/_kambda/v1/functions/missing-fn")
+    assert code == 404
+    with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert f'kambda_invocations_total{{function="{name}",outcome="success"}} 1.0' in metrics
+    assert f'kambda_cold_starts_total{{function="{name}"}} 1.0' in metrics
+    assert f'kambda_invocation_duration_seconds_count{{function="{name}"}} 1.0' in metrics
+    wait_for(lambda: f'kambda_function_environments{{function="{name}"}} 1.0' in
+             urllib.request.urlopen(platform.url + "/metrics", timeout=10).read().decode(),
+             what="the environments gauge")
+
+
+def test_scale_to_zero_then_cold_start(tmp_path) -> None:
+    platform = Platform(tmp_path / "state", ["--scale-to-zero-after", "1"]).start()
+    try:
+        lam = platform.lambda_client()
+        name = unique("idle")
+        create_counter(lam, name)
+        first, _ = invoke_json(lam, name)
+        assert first["ResponseMetadata"]["HTTPHeaders"].get("kambda-cold-start") == "true"
+        second, count = invoke_json(lam, name)
+        assert count == 2 and "kambda-cold-start" not in second["ResponseMetadata"]["HTTPHeaders"]
+        wait_for(lambda: platform.status(name)["environments"] == 0, timeout=30, what="scale to zero")
+        third, count = invoke_json(lam, name)
+        assert count == 1  # a new environment: module state starts over
+        assert third["ResponseMetadata"]["HTTPHeaders"].get("kambda-cold-start") == "true"
+    finally:
+        platform.stop()
+
+
+def test_restart_keeps_functions(tmp_path) -> None:
+    state = tmp_path / "state"
+    platform = Platform(state).start()
+    names = [unique("keep") for _ in range(3)]
+    try:
+        lam = platform.lambda_client()
+        for name in names:
+            create_counter(lam, name)
+        assert invoke_json(lam, names[0])[1] == 1
+    finally:
+        assert platform.stop() == 0
+    platform = Platform(state).start()
+    try:
+        lam = platform.lambda_client()
+        listed = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+        assert set(names) <= listed
+        for name in names:
+            assert invoke_json(lam, name)[1] == 1
+    finally:
+        platform.stop()
+
+
+def test_sigterm_stops_everything_and_leaves_no_orphan(tmp_path) -> None:
+    platform = Platform(tmp_path / "state").start()
+    lam = platform.lambda_client()
+    name = unique("orphan")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": (
+                            "import subprocess\n"
+                            "def handler(event, context):\n"
+                            "    subprocess.Popen(['sleep', '300'])\n"
+                            "    return 'forked'\n")})})
+    assert invoke_json(lam, name)[1] == "forked"
+    assert platform.proc is not None
+    tree = descendants(platform.proc.pid)
+    assert len(tree) >= 5  # nats-server, controller, invoker, environment, its child, gateway
+    started = time.monotonic()
+    assert platform.stop(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    wait_for(lambda: not any(alive(pid) for pid in tree), timeout=5, what="every child to exit")
+
+
+def test_kill_9_of_kambda_up_leaves_no_orphan(tmp_path) -> None:
+    platform = Platform(tmp_path / "state").start()
+    lam = platform.lambda_client()
+    name = unique("kill")
+    create_counter(lam, name)
+    invoke_json(lam, name)
+    assert platform.proc is not None
+    tree = descendants(platform.proc.pid)
+    platform.proc.send_signal(signal.SIGKILL)
+    platform.proc.wait()
+    wait_for(lambda: not any(alive(pid) for pid in tree), timeout=10, what="every child to die")
+    platform.stop()
+
+
+def run_up(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kambda.cli", "up", *args], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env=os.environ.copy())
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = run_up(["--port", str(port), "--state-dir", str(tmp_path / "s")])
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_unwritable_state_dir_is_a_one_line_error(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = run_up(["--port", "0", "--state-dir", str(blocker / "state")])
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not writable" in lines[0]
+
+
+@pytest.mark.parametrize("args", [["--port", "notaport"]])
+def test_bad_arguments_are_refused(args: list[str], tmp_path) -> None:
+    done = run_up([*args, "--state-dir", str(tmp_path)])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
