@@ -21,7 +21,7 @@ from controller.registry import Registry
 from controller.scaler import Autoscaler, Key, ScalerConfig, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
-from kambda import bus, rpc
+from kambda import bus, rpc, runner
 from kambda.logs import setup_logging
 from kambda.names import Arns
 from kambda.settings import SettingsError
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"kambda-controller: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    asyncio.run(serve(settings, default_environ()))
+    runner.run(serve(settings, default_environ()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
-from kambda import bus
+from kambda import bus, runner
 from kambda.logs import setup_logging
 from kambda.settings import SettingsError
 
@@ -30,22 +30,22 @@ async def serve(settings: GatewaySettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     nc = await bus.connect(settings.nats_url, "kambda-gateway")
     gateway = Gateway(settings, nc)
-    runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    app_runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, settings.host, settings.port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         print(f"kambda-gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
               file=sys.stderr, flush=True)
-        await runner.cleanup()
+        await app_runner.cleanup()
         await nc.close()
         raise SystemExit(1) from None
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"kambda-gateway ready http://{settings.host}:{port}", flush=True)
     await stop.wait()
     log.info("gateway stopping")
-    await runner.cleanup()
+    await app_runner.cleanup()
     await nc.drain()
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     except SettingsError as exc:
         print(f"kambda-gateway: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    asyncio.run(serve(settings))
+    runner.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import signal
 
 from invoker.host import InvokerHost
 from invoker.settings import InvokerSettings
-from kambda import bus
+from kambda import bus, runner
 from kambda.logs import setup_logging
 
 log = logging.getLogger("invoker")
@@ -31,7 +31,7 @@ async def serve(settings: InvokerSettings) -> None:
 
 def main() -> None:
     setup_logging("invoker")
-    asyncio.run(serve(InvokerSettings.from_env(os.environ)))
+    runner.run(serve(InvokerSettings.from_env(os.environ)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""``python -m bench``: kambda against the bare baseline on this machine, in one run.
+
+The baseline is the same handler behind a plain aiohttp server (the physical limit of an HTTP
+hop in Python here). This run measures, from this process as the client:
+
+- warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
+- cold start (request sent to response received, function scaled to zero before each call).
+
+Every loop is bounded in count and time. ``--quick`` uses tiny counts (for CI smoke runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import aiohttp
+
+HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+
+BASELINE = """
+import asyncio, json, sys
+from aiohttp import web
+def handler(event, context):
+    return {'hello': event.get('name', 'world')}
+async def invoke(request):
+    return web.json_response(handler(json.loads(await request.read() or b'{}'), None))
+app = web.Application()
+app.router.add_post('/invoke', invoke)
+async def main():
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, '127.0.0.1', 0)
+    await site.start()
+    print(site._server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def sequential(session: aiohttp.ClientSession, url: str, n: int, budget_s: float,
+                     headers: dict[str, str] | None = None) -> list[float]:
+    samples: list[float] = []
+    deadline = time.monotonic() + budget_s
+    body = b'{"name": "bench"}'
+    for _ in range(n):
+        started = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            assert response.status == 200, response.status
+        samples.append((time.perf_counter() - started) * 1e6)
+        if time.monotonic() > deadline:
+            break
+    return samples
+
+
+def start_kambda(state: Path, scale_to_zero_after: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir", str(state),
+                             "--scale-to-zero-after", str(scale_to_zero_after)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("kambda is ready at "):
+            return proc, line.split()[-1]
+    raise SystemExit("kambda up did not start")
+
+
+async def deploy(session: aiohttp.ClientSession, url: str, name: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", HANDLER)
+    body = {"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler", "Role": "r",
+            "Code": {"ZipFile": base64.b64encode(buf.getvalue()).decode()}}
+    async with session.post(f"{url}/2015-03-31/functions", json=body) as response:
+        assert response.status == 201, await response.text()
+
+
+async def environments(session: aiohttp.ClientSession, url: str, name: str) -> int:
+    async with session.get(f"{url}/_kambda/v1/functions/{name}") as response:
+        return int((await response.json())["environments"])
+
+
+async def cold_starts(session: aiohttp.ClientSession, url: str, name: str, n: int) -> list[float]:
+    samples: list[float] = []
+    for _ in range(n):
+        deadline = time.monotonic() + 30
+        while await environments(session, url, name) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        samples.extend(await sequential(session, f"{url}/2015-03-31/functions/{name}/invocations", 1, 30))
+    return samples
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    baseline = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
+    assert baseline.stdout is not None
+    baseline_url = f"http://127.0.0.1:{baseline.stdout.readline().strip()}/invoke"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            kambda, url = start_kambda(Path(tmp), scale_to_zero_after=1.0)
+        except BaseException:
+            baseline.kill()
+            raise
+        try:
+            async with aiohttp.ClientSession() as session:
+                await deploy(session, url, "bench-warm")
+                invoke_url = f"{url}/2015-03-31/functions/bench-warm/invocations"
+                await sequential(session, invoke_url, args.warmup, 30)
+                await sequential(session, baseline_url, args.warmup, 30)
+                warm = await sequential(session, invoke_url, args.calls, 120)
+                base = await sequential(session, baseline_url, args.calls, 120)
+                await deploy(session, url, "bench-cold")
+                cold = await cold_starts(session, url, "bench-cold", args.cold)
+        finally:
+            kambda.terminate()
+            kambda.wait(30)
+            baseline.terminate()
+            baseline.wait(10)
+    result = {
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "warm_p50_us": statistics.median(warm), "warm_p99_us": percentile(warm, 99),
+        "baseline_p50_us": statistics.median(base), "baseline_p99_us": percentile(base, 99),
+        "warm_calls": len(warm),
+        "cold_p50_ms": statistics.median(cold) / 1000, "cold_p99_ms": percentile(cold, 99) / 1000,
+        "cold_calls": len(cold),
+    }
+    result["warm_p50_ratio"] = result["warm_p50_us"] / result["baseline_p50_us"]  # type: ignore[operator]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="tiny counts, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.warmup, args.cold = 20, 5, 2
+    result = asyncio.run(run(args))
+    print(json.dumps(result, indent=2))
+    print(f"\n| path | p50 | p99 |\n|---|---|---|\n"
+          f"| baseline aiohttp | {result['baseline_p50_us']:.0f} us | {result['baseline_p99_us']:.0f} us |\n"
+          f"| kambda warm invoke | {result['warm_p50_us']:.0f} us | {result['warm_p99_us']:.0f} us |\n"
+          f"| kambda cold start | {result['cold_p50_ms']:.1f} ms | {result['cold_p99_ms']:.1f} ms |\n"
+          f"\nwarm p50 ratio kambda/baseline: {result['warm_p50_ratio']:.2f}x  ({result['machine']})")
+
+
+if __name__ == "__main__":
+    main()
