@@ -8,7 +8,9 @@ from kambda import errors
 from kambda.v1.function_pb2 import FunctionConfig
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
-RUNTIMES = PYTHON_RUNTIMES
+NODE_RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
+CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
+RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES + CUSTOM_RUNTIMES
 #: Every runtime name AWS lists; the enum in the error message quotes them as AWS does.
 AWS_RUNTIME_ENUM = (
     "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x", "nodejs14.x",
@@ -64,9 +66,9 @@ def validate(config: FunctionConfig) -> None:
             f"satisfy enum value set: [{', '.join(AWS_RUNTIME_ENUM)}] or be a valid ARN"
             + _unsupported_hint(config.runtime)
         )
-    if not config.handler:
+    if not config.handler and not config.runtime.startswith("provided"):
         raise errors.InvalidParameterValue("The Handler parameter is required for Zip package type.")
-    if len(config.handler) > 128 or re.search(r"\s", config.handler):
+    if len(config.handler) > 128 or re.search(r"\s", config.handler):  # may be empty for provided.*
         raise errors.InvalidParameterValue(
             f"1 validation error detected: Value '{config.handler}' at 'handler' failed to satisfy "
             "constraint: Member must satisfy regular expression pattern: [^\\s]+")

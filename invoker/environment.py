@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import math
 import os
 import shutil
@@ -31,6 +32,14 @@ from kambda.v1.invocation_pb2 import Invocation
 
 #: How long initialisation may take beyond the function's timeout before the request fails.
 INIT_TIMEOUT_S = 10.0
+#: How often the memory watchdog samples the environment's resident memory while it works.
+MEMORY_POLL_S = 0.05
+#: Go's names for signals, which AWS quotes in Runtime.ExitError messages.
+SIGNAL_NAMES = {
+    signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated", signal.SIGBUS: "bus error", signal.SIGFPE: "floating point exception",
+    signal.SIGILL: "illegal instruction", signal.SIGINT: "interrupt",
+}
 #: The most log output kept for one request (the tail is what matters); a runaway printer is cut.
 LOG_CAP = 1024 * 1024
 TAIL_BYTES = 4096
@@ -53,9 +62,7 @@ class _Event:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _error_body(error_type: str, message: str) -> bytes:
-    import json
-
+def error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
 
@@ -87,6 +94,8 @@ class Environment:
         self._output = bytearray()
         self._log_stream = ""
         self._exit_task: asyncio.Task[None] | None = None
+        self._memory_exceeded = False
+        self._peak_kb = 0
 
     @property
     def alive(self) -> bool:
@@ -106,8 +115,11 @@ class Environment:
         try:
             self._spawned_at = time.monotonic()
             self.proc = await procs.spawn(
-                runtimes.argv(self.config), env=self._environment(), cwd=self.code_dir,
+                runtimes.argv(self.config, self.code_dir), env=self._environment(), cwd=self.code_dir,
                 own_group=True, stdout=write_fd, stderr=write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         flags = fcntl.fcntl(read_fd, fcntl.F_GETFL)
@@ -130,7 +142,6 @@ class Environment:
             "_HANDLER": c.handler,
             "AWS_REGION": self._region,
             "AWS_DEFAULT_REGION": self._region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{c.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": c.name,
             "AWS_LAMBDA_FUNCTION_VERSION": c.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
@@ -141,6 +152,8 @@ class Environment:
             "LAMBDA_TASK_ROOT": str(self.code_dir),
             "LAMBDA_RUNTIME_DIR": str(runtimes.RUNTIME_DIR),
         }
+        if not runtimes.is_custom(c.runtime):
+            env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
         return env
 
     async def _watch_exit(self) -> None:
@@ -160,14 +173,13 @@ class Environment:
         if code == 0:
             reason = "Runtime exited without providing a reason"
         elif code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
+            name = SIGNAL_NAMES.get(-code, f"signal {-code}")  # type: ignore[call-overload]
             reason = f"Runtime exited with error: signal: {name}"
+            if self._memory_exceeded:
+                reason += f" (memory limit of {self.config.memory_size} MB exceeded)"
         else:
             reason = f"Runtime exited with error: exit status {code}"
-        return _error_body("Runtime.ExitError", f"RequestId: {rid} Error: {reason}")
+        return error_body("Runtime.ExitError", f"RequestId: {rid} Error: {reason}")
 
     async def stop(self) -> None:
         """Kill the process group (stray children included) and free everything."""
@@ -233,7 +245,7 @@ class Environment:
         if not self._is_current(request_id):
             return False
         if too_large:
-            payload = _error_body("Function.ResponseSizeTooLarge", "Response payload size exceeded maximum "
+            payload = error_body("Function.ResponseSizeTooLarge", "Response payload size exceeded maximum "
                                   "allowed payload size (6291556 bytes).")
             self._settle(Outcome(payload, function_error=True))
         else:
@@ -243,11 +255,11 @@ class Environment:
     def post_error(self, request_id: str, body: bytes, error_type: str) -> bool:
         if not self._is_current(request_id):
             return False
-        self._settle(Outcome(body or _error_body(error_type or "Unhandled", ""), function_error=True))
+        self._settle(Outcome(body or error_body(error_type or "Unhandled", ""), function_error=True))
         return True
 
     def post_init_error(self, body: bytes, error_type: str) -> None:
-        self._init_error = (body or _error_body(error_type, ""), error_type)
+        self._init_error = (body or error_body(error_type, ""), error_type)
         if self._outcome is not None and not self._ready.is_set():
             self._settle(Outcome(self._init_error[0], function_error=True, dead=True, init_failed=True))
 
@@ -266,6 +278,7 @@ class Environment:
         self._current = inv
         self._outcome = loop.create_future()
         timeout = float(self.config.timeout)
+        watchdog = asyncio.create_task(self._watch_memory())
         try:
             if not self._ready.is_set():
                 ready = asyncio.ensure_future(self._ready.wait())
@@ -294,6 +307,7 @@ class Environment:
                 return self._timed_out(timeout), (time.monotonic() - started) * 1000
             return outcome, (time.monotonic() - started) * 1000
         finally:
+            watchdog.cancel()
             self.served += 1
             self._current = None
 
@@ -301,7 +315,7 @@ class Environment:
         if self.proc is not None:
             procs.kill_group(self.proc.pid, signal.SIGKILL)
         rid = self._current.request_id if self._current else ""
-        return Outcome(_error_body("Sandbox.Timedout", f"RequestId: {rid} Error: Task timed out after "
+        return Outcome(error_body("Sandbox.Timedout", f"RequestId: {rid} Error: Task timed out after "
                                    f"{timeout:.2f} seconds"), function_error=True, dead=True)
 
     def _headers(self, inv: Invocation, deadline_ms: int) -> dict[str, str]:
@@ -318,15 +332,56 @@ class Environment:
             headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
         return headers
 
+    async def _watch_memory(self) -> None:
+        """Kill the environment when its processes together hold more than MemorySize resident.
+
+        An RSS watchdog rather than a cgroup: it needs no privileges and works on cgroup v1
+        hosts too. Sampling means a process can overshoot the limit for up to MEMORY_POLL_S.
+        """
+        limit_kb = self.config.memory_size * 1024
+        while self.proc is not None and self.proc.returncode is None:
+            rss = _tree_rss_kb(self.proc.pid)
+            self._peak_kb = max(self._peak_kb, rss)
+            if rss > limit_kb:
+                self._memory_exceeded = True
+                procs.kill_group(self.proc.pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(MEMORY_POLL_S)
+
     def max_memory_mb(self) -> int:
-        """Peak resident memory of the runtime process (VmHWM), as REPORT's Max Memory Used."""
-        if self.proc is None:
-            return 0
+        """Peak resident memory, as REPORT's Max Memory Used (VmHWM, or the watchdog's peak)."""
+        peak = self._peak_kb
+        if self.proc is not None:
+            peak = max(peak, _status_kb(self.proc.pid, "VmHWM:"))
+        return math.ceil(peak / 1024)
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (via /proc/PID/task/TID/children)."""
+    total = 0
+    todo = [pid]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        total += _status_kb(current, "VmRSS:")
         try:
-            with open(f"/proc/{self.proc.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return math.ceil(int(line.split()[1]) / 1024)
-        except OSError:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (OSError, ValueError):
             pass
-        return 0
+    return total

@@ -23,8 +23,9 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from invoker.environment import TAIL_BYTES, Environment, Outcome
+from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body
 from invoker.runtime_api import RuntimeApi
+from invoker.runtimes import EntrypointError
 from kambda import bus
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogRecord
@@ -162,7 +163,10 @@ class FunctionPool:
         try:
             while not slot.retiring:
                 if (slot.env is None or not slot.env.alive) and eager:
-                    await self._fresh_env(slot)
+                    try:
+                        await self._fresh_env(slot)
+                    except EntrypointError:
+                        eager = False  # reported to the next request, which tries again
                 msg = await self._next_message(slot)
                 if msg is None:
                     break
@@ -195,9 +199,14 @@ class FunctionPool:
         if slot.env is not None:
             await slot.env.stop()
         code_dir = await self._code_path(slot.config.code_sha256)
-        slot.env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
-                               self._region, self._arn)
-        await slot.env.spawn()
+        env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
+                          self._region, self._arn)
+        try:
+            await env.spawn()
+        except BaseException:
+            await env.stop()
+            raise
+        slot.env = env
         self._on_change()
 
     async def _serve(self, slot: _Slot, msg: Msg) -> Outcome | None:
@@ -217,7 +226,17 @@ class FunctionPool:
         self._on_change()
         try:
             if slot.env is None or not slot.env.alive:
-                await self._fresh_env(slot)
+                try:
+                    await self._fresh_env(slot)
+                except EntrypointError as exc:
+                    outcome = Outcome(error_body("Runtime.InvalidEntrypoint",
+                                                 f"RequestId: {inv.request_id} Error: {exc}"),
+                                      function_error=True, dead=True, init_failed=True)
+                    result = InvocationResult(request_id=inv.request_id, payload=outcome.payload,
+                                              function_error="Unhandled", executed_version=slot.config.version)
+                    await self._reply(inv, result)
+                    await self._free_again(slot, msg)
+                    return outcome
             assert slot.env is not None
             env = slot.env
             cold = env.served == 0

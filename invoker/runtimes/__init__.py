@@ -1,11 +1,18 @@
 """Built-in runtimes: how an execution environment's process is started for each runtime name.
 
-``python3.11``, ``python3.12`` and ``python3.13`` all run on the interpreter kambda runs on
-(started by its full path: a version-manager shim on PATH costs ~75 ms per start).
+- ``python3.11``, ``python3.12``, ``python3.13``: kambda's Python runtime (python_bootstrap.py) on
+  the interpreter kambda runs on, started by its full path (a version-manager shim costs ~75 ms).
+- ``nodejs18.x``, ``nodejs20.x``, ``nodejs22.x``: kambda's Node.js runtime (node_bootstrap.js) on
+  the ``node`` found on PATH (or KAMBDA_NODE).
+- ``provided``, ``provided.al2``, ``provided.al2023``: the package's own ``bootstrap`` executable.
+
+Every one of them talks to the invoker through the Lambda Runtime API only.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,9 +20,32 @@ from kambda.v1.function_pb2 import FunctionConfig
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 PYTHON_BOOTSTRAP = RUNTIME_DIR / "python_bootstrap.py"
+NODE_BOOTSTRAP = RUNTIME_DIR / "node_bootstrap.js"
 
 
-def argv(config: FunctionConfig) -> list[str]:
+class EntrypointError(Exception):
+    """The environment's process cannot be started (Runtime.InvalidEntrypoint)."""
+
+
+def node_binary() -> str | None:
+    return os.environ.get("KAMBDA_NODE") or shutil.which("node")
+
+
+def is_custom(runtime: str) -> bool:
+    return runtime == "provided" or runtime.startswith("provided.")
+
+
+def argv(config: FunctionConfig, code_dir: Path) -> list[str]:
     if config.runtime.startswith("python3"):
         return [sys.executable, str(PYTHON_BOOTSTRAP)]
-    raise ValueError(f"no runtime for {config.runtime!r}")
+    if config.runtime.startswith("nodejs"):
+        node = node_binary()
+        if node is None:
+            raise EntrypointError("Couldn't find the node executable on this invoker")
+        return [node, str(NODE_BOOTSTRAP)]
+    if is_custom(config.runtime):
+        bootstrap = code_dir / "bootstrap"
+        if not bootstrap.is_file() or not os.access(bootstrap, os.X_OK):
+            raise EntrypointError(f"Couldn't find valid bootstrap(s): [{bootstrap}]")
+        return [str(bootstrap)]
+    raise EntrypointError(f"no runtime for {config.runtime!r}")

@@ -1,0 +1,197 @@
+"""One behaviour suite over every runtime: the built-in Python and Node.js runtimes, and AWS's own
+runtime interface client (awslambdaric) run as a custom runtime's `bootstrap`.
+
+The same events go to each; what comes back must be what AWS Lambda gives.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, invoke_json, make_zip, unique
+
+#: AWS's Node.js runtime interface client, installed by scripts/install-aws-lambda-ric.sh (CI runs it).
+NODE_RIC = REPO / ".cache" / "ric" / "node_modules" / "aws-lambda-ric" / "bin" / "index.mjs"
+
+PYTHON_HANDLER = """
+import os, sys, time
+
+def handler(event, context):
+    action = event.get("action")
+    if action == "echo":
+        return event["value"]
+    if action == "context":
+        return {"name": context.function_name, "memory": str(context.memory_limit_in_mb),
+                "arn": context.invoked_function_arn, "request_id": context.aws_request_id,
+                "remaining": context.get_remaining_time_in_millis(), "version": context.function_version}
+    if action == "raise":
+        raise ValueError(event["message"])
+    if action == "sleep":
+        time.sleep(event["seconds"])
+        return "woke"
+    if action == "alloc":
+        blob = b"x" * (event["mb"] * 1024 * 1024)
+        time.sleep(1)
+        return len(blob)
+    if action == "crash":
+        os._exit(7)
+    if action == "log":
+        print(event["line"])
+        return "logged"
+    if action == "remaining":
+        first = context.get_remaining_time_in_millis()
+        time.sleep(0.2)
+        return [first, context.get_remaining_time_in_millis()]
+    return None
+"""
+
+NODE_HANDLER = """
+class ValueError extends Error { constructor(m) { super(m); this.name = "ValueError"; } }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+exports.handler = async (event, context) => {
+  switch (event.action) {
+    case "echo": return event.value;
+    case "context": return { name: context.functionName, memory: String(context.memoryLimitInMB),
+      arn: context.invokedFunctionArn, request_id: context.awsRequestId,
+      remaining: context.getRemainingTimeInMillis(), version: context.functionVersion };
+    case "raise": throw new ValueError(event.message);
+    case "sleep": await sleep(event.seconds * 1000); return "woke";
+    case "alloc": { const b = Buffer.alloc(event.mb * 1024 * 1024, 1); await sleep(1000); return b.length; }
+    case "crash": process.exit(7);
+    case "log": console.log(event.line); return "logged";
+    case "remaining": { const first = context.getRemainingTimeInMillis(); await sleep(200);
+      return [first, context.getRemainingTimeInMillis()]; }
+    default: return null;
+  }
+};
+"""
+
+RIC_BOOTSTRAP = "#!/bin/sh\nexec python3 -m awslambdaric \"$_HANDLER\"\n"
+NODE_RIC_BOOTSTRAP = "#!/bin/sh\nexec node \"$RIC_BIN\" \"$_HANDLER\"\n"
+
+RUNTIMES = {
+    "python": ({"app.py": PYTHON_HANDLER}, {"Runtime": "python3.12", "Handler": "app.handler"}),
+    "node": ({"index.js": NODE_HANDLER}, {"Runtime": "nodejs20.x", "Handler": "index.handler"}),
+    "awslambdaric": ({"app.py": PYTHON_HANDLER, "bootstrap": RIC_BOOTSTRAP},
+                     {"Runtime": "provided.al2023", "Handler": "app.handler"}),
+    "aws-lambda-ric": ({"index.js": NODE_HANDLER, "bootstrap": NODE_RIC_BOOTSTRAP},
+                       {"Runtime": "provided.al2023", "Handler": "index.handler",
+                        "Environment": {"Variables": {"RIC_BIN": str(NODE_RIC)}}}),
+}
+BROKEN = {
+    "python": ({"app.py": "import no_such_module\n"}, "Runtime.ImportModuleError", "no_such_module"),
+    "node": ({"index.js": "require('no-such-module');\n"}, "Runtime.ImportModuleError", "no-such-module"),
+    "awslambdaric": ({"app.py": "import no_such_module\n", "bootstrap": RIC_BOOTSTRAP},
+                     "Runtime.ImportModuleError", "no_such_module"),
+    "aws-lambda-ric": ({"index.js": "require('no-such-module');\n", "bootstrap": NODE_RIC_BOOTSTRAP},
+                       "Runtime.ImportModuleError", "no-such-module"),
+}
+
+
+def _create(lam, kind: str, files: dict, **params) -> str:  # type: ignore[no-untyped-def]
+    if kind in ("node", "aws-lambda-ric") and shutil.which("node") is None:
+        pytest.fail("node is not installed: the Node.js runtime needs it (see the README)")
+    if kind == "aws-lambda-ric" and not NODE_RIC.exists():
+        if os.environ.get("CI"):
+            pytest.fail("aws-lambda-ric is missing: .ci/run installs it with scripts/install-aws-lambda-ric.sh")
+        pytest.skip("aws-lambda-ric is not installed (scripts/install-aws-lambda-ric.sh)")
+    name = unique(kind)
+    base = RUNTIMES[kind][1]
+    lam.create_function(FunctionName=name, Role="r", Code={"ZipFile": make_zip(files, {"bootstrap": 0o755})},
+                        **{**base, **params})
+    return name
+
+
+@pytest.fixture(scope="module", params=sorted(RUNTIMES))
+def fn(request, lam):  # type: ignore[no-untyped-def]
+    kind = request.param
+    name = _create(lam, kind, RUNTIMES[kind][0], Timeout=2, MemorySize=160)
+    yield kind, name
+    lam.delete_function(FunctionName=name)
+
+
+def call(lam, name: str, **event):  # type: ignore[no-untyped-def]
+    return invoke_json(lam, name, event)
+
+
+def test_echo(lam, fn) -> None:
+    _, name = fn
+    response, body = call(lam, name, action="echo", value={"k": [1, 2, "three"], "n": None})
+    assert body == {"k": [1, 2, "three"], "n": None} and "FunctionError" not in response
+
+
+def test_context(lam, fn) -> None:
+    _, name = fn
+    response, body = call(lam, name, action="context")
+    assert body["name"] == name and body["memory"] == "160" and body["version"] == "$LATEST"
+    assert body["arn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+    assert body["request_id"] == response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert 0 < body["remaining"] <= 2000
+
+
+def test_remaining_time_decreases(lam, fn) -> None:
+    _, name = fn
+    _, (first, second) = call(lam, name, action="remaining")
+    assert 150 <= first - second <= 1500
+
+
+def test_error_shape(lam, fn) -> None:
+    kind, name = fn
+    response, body = call(lam, name, action="raise", message="no good")
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "no good"
+    trace = body.get("trace") if kind in ("node", "aws-lambda-ric") else body.get("stackTrace")
+    assert trace, body
+    assert call(lam, name, action="echo", value=1)[1] == 1  # the environment keeps serving
+
+
+def test_timeout(lam, fn) -> None:
+    _, name = fn
+    response, body = call(lam, name, action="sleep", seconds=10)
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+    assert body["errorMessage"].endswith("Task timed out after 2.00 seconds")
+    assert call(lam, name, action="echo", value="after")[1] == "after"
+
+
+def test_memory_limit_kills_the_environment(lam, fn) -> None:
+    _, name = fn
+    response, body = call(lam, name, action="alloc", mb=400)
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
+    assert "memory limit of 160 MB exceeded" in body["errorMessage"]
+    assert call(lam, name, action="alloc", mb=10)[1] == 10 * 1024 * 1024
+
+
+def test_crash(lam, fn) -> None:
+    _, name = fn
+    response, body = call(lam, name, action="crash")
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
+    assert "Runtime exited with error: exit status 7" in body["errorMessage"]
+    assert call(lam, name, action="echo", value="again")[1] == "again"
+
+
+def test_tail_logs(lam, fn) -> None:
+    _, name = fn
+    response = lam.invoke(FunctionName=name, LogType="Tail", Payload=json.dumps({"action": "log", "line": "hi-tail"}))
+    assert json.loads(response["Payload"].read()) == "logged"
+    tail = base64.b64decode(response["LogResult"]).decode()
+    rid = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert "hi-tail" in tail and f"START RequestId: {rid}" in tail and f"REPORT RequestId: {rid}" in tail
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_init_error(lam, kind: str) -> None:
+    files, error_type, fragment = BROKEN[kind]
+    name = _create(lam, kind, files)
+    try:
+        for _ in range(2):  # every request retries the init, and reports the failure
+            response, body = invoke_json(lam, name, {})
+            assert response["FunctionError"] == "Unhandled"
+            assert body["errorType"] == error_type and fragment in body["errorMessage"]
+        assert lam.get_function_configuration(FunctionName=name)["State"] == "Active"
+    finally:
+        lam.delete_function(FunctionName=name)
