@@ -195,3 +195,27 @@ def test_init_error(lam, kind: str) -> None:
         assert lam.get_function_configuration(FunctionName=name)["State"] == "Active"
     finally:
         lam.delete_function(FunctionName=name)
+
+
+@pytest.mark.parametrize(("files", "handler"), [
+    ({"index.js": "exports.handler = (event, context, callback) => {\n"
+                  "  setTimeout(() => callback(null, {cb: event.v}), 10);\n};\n"}, "index.handler"),
+    ({"index.mjs": "export const handler = async (event) => ({cb: event.v});\n"}, "index.handler"),
+    ({"lib/util.cjs": "exports.go = async (event) => ({cb: event.v});\n"}, "lib/util.go"),
+])
+def test_node_handler_styles(lam, files: dict, handler: str) -> None:
+    name = _create(lam, "node", files, Handler=handler)
+    try:
+        assert invoke_json(lam, name, {"v": 5})[1] == {"cb": 5}
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+def test_node_callback_error(lam) -> None:
+    name = _create(lam, "node", {"index.js": "exports.handler = (e, c, cb) => cb(new TypeError('nope'));\n"})
+    try:
+        response, body = invoke_json(lam, name, {})
+        assert response["FunctionError"] == "Unhandled"
+        assert body["errorType"] == "TypeError" and body["errorMessage"] == "nope"
+    finally:
+        lam.delete_function(FunctionName=name)
