@@ -80,6 +80,7 @@ class Gateway:
         self._cache = RegistryCache(self._js)
         self._dispatcher = Dispatcher(nc, self._activate)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
+        self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._stats_sub: Any = None
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
@@ -124,11 +125,9 @@ class Gateway:
         for per_invoker in self._environments.values():
             for (function, _), count in per_invoker.items():
                 totals[function] = totals.get(function, 0) + count
-        for function, count in totals.items():
-            self.metrics.environments.labels(function).set(count)
-        for labels in list(self.metrics.environments._metrics):  # functions with none left
-            if labels[0] not in totals:
-                self.metrics.environments.labels(*labels).set(0)
+        for function in self._gauged | set(totals):
+            self.metrics.environments.labels(function).set(totals.get(function, 0))
+        self._gauged |= set(totals)
 
     # -- kambda's own endpoints ----------------------------------------------------------------
 
