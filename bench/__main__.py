@@ -4,7 +4,8 @@ The baseline is the same handler behind a plain aiohttp server (the physical lim
 hop in Python here). This run measures, from this process as the client:
 
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
-- cold start (request sent to response received, function scaled to zero before each call).
+- cold start (request sent to response received, function scaled to zero before each call), with
+  environments forked from the zygote and, on a second platform, started as fresh interpreters.
 
 Every loop is bounded in count and time. ``--quick`` uses tiny counts (for CI smoke runs).
 """
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -55,7 +57,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def sequential(session: aiohttp.ClientSession, url: str, n: int, budget_s: float,
-                     headers: dict[str, str] | None = None) -> list[float]:
+                     headers: dict[str, str] | None = None, cold: bool | None = None) -> list[float]:
     samples: list[float] = []
     deadline = time.monotonic() + budget_s
     body = b'{"name": "bench"}'
@@ -64,16 +66,19 @@ async def sequential(session: aiohttp.ClientSession, url: str, n: int, budget_s:
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
             assert response.status == 200, response.status
+            if cold is not None:
+                assert (response.headers.get("Kambda-Cold-Start") == "true") == cold, "not the start expected"
         samples.append((time.perf_counter() - started) * 1e6)
         if time.monotonic() > deadline:
             break
     return samples
 
 
-def start_kambda(state: Path, scale_to_zero_after: float) -> tuple[subprocess.Popen[str], str]:
+def start_kambda(state: Path, scale_to_zero_after: float, zygote: bool = True) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "KAMBDA_ZYGOTE": "true" if zygote else "false"}
     proc = subprocess.Popen([sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir", str(state),
                              "--scale-to-zero-after", str(scale_to_zero_after)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("kambda is ready at "):
@@ -91,18 +96,20 @@ async def deploy(session: aiohttp.ClientSession, url: str, name: str) -> None:
         assert response.status == 201, await response.text()
 
 
-async def environments(session: aiohttp.ClientSession, url: str, name: str) -> int:
+async def scaled_to_zero(session: aiohttp.ClientSession, url: str, name: str) -> bool:
     async with session.get(f"{url}/_kambda/v1/functions/{name}") as response:
-        return int((await response.json())["environments"])
+        status = await response.json()
+    return status["desired"] == 0 and status["environments"] == 0
 
 
 async def cold_starts(session: aiohttp.ClientSession, url: str, name: str, n: int) -> list[float]:
     samples: list[float] = []
     for _ in range(n):
         deadline = time.monotonic() + 30
-        while await environments(session, url, name) and time.monotonic() < deadline:
+        while not await scaled_to_zero(session, url, name) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        samples.extend(await sequential(session, f"{url}/2015-03-31/functions/{name}/invocations", 1, 30))
+        samples.extend(await sequential(session, f"{url}/2015-03-31/functions/{name}/invocations", 1, 30,
+                                        cold=True))
     return samples
 
 
@@ -131,6 +138,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             kambda.wait(30)
             baseline.terminate()
             baseline.wait(10)
+    with tempfile.TemporaryDirectory() as tmp:
+        kambda, url = start_kambda(Path(tmp), scale_to_zero_after=1.0, zygote=False)
+        try:
+            async with aiohttp.ClientSession() as session:
+                await deploy(session, url, "bench-cold")
+                cold_no_zygote = await cold_starts(session, url, "bench-cold", args.cold)
+        finally:
+            kambda.terminate()
+            kambda.wait(30)
     result = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
         "warm_p50_us": statistics.median(warm), "warm_p99_us": percentile(warm, 99),
@@ -138,6 +154,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "warm_calls": len(warm),
         "cold_p50_ms": statistics.median(cold) / 1000, "cold_p99_ms": percentile(cold, 99) / 1000,
         "cold_calls": len(cold),
+        "cold_no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
+        "cold_no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000,
     }
     result["warm_p50_ratio"] = result["warm_p50_us"] / result["baseline_p50_us"]  # type: ignore[operator]
     return result
@@ -157,7 +175,9 @@ def main() -> None:
     print(f"\n| path | p50 | p99 |\n|---|---|---|\n"
           f"| baseline aiohttp | {result['baseline_p50_us']:.0f} us | {result['baseline_p99_us']:.0f} us |\n"
           f"| kambda warm invoke | {result['warm_p50_us']:.0f} us | {result['warm_p99_us']:.0f} us |\n"
-          f"| kambda cold start | {result['cold_p50_ms']:.1f} ms | {result['cold_p99_ms']:.1f} ms |\n"
+          f"| kambda cold start (zygote) | {result['cold_p50_ms']:.1f} ms | {result['cold_p99_ms']:.1f} ms |\n"
+          f"| kambda cold start (no zygote) | {result['cold_no_zygote_p50_ms']:.1f} ms "
+          f"| {result['cold_no_zygote_p99_ms']:.1f} ms |\n"
           f"\nwarm p50 ratio kambda/baseline: {result['warm_p50_ratio']:.2f}x  ({result['machine']})")
 
 

@@ -48,9 +48,16 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         await bus.ensure_consumer(js, config.name, config.version, config.timeout)
     orchestrator = LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
 
+    delivered: dict[Key, int] = {}
+
     async def observe(key: Key) -> int:
+        """Running + waiting requests; at least 1 if any request was delivered since the last look
+        (sequential traffic can fall between two samples and must not read as idle)."""
         info = await js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(*key))
-        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+        seq = info.delivered.consumer_seq if info.delivered else 0
+        moved = seq != delivered.get(key, seq)
+        delivered[key] = seq or 0
+        return max((info.num_pending or 0) + (info.num_ack_pending or 0), 1 if moved else 0)
 
     async def apply(key: Key, desired: int) -> None:
         if key[0] not in registry:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from invoker import runtimes
 from invoker.runtime_api import RuntimeApi
+from invoker.zygote import Zygote, ZygoteChild
 from kambda import procs
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
@@ -68,8 +69,8 @@ def error_body(error_type: str, message: str) -> bytes:
 
 class Environment:
     def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
-                 work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand"
-                 ) -> None:
+                 work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand",
+                 zygote: Zygote | None = None) -> None:
         self.env_id = env_id
         self.config = config
         self.code_dir = code_dir
@@ -78,7 +79,8 @@ class Environment:
         self._region = region
         self._arn = invoked_arn
         self._initialization_type = initialization_type
-        self.proc: asyncio.subprocess.Process | None = None
+        self._zygote = zygote
+        self.proc: asyncio.subprocess.Process | ZygoteChild | None = None
         self.port = 0
         self.served = 0
         self.init_duration_ms = 0.0
@@ -114,9 +116,12 @@ class Environment:
         read_fd, write_fd = os.pipe()
         try:
             self._spawned_at = time.monotonic()
-            self.proc = await procs.spawn(
-                runtimes.argv(self.config, self.code_dir), env=self._environment(), cwd=self.code_dir,
-                own_group=True, stdout=write_fd, stderr=write_fd)
+            argv = runtimes.argv(self.config, self.code_dir)
+            if self._zygote is not None and self.config.runtime.startswith("python3"):
+                self.proc = await self._zygote.fork(self._environment(), self.code_dir, write_fd)
+            else:
+                self.proc = await procs.spawn(argv, env=self._environment(), cwd=self.code_dir,
+                                              own_group=True, stdout=write_fd, stderr=write_fd)
         except BaseException:
             os.close(read_fd)
             raise

@@ -19,6 +19,7 @@ from invoker.codecache import CodeCache
 from invoker.pool import FunctionPool
 from invoker.runtime_api import RuntimeApi
 from invoker.settings import InvokerSettings
+from invoker.zygote import Zygote
 from kambda import bus
 from kambda.names import Arns
 from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
@@ -36,6 +37,7 @@ class InvokerHost:
         self._api = RuntimeApi()
         self._code = CodeCache(nc.jetstream(), settings.code_dir)
         self._pools: dict[tuple[str, str], FunctionPool] = {}
+        self._zygote = Zygote() if settings.zygote else None
         self._lock = asyncio.Lock()
         self._sub: object | None = None
         self._stats_due = asyncio.Event()
@@ -57,6 +59,8 @@ class InvokerHost:
                 await self._reporter
         await asyncio.gather(*(pool.stop() for pool in self._pools.values()), return_exceptions=True)
         self._pools.clear()
+        if self._zygote is not None:
+            await self._zygote.stop()
         await self._api.stop()
 
     async def _on_assign(self, msg: Msg) -> None:
@@ -72,7 +76,7 @@ class InvokerHost:
             if pool is None and assignment.desired > 0:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
-                                    self._stats_due.set)
+                                    self._stats_due.set, self._zygote)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:

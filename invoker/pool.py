@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import EntrypointError
+from invoker.zygote import Zygote
 from kambda import bus
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogRecord
@@ -51,7 +52,7 @@ class _Slot:
 class FunctionPool:
     def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
-                 function_arn: str, on_change: Callable[[], None]) -> None:
+                 function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None) -> None:
         self._nc = nc
         self.config = config
         self._api = api
@@ -60,6 +61,7 @@ class FunctionPool:
         self._region = region
         self._arn = function_arn
         self._on_change = on_change
+        self._zygote = zygote
         self.desired = 0
         self.cold_starts = 0
         self._slots: list[_Slot] = []
@@ -200,7 +202,7 @@ class FunctionPool:
             await slot.env.stop()
         code_dir = await self._code_path(slot.config.code_sha256)
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
-                          self._region, self._arn)
+                          self._region, self._arn, zygote=self._zygote)
         try:
             await env.spawn()
         except BaseException:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_str, state_dir
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_str, state_dir
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class InvokerSettings:
     state_dir: Path
     region: str
     account: str
+    #: Fork Python environments from a pre-initialised zygote (KAMBDA_ZYGOTE, default true).
+    zygote: bool = True
 
     @property
     def code_dir(self) -> Path:
@@ -35,4 +37,5 @@ class InvokerSettings:
             state_dir=state_dir(environ),
             region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
+            zygote=env_bool(environ, "KAMBDA_ZYGOTE", True),
         )

@@ -14,6 +14,8 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -165,6 +167,8 @@ class Puller:
         self._on_message = on_message
         self._inbox = nc.new_inbox()
         self._sub: object | None = None
+        self._stopped = False
+        self._expires_s = expires_s
         self.free = 0
         self.outstanding = 0
 
@@ -172,8 +176,22 @@ class Puller:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
 
     async def stop(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        """Stop pulling. Pull requests already sent stay valid on the server until they expire, and
+        a message delivered to one must not sit unacknowledged until its ack wait runs out: the
+        inbox stays subscribed that long and gives every such message straight back."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.free = 0
+        sub = self._sub
+        if sub is not None and self.outstanding:
+            asyncio.get_running_loop().call_later(self._expires_s + 1.0,
+                                                  lambda: asyncio.ensure_future(self._unsubscribe(sub)))
+        elif sub is not None:
+            await self._unsubscribe(sub)
+
+    async def _unsubscribe(self, sub: object) -> None:
+        with contextlib.suppress(Exception):
             await sub.unsubscribe()  # type: ignore[attr-defined]
 
     async def add_free(self, n: int = 1) -> None:
@@ -182,7 +200,7 @@ class Puller:
         await self._top_up()
 
     async def _top_up(self) -> None:
-        while self._sub is not None and self.outstanding < self.free:
+        while not self._stopped and self._sub is not None and self.outstanding < self.free:
             self.outstanding += 1
             await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
 
@@ -199,7 +217,7 @@ class Puller:
                             msg.headers.get("Description") if msg.headers else "")
             return
         self.outstanding = max(0, self.outstanding - 1)
-        if self.free <= 0:
+        if self._stopped or self.free <= 0:
             await nak(self._nc, msg)
             return
         self.free -= 1
@@ -209,7 +227,7 @@ class Puller:
         """Acknowledge a finished message; if its slot is free again, pull the next in the same write."""
         if free_again:
             self.free += 1
-        if free_again and self._sub is not None and self.outstanding < self.free:
+        if free_again and not self._stopped and self._sub is not None and self.outstanding < self.free:
             self.outstanding += 1
             await self._nc.publish(msg.reply, b"+NXT " + self._request, reply=self._inbox)
         else:

@@ -180,3 +180,16 @@ def test_a_misbehaving_function_costs_only_its_own_requests(lam, create) -> None
     abuser.join(120)
     assert not failures
     assert served >= 10
+
+
+def test_forked_environments_do_not_share_random_state(lam, create) -> None:
+    """Environments forked from the zygote must not all draw the same 'random' numbers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = create("import random, time, os\nSEED = random.random()\n"
+                  "def handler(event, context):\n    time.sleep(0.5)\n"
+                  "    return [os.getpid(), SEED, random.random()]\n")
+    with ThreadPoolExecutor(3) as pool:
+        results = [body for _, body in pool.map(lambda _: invoke_json(lam, name), range(3))]
+    assert len({pid for pid, _, _ in results}) == 3  # three environments
+    assert len({seed for _, seed, _ in results}) == 3 and len({r for _, _, r in results}) == 3

@@ -216,7 +216,8 @@ def test_twenty_concurrent_calls_to_a_cold_function(lam, create, platform) -> No
         results = list(pool.map(lambda i: invoke_json(lam, name, {"i": i}), range(20)))
     assert sorted(body for _, body in results) == list(range(20))
     assert all("FunctionError" not in response for response, _ in results)
-    assert 2 <= platform.status(name)["environments"] <= 10
+    wait_for(lambda: 2 <= platform.status(name)["environments"] <= 10, what="several environments, at most 10")
+    assert platform.status(name)["desired"] <= 10
 
 
 def test_aws_cli_invoke(platform, create, tmp_path) -> None:

@@ -59,8 +59,10 @@ def test_health_status_and_metrics(platform, lam, create) -> None:
     assert body["checks"] == {"gateway": True, "nats": True, "controller": True, "controller_nats": True}
     name = create(COUNTER)
     invoke_json(lam, name)
+    # Environment counts come from the invoker's reports, a moment after the run.
+    wait_for(lambda: platform.status(name)["environments"] == 1, what="the environment to be reported")
     status = platform.status(name)
-    assert status["environments"] == 1 and status["busy"] == 0 and status["queued"] == 0
+    assert status["busy"] == 0 and status["queued"] == 0 and status["desired"] == 1
     code, body = platform.get_json("/_kambda/v1/functions/missing-fn")
     assert code == 404
     with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:

@@ -1,0 +1,126 @@
+"""The invoker's side of the Python zygote (runtimes/python_zygote.py): fork environments from it.
+
+A forked environment is the zygote's child, not ours, so the zygote reaps it and reports its exit
+code; :class:`ZygoteChild` turns that into the same ``pid`` / ``returncode`` / ``wait()`` surface an
+asyncio subprocess has, so the environment code does not care how its process was made. If the
+zygote dies, its children die with it (PR_SET_PDEATHSIG) and are reported killed; the next fork
+starts a new zygote.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+
+from invoker.runtimes import RUNTIME_DIR
+from kambda import procs
+
+log = logging.getLogger(__name__)
+
+ZYGOTE = RUNTIME_DIR / "python_zygote.py"
+
+
+class ZygoteChild:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def _set_exit(self, code: int) -> None:
+        if self.returncode is None:
+            self.returncode = code
+            self._exited.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+class Zygote:
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._sock: socket.socket | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._forks: deque[asyncio.Future[ZygoteChild]] = deque()
+        self._children: dict[int, ZygoteChild] = {}
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> socket.socket:
+        if self._sock is not None and self._proc is not None and self._proc.returncode is None:
+            return self._sock
+        self._reset()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = await procs.spawn([sys.executable, str(ZYGOTE), str(theirs.fileno())],
+                                           pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._readable)
+        await asyncio.wait_for(asyncio.shield(self._ready), 30)
+        return ours
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._reset()
+                return
+            message = json.loads(data)
+            if "pid" in message:
+                child = ZygoteChild(message["pid"])
+                self._children[child.pid] = child
+                if self._forks:
+                    self._forks.popleft().set_result(child)
+            elif "exit" in message:
+                exited = self._children.pop(message["exit"], None)
+                if exited is not None:
+                    exited._set_exit(int(message["code"]))
+            elif message.get("ready") and self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+
+    def _reset(self) -> None:
+        """The zygote is gone: its children died with it; pending forks fail."""
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        for child in self._children.values():
+            child._set_exit(-signal.SIGKILL)
+        self._children.clear()
+        while self._forks:
+            self._forks.popleft().set_exception(OSError("the zygote died"))
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(OSError("the zygote did not start"))
+
+    async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int) -> ZygoteChild:
+        async with self._lock:  # forks answer in order; one request in flight keeps that simple
+            sock = await self._ensure()
+            future: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
+            self._forks.append(future)
+            payload = json.dumps({"env": dict(env), "cwd": str(cwd)}).encode()
+            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [out_fd]))])
+            return await asyncio.wait_for(future, 30)
+
+    async def stop(self) -> None:
+        if self._proc is not None:
+            await procs.stop(self._proc, 2.0, signal.SIGKILL)
+        self._reset()
