@@ -69,12 +69,19 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         await nc.publish(bus.scale_subject(key[0]), event.SerializeToString())
 
     def cap_of(key: Key) -> int:
-        config = registry.get(key[0]) if key[0] in registry else None
-        return (config.max_environments if config and config.max_environments
-                else settings.max_environments)
+        if key[0] not in registry:
+            return 0
+        config = registry.get(key[0])
+        cap = config.max_environments or settings.max_environments
+        if config.HasField("reserved_concurrency"):
+            cap = min(cap, config.reserved_concurrency) if config.reserved_concurrency else 0
+        return cap
+
+    def floor_of(key: Key) -> int:
+        return registry.get(key[0]).provisioned_concurrency if key[0] in registry else 0
 
     autoscaler = Autoscaler(ScalerConfig(scale_to_zero_after=settings.scale_to_zero_after),
-                            observe, apply, cap_of)
+                            observe, apply, cap_of, floor_of)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
@@ -85,6 +92,9 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     host = settings.listen.rsplit(":", 1)[0]
     await server.start()
     await orchestrator.start()
+    for config in registry.all():  # provisioned concurrency is warm from the start
+        if config.provisioned_concurrency:
+            await autoscaler.reapply((config.name, config.version), time.monotonic())
     scaling = asyncio.create_task(autoscaler.run(interval_ticks(settings.tick, time.monotonic)))
     print(f"kambda-controller ready grpc={host}:{port}", flush=True)
 

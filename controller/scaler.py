@@ -66,6 +66,8 @@ class Decider:
 
     config: ScalerConfig
     cap: int
+    #: Provisioned concurrency: never fewer environments than this, whatever the load.
+    floor: int = 0
     window: WindowMax = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,7 +79,7 @@ class Decider:
     def scale(self, now: float) -> ScaleResult:
         observed = self.window.max(now)
         desired = math.ceil(observed / self.config.target_per_environment)
-        return ScaleResult(desired=min(self.cap, desired), observed_max=observed)
+        return ScaleResult(desired=max(self.floor, min(self.cap, desired)), observed_max=observed)
 
 
 @dataclass
@@ -100,11 +102,12 @@ class Autoscaler:
     """
 
     def __init__(self, config: ScalerConfig, observe: Observe, apply: Apply,
-                 cap_of: Callable[[Key], int]) -> None:
+                 cap_of: Callable[[Key], int], floor_of: Callable[[Key], int] = lambda key: 0) -> None:
         self.config = config
         self._observe = observe
         self._apply = apply
         self._cap_of = cap_of
+        self._floor_of = floor_of
         self._active: dict[Key, _Active] = {}
 
     def desired(self, key: Key) -> int:
@@ -152,12 +155,18 @@ class Autoscaler:
             async with state.lock:
                 await self._apply(key, 0)
 
-    async def reapply(self, key: Key) -> None:
-        """The version's configuration changed: hand the orchestrator the new one at the same scale."""
+    async def reapply(self, key: Key, now: float) -> None:
+        """The version's configuration changed: hand the orchestrator the new one, re-deciding the
+        scale (its cap or floor may have changed too)."""
         state = self._active.get(key)
-        if state is not None and state.desired:
+        if state is None and self._floor_of(key) > 0:
+            state = self._state(key)  # provisioned concurrency makes a version active by itself
+        if state is not None:
             async with state.lock:
-                await self._apply(key, state.desired)
+                before = state.desired
+                await self._decide(key, state, now)
+                if state.desired == before and state.desired:
+                    await self._apply(key, state.desired)
 
     async def run(self, ticks: AsyncIterator[float]) -> None:
         async for now in ticks:
@@ -175,6 +184,7 @@ class Autoscaler:
 
     async def _decide(self, key: Key, state: _Active, now: float) -> None:
         state.decider.cap = self._cap_of(key)
+        state.decider.floor = min(state.decider.cap, self._floor_of(key))
         result = state.decider.scale(now)
         if result.desired != state.desired:
             log.info("scale %s:%s %d -> %d (observed max %d)", key[0], key[1], state.desired,

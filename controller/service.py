@@ -12,7 +12,7 @@ from nats.js.errors import NotFoundError
 
 from controller import validation
 from controller.orchestrators.base import Orchestrator
-from controller.registry import Registry
+from controller.registry import Registry, now_timestamp
 from controller.scaler import Autoscaler
 from kambda import bus, errors, rpc
 from kambda.names import LATEST, Arns
@@ -122,7 +122,7 @@ class ControllerService(ControllerServicer):
         if request.dry_run:
             return config
         updated = await self._registry.update(config, request.revision_id)
-        await self._autoscaler.reapply((updated.name, LATEST))
+        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
         return self._in_progress(updated)
 
     @_guard
@@ -146,8 +146,53 @@ class ControllerService(ControllerServicer):
         if config.timeout != current.timeout:
             await bus.ensure_consumer(self._js, config.name, LATEST, config.timeout)
         updated = await self._registry.update(config, request.revision_id)
-        await self._autoscaler.reapply((updated.name, LATEST))
+        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
         return self._in_progress(updated)
+
+    @_guard
+    async def PutFunctionConcurrency(self, request: pb.ConcurrencyRequest, context: aio.ServicerContext
+                                     ) -> FunctionConfig:
+        config = FunctionConfig()
+        config.CopyFrom(self._latest(request.name))
+        if request.value < 0:
+            config.ClearField("reserved_concurrency")
+        else:
+            if request.value < config.provisioned_concurrency:
+                raise errors.InvalidParameterValue(
+                    "ReservedConcurrentExecutions must be at least the function's provisioned "
+                    f"concurrency ({config.provisioned_concurrency})")
+            config.reserved_concurrency = request.value
+        updated = await self._registry.update(config)
+        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
+        return updated
+
+    @_guard
+    async def PutProvisionedConcurrency(self, request: pb.ConcurrencyRequest, context: aio.ServicerContext
+                                        ) -> FunctionConfig:
+        config = FunctionConfig()
+        config.CopyFrom(self._latest(request.name, request.qualifier))
+        value = max(0, request.value)
+        if request.value >= 0 and value < 1:
+            raise errors.InvalidParameterValue(
+                "1 validation error detected: Value '0' at 'provisionedConcurrentExecutions' failed to "
+                "satisfy constraint: Member must have value greater than or equal to 1")
+        if config.HasField("reserved_concurrency") and value > config.reserved_concurrency:
+            raise errors.InvalidParameterValue(
+                f"Provisioned concurrency ({value}) cannot exceed the function's reserved concurrency "
+                f"({config.reserved_concurrency})")
+        if value > self._max_environments and not config.max_environments:
+            raise errors.InvalidParameterValue(
+                f"Provisioned concurrency ({value}) cannot exceed the per-function limit of "
+                f"{self._max_environments} environments")
+        if request.value < 0 and not config.provisioned_concurrency:
+            raise errors.ResourceNotFound(
+                f"No Provisioned Concurrency Config found for this function: "
+                f"{self._arns.function(request.name, request.qualifier or LATEST)}")
+        config.provisioned_concurrency = value
+        config.provisioned_last_modified = now_timestamp() if value else ""
+        updated = await self._registry.update(config)
+        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
+        return updated
 
     @staticmethod
     def _in_progress(config: FunctionConfig) -> FunctionConfig:

@@ -92,7 +92,7 @@ class Gateway:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST, middlewares=[aws_errors])
         api = LambdaApi(self._controller, self._cache, self._dispatcher, self.metrics, self._arns,
-                        self.settings.queue_timeout)
+                        self.settings.queue_timeout, self.settings.throttle_wait)
         app.add_routes(api.routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),

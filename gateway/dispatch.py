@@ -39,6 +39,7 @@ class Dispatcher:
         self._prefix = nc.new_inbox()
         self._tokens = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[InvocationResult]] = {}
+        self._started: dict[str, asyncio.Future[None]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}
         self.in_flight: defaultdict[Key, int] = defaultdict(int)
         self._capacity: dict[Key, int] = {}
@@ -71,31 +72,50 @@ class Dispatcher:
             self._acks.pop(token, None)
         self._admit((inv.function, inv.version))
 
-    async def invoke(self, inv: Invocation, wait_s: float) -> InvocationResult:
-        """Queue a sync invocation and wait up to ``wait_s`` seconds for its result."""
+    async def invoke(self, inv: Invocation, wait_s: float, start_wait_s: float | None = None,
+                     throttle_reason: str = "ConcurrentInvocationLimitExceeded") -> InvocationResult:
+        """Queue a sync invocation and wait up to ``wait_s`` seconds for its result.
+
+        With ``start_wait_s`` (and ``inv.notify_start``), a run that has not started within that
+        long is answered 429 at once; the invoker drops it when it comes to it, never runs it late.
+        """
+        loop = asyncio.get_running_loop()
         token = str(next(self._tokens))
-        result: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[InvocationResult] = loop.create_future()
         self._waiting[token] = result
+        started: asyncio.Future[None] | None = None
+        if start_wait_s is not None:
+            started = self._started[token] = loop.create_future()
         inv.reply_to = f"{self._prefix}.r.{token}"
         key = (inv.function, inv.version)
         self.in_flight[key] += 1
+        throttled = errors.TooManyRequests("Rate Exceeded.", Reason=throttle_reason)
         try:
             await self._nc.publish(bus.sync_subject(inv.function, inv.version), inv.SerializeToString(),
                                    reply=f"{self._prefix}.a.{token}")
             self._admit(key)
+            if started is not None and start_wait_s is not None:
+                await asyncio.wait({started, result}, timeout=start_wait_s, return_when=asyncio.FIRST_COMPLETED)
+                if not started.done() and not result.done():
+                    raise throttled
             try:
                 return await asyncio.wait_for(result, wait_s)
             except TimeoutError:
-                raise errors.TooManyRequests(
-                    "Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded") from None
+                raise throttled from None
         finally:
             self._waiting.pop(token, None)
+            self._started.pop(token, None)
             self.in_flight[key] -= 1
             if not self.in_flight[key]:
                 del self.in_flight[key]
 
     async def _on_reply(self, msg: Msg) -> None:
         kind, token = msg.subject[len(self._prefix) + 1:].split(".", 1)
+        if kind == "r" and msg.headers and msg.headers.get("Kambda-Started"):
+            started = self._started.get(token)
+            if started is not None and not started.done():
+                started.set_result(None)
+            return
         if kind == "r":
             fut = self._waiting.get(token)
             if fut is not None and not fut.done():

@@ -36,13 +36,18 @@ RESULT_MARGIN_S = 5.0
 
 class LambdaApi:
     def __init__(self, controller: ControllerStub, cache: RegistryCache, dispatcher: Dispatcher,
-                 metrics: Metrics, arns: Arns, queue_timeout: float) -> None:
+                 metrics: Metrics, arns: Arns, queue_timeout: float, throttle_wait: float) -> None:
         self._controller = controller
         self._cache = cache
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._arns = arns
         self._queue_timeout = queue_timeout
+        self._throttle_wait = throttle_wait
+
+    def _throttled(self, function: str, reason: str) -> None:
+        self._metrics.invocations.labels(function, "throttled").inc()
+        self._metrics.throttles.labels(function, reason).inc()
 
     def routes(self) -> list[web.RouteDef]:
         base = "/2015-03-31/functions"
@@ -57,6 +62,12 @@ class LambdaApi:
             web.put(base + "/{name}/configuration", self.update_function_configuration),
             web.put(base + "/{name}/code", self.update_function_code),
             web.post(base + "/{name}/invocations", self.invoke),
+            web.put("/2017-10-31/functions/{name}/concurrency", self.put_concurrency),
+            web.get("/2019-09-30/functions/{name}/concurrency", self.get_concurrency),
+            web.delete("/2017-10-31/functions/{name}/concurrency", self.delete_concurrency),
+            web.put("/2019-09-30/functions/{name}/provisioned-concurrency", self.put_provisioned),
+            web.get("/2019-09-30/functions/{name}/provisioned-concurrency", self.get_provisioned),
+            web.delete("/2019-09-30/functions/{name}/provisioned-concurrency", self.delete_provisioned),
         ]
 
     # -- management --------------------------------------------------------------------------
@@ -140,6 +151,69 @@ class LambdaApi:
         self._cache.forget(ref.name)
         return web.Response(status=204)
 
+    # -- concurrency ---------------------------------------------------------------------------
+
+    async def put_concurrency(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"])
+        value = (await _json_body(request)).get("ReservedConcurrentExecutions")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise errors.InvalidParameterValue(
+                "1 validation error detected: Value at 'reservedConcurrentExecutions' failed to satisfy "
+                "constraint: Member must have value greater than or equal to 0")
+        config = await rpc.call(self._controller.PutFunctionConcurrency,
+                                pb.ConcurrencyRequest(name=ref.name, value=value))
+        self._cache.put(config)
+        return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
+
+    async def get_concurrency(self, request: web.Request) -> web.Response:
+        config = await self._get(request)
+        if config.HasField("reserved_concurrency"):
+            return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
+        return _json({})
+
+    async def delete_concurrency(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"])
+        config = await rpc.call(self._controller.PutFunctionConcurrency,
+                                pb.ConcurrencyRequest(name=ref.name, value=-1))
+        self._cache.put(config)
+        return web.Response(status=204)
+
+    async def put_provisioned(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        value = (await _json_body(request)).get("ProvisionedConcurrentExecutions")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise errors.InvalidParameterValue(
+                "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy "
+                "constraint: Member must have value greater than or equal to 1")
+        await rpc.call(self._controller.PutProvisionedConcurrency,
+                       pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
+        return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
+
+    async def get_provisioned(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        return _json(await self._provisioned_status(ref.name, ref.qualifier or ""))
+
+    async def _provisioned_status(self, name: str, qualifier: str) -> dict[str, Any]:
+        config = await rpc.call(self._controller.GetFunction, pb.GetFunctionRequest(name=name, qualifier=qualifier))
+        requested = config.provisioned_concurrency
+        if not requested:
+            raise errors.ProvisionedConcurrencyConfigNotFound(
+                "No Provisioned Concurrency Config found for this function")
+        status = await rpc.call(self._controller.GetFunctionStatus,
+                                pb.GetFunctionRequest(name=name, qualifier=qualifier))
+        ready = min(requested, status.environments)
+        return {"RequestedProvisionedConcurrentExecutions": requested,
+                "AllocatedProvisionedConcurrentExecutions": ready,
+                "AvailableProvisionedConcurrentExecutions": ready,
+                "Status": "READY" if ready >= requested else "IN_PROGRESS",
+                "LastModified": config.provisioned_last_modified}
+
+    async def delete_provisioned(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        await rpc.call(self._controller.PutProvisionedConcurrency,
+                       pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=-1))
+        return web.Response(status=204)
+
     # -- invoke ------------------------------------------------------------------------------
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
@@ -173,11 +247,21 @@ class LambdaApi:
             await self._dispatcher.publish(inv)
             self._metrics.invocations.labels(ref.name, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
-        inv.start_deadline_ms = inv.enqueued_ms + int(self._queue_timeout * 1000)
+        queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"
+        if config.HasField("reserved_concurrency"):
+            # Past its reserved concurrency a request waits only briefly for an environment.
+            queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
+            if config.reserved_concurrency == 0:
+                self._throttled(ref.name, reason)
+                raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
+            inv.notify_start = True
+        inv.start_deadline_ms = inv.enqueued_ms + int(queue_wait * 1000)
         try:
-            result = await self._dispatcher.invoke(inv, self._queue_timeout + config.timeout + RESULT_MARGIN_S)
-        except errors.TooManyRequests:
-            self._metrics.invocations.labels(ref.name, "throttled").inc()
+            result = await self._dispatcher.invoke(
+                inv, queue_wait + config.timeout + RESULT_MARGIN_S,
+                start_wait_s=queue_wait if inv.notify_start else None, throttle_reason=reason)
+        except errors.TooManyRequests as exc:
+            self._throttled(ref.name, str(exc.extra.get("Reason", reason)))
             raise
         if result.error_code:
             self._metrics.invocations.labels(ref.name, "error").inc()

@@ -23,6 +23,9 @@ class Metrics:
         self.cold_starts = Counter(
             "kambda_cold_starts", "Invocations that started a new execution environment.", ["function"],
             registry=self.registry)
+        self.throttles = Counter(
+            "kambda_throttles", "Invocations answered 429, by reason.", ["function", "reason"],
+            registry=self.registry)
         self.environments = Gauge(
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)

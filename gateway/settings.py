@@ -19,6 +19,8 @@ class GatewaySettings:
     #: How long a sync request may wait in the queue for an environment (the cold-start
     #: allowance) before it is answered 429; the function's own timeout comes on top.
     queue_timeout: float
+    #: How long a request to a function at its reserved concurrency waits before its 429.
+    throttle_wait: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -30,4 +32,5 @@ class GatewaySettings:
             region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
+            throttle_wait=env_float(environ, "KAMBDA_THROTTLE_WAIT", 1.0, 0.0, 60.0),
         )

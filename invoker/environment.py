@@ -84,6 +84,8 @@ class Environment:
         self.port = 0
         self.served = 0
         self.init_duration_ms = 0.0
+        #: The last request waited for this environment's initialisation: a cold start.
+        self.cold = False
         self._tmp: Path | None = None
         self._fd = -1
         self._spawned_at = 0.0
@@ -284,6 +286,7 @@ class Environment:
         self._outcome = loop.create_future()
         timeout = float(self.config.timeout)
         watchdog = asyncio.create_task(self._watch_memory())
+        self.cold = self.served == 0 and not self._ready.is_set()
         try:
             if not self._ready.is_set():
                 ready = asyncio.ensure_future(self._ready.wait())

@@ -80,7 +80,7 @@ class InvokerHost:
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:
-                await pool.apply(config, assignment.desired)
+                await pool.apply(config, assignment.desired, assignment.provisioned)
         stats = pool.stats() if pool is not None else FunctionStats(function=key[0], version=key[1])
         if msg.reply:
             ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)

@@ -35,6 +35,19 @@ from kambda.v1.invoker_pb2 import FunctionStats
 log = logging.getLogger(__name__)
 
 _env_ids = itertools.count(1)
+#: Configuration fields that change how many environments run, not what runs in them.
+_SCALING_FIELDS = ("reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified",
+                   "max_environments", "revision_id", "last_modified", "state", "state_reason",
+                   "state_reason_code", "last_update_status", "tags", "description")
+
+
+def _runtime_identity(config: FunctionConfig) -> bytes:
+    """What an environment runs: two configurations equal here can share environments."""
+    copy = FunctionConfig()
+    copy.CopyFrom(config)
+    for name in _SCALING_FIELDS:
+        copy.ClearField(name)
+    return copy.SerializeToString(deterministic=True)
 
 
 @dataclass
@@ -44,6 +57,8 @@ class _Slot:
     busy: bool = False
     #: Counted in the puller's free slots (a pull is outstanding on its behalf).
     free: bool = False
+    #: Started for provisioned concurrency (AWS_LAMBDA_INITIALIZATION_TYPE tells the handler).
+    provisioned: bool = False
     task: asyncio.Task[None] | None = None
     waiter: asyncio.Future[Msg | None] | None = None
     env: Environment | None = field(default=None, repr=False)
@@ -83,8 +98,8 @@ class FunctionPool:
                              environments=len(alive), busy=busy, idle=len(alive) - busy,
                              cold_starts=self.cold_starts)
 
-    async def apply(self, config: FunctionConfig, desired: int) -> None:
-        if config.SerializeToString(deterministic=True) != self.config.SerializeToString(deterministic=True):
+    async def apply(self, config: FunctionConfig, desired: int, provisioned: int = 0) -> None:
+        if _runtime_identity(config) != _runtime_identity(self.config):
             # New code or configuration: every slot of the old one retires (busy ones after their
             # request), and new slots start with the new configuration.
             for slot in self._slots:
@@ -92,14 +107,17 @@ class FunctionPool:
             self.config = config
         self.desired = desired
         active = [s for s in self._slots if not s.retiring]
+        warm = sum(1 for s in active if s.provisioned)
         for _ in range(desired - len(active)):
-            slot = _Slot(config=self.config, free=True)
+            slot = _Slot(config=self.config, free=True, provisioned=warm < provisioned)
+            warm += slot.provisioned
             self._slots.append(slot)
             slot.task = asyncio.create_task(self._run(slot))
             await self._puller.add_free(1)
         if len(active) > desired:
-            # Retire idle slots first, then the most recently started ones.
-            victims = sorted(active, key=lambda s: (s.busy, -self._slots.index(s)))[: len(active) - desired]
+            # Retire idle on-demand slots first, then the most recently started ones.
+            victims = sorted(active, key=lambda s: (s.provisioned, s.busy, -self._slots.index(s))
+                             )[: len(active) - desired]
             for slot in victims:
                 await self._retire(slot)
         self._on_change()
@@ -202,7 +220,8 @@ class FunctionPool:
             await slot.env.stop()
         code_dir = await self._code_path(slot.config.code_sha256)
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
-                          self._region, self._arn, zygote=self._zygote)
+                          self._region, self._arn, zygote=self._zygote,
+                          initialization_type="provisioned-concurrency" if slot.provisioned else "on-demand")
         try:
             await env.spawn()
         except BaseException:
@@ -241,8 +260,10 @@ class FunctionPool:
                     return outcome
             assert slot.env is not None
             env = slot.env
-            cold = env.served == 0
+            if inv.notify_start and inv.reply_to:
+                await self._nc.publish(inv.reply_to, b"", headers={"Kambda-Started": "1"})
             outcome, duration_ms = await env.invoke(inv)
+            cold = env.cold
             output = env.take_output()
             memory = env.max_memory_mb()
         except Exception as exc:

@@ -84,6 +84,12 @@ class TooManyRequests(KambdaError):
     error_type = "User"
 
 
+class ProvisionedConcurrencyConfigNotFound(KambdaError):
+    code = "ProvisionedConcurrencyConfigNotFoundException"
+    status = 404
+    error_type = "User"
+
+
 class UnsupportedMediaType(KambdaError):
     code = "UnsupportedMediaTypeException"
     status = 415
@@ -108,6 +114,7 @@ _BY_CODE: dict[str, type[KambdaError]] = {
         RequestEntityTooLarge,
         PreconditionFailed,
         TooManyRequests,
+        ProvisionedConcurrencyConfigNotFound,
         UnsupportedMediaType,
         UnknownOperation,
     )

@@ -64,7 +64,8 @@ class LocalOrchestrator:
 
     async def apply(self, config: FunctionConfig, desired: int) -> None:
         key = (config.name, config.version)
-        assignment = Assignment(config=config, desired=desired)
+        assignment = Assignment(config=config, desired=desired,
+                                provisioned=min(desired, config.provisioned_concurrency))
         if desired == 0:
             self._desired.pop(key, None)
         else:

@@ -25,39 +25,41 @@ _sym_db = _symbol_database.Default()
 from kambda.v1 import function_pb2 as kambda_dot_v1_dot_function__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"9\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\x32\xdc\x05\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"D\n\x12\x43oncurrencyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x05\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"9\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\x32\x87\x07\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponse\x12R\n\x16PutFunctionConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x19PutProvisionedConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfigb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.controller_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=67
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=151
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=153
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=206
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=208
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=265
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=267
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=357
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=359
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=456
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=459
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=594
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=596
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=652
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=654
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=678
-  _globals['_ACTIVATEREQUEST']._serialized_start=680
-  _globals['_ACTIVATEREQUEST']._serialized_end=751
-  _globals['_ACTIVATERESPONSE']._serialized_start=753
-  _globals['_ACTIVATERESPONSE']._serialized_end=788
-  _globals['_FUNCTIONSTATUS']._serialized_start=790
-  _globals['_FUNCTIONSTATUS']._serialized_end=910
-  _globals['_PINGREQUEST']._serialized_start=912
-  _globals['_PINGREQUEST']._serialized_end=925
-  _globals['_PINGRESPONSE']._serialized_start=927
-  _globals['_PINGRESPONSE']._serialized_end=965
-  _globals['_CONTROLLER']._serialized_start=968
-  _globals['_CONTROLLER']._serialized_end=1700
+  _globals['_CONCURRENCYREQUEST']._serialized_start=67
+  _globals['_CONCURRENCYREQUEST']._serialized_end=135
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=137
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=221
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=223
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=276
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=278
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=335
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=337
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=427
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=429
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=526
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=529
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=664
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=666
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=722
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=724
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=748
+  _globals['_ACTIVATEREQUEST']._serialized_start=750
+  _globals['_ACTIVATEREQUEST']._serialized_end=821
+  _globals['_ACTIVATERESPONSE']._serialized_start=823
+  _globals['_ACTIVATERESPONSE']._serialized_end=858
+  _globals['_FUNCTIONSTATUS']._serialized_start=860
+  _globals['_FUNCTIONSTATUS']._serialized_end=980
+  _globals['_PINGREQUEST']._serialized_start=982
+  _globals['_PINGREQUEST']._serialized_end=995
+  _globals['_PINGRESPONSE']._serialized_start=997
+  _globals['_PINGRESPONSE']._serialized_end=1035
+  _globals['_CONTROLLER']._serialized_start=1038
+  _globals['_CONTROLLER']._serialized_end=1941
 # @@protoc_insertion_point(module_scope)

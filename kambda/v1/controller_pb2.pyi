@@ -7,6 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ConcurrencyRequest(_message.Message):
+    __slots__ = ("name", "qualifier", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    qualifier: str
+    value: int
+    def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+
 class CreateFunctionRequest(_message.Message):
     __slots__ = ("config", "zip_file")
     CONFIG_FIELD_NUMBER: _ClassVar[int]

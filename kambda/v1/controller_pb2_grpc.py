@@ -83,6 +83,16 @@ class ControllerStub:
                 request_serializer=kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
                 response_deserializer=kambda_dot_v1_dot_controller__pb2.PingResponse.FromString,
                 _registered_method=True)
+        self.PutFunctionConcurrency = channel.unary_unary(
+                '/kambda.v1.Controller/PutFunctionConcurrency',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+                _registered_method=True)
+        self.PutProvisionedConcurrency = channel.unary_unary(
+                '/kambda.v1.Controller/PutProvisionedConcurrency',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -146,6 +156,19 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutFunctionConcurrency(self, request, context):
+        """Reserved and provisioned concurrency: set (value >= 0) or delete (value < 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutProvisionedConcurrency(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +216,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=kambda_dot_v1_dot_controller__pb2.PingRequest.FromString,
                     response_serializer=kambda_dot_v1_dot_controller__pb2.PingResponse.SerializeToString,
+            ),
+            'PutFunctionConcurrency': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutFunctionConcurrency,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
+            ),
+            'PutProvisionedConcurrency': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutProvisionedConcurrency,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +474,60 @@ class Controller:
             '/kambda.v1.Controller/Ping',
             kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
             kambda_dot_v1_dot_controller__pb2.PingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutFunctionConcurrency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/PutFunctionConcurrency',
+            kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
+            kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutProvisionedConcurrency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/PutProvisionedConcurrency',
+            kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
+            kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kambda/v1/function.proto\x12\tkambda.v1\"\xce\x05\n\x0e\x46unctionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x13\n\x0bmemory_size\x18\x07 \x01(\x05\x12?\n\x0b\x65nvironment\x18\x08 \x03(\x0b\x32*.kambda.v1.FunctionConfig.EnvironmentEntry\x12\x13\n\x0b\x63ode_sha256\x18\t \x01(\t\x12\x11\n\tcode_size\x18\n \x01(\x03\x12\x15\n\rlast_modified\x18\x0b \x01(\t\x12\x13\n\x0brevision_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\t\x12\r\n\x05state\x18\x0e \x01(\t\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x19\n\x11state_reason_code\x18\x10 \x01(\t\x12\x1a\n\x12last_update_status\x18\x11 \x01(\t\x12\x14\n\x0cpackage_type\x18\x12 \x01(\t\x12\x15\n\rarchitectures\x18\x13 \x03(\t\x12\x19\n\x11\x65phemeral_storage\x18\x14 \x01(\x05\x12\x0e\n\x06layers\x18\x15 \x03(\t\x12\x14\n\x0ctracing_mode\x18\x16 \x01(\t\x12\x12\n\nlog_format\x18\x17 \x01(\t\x12\x11\n\tlog_group\x18\x18 \x01(\t\x12\x31\n\x04tags\x18\x19 \x03(\x0b\x32#.kambda.v1.FunctionConfig.TagsEntry\x12\x18\n\x10max_environments\x18\x1a \x01(\x05\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kambda/v1/function.proto\x12\tkambda.v1\"\xce\x06\n\x0e\x46unctionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x13\n\x0bmemory_size\x18\x07 \x01(\x05\x12?\n\x0b\x65nvironment\x18\x08 \x03(\x0b\x32*.kambda.v1.FunctionConfig.EnvironmentEntry\x12\x13\n\x0b\x63ode_sha256\x18\t \x01(\t\x12\x11\n\tcode_size\x18\n \x01(\x03\x12\x15\n\rlast_modified\x18\x0b \x01(\t\x12\x13\n\x0brevision_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\t\x12\r\n\x05state\x18\x0e \x01(\t\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x19\n\x11state_reason_code\x18\x10 \x01(\t\x12\x1a\n\x12last_update_status\x18\x11 \x01(\t\x12\x14\n\x0cpackage_type\x18\x12 \x01(\t\x12\x15\n\rarchitectures\x18\x13 \x03(\t\x12\x19\n\x11\x65phemeral_storage\x18\x14 \x01(\x05\x12\x0e\n\x06layers\x18\x15 \x03(\t\x12\x14\n\x0ctracing_mode\x18\x16 \x01(\t\x12\x12\n\nlog_format\x18\x17 \x01(\t\x12\x11\n\tlog_group\x18\x18 \x01(\t\x12\x31\n\x04tags\x18\x19 \x03(\x0b\x32#.kambda.v1.FunctionConfig.TagsEntry\x12\x18\n\x10max_environments\x18\x1a \x01(\x05\x12!\n\x14reserved_concurrency\x18\x1b \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x17provisioned_concurrency\x18\x1c \x01(\x05\x12!\n\x19provisioned_last_modified\x18\x1d \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x17\n\x15_reserved_concurrencyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FUNCTIONCONFIG_TAGSENTRY']._loaded_options = None
   _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_FUNCTIONCONFIG']._serialized_start=40
-  _globals['_FUNCTIONCONFIG']._serialized_end=758
-  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_start=663
-  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_end=713
-  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_start=715
-  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_end=758
+  _globals['_FUNCTIONCONFIG']._serialized_end=886
+  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_start=766
+  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_end=816
+  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_start=818
+  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_end=861
 # @@protoc_insertion_point(module_scope)

@@ -5,7 +5,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Invocation(_message.Message):
-    __slots__ = ("request_id", "function", "version", "invoked_arn", "start_deadline_ms", "payload", "client_context", "cognito_identity", "trace_id", "reply_to", "log_tail", "invocation_type", "enqueued_ms", "code_sha256")
+    __slots__ = ("request_id", "function", "version", "invoked_arn", "start_deadline_ms", "payload", "client_context", "cognito_identity", "trace_id", "reply_to", "log_tail", "invocation_type", "enqueued_ms", "code_sha256", "notify_start")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class Invocation(_message.Message):
     INVOCATION_TYPE_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_MS_FIELD_NUMBER: _ClassVar[int]
     CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_START_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     function: str
     version: str
@@ -34,7 +35,8 @@ class Invocation(_message.Message):
     invocation_type: str
     enqueued_ms: int
     code_sha256: str
-    def __init__(self, request_id: _Optional[str] = ..., function: _Optional[str] = ..., version: _Optional[str] = ..., invoked_arn: _Optional[str] = ..., start_deadline_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., reply_to: _Optional[str] = ..., log_tail: _Optional[bool] = ..., invocation_type: _Optional[str] = ..., enqueued_ms: _Optional[int] = ..., code_sha256: _Optional[str] = ...) -> None: ...
+    notify_start: bool
+    def __init__(self, request_id: _Optional[str] = ..., function: _Optional[str] = ..., version: _Optional[str] = ..., invoked_arn: _Optional[str] = ..., start_deadline_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., reply_to: _Optional[str] = ..., log_tail: _Optional[bool] = ..., invocation_type: _Optional[str] = ..., enqueued_ms: _Optional[int] = ..., code_sha256: _Optional[str] = ..., notify_start: _Optional[bool] = ...) -> None: ...
 
 class InvocationResult(_message.Message):
     __slots__ = ("request_id", "payload", "function_error", "log_tail", "executed_version", "cold_start", "duration_ms", "init_duration_ms", "error_code", "error_message")

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Assignment(_message.Message):
-    __slots__ = ("config", "desired")
+    __slots__ = ("config", "desired", "provisioned")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_FIELD_NUMBER: _ClassVar[int]
     config: _function_pb2.FunctionConfig
     desired: int
-    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ...) -> None: ...
+    provisioned: int
+    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ...) -> None: ...
 
 class AssignmentAck(_message.Message):
     __slots__ = ("invoker_id", "stats")
