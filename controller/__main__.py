@@ -18,7 +18,7 @@ from grpc import aio
 
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
-from controller.scaler import Autoscaler, Key, ScalerConfig, interval_ticks
+from controller.scaler import Autoscaler, Key, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from kambda import bus, rpc, runner
@@ -80,8 +80,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     def floor_of(key: Key) -> int:
         return registry.get(key[0]).provisioned_concurrency if key[0] in registry else 0
 
-    autoscaler = Autoscaler(ScalerConfig(scale_to_zero_after=settings.scale_to_zero_after),
-                            observe, apply, cap_of, floor_of)
+    autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,

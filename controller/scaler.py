@@ -1,91 +1,32 @@
-"""How many execution environments each function version needs, decided from observed concurrency.
+"""The autoscaler's runner: feeds each active version's decider and applies its answers.
 
-In Knative's shape (STYLE.md): a window of observations, a pure decider that answers
-``scale(now) -> ScaleResult`` from them, and a runner that feeds it observations and applies the
-answer through an orchestrator on injected ticks. No code here reads a clock of its own.
+In Knative's shape (STYLE.md): the decider (decider.py) is pure; this runner collects what it
+needs and acts on injected ticks. No code here reads a clock of its own.
 
 Observed concurrency of a function version = requests running (the consumer's ack-pending count)
 + requests waiting (its pending count), sampled on every tick for *active* versions only, and
 reported by the gateway's Activate nudge. Idle versions cost nothing per tick.
-
-This is the platform core's autoscaler: desired = the highest concurrency seen within the last
-``scale_to_zero_after`` seconds, capped per function, so an environment that has been idle for
-that long is stopped and a function idle for that long scales to zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+
+from controller.decider import Decider, ScalerConfig, ScaleResult
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (function name, version)
 
 
-@dataclass(frozen=True)
-class ScalerConfig:
-    scale_to_zero_after: float = 300.0
-    target_per_environment: float = 1.0
-    #: After scaling to zero a version is still watched this long, to catch a request that raced
-    #: the scale-down, then it leaves the active set.
-    linger: float = 10.0
-
-
-@dataclass(frozen=True)
-class ScaleResult:
-    desired: int
-    observed_max: int
-
-
-class WindowMax:
-    """The maximum of the observations made within the last ``window`` seconds (monotonic deque)."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._items: deque[tuple[float, int]] = deque()
-
-    def record(self, now: float, value: int) -> None:
-        while self._items and self._items[-1][1] <= value:
-            self._items.pop()
-        self._items.append((now, value))
-
-    def max(self, now: float) -> int:
-        while self._items and self._items[0][0] < now - self.window:
-            self._items.popleft()
-        return self._items[0][1] if self._items else 0
-
-
-@dataclass
-class Decider:
-    """The scale of one function version as a pure function of what was observed and when."""
-
-    config: ScalerConfig
-    cap: int
-    #: Provisioned concurrency: never fewer environments than this, whatever the load.
-    floor: int = 0
-    window: WindowMax = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.window = WindowMax(self.config.scale_to_zero_after)
-
-    def record(self, now: float, concurrency: int) -> None:
-        self.window.record(now, concurrency)
-
-    def scale(self, now: float) -> ScaleResult:
-        observed = self.window.max(now)
-        desired = math.ceil(observed / self.config.target_per_environment)
-        return ScaleResult(desired=max(self.floor, min(self.cap, desired)), observed_max=observed)
-
-
 @dataclass
 class _Active:
     decider: Decider
     desired: int = 0
+    last: ScaleResult | None = None
     zero_since: float | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -116,6 +57,10 @@ class Autoscaler:
 
     def active_keys(self) -> list[Key]:
         return list(self._active)
+
+    def last_result(self, key: Key) -> ScaleResult | None:
+        state = self._active.get(key)
+        return state.last if state else None
 
     async def activate(self, key: Key, now: float, in_flight: int) -> int:
         """The gateway's nudge: ``in_flight`` requests wait on ``key``. Scales up at once."""
@@ -185,10 +130,12 @@ class Autoscaler:
     async def _decide(self, key: Key, state: _Active, now: float) -> None:
         state.decider.cap = self._cap_of(key)
         state.decider.floor = min(state.decider.cap, self._floor_of(key))
-        result = state.decider.scale(now)
+        result = state.decider.scale(now, ready=state.desired)
+        state.last = result
         if result.desired != state.desired:
-            log.info("scale %s:%s %d -> %d (observed max %d)", key[0], key[1], state.desired,
-                     result.desired, result.observed_max)
+            log.info("scale %s:%s %d -> %d (stable %.2f, panic %.2f%s)", key[0], key[1], state.desired,
+                     result.desired, result.stable_average, result.panic_average,
+                     ", panicking" if result.panic else "")
             state.desired = result.desired
             await self._apply(key, result.desired)
 

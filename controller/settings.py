@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.decider import ScalerConfig
 from kambda.settings import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
@@ -25,7 +26,7 @@ class ControllerSettings:
     region: str
     account: str
     orchestrator: str
-    scale_to_zero_after: float      # seconds an environment may idle before it is stopped
+    scaler: ScalerConfig            # the autoscaler's knobs (decider.py explains each)
     max_environments: int           # per function version, unless the function sets its own
     tick: float                     # seconds between autoscaler passes
 
@@ -41,7 +42,14 @@ class ControllerSettings:
             region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             orchestrator=orchestrator,
-            scale_to_zero_after=env_float(environ, "KAMBDA_SCALE_TO_ZERO_AFTER", 300.0, 0.1, 86400.0),
+            scaler=ScalerConfig(
+                scale_to_zero_after=env_float(environ, "KAMBDA_SCALE_TO_ZERO_AFTER", 300.0, 0.1, 86400.0),
+                target_per_environment=env_float(environ, "KAMBDA_TARGET_CONCURRENCY", 1.0, 0.01, 1000.0),
+                stable_window=env_float(environ, "KAMBDA_STABLE_WINDOW", 60.0, 1.0, 3600.0),
+                panic_window=env_float(environ, "KAMBDA_PANIC_WINDOW", 6.0, 0.1, 3600.0),
+                panic_threshold=env_float(environ, "KAMBDA_PANIC_THRESHOLD", 2.0, 1.0, 1000.0),
+                max_scale_up_rate=env_float(environ, "KAMBDA_MAX_SCALE_UP_RATE", 1000.0, 1.0, 1e6),
+            ),
             max_environments=env_int(environ, "KAMBDA_MAX_ENVIRONMENTS", 10, 1, 1000),
             tick=env_float(environ, "KAMBDA_SCALER_TICK", 0.5, 0.01, 60.0),
         )

@@ -4,37 +4,104 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from controller.scaler import Autoscaler, Decider, Key, ScalerConfig, WindowMax
+import pytest
+
+from controller.decider import Decider, ScalerConfig, WindowAverage, WindowMax
+from controller.scaler import Autoscaler, Key
+from kambda.settings import SettingsError
 
 KEY: Key = ("fn", "$LATEST")
+CONFIG = ScalerConfig(scale_to_zero_after=300, stable_window=60, panic_window=6, panic_threshold=2.0)
 
 
-def test_window_max_forgets_old_observations() -> None:
+def drive(decider: Decider, load: list[tuple[float, int]], ready: int) -> tuple[int, int, bool]:
+    """Feed (time, concurrency) samples, each followed by a decision, as the runner does."""
+    result = None
+    for now, concurrency in load:
+        decider.record(now, concurrency)
+        result = decider.scale(now, ready)
+        ready = result.desired
+    assert result is not None
+    return result.desired, ready, result.panic
+
+
+def test_window_max_forgets_old_values() -> None:
     window = WindowMax(10)
     window.record(0, 5)
     window.record(1, 2)
     window.record(2, 3)
     assert window.max(5) == 5
-    assert window.max(10.5) == 3  # the 5 at t=0 left the window
+    assert window.max(10.5) == 3
     assert window.max(12.5) == 0
 
 
-def test_decider_keeps_peak_concurrency_for_the_idle_window_then_zero() -> None:
-    decider = Decider(ScalerConfig(scale_to_zero_after=60), cap=10)
-    decider.record(0, 4)
-    for t in range(1, 60):
-        decider.record(t, 1)
-    assert decider.scale(59).desired == 4
-    assert decider.scale(61).desired == 1
-    decider.record(61, 0)
-    assert decider.scale(125).desired == 0
+def test_window_average_is_time_weighted() -> None:
+    window = WindowAverage(10)
+    window.record(0, 4)
+    window.record(5, 0)
+    assert window.average(10) == pytest.approx(2.0)  # 4 for 5 s, 0 for 5 s
+    assert window.average(15) == pytest.approx(0.0)
+    fresh = WindowAverage(10)
+    fresh.record(8, 10)
+    assert fresh.average(10) == pytest.approx(2.0)  # time before the first sample counts as zero
 
 
-def test_decider_is_capped() -> None:
-    decider = Decider(ScalerConfig(), cap=3)
-    decider.record(0, 50)
-    result = decider.scale(0)
-    assert result.desired == 3 and result.observed_max == 50
+def test_steady_load() -> None:
+    decider = Decider(CONFIG, cap=100)
+    desired, _, panic = drive(decider, [(t, 3) for t in range(0, 200)], ready=0)
+    assert desired == 3 and not panic
+
+
+def test_burst_panics_and_scales_at_once() -> None:
+    decider = Decider(CONFIG, cap=100)
+    _, ready, _ = drive(decider, [(t, 1) for t in range(0, 120)], ready=0)
+    assert ready == 1
+    desired, ready, panic = drive(decider, [(120.5, 10)], ready=ready)
+    assert panic and desired == 10
+
+
+def test_no_scale_down_while_panicking_then_down_and_to_zero() -> None:
+    config = ScalerConfig(scale_to_zero_after=120, stable_window=60, panic_window=6)
+    decider = Decider(config, cap=100)
+    drive(decider, [(t, 1) for t in range(0, 120)], ready=0)
+    _, ready, _ = drive(decider, [(120, 10)], ready=1)
+    desired, ready, panic = drive(decider, [(121 + t, 0) for t in range(0, 50)], ready=ready)
+    assert panic and desired == 10  # the burst is over, but panic holds the scale
+    desired, ready, panic = drive(decider, [(171 + t, 0) for t in range(0, 30)], ready=ready)
+    assert not panic and desired == 10  # out of panic; the scale-down delay still holds the peak
+    desired, ready, _ = drive(decider, [(201 + t, 0) for t in range(0, 42)], ready=ready)
+    assert desired == 0  # 120 s after the last request ended (t=121): scaled to zero
+
+
+def test_idle_for_scale_to_zero_after_scales_to_zero_and_not_before() -> None:
+    decider = Decider(ScalerConfig(scale_to_zero_after=300), cap=10)
+    drive(decider, [(t, 1) for t in range(0, 10)], ready=0)
+    desired, ready, _ = drive(decider, [(10 + t, 0) for t in range(0, 295)], ready=1)
+    assert desired == 1
+    desired, _, _ = drive(decider, [(305 + t, 0) for t in range(0, 10)], ready=ready)
+    assert desired == 0
+
+
+def test_provisioned_floor_and_reserved_ceiling() -> None:
+    floored = Decider(CONFIG, cap=10, floor=3)
+    assert drive(floored, [(t, 0) for t in range(0, 1000, 10)], ready=0)[0] == 3
+    capped = Decider(CONFIG, cap=2)
+    assert drive(capped, [(t, 10) for t in range(0, 100)], ready=0)[0] == 2
+
+
+def test_max_scale_up_rate() -> None:
+    decider = Decider(ScalerConfig(max_scale_up_rate=2.0), cap=100)
+    decider.record(0, 1)
+    assert decider.scale(0, ready=1).desired == 1
+    decider.record(1, 50)
+    assert decider.scale(1, ready=1).desired == 2
+    decider.record(2, 50)
+    assert decider.scale(2, ready=2).desired == 4
+
+
+def test_config_errors_name_key_value_and_range() -> None:
+    with pytest.raises(SettingsError, match=r"panic_threshold=0.5 is out of range \(expected 1.0..1000.0\)"):
+        ScalerConfig(panic_threshold=0.5)
 
 
 class Fake:
@@ -51,22 +118,18 @@ class Fake:
 
 async def test_activation_scales_up_at_once_and_ticks_scale_down() -> None:
     fake = Fake()
-    scaler = Autoscaler(ScalerConfig(scale_to_zero_after=30, linger=5), fake.observe, fake.apply, lambda k: 10)
+    config = ScalerConfig(scale_to_zero_after=30, stable_window=10, linger=5)
+    scaler = Autoscaler(config, fake.observe, fake.apply, lambda k: 10)
     assert await scaler.activate(KEY, now=0, in_flight=3) == 3
     assert fake.applied == [(KEY, 3)]
-    fake.concurrency = 1
-    await scaler.tick(10)
-    assert scaler.desired(KEY) == 3  # the peak is still within the window
-    await scaler.tick(31)
-    assert scaler.desired(KEY) == 1
     fake.concurrency = 0
+    await scaler.tick(20)
+    assert scaler.desired(KEY) == 3  # within scale_to_zero_after of the peak
     await scaler.tick(45)
-    assert scaler.desired(KEY) == 1  # the 1 seen at t=31 is still within the window
-    await scaler.tick(62)
     assert scaler.desired(KEY) == 0
     assert fake.applied[-1] == (KEY, 0)
     assert KEY in scaler.active_keys()  # lingers to catch a request that raced the scale-down
-    await scaler.tick(68)
+    await scaler.tick(51)
     assert KEY not in scaler.active_keys()
     applied = len(fake.applied)
     await scaler.tick(100)  # idle versions cost nothing per tick
@@ -97,6 +160,15 @@ async def test_runner_consumes_injected_ticks() -> None:
     await scaler.run(ticks())
     assert fake.applied == [(KEY, 1), (KEY, 0)]
     assert not scaler.active_keys()
+
+
+async def test_provisioned_floor_activates_a_version_by_itself() -> None:
+    fake = Fake()
+    scaler = Autoscaler(ScalerConfig(), fake.observe, fake.apply, lambda k: 10, lambda k: 3)
+    await scaler.reapply(KEY, now=0)
+    assert fake.applied == [(KEY, 3)] and scaler.desired(KEY) == 3
+    await scaler.tick(10_000)
+    assert scaler.desired(KEY) == 3 and KEY in scaler.active_keys()
 
 
 async def test_forget_scales_a_deleted_function_to_zero() -> None:
