@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from grpc import aio
 
+from controller.decider import ScaleResult
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
 from controller.scaler import Autoscaler, Key, interval_ticks
@@ -49,6 +50,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     orchestrator = LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
 
     delivered: dict[Key, int] = {}
+    queued: dict[Key, int] = {}
+    reported: dict[Key, tuple[int, int, bool, int]] = {}
 
     async def observe(key: Key) -> int:
         """Running + waiting requests; at least 1 if any request was delivered since the last look
@@ -57,15 +60,23 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         seq = info.delivered.consumer_seq if info.delivered else 0
         moved = seq != delivered.get(key, seq)
         delivered[key] = seq or 0
+        queued[key] = info.num_pending or 0
         return max((info.num_pending or 0) + (info.num_ack_pending or 0), 1 if moved else 0)
 
     async def apply(key: Key, desired: int) -> None:
         if key[0] not in registry:
             return
         await orchestrator.apply(registry.get(key[0]), desired)
+
+    async def report(key: Key, result: ScaleResult) -> None:
+        """Tell the gateways (scale events) whenever a version's scale, queue or panic changes."""
         stats = orchestrator.stats(*key)
-        event = ScaleEvent(function=key[0], version=key[1], desired=desired,
-                           environments=stats.environments)
+        now = (result.desired, queued.get(key, 0), result.panic, stats.environments)
+        if reported.get(key) == now:
+            return
+        reported[key] = now
+        event = ScaleEvent(function=key[0], version=key[1], desired=result.desired,
+                           environments=stats.environments, queued=now[1], panic=result.panic)
         await nc.publish(bus.scale_subject(key[0]), event.SerializeToString())
 
     def cap_of(key: Key) -> int:
@@ -80,7 +91,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     def floor_of(key: Key) -> int:
         return registry.get(key[0]).provisioned_concurrency if key[0] in registry else 0
 
-    autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of)
+    autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of, report,
+                            total_limit=settings.concurrency_limit)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,

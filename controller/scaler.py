@@ -33,6 +33,11 @@ class _Active:
 
 Observe = Callable[[Key], Awaitable[int]]
 Apply = Callable[[Key, int], Awaitable[None]]
+Report = Callable[[Key, ScaleResult], Awaitable[None]]
+
+
+async def _no_report(key: Key, result: ScaleResult) -> None:
+    return None
 
 
 class Autoscaler:
@@ -43,12 +48,16 @@ class Autoscaler:
     """
 
     def __init__(self, config: ScalerConfig, observe: Observe, apply: Apply,
-                 cap_of: Callable[[Key], int], floor_of: Callable[[Key], int] = lambda key: 0) -> None:
+                 cap_of: Callable[[Key], int], floor_of: Callable[[Key], int] = lambda key: 0,
+                 report: Report = _no_report, total_limit: int = 1_000_000) -> None:
         self.config = config
         self._observe = observe
         self._apply = apply
         self._cap_of = cap_of
         self._floor_of = floor_of
+        self._report = report
+        #: The platform-wide limit on environments, shared by every function.
+        self.total_limit = total_limit
         self._active: dict[Key, _Active] = {}
 
     def desired(self, key: Key) -> int:
@@ -128,10 +137,12 @@ class Autoscaler:
         return state
 
     async def _decide(self, key: Key, state: _Active, now: float) -> None:
-        state.decider.cap = self._cap_of(key)
+        others = sum(s.desired for k, s in self._active.items() if k != key)
+        state.decider.cap = max(0, min(self._cap_of(key), self.total_limit - others))
         state.decider.floor = min(state.decider.cap, self._floor_of(key))
         result = state.decider.scale(now, ready=state.desired)
         state.last = result
+        await self._report(key, result)
         if result.desired != state.desired:
             log.info("scale %s:%s %d -> %d (stable %.2f, panic %.2f%s)", key[0], key[1], state.desired,
                      result.desired, result.stable_average, result.panic_average,

@@ -28,6 +28,7 @@ class ControllerSettings:
     orchestrator: str
     scaler: ScalerConfig            # the autoscaler's knobs (decider.py explains each)
     max_environments: int           # per function version, unless the function sets its own
+    concurrency_limit: int          # environments of all functions together
     tick: float                     # seconds between autoscaler passes
 
     @classmethod
@@ -51,5 +52,6 @@ class ControllerSettings:
                 max_scale_up_rate=env_float(environ, "KAMBDA_MAX_SCALE_UP_RATE", 1000.0, 1.0, 1e6),
             ),
             max_environments=env_int(environ, "KAMBDA_MAX_ENVIRONMENTS", 10, 1, 1000),
+            concurrency_limit=env_int(environ, "KAMBDA_CONCURRENCY_LIMIT", 1000, 1, 1_000_000),
             tick=env_float(environ, "KAMBDA_SCALER_TICK", 0.5, 0.01, 60.0),
         )

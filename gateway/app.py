@@ -30,7 +30,7 @@ from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogRecord
-from kambda.v1.invoker_pb2 import InvokerStats
+from kambda.v1.invoker_pb2 import InvokerStats, ScaleEvent
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Gateway:
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
         self._cache = RegistryCache(self._js)
-        self._dispatcher = Dispatcher(nc, self._activate)
+        self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._stats_sub: Any = None
@@ -116,6 +116,11 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self._stats_sub.unsubscribe()
         await self._channel.close()
+
+    def _on_scale(self, event: ScaleEvent) -> None:
+        self.metrics.desired.labels(event.function).set(event.desired)
+        self.metrics.queue_depth.labels(event.function).set(event.queued)
+        self.metrics.panic.labels(event.function).set(1 if event.panic else 0)
 
     async def _on_stats(self, msg: Msg) -> None:
         stats = InvokerStats.FromString(msg.data)

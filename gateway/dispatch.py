@@ -33,9 +33,11 @@ Activate = Callable[[str, str, int], Awaitable[int]]
 
 
 class Dispatcher:
-    def __init__(self, nc: NATS, activate: Activate) -> None:
+    def __init__(self, nc: NATS, activate: Activate,
+                 on_scale: Callable[[ScaleEvent], None] = lambda event: None) -> None:
         self._nc = nc
         self._activate = activate
+        self._on_scale_event = on_scale
         self._prefix = nc.new_inbox()
         self._tokens = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[InvocationResult]] = {}
@@ -167,6 +169,7 @@ class Dispatcher:
             event = ScaleEvent.FromString(msg.data)
         except Exception:
             return
+        self._on_scale_event(event)
         key = (event.function, event.version)
         self._capacity[key] = event.desired
         if self.in_flight.get(key, 0) > event.desired and key not in self._activating:

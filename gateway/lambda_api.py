@@ -272,11 +272,13 @@ class LambdaApi:
             headers["X-Amz-Function-Error"] = result.function_error
         if inv.log_tail:
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
+        elapsed = time.monotonic() - started
         if result.cold_start:
             headers["Kambda-Cold-Start"] = "true"
             self._metrics.cold_starts.labels(ref.name).inc()
+            self._metrics.cold_start_duration.labels(ref.name).observe(elapsed)
         self._metrics.invocations.labels(ref.name, "function_error" if result.function_error else "success").inc()
-        self._metrics.duration.labels(ref.name).observe(time.monotonic() - started)
+        self._metrics.duration.labels(ref.name).observe(elapsed)
         return web.Response(body=result.payload, headers=headers)
 
 

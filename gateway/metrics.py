@@ -26,6 +26,19 @@ class Metrics:
         self.throttles = Counter(
             "kambda_throttles", "Invocations answered 429, by reason.", ["function", "reason"],
             registry=self.registry)
+        self.cold_start_duration = Histogram(
+            "kambda_cold_start_duration_seconds", "Time from request to answer of invocations that "
+            "started a new execution environment.", ["function"], registry=self.registry,
+            buckets=(0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.desired = Gauge(
+            "kambda_function_desired_environments", "Environments the autoscaler wants.", ["function"],
+            registry=self.registry)
+        self.queue_depth = Gauge(
+            "kambda_function_queue_depth", "Requests waiting for an environment.", ["function"],
+            registry=self.registry)
+        self.panic = Gauge(
+            "kambda_autoscaler_panic", "1 while the autoscaler is in panic mode for the function.", ["function"],
+            registry=self.registry)
         self.environments = Gauge(
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)

@@ -70,9 +70,17 @@ def test_health_status_and_metrics(platform, lam, create) -> None:
     assert f'kambda_invocations_total{{function="{name}",outcome="success"}} 1.0' in metrics
     assert f'kambda_cold_starts_total{{function="{name}"}} 1.0' in metrics
     assert f'kambda_invocation_duration_seconds_count{{function="{name}"}} 1.0' in metrics
-    wait_for(lambda: f'kambda_function_environments{{function="{name}"}} 1.0' in
-             urllib.request.urlopen(platform.url + "/metrics", timeout=10).read().decode(),
-             what="the environments gauge")
+    assert f'kambda_cold_start_duration_seconds_count{{function="{name}"}} 1.0' in metrics
+
+    def scraped() -> str:
+        with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    for line in (f'kambda_function_environments{{function="{name}"}} 1.0',
+                 f'kambda_function_desired_environments{{function="{name}"}} 1.0',
+                 f'kambda_function_queue_depth{{function="{name}"}} 0.0',
+                 f'kambda_autoscaler_panic{{function="{name}"}}'):
+        wait_for(lambda line=line: line in scraped(), what=line)
 
 
 def test_scale_to_zero_then_cold_start(tmp_path) -> None:

@@ -177,3 +177,17 @@ async def test_forget_scales_a_deleted_function_to_zero() -> None:
     await scaler.activate(KEY, now=0, in_flight=2)
     await scaler.forget(KEY)
     assert fake.applied[-1] == (KEY, 0) and not scaler.active_keys()
+
+
+async def test_platform_limit_is_shared_and_every_decision_is_reported() -> None:
+    fake = Fake()
+    reports: list[tuple[Key, int, bool]] = []
+
+    async def report(key: Key, result) -> None:  # type: ignore[no-untyped-def]
+        reports.append((key, result.desired, result.panic))
+
+    scaler = Autoscaler(ScalerConfig(), fake.observe, fake.apply, lambda k: 10, report=report, total_limit=5)
+    other: Key = ("other", "$LATEST")
+    assert await scaler.activate(KEY, now=0, in_flight=3) == 3
+    assert await scaler.activate(other, now=0, in_flight=4) == 2  # only 2 of the 5 are left
+    assert reports == [(KEY, 3, True), (other, 2, True)]

@@ -54,13 +54,17 @@ class InvokerStats(_message.Message):
     def __init__(self, invoker_id: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., time_ms: _Optional[int] = ..., hello: _Optional[bool] = ...) -> None: ...
 
 class ScaleEvent(_message.Message):
-    __slots__ = ("function", "version", "desired", "environments")
+    __slots__ = ("function", "version", "desired", "environments", "queued", "panic")
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PANIC_FIELD_NUMBER: _ClassVar[int]
     function: str
     version: str
     desired: int
     environments: int
-    def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., desired: _Optional[int] = ..., environments: _Optional[int] = ...) -> None: ...
+    queued: int
+    panic: bool
+    def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., desired: _Optional[int] = ..., environments: _Optional[int] = ..., queued: _Optional[int] = ..., panic: _Optional[bool] = ...) -> None: ...
