@@ -5,7 +5,8 @@ hop in Python here). This run measures, from this process as the client:
 
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
 - cold start (request sent to response received, function scaled to zero before each call), with
-  environments forked from the zygote and, on a second platform, started as fresh interpreters.
+  environments forked from the zygote and, on a second platform, started as fresh interpreters;
+- the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
 
 Every loop is bounded in count and time. ``--quick`` uses tiny counts (for CI smoke runs).
 """
@@ -113,6 +114,65 @@ async def cold_starts(session: aiohttp.ClientSession, url: str, name: str, n: in
     return samples
 
 
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _controller_pid(up_pid: int) -> int:
+    for pid in _descendants(up_pid):
+        try:
+            if b"controller" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2:3][0]:
+                return pid
+        except (OSError, IndexError):
+            continue
+    raise SystemExit("controller process not found")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def idle_fleet(session: aiohttp.ClientSession, url: str, up_pid: int, n: int, seconds: float) -> dict[str, float]:
+    """Deploy ``n`` functions, leave them idle, and measure what the controller costs meanwhile."""
+    sem = asyncio.Semaphore(8)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await deploy(session, url, f"idle-{i:05d}")
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    deploy_s = time.monotonic() - started
+    pid = _controller_pid(up_pid)
+    await asyncio.sleep(2)  # let the deploys' own work settle before sampling the idle cost
+    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    return {"functions": n, "deploy_seconds": deploy_s, "controller_rss_mb": _rss_mb(pid),
+            "controller_cpu_percent_of_a_core": cpu * 100}
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
     assert baseline.stdout is not None
@@ -133,6 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 base = await sequential(session, baseline_url, args.calls, 120)
                 await deploy(session, url, "bench-cold")
                 cold = await cold_starts(session, url, "bench-cold", args.cold)
+                fleet = await idle_fleet(session, url, kambda.pid, args.fleet, args.fleet_seconds)
         finally:
             kambda.terminate()
             kambda.wait(30)
@@ -156,6 +217,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "cold_calls": len(cold),
         "cold_no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
         "cold_no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000,
+        "idle_fleet": fleet,
     }
     result["warm_p50_ratio"] = result["warm_p50_us"] / result["baseline_p50_us"]  # type: ignore[operator]
     return result
@@ -166,11 +228,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
+    parser.add_argument("--fleet-seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="tiny counts, for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.calls, args.warmup, args.cold = 20, 5, 2
+        args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
     result = asyncio.run(run(args))
+    fleet = result["idle_fleet"]
+    assert isinstance(fleet, dict)
     print(json.dumps(result, indent=2))
     print(f"\n| path | p50 | p99 |\n|---|---|---|\n"
           f"| baseline aiohttp | {result['baseline_p50_us']:.0f} us | {result['baseline_p99_us']:.0f} us |\n"
@@ -178,7 +244,9 @@ def main() -> None:
           f"| kambda cold start (zygote) | {result['cold_p50_ms']:.1f} ms | {result['cold_p99_ms']:.1f} ms |\n"
           f"| kambda cold start (no zygote) | {result['cold_no_zygote_p50_ms']:.1f} ms "
           f"| {result['cold_no_zygote_p99_ms']:.1f} ms |\n"
-          f"\nwarm p50 ratio kambda/baseline: {result['warm_p50_ratio']:.2f}x  ({result['machine']})")
+          f"\nwarm p50 ratio kambda/baseline: {result['warm_p50_ratio']:.2f}x  ({result['machine']})\n"
+          f"idle fleet of {fleet['functions']} functions: controller {fleet['controller_rss_mb']:.0f} MB RSS, "
+          f"{fleet['controller_cpu_percent_of_a_core']:.2f}% of a core")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ points to it is committed, so a half-finished deploy is never visible to an invo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ class Registry:
         self._kv: KeyValue | None = None
         self._code: ObjectStore | None = None
         self._functions: dict[str, FunctionConfig] = {}
+        #: One change at a time per function and per code package: the controller serves gRPC
+        #: calls concurrently, and KV compare-and-set would otherwise fail one of two racing calls.
+        self._locks: dict[str, asyncio.Lock] = {}
         self._revisions: dict[str, int] = {}  # KV revision of each entry, for compare-and-set
 
     async def load(self) -> None:
@@ -80,14 +84,18 @@ class Registry:
         next_marker = page[-1] if start + max_items < len(names) and page else ""
         return [self._functions[n] for n in page], next_marker
 
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
     async def store_code(self, data: bytes) -> codepkg.PackageInfo:
         """Validate a package and store it under its sha256 (a no-op when it is stored already)."""
-        info = codepkg.inspect_package(data)
+        info = await asyncio.to_thread(codepkg.inspect_package, data)
         assert self._code is not None
-        try:
-            await self._code.get_info(info.sha256_hex)
-        except NotFoundError:
-            await self._code.put(info.sha256_hex, data)
+        async with self.lock(f"code:{info.sha256_hex}"):
+            try:
+                await self._code.get_info(info.sha256_hex)
+            except NotFoundError:
+                await self._code.put(info.sha256_hex, data)
         return info
 
     async def create(self, config: FunctionConfig) -> FunctionConfig:

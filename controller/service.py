@@ -29,11 +29,21 @@ UPDATABLE = frozenset({
 })
 
 
+MUTATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "DeleteFunction",
+                       "PutFunctionConcurrency", "PutProvisionedConcurrency"})
+
+
 def _guard(method: Callable):  # type: ignore[type-arg]
-    """Turn KambdaErrors into gRPC statuses, and anything unexpected into a ServiceException."""
+    """Turn KambdaErrors into gRPC statuses, and anything unexpected into a ServiceException.
+
+    Calls that change a function run one at a time per function name."""
 
     async def wrapper(self: ControllerService, request: object, context: aio.ServicerContext) -> object:
         try:
+            if method.__name__ in MUTATIONS:
+                name = request.config.name if method.__name__ == "CreateFunction" else request.name  # type: ignore[attr-defined]
+                async with self._registry.lock(f"function:{name}"):
+                    return await method(self, request, context)
             return await method(self, request, context)
         except errors.KambdaError as err:
             await rpc.abort_with(context, err)

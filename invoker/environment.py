@@ -348,13 +348,16 @@ class Environment:
         """
         limit_kb = self.config.memory_size * 1024
         while self.proc is not None and self.proc.returncode is None:
+            # Sample after the interval, not at once: a short request never pays for /proc reads.
+            await asyncio.sleep(MEMORY_POLL_S)
+            if self.proc is None or self.proc.returncode is not None:
+                return
             rss = _tree_rss_kb(self.proc.pid)
             self._peak_kb = max(self._peak_kb, rss)
             if rss > limit_kb:
                 self._memory_exceeded = True
                 procs.kill_group(self.proc.pid, signal.SIGKILL)
                 return
-            await asyncio.sleep(MEMORY_POLL_S)
 
     def max_memory_mb(self) -> int:
         """Peak resident memory, as REPORT's Max Memory Used (VmHWM, or the watchdog's peak)."""

@@ -49,6 +49,9 @@ MAX_PAYLOAD = 8 * 1024 * 1024
 PULL_EXPIRES_S = 10.0
 #: How long a sync message may sit unacknowledged beyond the function's timeout before redelivery.
 ACK_WAIT_MARGIN_S = 30.0
+#: One durable consumer per function version lives on the sync stream; nats-server caps a stream
+#: that does not say otherwise at 1,000 consumers, so the stream says how many functions it serves.
+MAX_FUNCTION_VERSIONS = 100_000
 
 
 def sync_subject(function: str, version: str) -> str:
@@ -93,6 +96,7 @@ async def ensure_platform(js: JetStreamContext) -> None:
         max_msg_size=MAX_PAYLOAD,
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
+        max_consumers=MAX_FUNCTION_VERSIONS,
     ))
     await _ensure_stream(js, StreamConfig(
         name=LOGS_STREAM,
@@ -116,9 +120,12 @@ async def ensure_platform(js: JetStreamContext) -> None:
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
-        await js.stream_info(config.name or "")
+        info = await js.stream_info(config.name or "")
     except NotFoundError:
         await js.add_stream(config)
+        return
+    if config.max_consumers and info.config.max_consumers != config.max_consumers:
+        await js.update_stream(info.config.evolve(max_consumers=config.max_consumers))
 
 
 async def ensure_consumer(js: JetStreamContext, function: str, version: str, timeout_s: int) -> None:

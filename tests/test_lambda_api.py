@@ -239,3 +239,28 @@ def test_qualifier_that_contradicts_the_arn_is_refused(lam, create) -> None:
     with pytest.raises(ClientError) as excinfo:
         lam.get_function(FunctionName=name, Qualifier="7")
     assert error_of(excinfo)[0] == "ResourceNotFoundException"
+
+
+def test_concurrent_changes_are_serialised_not_failed(lam) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    package = make_zip({"app.py": ECHO})  # the same code for every function: one stored package
+    names = [unique("conc") for _ in range(8)]
+
+    def create_one(name: str) -> int:
+        return lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                                   Code={"ZipFile": package})["ResponseMetadata"]["HTTPStatusCode"]
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(create_one, names)) == [201] * 8
+            descriptions = [f"d{i}" for i in range(6)]
+            answers = list(pool.map(lambda d: lam.update_function_configuration(FunctionName=names[0],
+                                                                               Description=d), descriptions))
+        assert sorted(a["Description"] for a in answers) == descriptions
+        assert len({a["RevisionId"] for a in answers}) == 6
+        assert lam.get_function_configuration(FunctionName=names[0])["Description"] in descriptions
+        assert invoke_json(lam, names[-1], {"ok": 1})[1] == {"ok": 1}
+    finally:
+        for name in names:
+            lam.delete_function(FunctionName=name)

@@ -119,3 +119,39 @@ def test_provisioned_concurrency_stays_warm_through_idle_periods(quick_platform)
     finally:
         for name in (warm, idle):
             lam.delete_function(FunctionName=name)
+
+
+def test_more_than_a_thousand_functions(platform, lam) -> None:
+    """Every function version has its own consumer on the sync stream; NATS's default cap is 1,000."""
+    import base64
+
+    package = base64.b64encode(make_zip({"app.py": SLOW})).decode()
+    prefix = unique("many")
+
+    async def deploy_all() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            sem = asyncio.Semaphore(16)
+
+            async def one(i: int) -> int:
+                body = {"FunctionName": f"{prefix}-{i}", "Runtime": "python3.12", "Handler": "app.handler",
+                        "Role": "r", "Code": {"ZipFile": package}}
+                async with sem, session.post(f"{platform.url}/2015-03-31/functions", json=body) as response:
+                    return response.status
+
+            return await asyncio.gather(*(one(i) for i in range(1050)))
+
+    try:
+        assert asyncio.run(deploy_all()) == [201] * 1050
+        assert invoke_json(lam, f"{prefix}-1049", {"id": 7})[1]["id"] == 7
+    finally:
+        async def delete_all() -> None:
+            async with aiohttp.ClientSession() as session:
+                sem = asyncio.Semaphore(16)
+
+                async def one(i: int) -> None:
+                    async with sem, session.delete(f"{platform.url}/2015-03-31/functions/{prefix}-{i}"):
+                        pass
+
+                await asyncio.gather(*(one(i) for i in range(1050)))
+
+        asyncio.run(delete_all())
