@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: Fields UpdateFunctionConfiguration may change, by their FunctionConfig names.
 UPDATABLE = frozenset({
     "role", "handler", "description", "timeout", "memory_size", "environment", "runtime",
-    "ephemeral_storage", "tracing_mode", "layers", "log_format", "log_group", "max_environments",
+    "ephemeral_storage", "tracing_mode", "layers", "log_format", "log_group", "max_environments", "snap_start",
 })
 
 

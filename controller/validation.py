@@ -94,6 +94,12 @@ def validate(config: FunctionConfig) -> None:
             raise errors.InvalidParameterValue(
                 f"1 validation error detected: Value '[{arch}]' at 'architectures' failed to satisfy "
                 "constraint: Member must satisfy enum value set: [x86_64, arm64]")
+    if config.snap_start not in ("", "None", "PublishedVersions"):
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{config.snap_start}' at 'snapStart.applyOn' failed to "
+            "satisfy constraint: Member must satisfy enum value set: [PublishedVersions, None]")
+    if config.snap_start == "PublishedVersions" and config.runtime not in PYTHON_RUNTIMES:
+        raise errors.InvalidParameterValue(f"SnapStart is not supported for runtime {config.runtime}")
     _validate_environment(dict(config.environment))
 
 

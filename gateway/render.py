@@ -43,7 +43,8 @@ def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False) -
         "PackageType": config.package_type,
         "Architectures": list(config.architectures),
         "EphemeralStorage": {"Size": config.ephemeral_storage},
-        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "SnapStart": {"ApplyOn": config.snap_start or "None",
+                      "OptimizationStatus": "On" if config.snap_start == "PublishedVersions" else "Off"},
         "LoggingConfig": {"LogFormat": config.log_format, "LogGroup": config.log_group},
     }
     if config.state_reason:
@@ -139,6 +140,12 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
         if isinstance(logging_config.get("LogGroup"), str):
             config.log_group = logging_config["LogGroup"]
             mask.append("log_group")
+    snap = _expect(body, "SnapStart", dict, "an object")
+    if snap is not None:
+        if not isinstance(snap.get("ApplyOn"), str):
+            raise errors.InvalidParameterValue("SnapStart.ApplyOn must be PublishedVersions or None")
+        config.snap_start = snap["ApplyOn"]
+        mask.append("snap_start")
     tags = _expect(body, "Tags", dict, "an object")
     if tags is not None:
         config.tags.update({str(k): str(v) for k, v in tags.items()})

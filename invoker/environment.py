@@ -63,6 +63,36 @@ class _Event:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def function_environment(config: FunctionConfig, code_dir: Path, region: str, tmp: str,
+                         initialization_type: str, log_stream: str, runtime_api: str) -> dict[str, str]:
+    """The environment variables a function's process sees (LAMBDA_CONTRACT.md section 3), and
+    nothing of the platform's own."""
+    c = config
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TMPDIR": tmp,
+        **dict(c.environment),
+        "_HANDLER": c.handler,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_LAMBDA_FUNCTION_NAME": c.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": c.version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
+        "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group or f"/aws/lambda/{c.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "LAMBDA_TASK_ROOT": str(code_dir),
+        "LAMBDA_RUNTIME_DIR": str(runtimes.RUNTIME_DIR),
+    }
+    if not runtimes.is_custom(c.runtime):
+        env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
+    return env
+
+
 def error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
@@ -136,32 +166,12 @@ class Environment:
         self._exit_task = asyncio.create_task(self._watch_exit())
 
     def _environment(self) -> dict[str, str]:
-        c = self.config
         day = time.strftime("%Y/%m/%d", time.gmtime())
-        self._log_stream = f"{day}/[{c.version}]{self.env_id}"
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "TMPDIR": str(self._tmp),
-            **dict(c.environment),
-            "_HANDLER": c.handler,
-            "AWS_REGION": self._region,
-            "AWS_DEFAULT_REGION": self._region,
-            "AWS_LAMBDA_FUNCTION_NAME": c.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": c.version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
-            "AWS_LAMBDA_INITIALIZATION_TYPE": self._initialization_type,
-            "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group or f"/aws/lambda/{c.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": self._log_stream,
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
-            "LAMBDA_TASK_ROOT": str(self.code_dir),
-            "LAMBDA_RUNTIME_DIR": str(runtimes.RUNTIME_DIR),
-        }
-        if not runtimes.is_custom(c.runtime):
-            env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
-        return env
+        self._log_stream = f"{day}/[{self.config.version}]{self.env_id}"
+        return function_environment(
+            self.config, self.code_dir, self._region, tmp=str(self._tmp),
+            initialization_type=self._initialization_type, log_stream=self._log_stream,
+            runtime_api=f"127.0.0.1:{self.port}")
 
     async def _watch_exit(self) -> None:
         assert self.proc is not None

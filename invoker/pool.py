@@ -23,7 +23,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body
+from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body, function_environment
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import EntrypointError
 from invoker.zygote import Zygote
@@ -77,6 +77,8 @@ class FunctionPool:
         self._arn = function_arn
         self._on_change = on_change
         self._zygote = zygote
+        #: SnapStart zygotes, by the runtime identity of the configuration they initialised.
+        self._snap_zygotes: dict[bytes, Zygote] = {}
         self.desired = 0
         self.cold_starts = 0
         self._slots: list[_Slot] = []
@@ -142,6 +144,9 @@ class FunctionPool:
         await self._puller.stop()
         while self._ready:
             await bus.nak(self._nc, self._ready.popleft())
+        for snap in self._snap_zygotes.values():
+            await snap.stop()
+        self._snap_zygotes.clear()
 
     # -- work distribution -------------------------------------------------------------------
 
@@ -219,9 +224,10 @@ class FunctionPool:
         if slot.env is not None:
             await slot.env.stop()
         code_dir = await self._code_path(slot.config.code_sha256)
+        snap = await self._snap_zygote(slot.config, code_dir)
+        kind = "provisioned-concurrency" if slot.provisioned else "snap-start" if snap else "on-demand"
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
-                          self._region, self._arn, zygote=self._zygote,
-                          initialization_type="provisioned-concurrency" if slot.provisioned else "on-demand")
+                          self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind)
         try:
             await env.spawn()
         except BaseException:
@@ -229,6 +235,24 @@ class FunctionPool:
             raise
         slot.env = env
         self._on_change()
+
+    async def _snap_zygote(self, config: FunctionConfig, code_dir: Path) -> Zygote | None:
+        """The SnapStart zygote of this configuration (its module initialised once), if it has one."""
+        if config.snap_start != "PublishedVersions" or not config.runtime.startswith("python3"):
+            return None
+        identity = _runtime_identity(config)
+        for old, zygote in list(self._snap_zygotes.items()):  # zygotes of older code, now unused
+            if old != identity and zygote.children == 0:
+                await zygote.stop()
+                del self._snap_zygotes[old]
+        if identity not in self._snap_zygotes:
+            tmp = self._work_dir / f"snap-{config.name}"
+            tmp.mkdir(parents=True, exist_ok=True)
+            env = function_environment(config, code_dir, self._region, tmp=str(tmp), initialization_type="snap-start",
+                                       log_stream="", runtime_api="")
+            self._snap_zygotes[identity] = Zygote(preload={"env": env, "cwd": str(code_dir),
+                                                           "handler": config.handler})
+        return self._snap_zygotes[identity]
 
     async def _serve(self, slot: _Slot, msg: Msg) -> Outcome | None:
         try:

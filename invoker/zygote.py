@@ -45,7 +45,11 @@ class ZygoteChild:
 
 
 class Zygote:
-    def __init__(self) -> None:
+    """A zygote; with ``preload`` (env, cwd, handler) it is a SnapStart zygote for one function."""
+
+    def __init__(self, preload: dict[str, object] | None = None) -> None:
+        self._preload = preload
+        self._preloaded: asyncio.Future[dict[str, object]] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -69,7 +73,18 @@ class Zygote:
         self._ready = loop.create_future()
         loop.add_reader(ours.fileno(), self._readable)
         await asyncio.wait_for(asyncio.shield(self._ready), 30)
+        if self._preload is not None:
+            self._preloaded = loop.create_future()
+            ours.send(json.dumps({"preload": self._preload}).encode())
+            answer = await asyncio.wait_for(asyncio.shield(self._preloaded), 900)
+            if not answer.get("preloaded"):
+                log.warning("SnapStart initialisation failed; environments initialise on their own: %s",
+                            answer.get("error"))
         return ours
+
+    @property
+    def children(self) -> int:
+        return len(self._children)
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -95,6 +110,8 @@ class Zygote:
                     exited._set_exit(int(message["code"]))
             elif message.get("ready") and self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
+            elif "preloaded" in message and self._preloaded is not None and not self._preloaded.done():
+                self._preloaded.set_result(message)
 
     def _reset(self) -> None:
         """The zygote is gone: its children died with it; pending forks fail."""
@@ -110,6 +127,8 @@ class Zygote:
             self._forks.popleft().set_exception(OSError("the zygote died"))
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(OSError("the zygote did not start"))
+        if self._preloaded is not None and not self._preloaded.done():
+            self._preloaded.set_exception(OSError("the zygote died while initialising"))
 
     async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int) -> ZygoteChild:
         async with self._lock:  # forks answer in order; one request in flight keeps that simple

@@ -193,3 +193,38 @@ def test_forked_environments_do_not_share_random_state(lam, create) -> None:
         results = [body for _, body in pool.map(lambda _: invoke_json(lam, name), range(3))]
     assert len({pid for pid, _, _ in results}) == 3  # three environments
     assert len({seed for _, seed, _ in results}) == 3 and len({r for _, _, r in results}) == 3
+
+
+def test_snap_start_initialises_the_module_once_for_every_environment(lam, create, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = tmp_path / "inits"
+    code = ("import os, time\n"
+            f"open({str(ledger)!r}, 'a').write(os.environ['AWS_LAMBDA_INITIALIZATION_TYPE'] + '\\n')\n"
+            "INIT_PID = os.getpid()\n"
+            "def handler(event, context):\n    time.sleep(0.5)\n"
+            "    return [INIT_PID, os.getpid(), os.environ['AWS_LAMBDA_INITIALIZATION_TYPE']]\n")
+    name = create(code, SnapStart={"ApplyOn": "PublishedVersions"})
+    assert lam.get_function_configuration(FunctionName=name)["SnapStart"] == {
+        "ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+    with ThreadPoolExecutor(2) as pool:
+        results = [body for _, body in pool.map(lambda _: invoke_json(lam, name), range(2))]
+    assert len({pid for _, pid, _ in results}) == 2  # two environments...
+    assert len({init_pid for init_pid, _, _ in results}) == 1  # ...from one initialisation
+    assert all(init_pid != pid and kind == "snap-start" for init_pid, pid, kind in results)
+    assert ledger.read_text().split() == ["snap-start"]
+    lam.update_function_configuration(FunctionName=name, SnapStart={"ApplyOn": "None"})
+    init_pid, pid, kind = invoke_json(lam, name)[1]
+    assert init_pid == pid and kind == "on-demand"  # initialised in its own process again
+    first, *after = ledger.read_text().split()
+    assert first == "snap-start" and after and set(after) == {"on-demand"}
+
+
+def test_snap_start_is_refused_where_it_cannot_apply(lam) -> None:
+    from botocore.exceptions import ClientError
+
+    for runtime, files in (("nodejs20.x", {"index.js": "exports.handler = async () => 1;"}),):
+        with pytest.raises(ClientError) as excinfo:
+            lam.create_function(FunctionName=unique("snap"), Runtime=runtime, Handler="index.handler", Role="r",
+                                Code={"ZipFile": make_zip(files)}, SnapStart={"ApplyOn": "PublishedVersions"})
+        assert excinfo.value.response["Error"]["Code"] == "InvalidParameterValueException"

@@ -5,6 +5,11 @@ SOCK_SEQPACKET socket pair. It imports the built-in runtime (and everything that
 each environment is then a fork that only has to import the function's own code, which turns a
 ~70 ms interpreter start into a few milliseconds (the SOCK approach, ARCHITECTURE.md).
 
+SnapStart: a zygote can also initialise one function's module before it forks (its module-level
+code then runs once, here, and every environment starts with it done):
+  invoker -> zygote  {"preload": {"env": {...}, "cwd": "...", "handler": "app.handler"}}
+  zygote  -> invoker {"preloaded": true} or {"preloaded": false, "error": "..."}
+
 Protocol, one datagram each:
   invoker -> zygote  {"env": {...}, "cwd": "..."}  with the output pipe's fd (SCM_RIGHTS)
   zygote  -> invoker {"pid": N}                     the environment's process
@@ -87,6 +92,25 @@ def _run_child(request, out_fd):
             os._exit(code & 0xFF)
 
 
+def _preload(request):
+    """SnapStart: run the function's initialisation here, once, with the function's environment."""
+    os.environ.clear()
+    os.environ.update(request["env"])
+    time.tzset()
+    os.chdir(request["cwd"])
+    sys.path.insert(0, request["cwd"])
+    try:
+        bootstrap.load_handler(request["handler"])
+    except bootstrap.InitError as exc:
+        return {"preloaded": False, "error": json.dumps(exc.error)}
+    except BaseException as exc:  # the environments will report it when they import on their own
+        return {"preloaded": False, "error": repr(exc)}
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return {"preloaded": True}
+
+
 def main():
     ctl = socket.socket(fileno=int(sys.argv[1]))
     wake_r, wake_w = os.pipe()
@@ -119,6 +143,9 @@ def main():
             if not data:
                 os._exit(0)  # the invoker is gone
             request = json.loads(data)
+            if "preload" in request:
+                _send(ctl, _preload(request["preload"]))
+                continue
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)

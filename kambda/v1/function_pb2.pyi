@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionConfig(_message.Message):
-    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified")
+    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified", "snap_start")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class FunctionConfig(_message.Message):
     RESERVED_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    SNAP_START_FIELD_NUMBER: _ClassVar[int]
     name: str
     runtime: str
     handler: str
@@ -80,4 +81,5 @@ class FunctionConfig(_message.Message):
     reserved_concurrency: int
     provisioned_concurrency: int
     provisioned_last_modified: str
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ...) -> None: ...
+    snap_start: str
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ..., snap_start: _Optional[str] = ...) -> None: ...
