@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 from invoker.host import InvokerHost
 from invoker.settings import InvokerSettings
 from kambda import bus, runner
 from kambda.logs import setup_logging
+from kambda.settings import SettingsError
 
 log = logging.getLogger("invoker")
 
@@ -31,7 +33,12 @@ async def serve(settings: InvokerSettings) -> None:
 
 def main() -> None:
     setup_logging("invoker")
-    runner.run(serve(InvokerSettings.from_env(os.environ)))
+    try:
+        settings = InvokerSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"kambda-invoker: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    runner.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -18,13 +18,15 @@ import math
 import os
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invoker import runtimes
+from invoker import runtime_api, runtimes
 from invoker.runtime_api import RuntimeApi
 from invoker.zygote import Zygote, ZygoteChild
 from kambda import procs
@@ -33,6 +35,7 @@ from kambda.v1.invocation_pb2 import Invocation
 
 #: How long initialisation may take beyond the function's timeout before the request fails.
 INIT_TIMEOUT_S = 10.0
+_FRAME = struct.Struct("!II")  # the private channel's frame header: meta length, body length
 #: How often the memory watchdog samples the environment's resident memory while it works.
 MEMORY_POLL_S = 0.05
 #: Go's names for signals, which AWS quotes in Runtime.ExitError messages.
@@ -100,7 +103,7 @@ def error_body(error_type: str, message: str) -> bytes:
 class Environment:
     def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
                  work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand",
-                 zygote: Zygote | None = None) -> None:
+                 zygote: Zygote | None = None, channel: bool = False) -> None:
         self.env_id = env_id
         self.config = config
         self.code_dir = code_dir
@@ -110,6 +113,10 @@ class Environment:
         self._arn = invoked_arn
         self._initialization_type = initialization_type
         self._zygote = zygote
+        #: Talk to the built-in Python runtime over a private socket instead of HTTP.
+        self._use_channel = channel and config.runtime.startswith("python3")
+        self._channel: socket.socket | None = None
+        self._channel_task: asyncio.Task[None] | None = None
         self.proc: asyncio.subprocess.Process | ZygoteChild | None = None
         self.port = 0
         self.served = 0
@@ -146,24 +153,35 @@ class Environment:
         self.port = await self._api.open(self)
         self._tmp = Path(tempfile.mkdtemp(prefix=f"env-{self.env_id}-", dir=self._work_dir))
         read_fd, write_fd = os.pipe()
+        child_channel: socket.socket | None = None
+        if self._use_channel:
+            self._channel, child_channel = socket.socketpair()
         try:
             self._spawned_at = time.monotonic()
             argv = runtimes.argv(self.config, self.code_dir)
+            env = self._environment()
+            channel_fd = child_channel.fileno() if child_channel is not None else None
             if self._zygote is not None and self.config.runtime.startswith("python3"):
-                self.proc = await self._zygote.fork(self._environment(), self.code_dir, write_fd)
+                self.proc = await self._zygote.fork(env, self.code_dir, write_fd, channel_fd)
             else:
-                self.proc = await procs.spawn(argv, env=self._environment(), cwd=self.code_dir,
-                                              own_group=True, stdout=write_fd, stderr=write_fd)
+                if channel_fd is not None:
+                    env["_KAMBDA_RUNTIME_FD"] = str(channel_fd)
+                self.proc = await procs.spawn(argv, env=env, cwd=self.code_dir, own_group=True, stdout=write_fd,
+                                              stderr=write_fd, pass_fds=(channel_fd,) if channel_fd else ())
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
+            if child_channel is not None:
+                child_channel.close()
         flags = fcntl.fcntl(read_fd, fcntl.F_GETFL)
         fcntl.fcntl(read_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         self._fd = read_fd
         loop.add_reader(read_fd, self._drain)
         self._exit_task = asyncio.create_task(self._watch_exit())
+        if self._channel is not None:
+            self._channel_task = asyncio.create_task(self._serve_channel(self._channel))
 
     def _environment(self) -> dict[str, str]:
         day = time.strftime("%Y/%m/%d", time.gmtime())
@@ -173,10 +191,46 @@ class Environment:
             initialization_type=self._initialization_type, log_stream=self._log_stream,
             runtime_api=f"127.0.0.1:{self.port}")
 
+    async def _serve_channel(self, sock: socket.socket) -> None:
+        """The Runtime API over the private channel: the same operations as runtime_api.py."""
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            while True:
+                meta_len, body_len = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+                meta = json.loads(await reader.readexactly(meta_len))
+                too_large = body_len > runtime_api.MAX_RESPONSE
+                if too_large:
+                    while body_len:  # read past it in chunks, never holding it
+                        body_len -= len(await reader.readexactly(min(body_len, 1 << 20)))
+                    body = b""
+                else:
+                    body = await reader.readexactly(body_len) if body_len else b""
+                op = meta.get("op")
+                if op == "next":
+                    event = await self.next_event()
+                    if event is None:
+                        return
+                    raw = json.dumps(event.headers).encode()
+                    writer.write(_FRAME.pack(len(raw), len(event.payload)) + raw + event.payload)
+                elif op == "response":
+                    self.post_response(str(meta.get("id")), body, too_large)
+                elif op == "error":
+                    self.post_error(str(meta.get("id")), body, str(meta.get("type", "")))
+                elif op == "init_error":
+                    self.post_init_error(body, str(meta.get("type", "")))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            return  # the runtime closed the channel or sent garbage: its exit tells the rest
+        finally:
+            writer.close()
+
     async def _watch_exit(self) -> None:
         assert self.proc is not None
         code = await self.proc.wait()
         self._drain()
+        if self._channel_task is not None:
+            # What the runtime wrote before it exited (an init error, say) is read first.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._channel_task), 1.0)
         if self._outcome is not None and not self._outcome.done():
             if self._init_error is not None and not self._ready.is_set():
                 body, _ = self._init_error
@@ -209,6 +263,14 @@ class Environment:
         if self._exit_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._exit_task
+        if self._channel_task is not None:
+            self._channel_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._channel_task
+            self._channel_task = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         if self._fd >= 0:
             asyncio.get_running_loop().remove_reader(self._fd)
             os.close(self._fd)

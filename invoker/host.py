@@ -76,7 +76,8 @@ class InvokerHost:
             if pool is None and assignment.desired > 0:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
-                                    self._stats_due.set, self._zygote)
+                                    self._stats_due.set, self._zygote,
+                                    channel=self._settings.runtime_channel == "pipe")
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:

@@ -67,7 +67,8 @@ class _Slot:
 class FunctionPool:
     def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
-                 function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None) -> None:
+                 function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None,
+                 channel: bool = True) -> None:
         self._nc = nc
         self.config = config
         self._api = api
@@ -77,6 +78,7 @@ class FunctionPool:
         self._arn = function_arn
         self._on_change = on_change
         self._zygote = zygote
+        self._channel = channel
         #: SnapStart zygotes, by the runtime identity of the configuration they initialised.
         self._snap_zygotes: dict[bytes, Zygote] = {}
         self.desired = 0
@@ -227,7 +229,8 @@ class FunctionPool:
         snap = await self._snap_zygote(slot.config, code_dir)
         kind = "provisioned-concurrency" if slot.provisioned else "snap-start" if snap else "on-demand"
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
-                          self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind)
+                          self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind,
+                          channel=self._channel)
         try:
             await env.spawn()
         except BaseException:

@@ -130,13 +130,15 @@ class Zygote:
         if self._preloaded is not None and not self._preloaded.done():
             self._preloaded.set_exception(OSError("the zygote died while initialising"))
 
-    async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int) -> ZygoteChild:
+    async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int, channel_fd: int | None = None
+                   ) -> ZygoteChild:
         async with self._lock:  # forks answer in order; one request in flight keeps that simple
             sock = await self._ensure()
             future: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
             self._forks.append(future)
             payload = json.dumps({"env": dict(env), "cwd": str(cwd)}).encode()
-            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [out_fd]))])
+            fds = [out_fd] if channel_fd is None else [out_fd, channel_fd]
+            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             return await asyncio.wait_for(future, 30)
 
     async def stop(self) -> None:

@@ -1,5 +1,6 @@
-"""One behaviour suite over every runtime: the built-in Python and Node.js runtimes, and AWS's own
-runtime interface client (awslambdaric) run as a custom runtime's `bootstrap`.
+"""One behaviour suite over every runtime: the built-in Python runtime (over kambda's private
+channel, and over the HTTP Runtime API), the built-in Node.js runtime, and AWS's own runtime
+interface clients (awslambdaric, aws-lambda-ric) run as a custom runtime's `bootstrap`.
 
 The same events go to each; what comes back must be what AWS Lambda gives.
 """
@@ -13,7 +14,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO, invoke_json, make_zip, unique
+from tests.conftest import REPO, Platform, invoke_json, make_zip, unique
 
 #: AWS's Node.js runtime interface client, installed by scripts/install-aws-lambda-ric.sh (CI runs it).
 NODE_RIC = REPO / ".cache" / "ric" / "node_modules" / "aws-lambda-ric" / "bin" / "index.mjs"
@@ -76,6 +77,7 @@ NODE_RIC_BOOTSTRAP = "#!/bin/sh\nexec node \"$RIC_BIN\" \"$_HANDLER\"\n"
 
 RUNTIMES = {
     "python": ({"app.py": PYTHON_HANDLER}, {"Runtime": "python3.12", "Handler": "app.handler"}),
+    "python-http": ({"app.py": PYTHON_HANDLER}, {"Runtime": "python3.12", "Handler": "app.handler"}),
     "node": ({"index.js": NODE_HANDLER}, {"Runtime": "nodejs20.x", "Handler": "index.handler"}),
     "awslambdaric": ({"app.py": PYTHON_HANDLER, "bootstrap": RIC_BOOTSTRAP},
                      {"Runtime": "provided.al2023", "Handler": "app.handler"}),
@@ -85,6 +87,7 @@ RUNTIMES = {
 }
 BROKEN = {
     "python": ({"app.py": "import no_such_module\n"}, "Runtime.ImportModuleError", "no_such_module"),
+    "python-http": ({"app.py": "import no_such_module\n"}, "Runtime.ImportModuleError", "no_such_module"),
     "node": ({"index.js": "require('no-such-module');\n"}, "Runtime.ImportModuleError", "no-such-module"),
     "awslambdaric": ({"app.py": "import no_such_module\n", "bootstrap": RIC_BOOTSTRAP},
                      "Runtime.ImportModuleError", "no_such_module"),
@@ -107,76 +110,87 @@ def _create(lam, kind: str, files: dict, **params) -> str:  # type: ignore[no-un
     return name
 
 
+@pytest.fixture(scope="module")
+def http_channel_platform(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A platform whose Python environments speak the HTTP Runtime API instead of the private channel."""
+    running = Platform(tmp_path_factory.mktemp("http-channel"), env={"KAMBDA_RUNTIME_CHANNEL": "http"}).start()
+    yield running
+    running.stop()
+
+
+def client_for(request, kind: str, lam):  # type: ignore[no-untyped-def]
+    return request.getfixturevalue("http_channel_platform").lambda_client() if kind == "python-http" else lam
+
+
+class Fn:
+    def __init__(self, kind: str, name: str, lam) -> None:  # type: ignore[no-untyped-def]
+        self.kind, self.name, self.lam = kind, name, lam
+
+
 @pytest.fixture(scope="module", params=sorted(RUNTIMES))
 def fn(request, lam):  # type: ignore[no-untyped-def]
     kind = request.param
-    name = _create(lam, kind, RUNTIMES[kind][0], Timeout=2, MemorySize=160)
-    yield kind, name
-    lam.delete_function(FunctionName=name)
+    client = client_for(request, kind, lam)
+    name = _create(client, kind, RUNTIMES[kind][0], Timeout=2, MemorySize=160)
+    yield Fn(kind, name, client)
+    client.delete_function(FunctionName=name)
 
 
-def call(lam, name: str, **event):  # type: ignore[no-untyped-def]
-    return invoke_json(lam, name, event)
+def call(fn: Fn, **event):  # type: ignore[no-untyped-def]
+    return invoke_json(fn.lam, fn.name, event)
 
 
-def test_echo(lam, fn) -> None:
-    _, name = fn
-    response, body = call(lam, name, action="echo", value={"k": [1, 2, "three"], "n": None})
+def test_echo(fn) -> None:
+    response, body = call(fn, action="echo", value={"k": [1, 2, "three"], "n": None})
     assert body == {"k": [1, 2, "three"], "n": None} and "FunctionError" not in response
 
 
-def test_context(lam, fn) -> None:
-    _, name = fn
-    response, body = call(lam, name, action="context")
-    assert body["name"] == name and body["memory"] == "160" and body["version"] == "$LATEST"
-    assert body["arn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+def test_context(fn) -> None:
+    response, body = call(fn, action="context")
+    assert body["name"] == fn.name and body["memory"] == "160" and body["version"] == "$LATEST"
+    assert body["arn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{fn.name}"
     assert body["request_id"] == response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert 0 < body["remaining"] <= 2000
 
 
-def test_remaining_time_decreases(lam, fn) -> None:
-    _, name = fn
-    _, (first, second) = call(lam, name, action="remaining")
+def test_remaining_time_decreases(fn) -> None:
+    _, (first, second) = call(fn, action="remaining")
     assert 150 <= first - second <= 1500
 
 
-def test_error_shape(lam, fn) -> None:
-    kind, name = fn
-    response, body = call(lam, name, action="raise", message="no good")
+def test_error_shape(fn) -> None:
+    response, body = call(fn, action="raise", message="no good")
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "ValueError" and body["errorMessage"] == "no good"
-    trace = body.get("trace") if kind in ("node", "aws-lambda-ric") else body.get("stackTrace")
+    trace = body.get("trace") if fn.kind in ("node", "aws-lambda-ric") else body.get("stackTrace")
     assert trace, body
-    assert call(lam, name, action="echo", value=1)[1] == 1  # the environment keeps serving
+    assert call(fn, action="echo", value=1)[1] == 1  # the environment keeps serving
 
 
-def test_timeout(lam, fn) -> None:
-    _, name = fn
-    response, body = call(lam, name, action="sleep", seconds=10)
+def test_timeout(fn) -> None:
+    response, body = call(fn, action="sleep", seconds=10)
     assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
     assert body["errorMessage"].endswith("Task timed out after 2.00 seconds")
-    assert call(lam, name, action="echo", value="after")[1] == "after"
+    assert call(fn, action="echo", value="after")[1] == "after"
 
 
-def test_memory_limit_kills_the_environment(lam, fn) -> None:
-    _, name = fn
-    response, body = call(lam, name, action="alloc", mb=400)
+def test_memory_limit_kills_the_environment(fn) -> None:
+    response, body = call(fn, action="alloc", mb=400)
     assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert "memory limit of 160 MB exceeded" in body["errorMessage"]
-    assert call(lam, name, action="alloc", mb=10)[1] == 10 * 1024 * 1024
+    assert call(fn, action="alloc", mb=10)[1] == 10 * 1024 * 1024
 
 
-def test_crash(lam, fn) -> None:
-    _, name = fn
-    response, body = call(lam, name, action="crash")
+def test_crash(fn) -> None:
+    response, body = call(fn, action="crash")
     assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert "Runtime exited with error: exit status 7" in body["errorMessage"]
-    assert call(lam, name, action="echo", value="again")[1] == "again"
+    assert call(fn, action="echo", value="again")[1] == "again"
 
 
-def test_tail_logs(lam, fn) -> None:
-    _, name = fn
-    response = lam.invoke(FunctionName=name, LogType="Tail", Payload=json.dumps({"action": "log", "line": "hi-tail"}))
+def test_tail_logs(fn) -> None:
+    response = fn.lam.invoke(FunctionName=fn.name, LogType="Tail",
+                             Payload=json.dumps({"action": "log", "line": "hi-tail"}))
     assert json.loads(response["Payload"].read()) == "logged"
     tail = base64.b64decode(response["LogResult"]).decode()
     rid = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
@@ -184,8 +198,9 @@ def test_tail_logs(lam, fn) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
-def test_init_error(lam, kind: str) -> None:
+def test_init_error(request, lam, kind: str) -> None:
     files, error_type, fragment = BROKEN[kind]
+    lam = client_for(request, kind, lam)
     name = _create(lam, kind, files)
     try:
         for _ in range(2):  # every request retries the init, and reports the failure

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -454,6 +455,61 @@ class RuntimeClient:
         self._post("/init/error", to_json(error).encode("utf-8"), headers)
 
 
+class ChannelClient:
+    """The Runtime API over kambda's private channel: a socket inherited from the invoker.
+
+    The same operations as RuntimeClient, framed as ``!II`` (meta length, body length), JSON meta,
+    raw body, with no HTTP to parse on either side; the invoker measured it ~10x cheaper per
+    invocation (bench/). Posts are not acknowledged: the next frame says what comes next.
+    """
+
+    _HEADER = struct.Struct("!II")
+
+    def __init__(self, fd):
+        self._sock = socket.socket(fileno=fd)
+        self._sock.setblocking(True)
+
+    def close(self):
+        self._sock.close()
+
+    def _send(self, meta, body=b""):
+        raw = json.dumps(meta).encode("utf-8")
+        try:
+            self._sock.sendall(self._HEADER.pack(len(raw), len(body)) + raw + body)
+        except OSError as e:
+            raise RuntimeApiError(f"channel: {e!r}") from None
+
+    def _recv_exactly(self, n):
+        chunks = []
+        while n:
+            try:
+                chunk = self._sock.recv(min(n, 1 << 20))
+            except OSError as e:
+                raise RuntimeApiError(f"channel: {e!r}") from None
+            if not chunk:
+                raise RuntimeApiError("channel closed by the invoker")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def wait_next_invocation(self):
+        self._send({"op": "next"})
+        meta_len, body_len = self._HEADER.unpack(self._recv_exactly(self._HEADER.size))
+        headers = json.loads(self._recv_exactly(meta_len))
+        return Invocation(headers, self._recv_exactly(body_len) if body_len else b"")
+
+    def post_invocation_result(self, request_id, body, content_type="application/json"):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self._send({"op": "response", "id": request_id, "type": content_type}, body)
+
+    def post_invocation_error(self, request_id, error, xray_fault=None):
+        self._send({"op": "error", "id": request_id, "type": error["errorType"]}, to_json(error).encode("utf-8"))
+
+    def post_init_error(self, error):
+        self._send({"op": "init_error", "type": error["errorType"]}, to_json(error).encode("utf-8"))
+
+
 def _header_value(value):
     """Error types are class names; one that is not printable ASCII cannot travel in a header."""
     if value.isascii() and value.isprintable():
@@ -661,7 +717,8 @@ def main():
     setup_stdio()
     setup_logging()
     setup_task_root()
-    client = RuntimeClient(address)
+    channel = os.environ.pop("_KAMBDA_RUNTIME_FD", None)
+    client = ChannelClient(int(channel)) if channel else RuntimeClient(address)
     try:
         request_handler = load_handler(os.environ.get("_HANDLER", ""))
     except InitError as e:

@@ -11,7 +11,8 @@ code then runs once, here, and every environment starts with it done):
   zygote  -> invoker {"preloaded": true} or {"preloaded": false, "error": "..."}
 
 Protocol, one datagram each:
-  invoker -> zygote  {"env": {...}, "cwd": "..."}  with the output pipe's fd (SCM_RIGHTS)
+  invoker -> zygote  {"env": {...}, "cwd": "..."}  with the output pipe's fd (SCM_RIGHTS), and
+                     optionally the runtime channel's socket as a second fd
   zygote  -> invoker {"pid": N}                     the environment's process
   zygote  -> invoker {"exit": N, "code": C}         it ended (C < 0: killed by signal -C)
   zygote  -> invoker {"ready": true}                once, at start
@@ -55,7 +56,7 @@ def _receive(ctl):
     return data, list(fds)
 
 
-def _run_child(request, out_fd):
+def _run_child(request, out_fd, channel_fd=None):
     """In the forked child: become the environment, run the runtime, never return."""
     code = 1
     try:
@@ -67,6 +68,8 @@ def _run_child(request, out_fd):
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if channel_fd is not None:
+            os.environ["_KAMBDA_RUNTIME_FD"] = str(channel_fd)
         time.tzset()
         if "random" in sys.modules:
             sys.modules["random"].seed()  # every fork would otherwise draw the same numbers
@@ -153,9 +156,9 @@ def main():
                 ctl.close()
                 os.close(wake_r)
                 os.close(wake_w)
-                for extra in fds[1:]:
+                for extra in fds[2:]:
                     os.close(extra)
-                _run_child(request, fds[0])
+                _run_child(request, fds[0], fds[1] if len(fds) > 1 else None)
             for fd in fds:
                 os.close(fd)
             _send(ctl, {"pid": pid})
