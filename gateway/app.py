@@ -29,7 +29,7 @@ from kambda import bus, errors, rpc
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
-from kambda.v1.invocation_pb2 import LogRecord
+from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import InvokerStats, ScaleEvent
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,14 @@ class Gateway:
             recent: deque[bytes] = deque(maxlen=limit)
             while backlog:
                 msg = await asyncio.wait_for(queue.get(), 10)
-                recent.append(_log_line(msg))
+                recent.extend(_log_lines(msg))
                 if msg.metadata.num_pending == 0:
                     break
             for line in recent:
                 await response.write(line)
             while follow:
-                await response.write(_log_line(await queue.get()))
+                for line in _log_lines(await queue.get()):
+                    await response.write(line)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -216,10 +217,9 @@ class Gateway:
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _log_line(msg: Msg) -> bytes:
-    record = LogRecord.FromString(msg.data)
-    return orjson.dumps({
+def _log_lines(msg: Msg) -> list[bytes]:
+    return [orjson.dumps({
         "time": datetime.fromtimestamp(record.time_ms / 1000, UTC).isoformat(timespec="milliseconds"),
         "function": record.function, "version": record.version, "requestId": record.request_id,
         "logStream": record.environment_id, "text": record.text,
-    }) + b"\n"
+    }) + b"\n" for record in LogBatch.FromString(msg.data).records]

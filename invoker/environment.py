@@ -137,6 +137,7 @@ class Environment:
         self._exit_task: asyncio.Task[None] | None = None
         self._memory_exceeded = False
         self._peak_kb = 0
+        self._hwm_read_at = -1.0
 
     @property
     def alive(self) -> bool:
@@ -432,11 +433,14 @@ class Environment:
                 return
 
     def max_memory_mb(self) -> int:
-        """Peak resident memory, as REPORT's Max Memory Used (VmHWM, or the watchdog's peak)."""
-        peak = self._peak_kb
-        if self.proc is not None:
-            peak = max(peak, _status_kb(self.proc.pid, "VmHWM:"))
-        return math.ceil(peak / 1024)
+        """Peak resident memory, as REPORT's Max Memory Used (VmHWM, or the watchdog's peak).
+
+        /proc is read at most once a second: a warm request should not pay for it every time."""
+        now = time.monotonic()
+        if self.proc is not None and now - self._hwm_read_at >= 1.0:
+            self._hwm_read_at = now
+            self._peak_kb = max(self._peak_kb, _status_kb(self.proc.pid, "VmHWM:"))
+        return math.ceil(self._peak_kb / 1024)
 
 
 def _status_kb(pid: int, key: str) -> int:

@@ -29,12 +29,16 @@ from invoker.runtimes import EntrypointError
 from invoker.zygote import Zygote
 from kambda import bus
 from kambda.v1.function_pb2 import FunctionConfig
-from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogRecord
+from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogBatch, LogRecord
 from kambda.v1.invoker_pb2 import FunctionStats
 
 log = logging.getLogger(__name__)
 
 _env_ids = itertools.count(1)
+#: Logs of finished runs go out together, at most this long after the first of them...
+LOG_FLUSH_S = 0.1
+#: ...or at once when they add up to this much (a NATS message stays well under max_payload).
+LOG_BATCH_BYTES = 512 * 1024
 #: Configuration fields that change how many environments run, not what runs in them.
 _SCALING_FIELDS = ("reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified",
                    "max_environments", "revision_id", "last_modified", "state", "state_reason",
@@ -83,6 +87,9 @@ class FunctionPool:
         self._snap_zygotes: dict[bytes, Zygote] = {}
         self.desired = 0
         self.cold_starts = 0
+        self._logs: list[LogRecord] = []
+        self._log_bytes = 0
+        self._log_timer: asyncio.TimerHandle | None = None
         self._slots: list[_Slot] = []
         self._ready: deque[Msg] = deque()
         self._waiters: deque[_Slot] = deque()
@@ -146,6 +153,7 @@ class FunctionPool:
         await self._puller.stop()
         while self._ready:
             await bus.nak(self._nc, self._ready.popleft())
+        await self._flush_logs()
         for snap in self._snap_zygotes.values():
             await snap.stop()
         self._snap_zygotes.clear()
@@ -337,8 +345,24 @@ class FunctionPool:
                f"END RequestId: {rid}\n{report}\n"
 
     async def _publish_log(self, inv: Invocation, env: Environment, text: str) -> None:
-        record = LogRecord(function=self.config.name, version=self.config.version,
-                           request_id=inv.request_id, time_ms=int(time.time() * 1000),
-                           environment_id=env.log_stream, text=text)
+        """Queue the run's log; the queue goes out as one message at most LOG_FLUSH_S later."""
+        self._logs.append(LogRecord(function=self.config.name, version=self.config.version,
+                                    request_id=inv.request_id, time_ms=int(time.time() * 1000),
+                                    environment_id=env.log_stream, text=text))
+        self._log_bytes += len(text)
+        if self._log_bytes > LOG_BATCH_BYTES:
+            await self._flush_logs()
+        elif self._log_timer is None:
+            self._log_timer = asyncio.get_running_loop().call_later(
+                LOG_FLUSH_S, lambda: asyncio.ensure_future(self._flush_logs()))
+
+    async def _flush_logs(self) -> None:
+        if self._log_timer is not None:
+            self._log_timer.cancel()
+            self._log_timer = None
+        if not self._logs:
+            return
+        batch = LogBatch(records=self._logs)
+        self._logs, self._log_bytes = [], 0
         with contextlib.suppress(Exception):
-            await self._nc.publish(bus.logs_subject(self.config.name), record.SerializeToString())
+            await self._nc.publish(bus.logs_subject(self.config.name), batch.SerializeToString())

@@ -468,14 +468,19 @@ class ChannelClient:
     def __init__(self, fd):
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(True)
+        self._outbox = []  # a posted result travels with the next "next", in one write
 
     def close(self):
         self._sock.close()
 
-    def _send(self, meta, body=b""):
+    def _send(self, meta, body=b"", hold=False):
         raw = json.dumps(meta).encode("utf-8")
+        self._outbox.append(self._HEADER.pack(len(raw), len(body)) + raw + body)
+        if hold:
+            return
+        frames, self._outbox = b"".join(self._outbox), []
         try:
-            self._sock.sendall(self._HEADER.pack(len(raw), len(body)) + raw + body)
+            self._sock.sendall(frames)
         except OSError as e:
             raise RuntimeApiError(f"channel: {e!r}") from None
 
@@ -501,10 +506,11 @@ class ChannelClient:
     def post_invocation_result(self, request_id, body, content_type="application/json"):
         if isinstance(body, str):
             body = body.encode("utf-8")
-        self._send({"op": "response", "id": request_id, "type": content_type}, body)
+        self._send({"op": "response", "id": request_id, "type": content_type}, body, hold=True)
 
     def post_invocation_error(self, request_id, error, xray_fault=None):
-        self._send({"op": "error", "id": request_id, "type": error["errorType"]}, to_json(error).encode("utf-8"))
+        self._send({"op": "error", "id": request_id, "type": error["errorType"]}, to_json(error).encode("utf-8"),
+                   hold=True)
 
     def post_init_error(self, error):
         self._send({"op": "init_error", "type": error["errorType"]}, to_json(error).encode("utf-8"))

@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -61,6 +63,12 @@ class InvocationResult(_message.Message):
     error_code: str
     error_message: str
     def __init__(self, request_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., executed_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class LogBatch(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[LogRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("function", "version", "request_id", "time_ms", "environment_id", "text")
