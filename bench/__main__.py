@@ -1,9 +1,13 @@
 """``python -m bench``: kambda against the bare baseline on this machine, in one run.
 
+Writes result.json, result.md and two PNG plots (latency CDF, scale-up timeline) to ``--out``.
+
 The baseline is the same handler behind a plain aiohttp server (the physical limit of an HTTP
 hop in Python here). This run measures, from this process as the client:
 
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
+- throughput with 1 and 32 concurrent clients, kambda vs baseline;
+- a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
 - the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
@@ -30,7 +34,10 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import report
+
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+SLEEPY = "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 1\n"
 
 BASELINE = """
 import asyncio, json, sys
@@ -87,10 +94,10 @@ def start_kambda(state: Path, scale_to_zero_after: float, zygote: bool = True) -
     raise SystemExit("kambda up did not start")
 
 
-async def deploy(session: aiohttp.ClientSession, url: str, name: str) -> None:
+async def deploy(session: aiohttp.ClientSession, url: str, name: str, code: str = HANDLER) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", HANDLER)
+        zf.writestr("app.py", code)
     body = {"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler", "Role": "r",
             "Code": {"ZipFile": base64.b64encode(buf.getvalue()).decode()}}
     async with session.post(f"{url}/2015-03-31/functions", json=body) as response:
@@ -173,6 +180,58 @@ async def idle_fleet(session: aiohttp.ClientSession, url: str, up_pid: int, n: i
             "controller_cpu_percent_of_a_core": cpu * 100}
 
 
+async def concurrent(url: str, clients: int, seconds: float, body: bytes = b'{"name": "bench"}'
+                     ) -> tuple[float, list[float]]:
+    """``clients`` loops sending requests for ``seconds``: (requests per second, latencies in us)."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def loop() -> None:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                latencies.append((time.perf_counter() - started) * 1e6)
+
+        began = time.monotonic()
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.monotonic() - began
+    return len(latencies) / elapsed, latencies
+
+
+async def burst_from_zero(session: aiohttp.ClientSession, url: str, name: str, n: int
+                          ) -> tuple[float, list[tuple[float, int, int]], int]:
+    """``n`` concurrent requests at a function with no environment: seconds until all are answered,
+    and a timeline of (seconds, environments, answered / 10)."""
+    answered = 0
+    timeline: list[tuple[float, int, int]] = []
+    began = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=n)
+    async with aiohttp.ClientSession(connector=connector) as burst:
+        async def one() -> None:
+            nonlocal answered
+            async with burst.post(f"{url}/2015-03-31/functions/{name}/invocations", data=b'{"sleep": 0.05}') as r:
+                await r.read()
+                assert r.status == 200, r.status
+            answered += 1
+
+        async def watch() -> None:
+            while True:
+                async with session.get(f"{url}/_kambda/v1/functions/{name}") as response:
+                    environments = (await response.json())["environments"]
+                timeline.append((time.monotonic() - began, environments, answered // 10))
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(one() for _ in range(n)))
+        seconds = time.monotonic() - began
+        await asyncio.sleep(0.3)
+        watcher.cancel()
+    return seconds, timeline, max((e for _, e, _ in timeline), default=0)
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
     assert baseline.stdout is not None
@@ -191,6 +250,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await sequential(session, baseline_url, args.warmup, 30)
                 warm = await sequential(session, invoke_url, args.calls, 120)
                 base = await sequential(session, baseline_url, args.calls, 120)
+                kambda_1, _ = await concurrent(invoke_url, 1, args.seconds)
+                baseline_1, _ = await concurrent(baseline_url, 1, args.seconds)
+                kambda_n, kambda_n_lat = await concurrent(invoke_url, args.clients, args.seconds)
+                baseline_n, baseline_n_lat = await concurrent(baseline_url, args.clients, args.seconds)
+                await deploy(session, url, "bench-burst", SLEEPY)
+                burst_s, timeline, burst_envs = await burst_from_zero(session, url, "bench-burst", args.burst)
                 await deploy(session, url, "bench-cold")
                 cold = await cold_starts(session, url, "bench-cold", args.cold)
                 fleet = await idle_fleet(session, url, kambda.pid, args.fleet, args.fleet_seconds)
@@ -208,45 +273,47 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             kambda.terminate()
             kambda.wait(30)
-    result = {
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "warm_p50_us": statistics.median(warm), "warm_p99_us": percentile(warm, 99),
-        "baseline_p50_us": statistics.median(base), "baseline_p99_us": percentile(base, 99),
-        "warm_calls": len(warm),
-        "cold_p50_ms": statistics.median(cold) / 1000, "cold_p99_ms": percentile(cold, 99) / 1000,
-        "cold_calls": len(cold),
-        "cold_no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
-        "cold_no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000,
+    result: dict[str, object] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                   f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        "warm": {"p50_us": statistics.median(warm), "p99_us": percentile(warm, 99), "calls": len(warm)},
+        "baseline": {"p50_us": statistics.median(base), "p99_us": percentile(base, 99), "calls": len(base)},
+        "throughput": {"clients": args.clients, "seconds": args.seconds, "kambda_1": kambda_1,
+                       "baseline_1": baseline_1, "kambda_n": kambda_n, "baseline_n": baseline_n,
+                       "kambda_n_p99_ms": percentile(kambda_n_lat, 99) / 1000,
+                       "baseline_n_p99_ms": percentile(baseline_n_lat, 99) / 1000},
+        "cold": {"p50_ms": statistics.median(cold) / 1000, "p99_ms": percentile(cold, 99) / 1000,
+                 "calls": len(cold), "no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
+                 "no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000},
+        "burst": {"requests": args.burst, "seconds": burst_s, "max_environments": burst_envs},
         "idle_fleet": fleet,
     }
-    result["warm_p50_ratio"] = result["warm_p50_us"] / result["baseline_p50_us"]  # type: ignore[operator]
+    written = report.write(result, {"kambda": warm, "baseline (bare aiohttp)": base}, timeline, Path(args.out))
+    result["files"] = [str(p) for p in written]
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls for the warm latency")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients of the throughput run")
+    parser.add_argument("--burst", type=int, default=200, help="requests of the burst from zero")
+    parser.add_argument("--cold", type=int, default=10, help="cold starts to time")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
+    parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
     parser.add_argument("--quick", action="store_true", help="tiny counts, for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
+        args.seconds, args.clients, args.burst = 0.5, 4, 10
     result = asyncio.run(run(args))
-    fleet = result["idle_fleet"]
-    assert isinstance(fleet, dict)
     print(json.dumps(result, indent=2))
-    print(f"\n| path | p50 | p99 |\n|---|---|---|\n"
-          f"| baseline aiohttp | {result['baseline_p50_us']:.0f} us | {result['baseline_p99_us']:.0f} us |\n"
-          f"| kambda warm invoke | {result['warm_p50_us']:.0f} us | {result['warm_p99_us']:.0f} us |\n"
-          f"| kambda cold start (zygote) | {result['cold_p50_ms']:.1f} ms | {result['cold_p99_ms']:.1f} ms |\n"
-          f"| kambda cold start (no zygote) | {result['cold_no_zygote_p50_ms']:.1f} ms "
-          f"| {result['cold_no_zygote_p99_ms']:.1f} ms |\n"
-          f"\nwarm p50 ratio kambda/baseline: {result['warm_p50_ratio']:.2f}x  ({result['machine']})\n"
-          f"idle fleet of {fleet['functions']} functions: controller {fleet['controller_rss_mb']:.0f} MB RSS, "
-          f"{fleet['controller_cpu_percent_of_a_core']:.2f}% of a core")
+    print()
+    print(report.markdown(result))
 
 
 if __name__ == "__main__":

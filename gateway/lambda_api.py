@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 import uuid
 from typing import Any
@@ -19,11 +20,13 @@ from gateway import render
 from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
-from kambda import errors, rpc
+from kambda import errors, logs, rpc
 from kambda.names import LATEST, Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import Invocation
+
+log = logging.getLogger(__name__)
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -234,8 +237,12 @@ class LambdaApi:
         if invocation_type == "DryRun":
             return web.Response(status=204)
         payload = _checked_json(payload)
+        rid = str(uuid.uuid4())
+        logs.request_id.set(rid)  # every log line of this request carries it
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("invoke received", extra={"event": "invoke.received", "function": ref.name})
         inv = Invocation(
-            request_id=str(uuid.uuid4()), function=ref.name, version=version,
+            request_id=rid, function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier),
             payload=payload, client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
             trace_id=request.headers.get("X-Amzn-Trace-Id", ""), log_tail=log_type == "Tail",
@@ -279,6 +286,9 @@ class LambdaApi:
             self._metrics.cold_start_duration.labels(ref.name).observe(elapsed)
         self._metrics.invocations.labels(ref.name, "function_error" if result.function_error else "success").inc()
         self._metrics.duration.labels(ref.name).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
+                      extra={"event": "invoke.answered", "function": ref.name})
         return web.Response(body=result.payload, headers=headers)
 
 

@@ -27,7 +27,7 @@ from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body, fu
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import EntrypointError
 from invoker.zygote import Zygote
-from kambda import bus
+from kambda import bus, logs
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogBatch, LogRecord
 from kambda.v1.invoker_pb2 import FunctionStats
@@ -280,6 +280,9 @@ class FunctionPool:
             return None
         slot.busy = True
         self._on_change()
+        logs.request_id.set(inv.request_id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("run started", extra={"event": "run.started", "function": self.config.name})
         try:
             if slot.env is None or not slot.env.alive:
                 try:
@@ -322,6 +325,9 @@ class FunctionPool:
         )
         await self._reply(inv, result)
         await self._free_again(slot, msg)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("run finished in %.2f ms%s", duration_ms, " with a function error" if outcome.function_error
+                      else "", extra={"event": "run.finished", "function": self.config.name})
         await self._publish_log(inv, env, text)
         self._on_change()
         return outcome

@@ -86,6 +86,8 @@ class Platform:
             raise UpError(str(exc)) from None
         env = {k: v for k, v in self._environ.items() if not k.startswith("KAMBDA_")}
         env.update({
+            # gRPC's C core logs in its own format (a fork warning, say); only its errors matter here.
+            "GRPC_VERBOSITY": self._environ.get("GRPC_VERBOSITY", "ERROR"),
             "KAMBDA_NATS_URL": nats_url,
             "KAMBDA_STATE_DIR": str(self.options.state_dir),
             **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")

@@ -9,13 +9,17 @@ import sys
 from tests.conftest import REPO
 
 
-def test_bench_quick_reports_every_figure() -> None:
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick"], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+def test_bench_quick_reports_every_figure(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(done.stdout[: done.stdout.index("\n}\n") + 2])
-    for key in ("warm_p50_us", "warm_p99_us", "baseline_p50_us", "warm_p50_ratio", "cold_p50_ms",
-                "cold_no_zygote_p50_ms"):
-        assert isinstance(result[key], float) and result[key] > 0, key
-    assert result["idle_fleet"]["functions"] == 10
-    assert "warm p50 ratio kambda/baseline" in done.stdout
+    result = json.loads((tmp_path / "result.json").read_text())
+    figures = [result["warm"]["p50_us"], result["warm"]["p99_us"], result["baseline"]["p50_us"],
+               result["throughput"]["kambda_1"], result["throughput"]["kambda_n"], result["throughput"]["baseline_n"],
+               result["cold"]["p50_ms"], result["cold"]["no_zygote_p50_ms"], result["burst"]["seconds"]]
+    assert all(isinstance(f, float) and f > 0 for f in figures), figures
+    assert result["burst"]["requests"] == 10 and result["idle_fleet"]["functions"] == 10
+    markdown = (tmp_path / "result.md").read_text()
+    assert "| warm invoke p50, 1 client |" in markdown and "| idle fleet of 10 functions" in markdown
+    for plot in ("latency_cdf.png", "scale_up.png"):
+        assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,73 @@
+"""Writing a benchmark run down: JSON, a Markdown table, and PNG plots (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def markdown(result: dict[str, Any]) -> str:
+    w, b, t = result["warm"], result["baseline"], result["throughput"]
+    c, f, burst = result["cold"], result["idle_fleet"], result["burst"]
+    return "\n".join([
+        f"Machine: {result['machine']}",
+        "",
+        "| figure | kambda | baseline (bare aiohttp) | ratio |",
+        "|---|---|---|---|",
+        f"| warm invoke p50, 1 client | {w['p50_us']:.0f} us | {b['p50_us']:.0f} us "
+        f"| {w['p50_us'] / b['p50_us']:.2f}x |",
+        f"| warm invoke p99, 1 client | {w['p99_us']:.0f} us | {b['p99_us']:.0f} us "
+        f"| {w['p99_us'] / b['p99_us']:.2f}x |",
+        f"| throughput, 1 client | {t['kambda_1']:.0f} req/s | {t['baseline_1']:.0f} req/s | "
+        f"{t['kambda_1'] / t['baseline_1']:.0%} |",
+        f"| throughput, {t['clients']} clients | {t['kambda_n']:.0f} req/s | {t['baseline_n']:.0f} req/s | "
+        f"{t['kambda_n'] / t['baseline_n']:.0%} |",
+        f"| p99 at {t['clients']} clients | {t['kambda_n_p99_ms']:.1f} ms | {t['baseline_n_p99_ms']:.1f} ms | |",
+        f"| cold start p50 / p99 (zygote) | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms | | |",
+        f"| cold start p50 / p99 (no zygote) | {c['no_zygote_p50_ms']:.1f} / {c['no_zygote_p99_ms']:.1f} ms | | |",
+        f"| burst of {burst['requests']} from zero, all answered | {burst['seconds']:.2f} s "
+        f"({burst['max_environments']} environments) | | |",
+        f"| idle fleet of {f['functions']} functions: controller | {f['controller_rss_mb']:.0f} MB RSS, "
+        f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
+        "",
+    ])
+
+
+def write(result: dict[str, Any], samples: dict[str, list[float]], timeline: list[tuple[float, int, int]],
+          out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "result.md").write_text(markdown(result))
+    written = [out / "result.json", out / "result.md"]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are optional: pip install matplotlib (the test extra has it)
+        return written
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, values in samples.items():
+        ordered = sorted(v / 1000 for v in values)
+        ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("Warm sync invoke, 1 client: latency CDF")
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step([t for t, _, _ in timeline], [e for _, e, _ in timeline], where="post", label="environments")
+    ax.step([t for t, _, _ in timeline], [a for _, _, a in timeline], where="post", label="requests answered / 10")
+    ax.set_xlabel("seconds since the burst began")
+    ax.set_title("Burst from zero: scale-up timeline")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "scale_up.png", dpi=120)
+    plt.close(fig)
+    return [*written, out / "latency_cdf.png", out / "scale_up.png"]
