@@ -206,6 +206,16 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace, client: Client) -> int:
+    from kambda import top
+
+    try:
+        top.run(client.endpoint, args.interval, iterations=1 if args.once else None)
+    except OSError as exc:
+        raise CliError(f"cannot read metrics from {client.endpoint}: {exc}") from None
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kambda", description="Self-hosted AWS-Lambda-compatible functions.")
     p.add_argument("--endpoint", default=os.environ.get("KAMBDA_ENDPOINT", DEFAULT_ENDPOINT),
@@ -244,11 +254,14 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=int, default=100)
     status = sub.add_parser("status", help="environments, busy and queued requests of a function")
     status.add_argument("name")
+    top = sub.add_parser("top", help="live per-function rate, errors, latency, environments and queue")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="one refresh, printed, then exit")
     return p
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
-            "status": cmd_status}
+            "status": cmd_status, "top": cmd_top}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, unique, wait_for
 
 
@@ -66,3 +68,39 @@ def test_unreachable_endpoint(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", "http://127.0.0.1:9", "ls"],
                           capture_output=True, text=True, timeout=30, cwd=REPO)
     assert done.returncode == 1 and "is `kambda up` running?" in done.stderr
+
+
+def test_top_shows_live_rates(platform, lam, create) -> None:
+    import threading
+
+    from tests.conftest import invoke_json
+
+    name = create("def handler(event, context):\n    return 1\n")
+    invoke_json(lam, name)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            invoke_json(lam, name)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        done = kambda(platform, "top", "--once", "--interval", "1")
+    finally:
+        stop.set()
+        loader.join(30)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if name in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[0] == name and float(cells[1]) > 0 and cells[4].endswith("ms")
+
+
+def test_top_quantiles_from_histogram_deltas() -> None:
+    from kambda.top import quantile
+
+    before = {0.001: 10.0, 0.01: 10.0, 0.1: 10.0, float("inf"): 10.0}
+    after = {0.001: 10.0, 0.01: 60.0, 0.1: 110.0, float("inf"): 110.0}  # 50 in (1, 10] ms, 50 in (10, 100]
+    assert quantile(0.5, before, after) == pytest.approx(0.01)
+    assert 0.09 < quantile(0.99, before, after) <= 0.1
+    assert quantile(0.5, after, after) is None  # nothing happened in between

@@ -234,3 +234,16 @@ def test_aws_cli_invoke(platform, create, tmp_path) -> None:
     listed = subprocess.run([sys.executable, "-m", "awscli", "lambda", "list-functions", "--endpoint-url",
                              platform.url], capture_output=True, text=True, env=env, timeout=60)
     assert name in [f["FunctionName"] for f in json.loads(listed.stdout)["Functions"]]
+
+
+def test_trace_id_reaches_the_function(platform, create) -> None:
+    name = create("import os\ndef handler(event, context):\n    return os.environ.get('_X_AMZN_TRACE_ID')\n")
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    request = urllib.request.Request(f"{platform.url}/2015-03-31/functions/{name}/invocations", data=b"{}",
+                                     method="POST", headers={"X-Amzn-Trace-Id": trace})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read()) == trace
+    request = urllib.request.Request(f"{platform.url}/2015-03-31/functions/{name}/invocations", data=b"{}",
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read()) is None  # not left over from the previous request
