@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +30,8 @@ from kambda.v1.invoker_pb2 import ScaleEvent
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+#: A function whose demand stays above what the controller grants is nudged again at most this often.
+RENUDGE_S = 1.0
 Activate = Callable[[str, str, int], Awaitable[int]]
 
 
@@ -46,6 +49,8 @@ class Dispatcher:
         self.in_flight: defaultdict[Key, int] = defaultdict(int)
         self._capacity: dict[Key, int] = {}
         self._activating: dict[Key, asyncio.Task[None]] = {}
+        #: When the controller last heard of this key's demand, and how much it was.
+        self._told: dict[Key, tuple[float, int]] = {}
         self._subs: list[object] = []
 
     async def start(self) -> None:
@@ -139,7 +144,15 @@ class Dispatcher:
     # -- activation --------------------------------------------------------------------------
 
     def _admit(self, key: Key) -> None:
-        if self.in_flight.get(key, 1) > self._capacity.get(key, 0) and key not in self._activating:
+        """Nudge the controller when more requests wait here than it has environments for, and it
+        has not heard of this much demand yet (a capped function must not be nudged per request:
+        the controller's own ticks see its queue)."""
+        in_flight = self.in_flight.get(key, 1)
+        capacity = self._capacity.get(key, 0)
+        if in_flight <= capacity or key in self._activating:
+            return
+        told_at, told = self._told.get(key, (-1e9, 0))
+        if capacity == 0 or in_flight > told or time.monotonic() - told_at > RENUDGE_S:
             self._activating[key] = asyncio.create_task(self._nudge(key))
 
     async def _nudge(self, key: Key) -> None:
@@ -149,7 +162,9 @@ class Dispatcher:
                 attempt += 1
                 before = self._capacity.get(key, 0)
                 try:
-                    granted = await self._activate(key[0], key[1], self.in_flight.get(key, 0))
+                    wanted = self.in_flight.get(key, 0)
+                    self._told[key] = (time.monotonic(), wanted)
+                    granted = await self._activate(key[0], key[1], wanted)
                     self._capacity[key] = granted
                     # More arrived while we asked, and the controller could still grant more.
                     if self.in_flight.get(key, 0) > granted > before:
@@ -182,6 +197,8 @@ def _publish_failure(msg: Msg) -> errors.KambdaError | None:
     status = msg.headers.get("Status") if msg.headers else None
     if status == "503":
         return errors.ServiceError("The invocation queue is not available")
+    if b'"error"' not in msg.data:
+        return None  # the common case, without parsing the acknowledgement
     try:
         ack = json.loads(msg.data) if msg.data else {}
     except ValueError:

@@ -282,10 +282,8 @@ class LambdaApi:
         elapsed = time.monotonic() - started
         if result.cold_start:
             headers["Kambda-Cold-Start"] = "true"
-            self._metrics.cold_starts.labels(ref.name).inc()
-            self._metrics.cold_start_duration.labels(ref.name).observe(elapsed)
-        self._metrics.invocations.labels(ref.name, "function_error" if result.function_error else "success").inc()
-        self._metrics.duration.labels(ref.name).observe(elapsed)
+        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success", elapsed,
+                              result.cold_start)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
                       extra={"event": "invoke.answered", "function": ref.name})

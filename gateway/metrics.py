@@ -8,8 +8,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 
 class Metrics:
+    """The gateway's metrics. ``invoked`` is the hot path's entry: it caches the labelled children,
+    which prometheus_client otherwise looks up under a lock on every call."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str], tuple] = {}  # type: ignore[type-arg]
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.invocations = Counter(
@@ -42,3 +46,15 @@ class Metrics:
         self.environments = Gauge(
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)
+
+    def invoked(self, function: str, outcome: str, seconds: float, cold: bool) -> None:
+        children = self._children.get((function, outcome))
+        if children is None:
+            children = (self.invocations.labels(function, outcome), self.duration.labels(function),
+                        self.cold_starts.labels(function), self.cold_start_duration.labels(function))
+            self._children[(function, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if cold:
+            children[2].inc()
+            children[3].observe(seconds)

@@ -129,7 +129,7 @@ class Environment:
         self._ready = asyncio.Event()
         self._next: asyncio.Future[_Event | None] | None = None
         self._next_posted = asyncio.Event()
-        self._outcome: asyncio.Future[Outcome] | None = None
+        self._outcome: asyncio.Future[Outcome | None] | None = None  # None: the timeout fired
         self._current: Invocation | None = None
         self._init_error: tuple[bytes, str] | None = None
         self._output = bytearray()
@@ -138,6 +138,7 @@ class Environment:
         self._memory_exceeded = False
         self._peak_kb = 0
         self._hwm_read_at = -1.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def alive(self) -> bool:
@@ -358,7 +359,7 @@ class Environment:
         self._current = inv
         self._outcome = loop.create_future()
         timeout = float(self.config.timeout)
-        watchdog = asyncio.create_task(self._watch_memory())
+        watchdog = loop.call_later(MEMORY_POLL_S, self._check_memory)
         self.cold = self.served == 0 and not self._ready.is_set()
         try:
             if not self._ready.is_set():
@@ -382,13 +383,18 @@ class Environment:
             started = time.monotonic()
             deadline_ms = int(time.time() * 1000 + timeout * 1000)
             self._next.set_result(_Event(inv.request_id, inv.payload, self._headers(inv, deadline_ms)))
-            try:
-                outcome = await asyncio.wait_for(asyncio.shield(self._outcome), timeout)
-            except TimeoutError:
+            outcome_future = self._outcome
+            timer = loop.call_later(timeout, lambda: outcome_future.done() or outcome_future.set_result(None))
+            outcome = await outcome_future
+            timer.cancel()
+            if outcome is None:  # the timer, not the runtime, settled it
                 return self._timed_out(timeout), (time.monotonic() - started) * 1000
             return outcome, (time.monotonic() - started) * 1000
         finally:
             watchdog.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             self.served += 1
             self._current = None
 
@@ -413,24 +419,22 @@ class Environment:
             headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
         return headers
 
-    async def _watch_memory(self) -> None:
+    def _check_memory(self) -> None:
         """Kill the environment when its processes together hold more than MemorySize resident.
 
         An RSS watchdog rather than a cgroup: it needs no privileges and works on cgroup v1
-        hosts too. Sampling means a process can overshoot the limit for up to MEMORY_POLL_S.
+        hosts too. It samples every MEMORY_POLL_S while a request runs, first after one interval
+        (a short request never pays for /proc reads), so a process can overshoot for that long.
         """
-        limit_kb = self.config.memory_size * 1024
-        while self.proc is not None and self.proc.returncode is None:
-            # Sample after the interval, not at once: a short request never pays for /proc reads.
-            await asyncio.sleep(MEMORY_POLL_S)
-            if self.proc is None or self.proc.returncode is not None:
-                return
-            rss = _tree_rss_kb(self.proc.pid)
-            self._peak_kb = max(self._peak_kb, rss)
-            if rss > limit_kb:
-                self._memory_exceeded = True
-                procs.kill_group(self.proc.pid, signal.SIGKILL)
-                return
+        if self.proc is None or self.proc.returncode is not None or self._current is None:
+            return
+        rss = _tree_rss_kb(self.proc.pid)
+        self._peak_kb = max(self._peak_kb, rss)
+        if rss > self.config.memory_size * 1024:
+            self._memory_exceeded = True
+            procs.kill_group(self.proc.pid, signal.SIGKILL)
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(MEMORY_POLL_S, self._check_memory)
 
     def max_memory_mb(self) -> int:
         """Peak resident memory, as REPORT's Max Memory Used (VmHWM, or the watchdog's peak).
