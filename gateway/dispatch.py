@@ -105,10 +105,11 @@ class Dispatcher:
                 await asyncio.wait({started, result}, timeout=start_wait_s, return_when=asyncio.FIRST_COMPLETED)
                 if not started.done() and not result.done():
                     raise throttled
+            timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled))
             try:
-                return await asyncio.wait_for(result, wait_s)
-            except TimeoutError:
-                raise throttled from None
+                return await result
+            finally:
+                timer.cancel()
         finally:
             self._waiting.pop(token, None)
             self._started.pop(token, None)
