@@ -8,6 +8,7 @@ hop in Python here). This run measures, from this process as the client:
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
 - throughput with 1 and 32 concurrent clients, kambda vs baseline;
 - a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
+- async throughput: events per second from the first Event invoke until every event has run;
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
 - the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
@@ -232,6 +233,27 @@ async def burst_from_zero(session: aiohttp.ClientSession, url: str, name: str, n
     return seconds, timeline, max((e for _, e, _ in timeline), default=0)
 
 
+async def async_throughput(session: aiohttp.ClientSession, url: str, name: str, n: int) -> float:
+    """Events per second from the first Event invoke to the last event run (queue and running empty)."""
+    began = time.monotonic()
+    sem = asyncio.Semaphore(32)
+
+    async def one() -> None:
+        async with sem, session.post(f"{url}/2015-03-31/functions/{name}/invocations", data=b"{}",
+                                     headers={"X-Amz-Invocation-Type": "Event"}) as response:
+            assert response.status == 202, response.status
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        async with session.get(f"{url}/_kambda/v1/functions/{name}") as response:
+            status = await response.json()
+        if status["queued"] == 0 and status["busy"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    return n / (time.monotonic() - began)
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
     assert baseline.stdout is not None
@@ -254,6 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 baseline_1, _ = await concurrent(baseline_url, 1, args.seconds)
                 kambda_n, kambda_n_lat = await concurrent(invoke_url, args.clients, args.seconds)
                 baseline_n, baseline_n_lat = await concurrent(baseline_url, args.clients, args.seconds)
+                await deploy(session, url, "bench-async")
+                events_per_s = await async_throughput(session, url, "bench-async", args.events)
                 await deploy(session, url, "bench-burst", SLEEPY)
                 burst_s, timeline, burst_envs = await burst_from_zero(session, url, "bench-burst", args.burst)
                 await deploy(session, url, "bench-cold")
@@ -287,6 +311,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                  "calls": len(cold), "no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
                  "no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000},
         "burst": {"requests": args.burst, "seconds": burst_s, "max_environments": burst_envs},
+        "async": {"events": args.events, "events_per_second": events_per_s},
         "idle_fleet": fleet,
     }
     written = report.write(result, {"kambda": warm, "baseline (bare aiohttp)": base}, timeline, Path(args.out))
@@ -302,6 +327,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients of the throughput run")
     parser.add_argument("--burst", type=int, default=200, help="requests of the burst from zero")
     parser.add_argument("--cold", type=int, default=10, help="cold starts to time")
+    parser.add_argument("--events", type=int, default=5000, help="Event invokes for the async throughput")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
@@ -309,7 +335,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
-        args.seconds, args.clients, args.burst = 0.5, 4, 10
+        args.seconds, args.clients, args.burst, args.events = 0.5, 4, 10, 50
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

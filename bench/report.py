@@ -28,6 +28,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| cold start p50 / p99 (no zygote) | {c['no_zygote_p50_ms']:.1f} / {c['no_zygote_p99_ms']:.1f} ms | | |",
         f"| burst of {burst['requests']} from zero, all answered | {burst['seconds']:.2f} s "
         f"({burst['max_environments']} environments) | | |",
+        f"| async: {result['async']['events']} Event invokes, run to completion | "
+        f"{result['async']['events_per_second']:.0f} events/s | | |",
         f"| idle fleet of {f['functions']} functions: controller | {f['controller_rss_mb']:.0f} MB RSS, "
         f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
         "",
