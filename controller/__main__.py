@@ -15,7 +15,9 @@ import time
 from collections.abc import Mapping
 
 from grpc import aio
+from prometheus_client import CollectorRegistry
 
+from controller.async_events import AsyncMetrics, AsyncPoller
 from controller.decider import ScaleResult
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
@@ -23,6 +25,7 @@ from controller.scaler import Autoscaler, Key, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from kambda import bus, rpc, runner
+from kambda.dispatch import Dispatcher
 from kambda.logs import setup_logging
 from kambda.names import Arns
 from kambda.settings import SettingsError
@@ -93,16 +96,22 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
 
     autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of, report,
                             total_limit=settings.concurrency_limit)
+    metrics_registry = CollectorRegistry()
+    dispatcher = Dispatcher(nc, lambda f, v, n: autoscaler.activate((f, v), time.monotonic(), n))
+    poller = AsyncPoller(nc, js, registry, dispatcher, arns, AsyncMetrics(metrics_registry),
+                         retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
-                          time.monotonic),
+                          time.monotonic, metrics_registry),
         server,
     )
     port = server.add_insecure_port(settings.listen)
     host = settings.listen.rsplit(":", 1)[0]
     await server.start()
     await orchestrator.start()
+    await dispatcher.start()
+    await poller.start()
     for config in registry.all():  # provisioned concurrency is warm from the start
         if config.provisioned_concurrency:
             await autoscaler.reapply((config.name, config.version), time.monotonic())
@@ -112,6 +121,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await stop.wait()
     log.info("controller stopping")
     await server.stop(grace=2.0)
+    await poller.stop()
+    await dispatcher.stop()
     scaling.cancel()
     await orchestrator.stop()
     await nc.drain()

@@ -9,6 +9,7 @@ from grpc import aio
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry, generate_latest
 
 from controller import validation
 from controller.orchestrators.base import Orchestrator
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 UPDATABLE = frozenset({
     "role", "handler", "description", "timeout", "memory_size", "environment", "runtime",
     "ephemeral_storage", "tracing_mode", "layers", "log_format", "log_group", "max_environments", "snap_start",
+    "dead_letter_target",
 })
 
 
 MUTATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "DeleteFunction",
-                       "PutFunctionConcurrency", "PutProvisionedConcurrency"})
+                       "PutFunctionConcurrency", "PutProvisionedConcurrency", "PutEventInvokeConfig"})
 
 
 def _guard(method: Callable):  # type: ignore[type-arg]
@@ -61,7 +63,7 @@ def _guard(method: Callable):  # type: ignore[type-arg]
 class ControllerService(ControllerServicer):
     def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, autoscaler: Autoscaler,
                  orchestrator: Orchestrator, arns: Arns, max_environments: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], metrics_registry: CollectorRegistry) -> None:
         self._nc = nc
         self._js = js
         self._registry = registry
@@ -70,6 +72,7 @@ class ControllerService(ControllerServicer):
         self._arns = arns
         self._max_environments = max_environments
         self._clock = clock
+        self._metrics_registry = metrics_registry
 
     def _latest(self, name: str, qualifier: str = "") -> FunctionConfig:
         if qualifier and qualifier != LATEST:
@@ -83,6 +86,7 @@ class ControllerService(ControllerServicer):
         config.CopyFrom(request.config)
         validation.apply_defaults(config, self._arns.role())
         validation.validate(config)
+        validation.validate_destination(config.dead_letter_target, self._registry)
         if config.name in self._registry:
             raise errors.ResourceConflict(f"Function already exist: {config.name}")
         if not request.zip_file:
@@ -153,6 +157,7 @@ class ControllerService(ControllerServicer):
                 setattr(config, field, getattr(request.config, field))
         validation.apply_defaults(config, self._arns.role())
         validation.validate(config)
+        validation.validate_destination(config.dead_letter_target, self._registry)
         if config.timeout != current.timeout:
             await bus.ensure_consumer(self._js, config.name, LATEST, config.timeout)
         updated = await self._registry.update(config, request.revision_id)
@@ -203,6 +208,35 @@ class ControllerService(ControllerServicer):
         updated = await self._registry.update(config)
         await self._autoscaler.reapply((updated.name, LATEST), self._clock())
         return updated
+
+    @_guard
+    async def PutEventInvokeConfig(self, request: pb.EventInvokeConfigRequest, context: aio.ServicerContext
+                                   ) -> FunctionConfig:
+        config = FunctionConfig()
+        config.CopyFrom(self._latest(request.name, request.qualifier))
+        if request.mode == "delete":
+            if not config.HasField("event_invoke_config"):
+                raise errors.ResourceNotFound(
+                    f"The function {self._arns.function(request.name)} doesn't have an EventInvokeConfig")
+            config.ClearField("event_invoke_config")
+        else:
+            if request.mode == "update":
+                if not config.HasField("event_invoke_config"):
+                    raise errors.ResourceNotFound(
+                        f"The function {self._arns.function(request.name)} doesn't have an EventInvokeConfig")
+                eic = config.event_invoke_config
+                for field in request.fields:
+                    if request.config.HasField(field) or field in ("on_success", "on_failure"):
+                        setattr(eic, field, getattr(request.config, field))
+            else:
+                config.event_invoke_config.CopyFrom(request.config)
+            validation.validate_event_invoke_config(config.event_invoke_config, self._registry)
+            config.event_invoke_config.last_modified = now_timestamp()
+        return await self._registry.update(config)
+
+    @_guard
+    async def Metrics(self, request: pb.PingRequest, context: aio.ServicerContext) -> pb.MetricsResponse:
+        return pb.MetricsResponse(text=generate_latest(self._metrics_registry))
 
     @staticmethod
     def _in_progress(config: FunctionConfig) -> FunctionConfig:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from controller.async_events import destination_arn_error
 from kambda import errors
-from kambda.v1.function_pb2 import FunctionConfig
+from kambda.names import parse_function
+from kambda.v1.function_pb2 import EventInvokeConfig, FunctionConfig
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 NODE_RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
@@ -127,3 +129,27 @@ def _validate_environment(env: dict[str, str]) -> None:
         raise errors.InvalidParameterValue(
             "Lambda was unable to configure your environment variables because the environment "
             f"variables you have provided exceeded the 4KB limit. String measured: {size} bytes")
+
+
+def validate_event_invoke_config(eic: EventInvokeConfig, functions: object) -> None:
+    """MaximumRetryAttempts 0..2, MaximumEventAgeInSeconds 60..21600, destinations that exist."""
+    if eic.HasField("maximum_retry_attempts") and not 0 <= eic.maximum_retry_attempts <= 2:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{eic.maximum_retry_attempts}' at 'maximumRetryAttempts' failed "
+            "to satisfy constraint: Member must have value less than or equal to 2")
+    if eic.HasField("maximum_event_age") and not 60 <= eic.maximum_event_age <= 21600:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{eic.maximum_event_age}' at 'maximumEventAgeInSeconds' failed "
+            "to satisfy constraint: Member must have value between 60 and 21600")
+    for arn in (eic.on_success, eic.on_failure):
+        validate_destination(arn, functions)
+
+
+def validate_destination(arn: str, functions: object) -> None:
+    if not arn:
+        return
+    problem = destination_arn_error(arn)
+    if problem:
+        raise errors.InvalidParameterValue(problem)
+    if arn.startswith("arn:aws:lambda:") and parse_function(arn).name not in functions:  # type: ignore[operator]
+        raise errors.InvalidParameterValue(f"The destination function {arn} does not exist")

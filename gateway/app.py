@@ -20,12 +20,12 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.dispatch import Dispatcher
 from gateway.lambda_api import LambdaApi
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
 from kambda import bus, errors, rpc
+from kambda.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -213,8 +213,13 @@ class Gateway:
         return web.Response(body=result.data or b"", content_type="application/zip")
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        """The gateway's metrics, then the controller's (async retries and drops), in one scrape."""
+        body = generate_latest(self.metrics.registry)
+        try:
+            body += (await rpc.call(self._controller.Metrics, pb.PingRequest(), timeout=2)).text
+        except errors.KambdaError:
+            pass  # the gateway's own figures are still worth serving
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _log_lines(msg: Msg) -> list[bytes]:

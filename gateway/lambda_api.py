@@ -17,10 +17,10 @@ import orjson
 from aiohttp import web
 
 from gateway import render
-from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
-from kambda import errors, logs, rpc
+from kambda import bus, errors, logs, rpc
+from kambda.dispatch import Dispatcher
 from kambda.names import LATEST, Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -71,6 +71,10 @@ class LambdaApi:
             web.put("/2019-09-30/functions/{name}/provisioned-concurrency", self.put_provisioned),
             web.get("/2019-09-30/functions/{name}/provisioned-concurrency", self.get_provisioned),
             web.delete("/2019-09-30/functions/{name}/provisioned-concurrency", self.delete_provisioned),
+            web.put("/2019-09-25/functions/{name}/event-invoke-config", self.put_event_invoke_config),
+            web.post("/2019-09-25/functions/{name}/event-invoke-config", self.update_event_invoke_config),
+            web.get("/2019-09-25/functions/{name}/event-invoke-config", self.get_event_invoke_config),
+            web.delete("/2019-09-25/functions/{name}/event-invoke-config", self.delete_event_invoke_config),
         ]
 
     # -- management --------------------------------------------------------------------------
@@ -217,6 +221,35 @@ class LambdaApi:
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=-1))
         return web.Response(status=204)
 
+    # -- event invoke config -------------------------------------------------------------------
+
+    async def put_event_invoke_config(self, request: web.Request) -> web.Response:
+        return await self._event_invoke_config(request, "put")
+
+    async def update_event_invoke_config(self, request: web.Request) -> web.Response:
+        return await self._event_invoke_config(request, "update")
+
+    async def delete_event_invoke_config(self, request: web.Request) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
+            name=ref.name, qualifier=ref.qualifier or "", mode="delete"))
+        return web.Response(status=204)
+
+    async def get_event_invoke_config(self, request: web.Request) -> web.Response:
+        config = await self._get(request)
+        if not config.HasField("event_invoke_config"):
+            raise errors.ResourceNotFound(
+                f"The function {self._arns.function(config.name)} doesn't have an EventInvokeConfig")
+        return _json(render.event_invoke_config(config, self._arns))
+
+    async def _event_invoke_config(self, request: web.Request, mode: str) -> web.Response:
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        eic, fields = render.parse_event_invoke_config(await _json_body(request))
+        config = await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
+            name=ref.name, qualifier=ref.qualifier or "", config=eic, mode=mode, fields=fields))
+        self._cache.put(config)
+        return _json(render.event_invoke_config(config, self._arns))
+
     # -- invoke ------------------------------------------------------------------------------
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
@@ -250,8 +283,8 @@ class LambdaApi:
             code_sha256=config.code_sha256,
         )
         if invocation_type == "Event":
-            inv.start_deadline_ms = inv.enqueued_ms + 6 * 3600 * 1000
-            await self._dispatcher.publish(inv)
+            # Stored durably first (file-backed stream), then 202; the controller runs and retries it.
+            await self._dispatcher.store(bus.async_subject(ref.name, version), inv.SerializeToString())
             self._metrics.invocations.labels(ref.name, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
         queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"

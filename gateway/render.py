@@ -12,7 +12,7 @@ from typing import Any
 
 from kambda import errors
 from kambda.names import Arns
-from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.function_pb2 import EventInvokeConfig, FunctionConfig
 
 
 def code_sha256_b64(hex_digest: str) -> str:
@@ -47,6 +47,8 @@ def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False) -
                       "OptimizationStatus": "On" if config.snap_start == "PublishedVersions" else "Off"},
         "LoggingConfig": {"LogFormat": config.log_format, "LogGroup": config.log_group},
     }
+    if config.dead_letter_target:
+        body["DeadLetterConfig"] = {"TargetArn": config.dead_letter_target}
     if config.state_reason:
         body["StateReason"] = config.state_reason
         body["StateReasonCode"] = config.state_reason_code
@@ -146,7 +148,57 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
             raise errors.InvalidParameterValue("SnapStart.ApplyOn must be PublishedVersions or None")
         config.snap_start = snap["ApplyOn"]
         mask.append("snap_start")
+    dlq = _expect(body, "DeadLetterConfig", dict, "an object")
+    if dlq is not None:
+        target = dlq.get("TargetArn", "")
+        if not isinstance(target, str):
+            raise errors.InvalidParameterValue("DeadLetterConfig.TargetArn must be a string")
+        config.dead_letter_target = target
+        mask.append("dead_letter_target")
     tags = _expect(body, "Tags", dict, "an object")
     if tags is not None:
         config.tags.update({str(k): str(v) for k, v in tags.items()})
     return config, mask
+
+
+def event_invoke_config(config: FunctionConfig, arns: Arns) -> dict[str, Any]:
+    """FunctionEventInvokeConfig as AWS returns it."""
+    eic = config.event_invoke_config
+    body: dict[str, Any] = {"FunctionArn": arns.function(config.name, config.version),
+                            "LastModified": eic.last_modified,
+                            "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}}}
+    if eic.HasField("maximum_retry_attempts"):
+        body["MaximumRetryAttempts"] = eic.maximum_retry_attempts
+    if eic.HasField("maximum_event_age"):
+        body["MaximumEventAgeInSeconds"] = eic.maximum_event_age
+    if eic.on_success:
+        body["DestinationConfig"]["OnSuccess"] = {"Destination": eic.on_success}
+    if eic.on_failure:
+        body["DestinationConfig"]["OnFailure"] = {"Destination": eic.on_failure}
+    return body
+
+
+def parse_event_invoke_config(body: dict[str, Any]) -> tuple[EventInvokeConfig, list[str]]:
+    """An EventInvokeConfig from a Put/Update body, and the fields the body set."""
+    eic = EventInvokeConfig()
+    fields: list[str] = []
+    retries = _expect(body, "MaximumRetryAttempts", int, "an integer")
+    if retries is not None:
+        eic.maximum_retry_attempts = retries
+        fields.append("maximum_retry_attempts")
+    age = _expect(body, "MaximumEventAgeInSeconds", int, "an integer")
+    if age is not None:
+        eic.maximum_event_age = age
+        fields.append("maximum_event_age")
+    destinations = _expect(body, "DestinationConfig", dict, "an object")
+    if destinations is not None:
+        for key, field in (("OnSuccess", "on_success"), ("OnFailure", "on_failure")):
+            value = destinations.get(key)
+            if value is None:
+                continue
+            target = value.get("Destination", "") if isinstance(value, dict) else None
+            if not isinstance(target, str):
+                raise errors.InvalidParameterValue(f"DestinationConfig.{key}.Destination must be a string")
+            setattr(eic, field, target)
+            fields.append(field)
+    return eic, fields

@@ -93,7 +93,8 @@ class FunctionPool:
         self._slots: list[_Slot] = []
         self._ready: deque[Msg] = deque()
         self._waiters: deque[_Slot] = deque()
-        self._puller = bus.Puller(nc, config.name, config.version, self._on_message)
+        self._puller = bus.Puller(nc, bus.SYNC_STREAM, bus.consumer_name(config.name, config.version),
+                                  self._on_message)
 
     async def start(self) -> None:
         await self._puller.start()

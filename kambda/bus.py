@@ -39,6 +39,11 @@ from kambda.names import subject_token
 log = logging.getLogger(__name__)
 
 SYNC_STREAM = "KAMBDA_SYNC"
+ASYNC_STREAM = "KAMBDA_ASYNC"
+#: The controller's one consumer of every function's asynchronous events.
+ASYNC_POLLER = "async-poller"
+#: Async payloads are at most 256 KB; the envelope comes on top.
+MAX_ASYNC_MESSAGE = 512 * 1024
 LOGS_STREAM = "KAMBDA_LOGS"
 FUNCTIONS_BUCKET = "kambda_functions"
 CODE_BUCKET = "kambda_code"
@@ -56,6 +61,10 @@ MAX_FUNCTION_VERSIONS = 100_000
 
 def sync_subject(function: str, version: str) -> str:
     return f"kambda.sync.{function}.{subject_token(version)}"
+
+
+def async_subject(function: str, version: str) -> str:
+    return f"kambda.async.{function}.{subject_token(version)}"
 
 
 def consumer_name(function: str, version: str) -> str:
@@ -97,6 +106,15 @@ async def ensure_platform(js: JetStreamContext) -> None:
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
         max_consumers=MAX_FUNCTION_VERSIONS,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=ASYNC_STREAM,
+        subjects=["kambda.async.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,  # an accepted event survives any restart
+        max_msg_size=MAX_ASYNC_MESSAGE,
+        max_bytes=4 * 1024 * 1024 * 1024,
+        discard=DiscardPolicy.NEW,
     ))
     await _ensure_stream(js, StreamConfig(
         name=LOGS_STREAM,
@@ -163,13 +181,13 @@ class Puller:
     def __init__(
         self,
         nc: NATS,
-        function: str,
-        version: str,
+        stream: str,
+        consumer: str,
         on_message: Callable[[Msg], Awaitable[None]],
         expires_s: float = PULL_EXPIRES_S,
     ) -> None:
         self._nc = nc
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.{consumer_name(function, version)}"
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._request = json.dumps({"batch": 1, "expires": int(expires_s * 1e9)}).encode()
         self._on_message = on_message
         self._inbox = nc.new_inbox()
@@ -250,3 +268,8 @@ async def nak(nc: NATS, msg: Msg) -> None:
 async def term(nc: NATS, msg: Msg) -> None:
     """Drop a message for good (its deadline passed, or it cannot be decoded)."""
     await nc.publish(msg.reply, b"+TERM")
+
+
+async def nak_after(nc: NATS, msg: Msg, delay_s: float) -> None:
+    """Give a message back, to be redelivered no sooner than ``delay_s`` from now (a retry)."""
+    await nc.publish(msg.reply, b"-NAK " + json.dumps({"delay": int(delay_s * 1e9)}).encode())

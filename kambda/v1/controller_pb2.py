@@ -25,41 +25,45 @@ _sym_db = _symbol_database.Default()
 from kambda.v1 import function_pb2 as kambda_dot_v1_dot_function__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"D\n\x12\x43oncurrencyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x05\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"9\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\x32\x87\x07\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponse\x12R\n\x16PutFunctionConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x19PutProvisionedConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfigb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"\x87\x01\n\x18\x45ventInvokeConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12,\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x1c.kambda.v1.EventInvokeConfig\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\"\x1f\n\x0fMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\x0c\"D\n\x12\x43oncurrencyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x05\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"9\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\x32\x9e\x08\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponse\x12R\n\x16PutFunctionConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x19PutProvisionedConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12V\n\x14PutEventInvokeConfig\x12#.kambda.v1.EventInvokeConfigRequest\x1a\x19.kambda.v1.FunctionConfig\x12=\n\x07Metrics\x12\x16.kambda.v1.PingRequest\x1a\x1a.kambda.v1.MetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.controller_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONCURRENCYREQUEST']._serialized_start=67
-  _globals['_CONCURRENCYREQUEST']._serialized_end=135
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=137
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=221
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=223
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=276
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=278
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=335
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=337
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=427
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=429
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=526
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=529
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=664
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=666
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=722
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=724
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=748
-  _globals['_ACTIVATEREQUEST']._serialized_start=750
-  _globals['_ACTIVATEREQUEST']._serialized_end=821
-  _globals['_ACTIVATERESPONSE']._serialized_start=823
-  _globals['_ACTIVATERESPONSE']._serialized_end=858
-  _globals['_FUNCTIONSTATUS']._serialized_start=860
-  _globals['_FUNCTIONSTATUS']._serialized_end=980
-  _globals['_PINGREQUEST']._serialized_start=982
-  _globals['_PINGREQUEST']._serialized_end=995
-  _globals['_PINGRESPONSE']._serialized_start=997
-  _globals['_PINGRESPONSE']._serialized_end=1035
-  _globals['_CONTROLLER']._serialized_start=1038
-  _globals['_CONTROLLER']._serialized_end=1941
+  _globals['_EVENTINVOKECONFIGREQUEST']._serialized_start=68
+  _globals['_EVENTINVOKECONFIGREQUEST']._serialized_end=203
+  _globals['_METRICSRESPONSE']._serialized_start=205
+  _globals['_METRICSRESPONSE']._serialized_end=236
+  _globals['_CONCURRENCYREQUEST']._serialized_start=238
+  _globals['_CONCURRENCYREQUEST']._serialized_end=306
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=308
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=392
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=394
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=447
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=449
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=506
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=508
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=598
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=600
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=697
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=700
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=835
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=837
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=893
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=895
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=919
+  _globals['_ACTIVATEREQUEST']._serialized_start=921
+  _globals['_ACTIVATEREQUEST']._serialized_end=992
+  _globals['_ACTIVATERESPONSE']._serialized_start=994
+  _globals['_ACTIVATERESPONSE']._serialized_end=1029
+  _globals['_FUNCTIONSTATUS']._serialized_start=1031
+  _globals['_FUNCTIONSTATUS']._serialized_end=1151
+  _globals['_PINGREQUEST']._serialized_start=1153
+  _globals['_PINGREQUEST']._serialized_end=1166
+  _globals['_PINGRESPONSE']._serialized_start=1168
+  _globals['_PINGRESPONSE']._serialized_end=1206
+  _globals['_CONTROLLER']._serialized_start=1209
+  _globals['_CONTROLLER']._serialized_end=2263
 # @@protoc_insertion_point(module_scope)

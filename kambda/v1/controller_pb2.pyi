@@ -7,6 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EventInvokeConfigRequest(_message.Message):
+    __slots__ = ("name", "qualifier", "config", "mode", "fields")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    qualifier: str
+    config: _function_pb2.EventInvokeConfig
+    mode: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ..., config: _Optional[_Union[_function_pb2.EventInvokeConfig, _Mapping]] = ..., mode: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MetricsResponse(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: bytes
+    def __init__(self, text: _Optional[bytes] = ...) -> None: ...
+
 class ConcurrencyRequest(_message.Message):
     __slots__ = ("name", "qualifier", "value")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -93,6 +93,16 @@ class ControllerStub:
                 request_serializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
                 response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
                 _registered_method=True)
+        self.PutEventInvokeConfig = channel.unary_unary(
+                '/kambda.v1.Controller/PutEventInvokeConfig',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+                _registered_method=True)
+        self.Metrics = channel.unary_unary(
+                '/kambda.v1.Controller/Metrics',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_controller__pb2.MetricsResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -169,6 +179,20 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutEventInvokeConfig(self, request, context):
+        """Put (replace), Update (merge the fields given) or Delete a function's EventInvokeConfig.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Metrics(self, request, context):
+        """The controller's own Prometheus metrics, in the text exposition format.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +250,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.PutProvisionedConcurrency,
                     request_deserializer=kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.FromString,
                     response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
+            ),
+            'PutEventInvokeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutEventInvokeConfig,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
+            ),
+            'Metrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metrics,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.PingRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_controller__pb2.MetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +562,60 @@ class Controller:
             '/kambda.v1.Controller/PutProvisionedConcurrency',
             kambda_dot_v1_dot_controller__pb2.ConcurrencyRequest.SerializeToString,
             kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutEventInvokeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/PutEventInvokeConfig',
+            kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.SerializeToString,
+            kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Metrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/Metrics',
+            kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
+            kambda_dot_v1_dot_controller__pb2.MetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

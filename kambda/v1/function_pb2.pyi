@@ -2,12 +2,12 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionConfig(_message.Message):
-    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified", "snap_start")
+    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified", "snap_start", "event_invoke_config", "dead_letter_target")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,8 @@ class FunctionConfig(_message.Message):
     PROVISIONED_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     SNAP_START_FIELD_NUMBER: _ClassVar[int]
+    EVENT_INVOKE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_TARGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     runtime: str
     handler: str
@@ -82,4 +84,20 @@ class FunctionConfig(_message.Message):
     provisioned_concurrency: int
     provisioned_last_modified: str
     snap_start: str
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ..., snap_start: _Optional[str] = ...) -> None: ...
+    event_invoke_config: EventInvokeConfig
+    dead_letter_target: str
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ..., snap_start: _Optional[str] = ..., event_invoke_config: _Optional[_Union[EventInvokeConfig, _Mapping]] = ..., dead_letter_target: _Optional[str] = ...) -> None: ...
+
+class EventInvokeConfig(_message.Message):
+    __slots__ = ("maximum_retry_attempts", "maximum_event_age", "on_success", "on_failure", "last_modified")
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_EVENT_AGE_FIELD_NUMBER: _ClassVar[int]
+    ON_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    maximum_retry_attempts: int
+    maximum_event_age: int
+    on_success: str
+    on_failure: str
+    last_modified: str
+    def __init__(self, maximum_retry_attempts: _Optional[int] = ..., maximum_event_age: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., last_modified: _Optional[str] = ...) -> None: ...

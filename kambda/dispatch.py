@@ -1,4 +1,5 @@
-"""Sending invocations onto the bus and waiting for their results.
+"""Sending invocations onto the bus and waiting for their results (the gateway's invoke path, and the
+controller's asynchronous-event poller, both use it).
 
 One wildcard subscription serves every request of this gateway: each request gets a token, its
 JetStream publish acknowledgement comes back on ``<inbox>.a.<token>`` and its result on
@@ -64,20 +65,19 @@ class Dispatcher:
         for task in self._activating.values():
             task.cancel()
 
-    async def publish(self, inv: Invocation) -> None:
-        """Store an invocation on the function's queue without waiting for a result (Event)."""
+    async def store(self, subject: str, payload: bytes) -> None:
+        """Publish to a JetStream subject and return once the stream has stored it (durably, for a
+        file-backed stream): an Event invoke is answered 202 only then."""
         token = str(next(self._tokens))
-        ack = asyncio.get_running_loop().create_future()
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[token] = ack
         try:
-            await self._nc.publish(bus.sync_subject(inv.function, inv.version), inv.SerializeToString(),
-                                   reply=f"{self._prefix}.a.{token}")
+            await self._nc.publish(subject, payload, reply=f"{self._prefix}.a.{token}")
             await asyncio.wait_for(ack, 10)
         except TimeoutError:
-            raise errors.ServiceError("The invocation queue did not acknowledge the event") from None
+            raise errors.ServiceError("The event queue did not acknowledge the event") from None
         finally:
             self._acks.pop(token, None)
-        self._admit((inv.function, inv.version))
 
     async def invoke(self, inv: Invocation, wait_s: float, start_wait_s: float | None = None,
                      throttle_reason: str = "ConcurrentInvocationLimitExceeded") -> InvocationResult:

@@ -1,0 +1,266 @@
+"""Asynchronous (Event) invocations: run each stored event, retry failures, deliver outcomes.
+
+The gateway answers an Event invoke 202 once the event is stored in the file-backed KAMBDA_ASYNC
+stream. This poller, in the active controller, pulls those events (a bounded number at a time),
+runs each through the ordinary sync path, and then, as AWS Lambda does:
+
+- on success, acknowledges it and sends the on-success destination a record;
+- on a function error (or a timeout, or a crash), gives it back to the stream to be redelivered
+  after a growing delay, up to the function's MaximumRetryAttempts (default 2);
+- when the retries are spent, or the event is older than MaximumEventAgeInSeconds (default 6 h),
+  sends it to the on-failure destination (or the function's dead-letter target) and drops it;
+- when the function is throttled, retries it until its maximum age without counting an attempt.
+
+While an event runs, the poller tells JetStream it is still in progress, so a crashed controller's
+events are redelivered within ACK_WAIT_S, and a running one is never redelivered meanwhile. The
+delivery is at least once: a controller that dies between a run and its acknowledgement runs it again.
+
+Destination ARNs: a function (``arn:aws:lambda:REGION:ACCOUNT:function:NAME``), invoked
+asynchronously with the record as its event, or a NATS subject (``arn:kambda:nats:::SUBJECT``),
+which gets the record as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from controller.registry import Registry
+from kambda import bus, errors
+from kambda.dispatch import Dispatcher
+from kambda.names import LATEST, Arns, parse_function
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invocation_pb2 import Invocation, InvocationResult
+
+log = logging.getLogger(__name__)
+
+ACK_WAIT_S = 30.0
+IN_PROGRESS_EVERY_S = 10.0
+NATS_DESTINATION = "arn:kambda:nats:::"
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_AGE_S = 21600
+
+
+class AsyncMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.retries = Counter("kambda_async_retries", "Asynchronous invocations retried after a failure.",
+                               ["function"], registry=registry)
+        self.dropped = Counter("kambda_async_dropped", "Asynchronous events given up on, by reason (age, "
+                               "retries).", ["function", "reason"], registry=registry)
+        self.queue_depth = Gauge("kambda_async_queue_depth", "Asynchronous events stored and not yet done.",
+                                 ["function"], registry=registry)
+
+
+def destination_arn_error(arn: str) -> str | None:
+    """Why ``arn`` cannot be a destination, or None when it can."""
+    if arn.startswith(NATS_DESTINATION):
+        subject = arn[len(NATS_DESTINATION):]
+        if not subject or any(c in subject for c in " \t*>") or subject.startswith("kambda."):
+            return f"'{subject}' is not a NATS subject a destination may publish to"
+        return None
+    if arn.startswith("arn:aws:lambda:"):
+        try:
+            parse_function(arn)
+        except errors.KambdaError as exc:
+            return exc.message
+        return None
+    return f"Destination ARN {arn} is not a Lambda function ARN or an arn:kambda:nats::: subject"
+
+
+class AsyncPoller:
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, dispatcher: Dispatcher, arns: Arns,
+                 metrics: AsyncMetrics, retry_base_s: float, queue_timeout_s: float, concurrency: int = 64,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._nc = nc
+        self._js = js
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._arns = arns
+        self._metrics = metrics
+        self._retry_base = retry_base_s
+        self._queue_timeout = queue_timeout_s
+        self._concurrency = concurrency
+        self._clock = clock
+        self._throttled: defaultdict[int, int] = defaultdict(int)  # stream seq -> throttled deliveries
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._puller = bus.Puller(nc, bus.ASYNC_STREAM, bus.ASYNC_POLLER, self._on_message)
+        self._depth_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._js.add_consumer(bus.ASYNC_STREAM, ConsumerConfig(
+            durable_name=bus.ASYNC_POLLER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
+            max_ack_pending=self._concurrency * 4, max_waiting=4096))
+        await self._puller.start()
+        await self._puller.add_free(self._concurrency)
+        self._depth_task = asyncio.create_task(self._watch_depth())
+
+    async def stop(self) -> None:
+        if self._depth_task is not None:
+            self._depth_task.cancel()
+        await self._puller.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_message(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            inv = Invocation.FromString(msg.data)
+        except Exception:
+            await self._finish(msg, "term")
+            return
+        if inv.function not in self._registry:
+            log.info("dropping an event for %s, which no longer exists", inv.function)
+            await self._finish(msg, "term")
+            return
+        config = self._registry.get(inv.function)
+        eic = config.event_invoke_config
+        max_retries = eic.maximum_retry_attempts if eic.HasField("maximum_retry_attempts") else DEFAULT_RETRIES
+        max_age = eic.maximum_event_age if eic.HasField("maximum_event_age") else DEFAULT_MAX_AGE_S
+        seq = msg.metadata.sequence.stream
+        attempt = msg.metadata.num_delivered - self._throttled[seq]
+        if (self._clock() * 1000 - inv.enqueued_ms) / 1000 > max_age:
+            self._metrics.dropped.labels(inv.function, "age").inc()
+            await self._give_up(config, inv, attempt - 1, "EventAgeExceeded", None)
+            await self._finish(msg, "term", seq)
+            return
+        keepalive = asyncio.create_task(self._in_progress(msg))
+        try:
+            result = await self._run(inv, config)
+        finally:
+            keepalive.cancel()
+        if result is None:  # throttled: try again later, without counting an attempt
+            self._throttled[seq] += 1
+            await self._finish(msg, "retry", seq, delay=min(60.0, self._retry_base * 2 ** min(6, self._throttled[seq])))
+            return
+        if not result.function_error and not result.error_code:
+            await self._deliver(eic.on_success, self._record(config, inv, attempt, "Success", result))
+            await self._finish(msg, "ack", seq)
+            return
+        if attempt <= max_retries:
+            self._metrics.retries.labels(inv.function).inc()
+            await self._finish(msg, "retry", seq, delay=self._retry_base * 2 ** (attempt - 1))
+            return
+        self._metrics.dropped.labels(inv.function, "retries").inc()
+        await self._give_up(config, inv, attempt, "RetriesExhausted", result)
+        await self._finish(msg, "term", seq)
+
+    async def _run(self, inv: Invocation, config: FunctionConfig) -> InvocationResult | None:
+        """One attempt through the sync path; None when the function was throttled."""
+        now_ms = int(self._clock() * 1000)
+        attempt = Invocation()
+        attempt.CopyFrom(inv)
+        attempt.invocation_type = "Event"
+        attempt.start_deadline_ms = now_ms + int(self._queue_timeout * 1000)
+        try:
+            return await self._dispatcher.invoke(attempt, self._queue_timeout + config.timeout + 5)
+        except errors.TooManyRequests:
+            return None
+        except errors.KambdaError as exc:
+            return InvocationResult(request_id=inv.request_id, error_code=exc.code, error_message=exc.message)
+
+    async def _in_progress(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(IN_PROGRESS_EVERY_S)
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, b"+WPI")
+
+    async def _finish(self, msg: Msg, how: str, seq: int | None = None, delay: float = 0.0) -> None:
+        if how == "ack":
+            await self._puller.done(msg, free_again=True)
+        else:
+            if how == "retry":
+                await bus.nak_after(self._nc, msg, delay)
+            else:
+                await bus.term(self._nc, msg)
+            await self._puller.add_free(1)
+        if seq is not None and how != "retry":
+            self._throttled.pop(seq, None)
+
+    def _record(self, config: FunctionConfig, inv: Invocation, attempts: int, condition: str,
+                result: InvocationResult | None) -> dict[str, Any]:
+        """The destination record, in AWS's shape."""
+        def decoded(raw: bytes) -> Any:
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError:
+                return raw.decode("utf-8", "replace")
+
+        record: dict[str, Any] = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {"requestId": inv.request_id,
+                               "functionArn": self._arns.function(config.name, inv.version or LATEST),
+                               "condition": condition, "approximateInvokeCount": attempts},
+            "requestPayload": decoded(inv.payload),
+        }
+        if result is not None:
+            record["responseContext"] = {"statusCode": 200, "executedVersion": result.executed_version or LATEST}
+            if result.function_error or result.error_code:
+                record["responseContext"]["functionError"] = result.function_error or "Unhandled"
+            record["responsePayload"] = (decoded(result.payload) if not result.error_code else
+                                         {"errorType": result.error_code, "errorMessage": result.error_message})
+        return record
+
+    async def _give_up(self, config: FunctionConfig, inv: Invocation, attempts: int, condition: str,
+                       result: InvocationResult | None) -> None:
+        on_failure = config.event_invoke_config.on_failure
+        if on_failure:
+            await self._deliver(on_failure, self._record(config, inv, attempts, condition, result))
+        elif config.dead_letter_target:
+            # A dead-letter queue gets the event itself, as AWS's does, with why in its headers.
+            error = (result.function_error or result.error_code) if result else condition
+            await self._deliver(config.dead_letter_target, None, raw=inv.payload,
+                                headers={"RequestID": inv.request_id, "ErrorCode": "200", "ErrorMessage": error})
+        else:
+            log.warning("event %s of %s dropped (%s)", inv.request_id, config.name, condition)
+
+    async def _deliver(self, arn: str, record: dict[str, Any] | None, raw: bytes | None = None,
+                       headers: dict[str, str] | None = None) -> None:
+        if not arn:
+            return
+        payload = raw if raw is not None else json.dumps(record).encode()
+        try:
+            if arn.startswith(NATS_DESTINATION):
+                await self._nc.publish(arn[len(NATS_DESTINATION):], payload, headers=headers)
+                return
+            target = parse_function(arn)
+            event = Invocation(request_id=str(uuid.uuid4()), function=target.name, version=LATEST,
+                               invoked_arn=self._arns.function(target.name), payload=payload,
+                               invocation_type="Event", enqueued_ms=int(self._clock() * 1000))
+            await self._dispatcher.store(bus.async_subject(target.name, LATEST), event.SerializeToString())
+        except Exception as exc:  # a broken destination must not stop the poller
+            log.warning("delivery to destination %s failed: %s", arn, exc)
+
+    async def _watch_depth(self) -> None:
+        """kambda_async_queue_depth, from the stream's per-subject counts every 2 s."""
+        seen: set[str] = set()
+        while True:
+            with contextlib.suppress(Exception):
+                info = await self._js.stream_info(bus.ASYNC_STREAM, subjects_filter="kambda.async.>")
+                counts: dict[str, int] = {}
+                for subject, count in (info.state.subjects or {}).items():
+                    function = subject.split(".")[2]
+                    counts[function] = counts.get(function, 0) + count
+                for function in seen | set(counts):
+                    self._metrics.queue_depth.labels(function).set(counts.get(function, 0))
+                seen |= set(counts)
+            await asyncio.sleep(2.0)
