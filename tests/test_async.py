@@ -223,3 +223,18 @@ def test_events_accepted_before_a_restart_run_after_it(tmp_path) -> None:
         wait_for(lambda: ledger(tmp_path) == Counter(range(50)), timeout=120, what="the stored events to run")
     finally:
         platform.stop()
+
+
+def test_dead_letter_target_gets_the_event_after_the_retries(async_platform, tmp_path) -> None:
+    lam = async_platform.lambda_client()
+    records = tmp_path / "dlq"
+    dlq = deploy(lam, RECORDER, Environment={"Variables": {"RECORDS": str(records)}})
+    runs = tmp_path / "runs"
+    dlq_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{dlq}"
+    failing = deploy(lam, FAILING, DeadLetterConfig={"TargetArn": dlq_arn})
+    assert lam.get_function_configuration(FunctionName=failing)["DeadLetterConfig"]["TargetArn"].endswith(dlq)
+    lam.put_function_event_invoke_config(FunctionName=failing, MaximumRetryAttempts=1)
+    lam.invoke(FunctionName=failing, InvocationType="Event", Payload=json.dumps({"runs": str(runs)}))
+    wait_for(lambda: records.exists() and records.read_text().strip(), timeout=60, what="the dead letter")
+    assert json.loads(records.read_text().splitlines()[0]) == {"runs": str(runs)}  # the event itself
+    assert runs.read_text() == "xx"  # the first attempt and one retry
