@@ -15,6 +15,8 @@ AGREED = {  # the names the issues and the README promise, with their Prometheus
     "kambda_function_environments": "gauge", "kambda_function_desired_environments": "gauge",
     "kambda_function_queue_depth": "gauge", "kambda_autoscaler_panic": "gauge", "kambda_throttles_total": "counter",
     "process_resident_memory_bytes": "gauge", "process_cpu_seconds_total": "counter",
+    "kambda_async_queue_depth": "gauge", "kambda_async_retries_total": "counter",
+    "kambda_async_dropped_total": "counter",
 }
 #: The sample names a family of each type yields (prometheus_client names counters with _total).
 SUFFIXES = {"counter": ("",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
