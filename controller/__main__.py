@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 
@@ -26,9 +24,7 @@ from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from kambda import bus, rpc, runner
 from kambda.dispatch import Dispatcher
-from kambda.logs import setup_logging
 from kambda.names import Arns
-from kambda.settings import SettingsError
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
 from kambda.v1.invoker_pb2 import ScaleEvent
 
@@ -128,14 +124,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await nc.drain()
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging("controller")
-    try:
-        settings = ControllerSettings.from_env(os.environ)
-    except SettingsError as exc:
-        print(f"kambda-controller: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    runner.run(serve(settings, default_environ()))
+def main() -> None:
+    runner.service_main("controller", ControllerSettings.from_env, lambda settings: serve(settings, default_environ()))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 
@@ -17,8 +16,6 @@ from aiohttp import web
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from kambda import bus, runner
-from kambda.logs import setup_logging
-from kambda.settings import SettingsError
 
 log = logging.getLogger("gateway")
 
@@ -50,13 +47,7 @@ async def serve(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
-    setup_logging("gateway")
-    try:
-        settings = GatewaySettings.from_env(os.environ)
-    except SettingsError as exc:
-        print(f"kambda-gateway: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    runner.run(serve(settings))
+    runner.service_main("gateway", GatewaySettings.from_env, serve)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 
 from invoker.host import InvokerHost
 from invoker.settings import InvokerSettings
 from kambda import bus, runner
-from kambda.logs import setup_logging
-from kambda.settings import SettingsError
 
 log = logging.getLogger("invoker")
 
@@ -32,13 +28,7 @@ async def serve(settings: InvokerSettings) -> None:
 
 
 def main() -> None:
-    setup_logging("invoker")
-    try:
-        settings = InvokerSettings.from_env(os.environ)
-    except SettingsError as exc:
-        print(f"kambda-invoker: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    runner.run(serve(settings))
+    runner.service_main("invoker", InvokerSettings.from_env, serve)
 
 
 if __name__ == "__main__":
