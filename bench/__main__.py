@@ -9,6 +9,7 @@ hop in Python here). This run measures, from this process as the client:
 - throughput with 1 and 32 concurrent clients, kambda vs baseline;
 - a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
 - async throughput: events per second from the first Event invoke until every event has run;
+- an event source mapping over a JetStream stream: messages per second, in batches of 100;
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
 - the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
@@ -254,6 +255,34 @@ async def async_throughput(session: aiohttp.ClientSession, url: str, name: str, 
     return n / (time.monotonic() - began)
 
 
+async def event_source_rate(session: aiohttp.ClientSession, url: str, state: Path, n: int) -> float:
+    """Messages per second through an event source mapping over a JetStream stream (batches of 100)."""
+    import nats
+
+    ports = next((state / "nats" / "run").glob("*.ports"))
+    nc = await nats.connect(json.loads(ports.read_text())["nats"][0])
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="BENCH_ESM", subjects=["bench.esm"])
+        for start in range(0, n, 500):
+            await asyncio.gather(*(js.publish("bench.esm", b'{"n": 1}') for _ in range(start, min(n, start + 500))))
+        await deploy(session, url, "bench-esm", "def handler(event, context):\n    return len(event['Records'])\n")
+        began = time.monotonic()
+        body = {"FunctionName": "bench-esm", "EventSourceArn": "arn:kambda:nats:::stream/BENCH_ESM", "BatchSize": 100}
+        async with session.post(f"{url}/2015-03-31/event-source-mappings/", json=body) as response:
+            assert response.status == 202, await response.text()
+            uid = (await response.json())["UUID"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            info = await js.consumer_info("BENCH_ESM", f"esm-{uid}")
+            if info.num_pending == 0 and info.num_ack_pending == 0 and (info.delivered.stream_seq or 0) >= n:
+                break
+            await asyncio.sleep(0.01)
+        return n / (time.monotonic() - began)
+    finally:
+        await nc.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
     assert baseline.stdout is not None
@@ -278,6 +307,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 baseline_n, baseline_n_lat = await concurrent(baseline_url, args.clients, args.seconds)
                 await deploy(session, url, "bench-async")
                 events_per_s = await async_throughput(session, url, "bench-async", args.events)
+                esm_per_s = await event_source_rate(session, url, Path(tmp), args.messages)
                 await deploy(session, url, "bench-burst", SLEEPY)
                 burst_s, timeline, burst_envs = await burst_from_zero(session, url, "bench-burst", args.burst)
                 await deploy(session, url, "bench-cold")
@@ -312,6 +342,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                  "no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000},
         "burst": {"requests": args.burst, "seconds": burst_s, "max_environments": burst_envs},
         "async": {"events": args.events, "events_per_second": events_per_s},
+        "event_source": {"messages": args.messages, "messages_per_second": esm_per_s},
         "idle_fleet": fleet,
     }
     written = report.write(result, {"kambda": warm, "baseline (bare aiohttp)": base}, timeline, Path(args.out))
@@ -328,6 +359,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200, help="requests of the burst from zero")
     parser.add_argument("--cold", type=int, default=10, help="cold starts to time")
     parser.add_argument("--events", type=int, default=5000, help="Event invokes for the async throughput")
+    parser.add_argument("--messages", type=int, default=20000, help="messages through an event source mapping")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
@@ -335,7 +367,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
-        args.seconds, args.clients, args.burst, args.events = 0.5, 4, 10, 50
+        args.seconds, args.clients, args.burst, args.events, args.messages = 0.5, 4, 10, 50, 200
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

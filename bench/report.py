@@ -30,6 +30,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"({burst['max_environments']} environments) | | |",
         f"| async: {result['async']['events']} Event invokes, run to completion | "
         f"{result['async']['events_per_second']:.0f} events/s | | |",
+        f"| event source mapping: {result['event_source']['messages']} stream messages, batches of 100 | "
+        f"{result['event_source']['messages_per_second']:.0f} messages/s | | |",
         f"| idle fleet of {f['functions']} functions: controller | {f['controller_rss_mb']:.0f} MB RSS, "
         f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
         "",

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.async_events import AsyncMetrics, AsyncPoller
 from controller.decider import ScaleResult
+from controller.event_sources import EventSources
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
 from controller.scaler import Autoscaler, Key, interval_ticks
@@ -96,10 +97,12 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     dispatcher = Dispatcher(nc, lambda f, v, n: autoscaler.activate((f, v), time.monotonic(), n))
     poller = AsyncPoller(nc, js, registry, dispatcher, arns, AsyncMetrics(metrics_registry),
                          retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
+    event_sources = EventSources(nc, js, registry, dispatcher, poller, arns, metrics_registry,
+                                 retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
-                          time.monotonic, metrics_registry),
+                          time.monotonic, metrics_registry, event_sources),
         server,
     )
     port = server.add_insecure_port(settings.listen)
@@ -108,6 +111,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await orchestrator.start()
     await dispatcher.start()
     await poller.start()
+    await event_sources.start()
     for config in registry.all():  # provisioned concurrency is warm from the start
         if config.provisioned_concurrency:
             await autoscaler.reapply((config.name, config.version), time.monotonic())
@@ -117,6 +121,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await stop.wait()
     log.info("controller stopping")
     await server.stop(grace=2.0)
+    await event_sources.stop()
     await poller.stop()
     await dispatcher.stop()
     scaling.cancel()

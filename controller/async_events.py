@@ -235,9 +235,11 @@ class AsyncPoller:
 
     async def _deliver(self, arn: str, record: dict[str, Any] | None, raw: bytes | None = None,
                        headers: dict[str, str] | None = None) -> None:
-        if not arn:
-            return
-        payload = raw if raw is not None else json.dumps(record).encode()
+        if arn:
+            await self.deliver(arn, raw if raw is not None else json.dumps(record).encode(), headers)
+
+    async def deliver(self, arn: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """Send ``payload`` to a destination: a NATS subject, or a function invoked asynchronously."""
         try:
             if arn.startswith(NATS_DESTINATION):
                 await self._nc.publish(arn[len(NATS_DESTINATION):], payload, headers=headers)

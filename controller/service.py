@@ -12,6 +12,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from controller import validation
+from controller.event_sources import EventSources
 from controller.orchestrators.base import Orchestrator
 from controller.registry import Registry, now_timestamp
 from controller.scaler import Autoscaler
@@ -63,7 +64,8 @@ def _guard(method: Callable):  # type: ignore[type-arg]
 class ControllerService(ControllerServicer):
     def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, autoscaler: Autoscaler,
                  orchestrator: Orchestrator, arns: Arns, max_environments: int,
-                 clock: Callable[[], float], metrics_registry: CollectorRegistry) -> None:
+                 clock: Callable[[], float], metrics_registry: CollectorRegistry,
+                 event_sources: EventSources) -> None:
         self._nc = nc
         self._js = js
         self._registry = registry
@@ -73,6 +75,7 @@ class ControllerService(ControllerServicer):
         self._max_environments = max_environments
         self._clock = clock
         self._metrics_registry = metrics_registry
+        self._event_sources = event_sources
 
     def _latest(self, name: str, qualifier: str = "") -> FunctionConfig:
         if qualifier and qualifier != LATEST:
@@ -233,6 +236,25 @@ class ControllerService(ControllerServicer):
             validation.validate_event_invoke_config(config.event_invoke_config, self._registry)
             config.event_invoke_config.last_modified = now_timestamp()
         return await self._registry.update(config)
+
+    @_guard
+    async def EventSourceMappings(self, request: pb.MappingRequest, context: aio.ServicerContext
+                                  ) -> pb.MappingResponse:
+        sources = self._event_sources
+        if request.op == "create":
+            return pb.MappingResponse(mappings=[await sources.create(request.mapping)])
+        if request.op == "get":
+            return pb.MappingResponse(mappings=[sources.get(request.uuid)])
+        if request.op == "update":
+            return pb.MappingResponse(mappings=[await sources.update(request.uuid, request.mapping,
+                                                                     list(request.fields))])
+        if request.op == "delete":
+            return pb.MappingResponse(mappings=[await sources.delete(request.uuid)])
+        if request.op == "list":
+            page, marker = sources.list(request.function, request.event_source_arn, request.marker,
+                                        request.max_items or 100)
+            return pb.MappingResponse(mappings=page, next_marker=marker)
+        raise errors.InvalidParameterValue(f"Unknown event source mapping operation {request.op!r}")
 
     @_guard
     async def Metrics(self, request: pb.PingRequest, context: aio.ServicerContext) -> pb.MetricsResponse:

@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.lambda_api import LambdaApi
+from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
@@ -94,6 +95,7 @@ class Gateway:
         api = LambdaApi(self._controller, self._cache, self._dispatcher, self.metrics, self._arns,
                         self.settings.queue_timeout, self.settings.throttle_wait)
         app.add_routes(api.routes())
+        app.add_routes(MappingsApi(self._controller, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),

@@ -80,7 +80,7 @@ class LambdaApi:
     # -- management --------------------------------------------------------------------------
 
     async def create_function(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         name = body.get("FunctionName")
         if not isinstance(name, str):
             raise errors.InvalidParameterValue("FunctionName is required")
@@ -128,7 +128,7 @@ class LambdaApi:
 
     async def update_function_code(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
-        body = await _json_body(request)
+        body = await json_body(request)
         if "ZipFile" not in body:
             raise errors.InvalidParameterValue(
                 "Please provide a source for function code: kambda accepts ZipFile.")
@@ -141,7 +141,7 @@ class LambdaApi:
 
     async def update_function_configuration(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
-        body = await _json_body(request)
+        body = await json_body(request)
         config, mask = render.parse_config(body, ref.name)
         revision = body.get("RevisionId") or ""
         updated = await rpc.call(self._controller.UpdateFunctionConfiguration,
@@ -162,7 +162,7 @@ class LambdaApi:
 
     async def put_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
-        value = (await _json_body(request)).get("ReservedConcurrentExecutions")
+        value = (await json_body(request)).get("ReservedConcurrentExecutions")
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise errors.InvalidParameterValue(
                 "1 validation error detected: Value at 'reservedConcurrentExecutions' failed to satisfy "
@@ -187,7 +187,7 @@ class LambdaApi:
 
     async def put_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        value = (await _json_body(request)).get("ProvisionedConcurrentExecutions")
+        value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise errors.InvalidParameterValue(
                 "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy "
@@ -244,7 +244,7 @@ class LambdaApi:
 
     async def _event_invoke_config(self, request: web.Request, mode: str) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        eic, fields = render.parse_event_invoke_config(await _json_body(request))
+        eic, fields = render.parse_event_invoke_config(await json_body(request))
         config = await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
             name=ref.name, qualifier=ref.qualifier or "", config=eic, mode=mode, fields=fields))
         self._cache.put(config)
@@ -371,7 +371,7 @@ def _client_context(header: str | None) -> str:
     return decoded.decode()
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         body = orjson.loads(raw) if raw.strip() else {}

@@ -55,7 +55,7 @@ def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False) -
     return body
 
 
-def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+def expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     value = body.get(key)
     if value is None:
         return None
@@ -65,7 +65,7 @@ def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what:
 
 
 def _environment(body: dict[str, Any]) -> dict[str, str] | None:
-    env = _expect(body, "Environment", dict, "an object")
+    env = expect(body, "Environment", dict, "an object")
     if env is None:
         return None
     variables = env.get("Variables") or {}
@@ -104,7 +104,7 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
     config = FunctionConfig(name=name)
     mask: list[str] = []
     for aws_key, (field, kind, what) in _SCALARS.items():
-        value = _expect(body, aws_key, kind, what)
+        value = expect(body, aws_key, kind, what)
         if value is not None:
             setattr(config, field, value)
             mask.append(field)
@@ -112,29 +112,29 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
     if env is not None:
         config.environment.update(env)
         mask.append("environment")
-    arch = _expect(body, "Architectures", list, "a list")
+    arch = expect(body, "Architectures", list, "a list")
     if arch is not None:
         if len(arch) != 1 or not isinstance(arch[0], str):
             raise errors.InvalidParameterValue("Architectures must list exactly one architecture")
         config.architectures.extend(arch)
-    storage = _expect(body, "EphemeralStorage", dict, "an object")
+    storage = expect(body, "EphemeralStorage", dict, "an object")
     if storage is not None:
         size = storage.get("Size")
         if not isinstance(size, int) or isinstance(size, bool):
             raise errors.InvalidParameterValue("EphemeralStorage.Size must be an integer")
         config.ephemeral_storage = size
         mask.append("ephemeral_storage")
-    tracing = _expect(body, "TracingConfig", dict, "an object")
+    tracing = expect(body, "TracingConfig", dict, "an object")
     if tracing is not None and isinstance(tracing.get("Mode"), str):
         config.tracing_mode = tracing["Mode"]
         mask.append("tracing_mode")
-    layers = _expect(body, "Layers", list, "a list")
+    layers = expect(body, "Layers", list, "a list")
     if layers is not None:
         if not all(isinstance(arn, str) for arn in layers):
             raise errors.InvalidParameterValue("Layers must be a list of ARNs")
         config.layers.extend(layers)
         mask.append("layers")
-    logging_config = _expect(body, "LoggingConfig", dict, "an object")
+    logging_config = expect(body, "LoggingConfig", dict, "an object")
     if logging_config is not None:
         if isinstance(logging_config.get("LogFormat"), str):
             config.log_format = logging_config["LogFormat"]
@@ -142,20 +142,20 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
         if isinstance(logging_config.get("LogGroup"), str):
             config.log_group = logging_config["LogGroup"]
             mask.append("log_group")
-    snap = _expect(body, "SnapStart", dict, "an object")
+    snap = expect(body, "SnapStart", dict, "an object")
     if snap is not None:
         if not isinstance(snap.get("ApplyOn"), str):
             raise errors.InvalidParameterValue("SnapStart.ApplyOn must be PublishedVersions or None")
         config.snap_start = snap["ApplyOn"]
         mask.append("snap_start")
-    dlq = _expect(body, "DeadLetterConfig", dict, "an object")
+    dlq = expect(body, "DeadLetterConfig", dict, "an object")
     if dlq is not None:
         target = dlq.get("TargetArn", "")
         if not isinstance(target, str):
             raise errors.InvalidParameterValue("DeadLetterConfig.TargetArn must be a string")
         config.dead_letter_target = target
         mask.append("dead_letter_target")
-    tags = _expect(body, "Tags", dict, "an object")
+    tags = expect(body, "Tags", dict, "an object")
     if tags is not None:
         config.tags.update({str(k): str(v) for k, v in tags.items()})
     return config, mask
@@ -182,15 +182,15 @@ def parse_event_invoke_config(body: dict[str, Any]) -> tuple[EventInvokeConfig, 
     """An EventInvokeConfig from a Put/Update body, and the fields the body set."""
     eic = EventInvokeConfig()
     fields: list[str] = []
-    retries = _expect(body, "MaximumRetryAttempts", int, "an integer")
+    retries = expect(body, "MaximumRetryAttempts", int, "an integer")
     if retries is not None:
         eic.maximum_retry_attempts = retries
         fields.append("maximum_retry_attempts")
-    age = _expect(body, "MaximumEventAgeInSeconds", int, "an integer")
+    age = expect(body, "MaximumEventAgeInSeconds", int, "an integer")
     if age is not None:
         eic.maximum_event_age = age
         fields.append("maximum_event_age")
-    destinations = _expect(body, "DestinationConfig", dict, "an object")
+    destinations = expect(body, "DestinationConfig", dict, "an object")
     if destinations is not None:
         for key, field in (("OnSuccess", "on_success"), ("OnFailure", "on_failure")):
             value = destinations.get(key)

@@ -17,7 +17,7 @@ def test_bench_quick_reports_every_figure(tmp_path) -> None:
     figures = [result["warm"]["p50_us"], result["warm"]["p99_us"], result["baseline"]["p50_us"],
                result["throughput"]["kambda_1"], result["throughput"]["kambda_n"], result["throughput"]["baseline_n"],
                result["cold"]["p50_ms"], result["cold"]["no_zygote_p50_ms"], result["burst"]["seconds"],
-               result["async"]["events_per_second"]]
+               result["async"]["events_per_second"], result["event_source"]["messages_per_second"]]
     assert all(isinstance(f, float) and f > 0 for f in figures), figures
     assert result["burst"]["requests"] == 10 and result["idle_fleet"]["functions"] == 10
     markdown = (tmp_path / "result.md").read_text()

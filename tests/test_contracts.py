@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from kambda.v1 import controller_pb2, function_pb2, invocation_pb2, invoker_pb2
+from kambda.v1 import controller_pb2, function_pb2, invocation_pb2, invoker_pb2, mapping_pb2
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def test_generated_modules_are_not_stale(tmp_path: Path) -> None:
     assert protoc.main(["protoc", f"-I{REPO / 'proto'}", f"--descriptor_set_out={out}", *protos]) == 0
     fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     committed = {m.DESCRIPTOR.name: descriptor_pb2.FileDescriptorProto.FromString(m.DESCRIPTOR.serialized_pb)
-                 for m in (controller_pb2, function_pb2, invocation_pb2, invoker_pb2)}
+                 for m in (controller_pb2, function_pb2, invocation_pb2, invoker_pb2, mapping_pb2)}
     assert {f.name for f in fresh.file} == set(committed), "a .proto has no generated module: run scripts/gen_proto.py"
     for file in fresh.file:
         assert _normalised(file) == _normalised(committed[file.name]), \

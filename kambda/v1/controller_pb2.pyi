@@ -1,4 +1,5 @@
 from kambda.v1 import function_pb2 as _function_pb2
+from kambda.v1 import mapping_pb2 as _mapping_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -146,3 +147,31 @@ class PingResponse(_message.Message):
     NATS_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     nats_connected: bool
     def __init__(self, nats_connected: _Optional[bool] = ...) -> None: ...
+
+class MappingRequest(_message.Message):
+    __slots__ = ("op", "mapping", "fields", "uuid", "function", "event_source_arn", "marker", "max_items")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_ARN_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    mapping: _mapping_pb2.EventSourceMapping
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    uuid: str
+    function: str
+    event_source_arn: str
+    marker: str
+    max_items: int
+    def __init__(self, op: _Optional[str] = ..., mapping: _Optional[_Union[_mapping_pb2.EventSourceMapping, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., uuid: _Optional[str] = ..., function: _Optional[str] = ..., event_source_arn: _Optional[str] = ..., marker: _Optional[str] = ..., max_items: _Optional[int] = ...) -> None: ...
+
+class MappingResponse(_message.Message):
+    __slots__ = ("mappings", "next_marker")
+    MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    mappings: _containers.RepeatedCompositeFieldContainer[_mapping_pb2.EventSourceMapping]
+    next_marker: str
+    def __init__(self, mappings: _Optional[_Iterable[_Union[_mapping_pb2.EventSourceMapping, _Mapping]]] = ..., next_marker: _Optional[str] = ...) -> None: ...

@@ -98,6 +98,11 @@ class ControllerStub:
                 request_serializer=kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.SerializeToString,
                 response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
                 _registered_method=True)
+        self.EventSourceMappings = channel.unary_unary(
+                '/kambda.v1.Controller/EventSourceMappings',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.MappingRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_controller__pb2.MappingResponse.FromString,
+                _registered_method=True)
         self.Metrics = channel.unary_unary(
                 '/kambda.v1.Controller/Metrics',
                 request_serializer=kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
@@ -186,6 +191,13 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EventSourceMappings(self, request, context):
+        """Create, Get, List, Update and Delete event source mappings (op names the operation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Metrics(self, request, context):
         """The controller's own Prometheus metrics, in the text exposition format.
         """
@@ -255,6 +267,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.PutEventInvokeConfig,
                     request_deserializer=kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.FromString,
                     response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
+            ),
+            'EventSourceMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.EventSourceMappings,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.MappingRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_controller__pb2.MappingResponse.SerializeToString,
             ),
             'Metrics': grpc.unary_unary_rpc_method_handler(
                     servicer.Metrics,
@@ -589,6 +606,33 @@ class Controller:
             '/kambda.v1.Controller/PutEventInvokeConfig',
             kambda_dot_v1_dot_controller__pb2.EventInvokeConfigRequest.SerializeToString,
             kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EventSourceMappings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/EventSourceMappings',
+            kambda_dot_v1_dot_controller__pb2.MappingRequest.SerializeToString,
+            kambda_dot_v1_dot_controller__pb2.MappingResponse.FromString,
             options,
             channel_credentials,
             insecure,
