@@ -238,3 +238,35 @@ def test_dead_letter_target_gets_the_event_after_the_retries(async_platform, tmp
     wait_for(lambda: records.exists() and records.read_text().strip(), timeout=60, what="the dead letter")
     assert json.loads(records.read_text().splitlines()[0]) == {"runs": str(runs)}  # the event itself
     assert runs.read_text() == "xx"  # the first attempt and one retry
+
+
+def test_events_survive_a_kill_9_of_the_controller(tmp_path) -> None:
+    state = tmp_path / "state"
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"KAMBDA_ASYNC_RETRY_BASE": "0.05", "KAMBDA_QUEUE_TIMEOUT": "5"}
+    platform = Platform(state, env=env).start()
+    try:
+        lam = platform.lambda_client()
+        name = deploy(lam, "import os, time\ndef handler(event, context):\n    time.sleep(0.1)\n"
+                           "    with open(os.path.join(event['dir'], 'ledger'), 'a') as f:\n"
+                           "        f.write(str(event['i']) + '\\n')\n")
+        statuses = asyncio.run(send_events(platform.url, name, [{"i": i, "dir": str(out)} for i in range(100)]))
+        assert statuses == [202] * 100
+        wait_for(lambda: len(ledger(out)) >= 10, what="work under way")
+        assert platform.proc is not None
+        controllers = [pid for pid in descendants(platform.proc.pid)
+                       if b"-m\0controller" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(controllers) == 1
+        os.kill(controllers[0], signal.SIGKILL)
+        assert platform.proc.wait(30) == 1  # kambda up says a part died, and stops the rest
+    finally:
+        platform.stop()
+    assert len(ledger(out)) < 100
+    platform = Platform(state, env=env).start()
+    try:
+        # Events the dead controller held come back once their ack wait (30 s) has passed.
+        wait_for(lambda: set(ledger(out)) == set(range(100)), timeout=120, what="every event to run")
+        assert max(ledger(out).values()) <= 2
+    finally:
+        platform.stop()
