@@ -48,6 +48,8 @@ class InvokerHost:
         await self._api.start()
         self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id), cb=self._on_assign)
         self._reporter = asyncio.create_task(self._report())
+        if self._zygote is not None:
+            await self._zygote.start()
         await self._publish_stats(hello=True)
 
     async def stop(self) -> None:

@@ -130,6 +130,11 @@ class Zygote:
         if self._preloaded is not None and not self._preloaded.done():
             self._preloaded.set_exception(OSError("the zygote died while initialising"))
 
+    async def start(self) -> None:
+        """Start the zygote now, so that even the first cold start only forks."""
+        async with self._lock:
+            await self._ensure()
+
     async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int, channel_fd: int | None = None
                    ) -> ZygoteChild:
         async with self._lock:  # forks answer in order; one request in flight keeps that simple
