@@ -112,7 +112,8 @@ def test_provisioned_concurrency_stays_warm_through_idle_periods(quick_platform)
         status = quick_platform.status(warm)
         assert status["environments"] == 3 and status["desired"] == 3
         lam.delete_provisioned_concurrency_config(FunctionName=warm, Qualifier="$LATEST")
-        wait_for(lambda: quick_platform.status(warm)["environments"] == 0, what="scale to zero once released")
+        wait_for(lambda: quick_platform.status(warm)["desired"] == 0 and
+                 quick_platform.status(warm)["environments"] == 0, what="scale to zero once released")
         with pytest.raises(ClientError) as excinfo:
             lam.get_provisioned_concurrency_config(FunctionName=warm, Qualifier="$LATEST")
         assert excinfo.value.response["Error"]["Code"] == "ProvisionedConcurrencyConfigNotFoundException"
