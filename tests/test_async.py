@@ -36,6 +36,13 @@ def handler(event, context):
     with open(os.environ["RECORDS"], "a") as out:
         out.write(json.dumps(event) + "\\n")
 """
+LEDGER = """
+import os, time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    with open(os.path.join(event["dir"], "ledger"), "a") as f:
+        f.write(str(event["i"]) + "\\n")
+"""
 FAILING = """
 import os
 def handler(event, context):
@@ -185,11 +192,9 @@ def test_async_payload_limit(async_platform) -> None:
 
 def test_kill_9_of_the_invoker_loses_nothing(async_platform, tmp_path) -> None:
     lam = async_platform.lambda_client()
-    name = deploy(lam, "import os, time\ndef handler(event, context):\n    time.sleep(0.05)\n"
-                       "    with open(os.path.join(event['dir'], 'ledger'), 'a') as f:\n"
-                       "        f.write(str(event['i']) + '\\n')\n")
+    name = deploy(lam, LEDGER)
     statuses = asyncio.run(send_events(async_platform.url, name,
-                                       [{"i": i, "dir": str(tmp_path)} for i in range(200)]))
+                                       [{"i": i, "dir": str(tmp_path), "sleep": 0.05} for i in range(200)]))
     assert statuses == [202] * 200
     wait_for(lambda: len(ledger(tmp_path)) >= 30, what="work under way")
     assert async_platform.proc is not None
@@ -208,9 +213,7 @@ def test_events_accepted_before_a_restart_run_after_it(tmp_path) -> None:
     platform = Platform(state, env=env).start()
     try:
         lam = platform.lambda_client()
-        name = deploy(lam, "import os\ndef handler(event, context):\n"
-                           "    with open(os.path.join(event['dir'], 'ledger'), 'a') as f:\n"
-                           "        f.write(str(event['i']) + '\\n')\n")
+        name = deploy(lam, LEDGER)
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)  # nothing runs yet
         statuses = asyncio.run(send_events(platform.url, name, [{"i": i, "dir": str(tmp_path)} for i in range(50)]))
         assert statuses == [202] * 50
@@ -248,10 +251,9 @@ def test_events_survive_a_kill_9_of_the_controller(tmp_path) -> None:
     platform = Platform(state, env=env).start()
     try:
         lam = platform.lambda_client()
-        name = deploy(lam, "import os, time\ndef handler(event, context):\n    time.sleep(0.1)\n"
-                           "    with open(os.path.join(event['dir'], 'ledger'), 'a') as f:\n"
-                           "        f.write(str(event['i']) + '\\n')\n")
-        statuses = asyncio.run(send_events(platform.url, name, [{"i": i, "dir": str(out)} for i in range(100)]))
+        name = deploy(lam, LEDGER)
+        statuses = asyncio.run(send_events(platform.url, name,
+                                           [{"i": i, "dir": str(out), "sleep": 0.1} for i in range(100)]))
         assert statuses == [202] * 100
         wait_for(lambda: len(ledger(out)) >= 10, what="work under way")
         assert platform.proc is not None
