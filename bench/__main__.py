@@ -37,6 +37,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import report
+from kambda.procs import service_pids
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
 SLEEPY = "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 1\n"
@@ -123,31 +124,11 @@ async def cold_starts(session: aiohttp.ClientSession, url: str, name: str, n: in
     return samples
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _controller_pid(up_pid: int) -> int:
-    for pid in _descendants(up_pid):
-        try:
-            if b"controller" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2:3][0]:
-                return pid
-        except (OSError, IndexError):
-            continue
-    raise SystemExit("controller process not found")
+    pids = service_pids(up_pid, "controller")
+    if not pids:
+        raise SystemExit("controller process not found")
+    return pids[0]
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -59,19 +59,19 @@ def write(result: dict[str, Any], samples: dict[str, list[float]], timeline: lis
     ax.set_ylabel("fraction of requests")
     ax.set_title("Warm sync invoke, 1 client: latency CDF")
     ax.set_xscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "latency_cdf.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, out / "latency_cdf.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.step([t for t, _, _ in timeline], [e for _, e, _ in timeline], where="post", label="environments")
     ax.step([t for t, _, _ in timeline], [a for _, _, a in timeline], where="post", label="requests answered / 10")
     ax.set_xlabel("seconds since the burst began")
     ax.set_title("Burst from zero: scale-up timeline")
+    _save(plt, fig, ax, out / "scale_up.png")
+    return [*written, out / "latency_cdf.png", out / "scale_up.png"]
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "scale_up.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return [*written, out / "latency_cdf.png", out / "scale_up.png"]

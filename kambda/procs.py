@@ -90,6 +90,40 @@ async def stop(proc: asyncio.subprocess.Process, timeout: float, sig: int = sign
     return proc.returncode if proc.returncode is not None else -1
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def service_pids(up_pid: int, module: str) -> list[int]:
+    """The processes below ``up_pid`` that run ``python -m module`` (a kambda service)."""
+    found = []
+    for pid in descendants(up_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:3] == [b"-m", module.encode()]:
+            found.append(pid)
+    return found
+
+
 def python_argv(module: str) -> list[str]:
     """argv that runs ``python -m module`` on this very interpreter (full path: no shims)."""
     return [sys.executable, "-m", module]

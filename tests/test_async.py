@@ -16,8 +16,8 @@ import nats
 import pytest
 from botocore.exceptions import ClientError
 
+from kambda.procs import service_pids
 from tests.conftest import Platform, make_zip, unique, wait_for
-from tests.test_platform import descendants
 
 FLAKY = """
 import os
@@ -198,8 +198,7 @@ def test_kill_9_of_the_invoker_loses_nothing(async_platform, tmp_path) -> None:
     assert statuses == [202] * 200
     wait_for(lambda: len(ledger(tmp_path)) >= 30, what="work under way")
     assert async_platform.proc is not None
-    invokers = [pid for pid in descendants(async_platform.proc.pid)
-                if b"-m\0invoker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    invokers = service_pids(async_platform.proc.pid, "invoker")
     assert len(invokers) == 1
     os.kill(invokers[0], signal.SIGKILL)
     wait_for(lambda: set(ledger(tmp_path)) == set(range(200)), timeout=180, what="every event to run")
@@ -257,8 +256,7 @@ def test_events_survive_a_kill_9_of_the_controller(tmp_path) -> None:
         assert statuses == [202] * 100
         wait_for(lambda: len(ledger(out)) >= 10, what="work under way")
         assert platform.proc is not None
-        controllers = [pid for pid in descendants(platform.proc.pid)
-                       if b"-m\0controller" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        controllers = service_pids(platform.proc.pid, "controller")
         assert len(controllers) == 1
         os.kill(controllers[0], signal.SIGKILL)
         assert platform.proc.wait(30) == 1  # kambda up says a part died, and stops the rest

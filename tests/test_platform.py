@@ -13,31 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from kambda.procs import descendants
 from tests.conftest import REPO, Platform, invoke_json, make_zip, unique, wait_for
 
 COUNTER = "count = 0\ndef handler(event, context):\n    global count\n    count += 1\n    return count\n"
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
