@@ -1,0 +1,116 @@
+{{/* Names, labels and shared pod settings. */}}
+
+{{- define "kambda.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped name; short enough that "<fullname>-controller-functions" stays a valid name. */}}
+{{- define "kambda.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kambda.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "kambda.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kambda.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Every object's labels. part-of=kambda is what NATS's NetworkPolicy admits. */}}
+{{- define "kambda.labels" -}}
+{{ include "kambda.selectorLabels" . }}
+app.kubernetes.io/part-of: kambda
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ include "kambda.chart" .ctx }}
+{{- end }}
+
+{{- define "kambda.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "kambda.invokerImage" -}}
+{{- $repo := default .Values.image.repository .Values.functions.image.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.functions.image.tag }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{- define "kambda.functionsNamespace" -}}
+{{- default .Release.Namespace .Values.functions.namespace }}
+{{- end }}
+
+{{- define "kambda.credentialsSecret" -}}
+{{- default (printf "%s-credentials" (include "kambda.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "kambda.nats.fullname" -}}
+{{- printf "%s-nats" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* NATS as the platform's pods see it (same namespace). */}}
+{{- define "kambda.natsUrl" -}}
+{{- if .Values.nats.external.url }}
+{{- .Values.nats.external.url }}
+{{- else }}
+{{- printf "nats://%s:4222" (include "kambda.nats.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* NATS as function pods see it (possibly another namespace, so fully qualified). */}}
+{{- define "kambda.functionsNatsUrl" -}}
+{{- if .Values.nats.external.url }}
+{{- .Values.nats.external.url }}
+{{- else }}
+{{- printf "nats://%s.%s.svc:4222" (include "kambda.nats.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{- define "kambda.controllerAddress" -}}
+{{- printf "%s-controller:50051" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* Pod-level scheduling and security shared by every pod of the chart. */}}
+{{- define "kambda.podCommon" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Extra environment variables from a map, in a stable order. */}}
+{{- define "kambda.extraEnv" -}}
+{{- range $key := keys . | sortAlpha }}
+- name: {{ $key }}
+  value: {{ index $ $key | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The partial PodSpec the controller merges into function and pool pods (KAMBDA_K8S_POD_TEMPLATE). */}}
+{{- define "kambda.functionPodTemplate" -}}
+{{- $container := dict "name" "invoker" "securityContext" .Values.containerSecurityContext "resources" .Values.functions.resources }}
+{{- $spec := dict "securityContext" .Values.podSecurityContext "containers" (list $container) "nodeSelector" .Values.nodeSelector "tolerations" .Values.tolerations "imagePullSecrets" .Values.imagePullSecrets }}
+{{- toJson $spec }}
+{{- end }}
