@@ -1,0 +1,579 @@
+"""The Helm chart in helm/kambda, rendered by Helm's own engine (helm-python-sdk, no binary, no cluster).
+
+Each variant is rendered, linted and every object validated against the Kubernetes schemas of the
+oldest and newest versions kubernetes-validate ships from 1.30 on; then the tests check what the
+objects mean: pod security on every pod, RBAC that is exactly what the controller uses, selectors
+that select the pods they are meant for, a NATS configuration the real nats-server accepts and that
+carries a 6 MB payload, a credential that is random per install.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import nats
+import pytest
+import yaml
+from packaging.version import Version
+
+from kambda import natsserver
+from tests.conftest import wait_for
+
+CHART = Path(__file__).resolve().parent.parent / "helm" / "kambda"
+RELEASE, NAMESPACE = "kambda", "kambda"
+KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()}, key=Version)
+CRDS = {"ServiceMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
+EXTERNAL_NATS = "nats://nats.messaging.svc.cluster.local:4222"
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "nats-cluster": {"nats": {"replicas": 3}},
+    "external-nats": {"nats": {"external": {"url": EXTERNAL_NATS}}},
+    "ingress": {
+        "gateway": {"ingress": {"enabled": True, "className": "nginx", "host": "lambda.example.org",
+                                "tls": {"enabled": True}},
+                    "autoscaling": {"enabled": True, "maxReplicas": 6}},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "dashboard": {"enabled": True},
+    },
+    "functions-namespace": {
+        "functions": {"namespace": "kambda-fn", "networkPolicy": {"extraEgressCIDRs": ["10.20.0.0/16"]}},
+        "imagePullSecrets": [{"name": "registry"}],
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "gateway": {"extraEnv": {"KAMBDA_QUEUE_TIMEOUT": "45"}},
+    },
+}
+
+
+def render(values: dict[str, Any] | None = None) -> dict[str, str]:
+    """Template path -> rendered text, as `helm install --dry-run` would make it."""
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def objects_of(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    found = []
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            found.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered() -> Iterator[dict[str, list[dict[str, Any]]]]:
+    yield {name: objects_of(render(values)) for name, values in VARIANTS.items()}
+
+
+def one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} rendered"
+    return matches[0]
+
+
+def kinds(objs: list[dict[str, Any]]) -> set[str]:
+    return {o["kind"] for o in objs}
+
+
+def workloads(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def container(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    return found
+
+
+def env_of(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and the In/NotIn/Exists operators)."""
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value, op = labels.get(expr["key"]), expr["operator"]
+        if (op == "In" and value not in expr["values"]) or (op == "NotIn" and value in expr["values"]):
+            return False
+        if (op == "Exists" and value is None) or (op == "DoesNotExist" and value is not None):
+            return False
+    return True
+
+
+def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+# --- lint, schemas ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chart_lints_clean_in_strict_mode(variant: str) -> None:
+    report = helm.lint(CHART, VARIANTS[variant], strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_object_is_valid_kubernetes(rendered, variant: str, kube_version: str) -> None:
+    objs = rendered[variant]
+    assert len(objs) >= 15
+    for obj in objs:
+        if obj["kind"] in CRDS:
+            continue
+        kubernetes_validate.validate(obj, kube_version, strict=True)  # raises naming the bad field
+        assert obj["metadata"]["namespace"] in (NAMESPACE, "kambda-fn"), obj["metadata"]["name"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kambda"
+
+
+def test_no_cluster_scoped_objects(rendered) -> None:
+    for objs in rendered.values():
+        assert not kinds(objs) & {"ClusterRole", "ClusterRoleBinding", "Namespace", "CustomResourceDefinition"}
+
+
+@pytest.mark.parametrize("typo", [
+    {"gateway": {"replicaz": 3}},
+    {"natz": {"replicas": 3}},
+    {"nats": {"jetstream": {"storage": {"sise": "20Gi"}}}},
+    {"functions": {"pool": {"size": 2, "runtimes": ["python3.12"], "runtime": "python3.11"}}},
+    {"gateway": {"ingress": {"enabled": True, "host": "x.example.org", "tls": {"enable": True}}}},
+])
+def test_a_typo_in_a_key_is_rejected(typo: dict[str, Any]) -> None:
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError, match="additional properties"):
+            chart.validate_schema(typo)
+    with pytest.raises(helm.HelmError, match="additional properties"):
+        render(typo)
+    assert helm.lint(CHART, typo)["errors"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"nats": {"replicas": 2}},  # a JetStream cluster needs an odd quorum: 1 or 3
+    {"nats": {"maxPayloadMB": 1}},  # too small for a 6 MB payload
+    {"nats": {"external": {"url": "nats.example.org:4222"}}},
+    {"accountId": "123"},
+    {"gateway": {"extraEnv": {"not a name": "x"}}},
+])
+def test_out_of_range_values_are_rejected(bad: dict[str, Any]) -> None:
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(bad)
+
+
+def test_default_values_file_meets_the_schema() -> None:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
+        assert chart.schema is not None and chart.schema["additionalProperties"] is False
+
+
+def test_every_object_in_the_schema_is_closed() -> None:
+    """additionalProperties: false throughout, except free maps (labels, env) and Kubernetes types."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_defs = {"stringMap", "resourceList", "kubeObject", "envMap"}
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, where
+            for key, value in node.items():
+                if not (where == "$defs" and key in open_defs):
+                    walk(value, key)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    walk(schema, "")
+
+
+# --- pods -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_pod_is_locked_down(rendered, variant: str) -> None:
+    pods = workloads(rendered[variant])
+    assert len(pods) == (2 if variant == "external-nats" else 3)
+    for obj in pods:
+        spec = obj["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not spec.get("hostNetwork") and not spec.get("hostPID")
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            assert c["resources"]["limits"]["memory"]
+            assert "readinessProbe" in c and "livenessProbe" in c
+        # Only the controller talks to the Kubernetes API.
+        assert (spec.get("automountServiceAccountToken", True) is True) == ("serviceAccountName" in spec)
+
+
+def test_function_pods_get_the_same_security_through_the_controller(rendered) -> None:
+    objs = rendered["functions-namespace"]
+    env = env_of(container(one(objs, "Deployment", "kambda-controller"), "controller"))
+    template = json.loads(env["KAMBDA_K8S_POD_TEMPLATE"])
+    gateway = one(objs, "Deployment", "kambda-gateway")["spec"]["template"]["spec"]
+    assert template["securityContext"] == gateway["securityContext"]
+    (invoker,) = template["containers"]
+    assert invoker["securityContext"] == gateway["containers"][0]["securityContext"]
+    assert invoker["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    assert template["imagePullSecrets"] == [{"name": "registry"}]
+    assert template["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert gateway["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_gateway_contract(rendered) -> None:
+    objs = rendered["default"]
+    gateway = one(objs, "Deployment", "kambda-gateway")
+    c = container(gateway, "gateway")
+    assert c["command"] == ["kambda-gateway"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    env = env_of(c)
+    assert env["KAMBDA_HOST"] == "0.0.0.0" and env["KAMBDA_PORT"] == "8080"
+    assert env["KAMBDA_NATS_URL"] == "nats://kambda-nats:4222"
+    assert env["KAMBDA_CONTROLLER"] == "kambda-controller:50051"
+    assert env["KAMBDA_CREDENTIALS_FILE"] == "/etc/kambda/auth/credentials.json"
+    assert (env["KAMBDA_REGION"], env["KAMBDA_ACCOUNT_ID"]) == ("us-east-1", "000000000000")
+    assert c["readinessProbe"]["httpGet"] == {"path": "/_kambda/health", "port": "http"}
+    annotations = gateway["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == "8080"
+    # The credential directory is mounted whole (a subPath mount would never see a rotated Secret).
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/kambda/auth"]
+    assert "subPath" not in mount and mount["readOnly"] is True
+    (volume,) = [v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "kambda-credentials"
+    one(objs, "Secret", "kambda-credentials")
+    assert env_of(container(one(rendered["functions-namespace"], "Deployment", "kambda-gateway"),
+                            "gateway"))["KAMBDA_QUEUE_TIMEOUT"] == "45"
+
+
+def test_controller_contract(rendered) -> None:
+    for variant, functions_ns in (("default", NAMESPACE), ("functions-namespace", "kambda-fn")):
+        controller = one(rendered[variant], "Deployment", "kambda-controller")
+        assert controller["spec"]["replicas"] == 2
+        c = container(controller, "controller")
+        assert c["command"] == ["kambda-controller"]
+        env = env_of(c)
+        assert env["KAMBDA_ORCHESTRATOR"] == "kubernetes"
+        assert env["KAMBDA_CONTROLLER_LISTEN"] == "0.0.0.0:50051"
+        assert env["KAMBDA_K8S_NAMESPACE"] == functions_ns
+        assert env["KAMBDA_K8S_INVOKER_IMAGE"] == c["image"]
+        assert (env["KAMBDA_K8S_POOL_SIZE"], env["KAMBDA_K8S_POOL_RUNTIMES"]) == ("2", "python3.12")
+        assert env["KAMBDA_K8S_NATS_URL"] == "nats://kambda-nats.kambda.svc:4222"
+        assert env["KAMBDA_LEADER_ELECTION"] == "true"
+        assert env["KAMBDA_LEADER_LEASE_NAME"] == "kambda-controller"
+        assert env["KAMBDA_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["KAMBDA_POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert c["readinessProbe"]["tcpSocket"]["port"] == "grpc"
+        assert c["ports"][0] == {"name": "grpc", "containerPort": 50051, "protocol": "TCP"}
+        assert controller["spec"]["template"]["spec"]["serviceAccountName"] == "kambda-controller"
+
+
+def test_controller_service_reaches_only_the_leader(rendered) -> None:
+    objs = rendered["default"]
+    service = one(objs, "Service", "kambda-controller")
+    labels = pod_labels(one(objs, "Deployment", "kambda-controller"))
+    assert service["spec"]["selector"]["kambda.dev/role"] == "leader"
+    assert not selects({"matchLabels": service["spec"]["selector"]}, labels)  # no pod is leader by itself
+    assert selects({"matchLabels": service["spec"]["selector"]}, {**labels, "kambda.dev/role": "leader"})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_services_and_budgets_select_their_pods(rendered, variant: str) -> None:
+    objs = rendered[variant]
+    pods = {o["metadata"]["name"]: pod_labels(o) for o in workloads(objs)}
+    for service in (o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] != "kambda-controller"):
+        chosen = [n for n, labels in pods.items() if selects({"matchLabels": service["spec"]["selector"]}, labels)]
+        assert len(chosen) == 1, service["metadata"]["name"]
+        ports = {p["name"] for c in objs_containers(objs, chosen[0]) for p in c.get("ports", [])}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+    budgets = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    assert len(budgets) == len(pods)
+    for pdb in budgets:
+        chosen = [n for n, labels in pods.items() if selects(pdb["spec"]["selector"], labels)]
+        assert chosen == [pdb["metadata"]["name"]]
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def objs_containers(objs: list[dict[str, Any]], workload: str) -> list[dict[str, Any]]:
+    (obj,) = [o for o in workloads(objs) if o["metadata"]["name"] == workload]
+    return obj["spec"]["template"]["spec"]["containers"]
+
+
+# --- RBAC -----------------------------------------------------------------------------------------
+
+FUNCTIONS_RULES = {
+    ("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+} | {("apps", "deployments/scale", verb) for verb in ("get", "update", "patch")} | {
+    ("", "pods", verb) for verb in ("get", "list", "watch", "patch", "delete")}
+LEADER_RULES = {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")} | {
+    ("", "pods", "get"), ("", "pods", "patch")}
+
+
+def granted(objs: list[dict[str, Any]], account: str) -> dict[str, set[tuple[str, str, str]]]:
+    """Namespace -> (apiGroup, resource, verb) the service account may use, through RoleBindings."""
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs if o["kind"] == "Role"}
+    result: dict[str, set[tuple[str, str, str]]] = {}
+    for binding in (o for o in objs if o["kind"] == "RoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == account and s["namespace"] == NAMESPACE
+                   for s in binding["subjects"]):
+            continue
+        namespace = binding["metadata"]["namespace"]
+        role = roles[(namespace, binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            result.setdefault(namespace, set()).update(
+                (g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"])
+    return result
+
+
+def test_controller_role_is_exactly_what_it_uses(rendered) -> None:
+    split = granted(rendered["functions-namespace"], "kambda-controller")
+    assert split == {"kambda-fn": FUNCTIONS_RULES, NAMESPACE: LEADER_RULES}
+    same = granted(rendered["default"], "kambda-controller")
+    assert same == {NAMESPACE: FUNCTIONS_RULES | LEADER_RULES}
+    # The Lease may be read and renewed by name only; creating cannot be limited by name in RBAC.
+    leader = one(rendered["default"], "Role", "kambda-controller-leader")
+    (by_name,) = [r for r in leader["rules"] if "resourceNames" in r]
+    assert by_name["resourceNames"] == ["kambda-controller"] and sorted(by_name["verbs"]) == ["get", "update"]
+
+
+# --- network policies ------------------------------------------------------------------------------
+
+
+def policy_ports(rule: dict[str, Any]) -> set[tuple[int, str]]:
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+
+
+def test_network_policies(rendered) -> None:
+    objs = rendered["functions-namespace"]
+    labels = {o["metadata"]["name"]: pod_labels(o) for o in workloads(objs)}
+    policies = {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == {"kambda-gateway", "kambda-controller", "kambda-nats", "kambda-functions"}
+
+    gateway = policies["kambda-gateway"]
+    assert selects(gateway["podSelector"], labels["kambda-gateway"])
+    (rule,) = gateway["ingress"]
+    assert "from" not in rule and policy_ports(rule) == {(8080, "TCP")}
+
+    controller = policies["kambda-controller"]
+    assert selects(controller["podSelector"], labels["kambda-controller"])
+    (rule,) = controller["ingress"]
+    assert policy_ports(rule) == {(50051, "TCP")}
+    (peer,) = rule["from"]
+    admitted = [n for n, pod in labels.items() if selects(peer["podSelector"], pod)]
+    assert admitted == ["kambda-gateway"]
+
+    nats_policy = policies["kambda-nats"]
+    assert selects(nats_policy["podSelector"], labels["kambda-nats"])
+    clients, routes = nats_policy["ingress"]
+    assert policy_ports(clients) == {(4222, "TCP")} and policy_ports(routes) == {(6222, "TCP")}
+    assert all(selects(clients["from"][0]["podSelector"], pod) for pod in labels.values())
+    function_pod = {"app.kubernetes.io/part-of": "kambda", "kambda.dev/role": "function"}
+    (from_functions,) = [p for p in clients["from"] if "namespaceSelector" in p]
+    assert from_functions["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kambda-fn"}
+    assert selects(from_functions["podSelector"], function_pod)
+    assert [n for n, pod in labels.items() if selects(routes["from"][0]["podSelector"], pod)] == ["kambda-nats"]
+
+    functions = one(objs, "NetworkPolicy", "kambda-functions")
+    assert functions["metadata"]["namespace"] == "kambda-fn"
+    spec = functions["spec"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"] and not spec.get("ingress")
+    assert selects(spec["podSelector"], function_pod)
+    assert not any(selects(spec["podSelector"], pod) for pod in labels.values())
+    to_nats, dns, extra = spec["egress"]
+    assert policy_ports(to_nats) == {(4222, "TCP")}
+    assert to_nats["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
+    assert selects(to_nats["to"][0]["podSelector"], labels["kambda-nats"])
+    assert policy_ports(dns) == {(53, "UDP"), (53, "TCP")}
+    assert extra == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
+
+    default_functions = one(rendered["default"], "NetworkPolicy", "kambda-functions")["spec"]["egress"]
+    assert len(default_functions) == 2  # NATS and DNS only, unless asked
+    external = one(rendered["external-nats"], "NetworkPolicy", "kambda-functions")["spec"]["egress"]
+    assert [policy_ports(r) for r in external] == [{(53, "UDP"), (53, "TCP")}]
+
+
+# --- NATS -----------------------------------------------------------------------------------------
+
+
+def nats_conf(objs: list[dict[str, Any]]) -> str:
+    return one(objs, "ConfigMap", "kambda-nats")["data"]["nats.conf"]
+
+
+def test_bundled_nats_statefulset(rendered) -> None:
+    for variant, replicas in (("default", 1), ("nats-cluster", 3)):
+        objs = rendered[variant]
+        sts = one(objs, "StatefulSet", "kambda-nats")
+        assert sts["spec"]["replicas"] == replicas
+        assert sts["spec"]["serviceName"] == "kambda-nats-headless"
+        one(objs, "Service", "kambda-nats-headless")
+        (claim,) = sts["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+        c = container(sts, "nats")
+        assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in c["volumeMounts"]
+        assert re.search(r"^\s*store_dir: /data$", nats_conf(objs), re.M)
+        routes = re.findall(r"nats://([\w.-]+):6222", nats_conf(objs))
+        expected = [f"kambda-nats-{i}.kambda-nats-headless.{NAMESPACE}.svc" for i in range(replicas)]
+        assert routes == (expected if replicas > 1 else [])
+
+
+def test_nats_max_payload_carries_a_6mb_payload(rendered) -> None:
+    for variant in ("default", "nats-cluster"):
+        (value,) = re.findall(r"^max_payload: (\d+)$", nats_conf(rendered[variant]), re.M)
+        assert int(value) >= 8 * 1024 * 1024
+
+
+@pytest.mark.parametrize("variant", ["default", "nats-cluster"])
+def test_real_nats_server_accepts_the_rendered_config(rendered, tmp_path: Path, variant: str) -> None:
+    conf = tmp_path / "nats.conf"
+    conf.write_text(nats_conf(rendered[variant]))
+    result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
+                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    conf.write_text(nats_conf(rendered[variant]).replace("max_payload:", "max_payloadd:"))
+    broken = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
+                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+    assert broken.returncode != 0  # the check above would notice a config the server refuses
+
+
+def accepting(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(rendered, tmp_path: Path) -> None:
+    conf = tmp_path / "nats.conf"
+    conf.write_text(nats_conf(rendered["default"]).replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
+    port, log = free_port(), tmp_path / "nats.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [natsserver.find_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-m", str(free_port())],
+            env={"SERVER_NAME": "kambda-nats-0"}, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: accepting(port) or server.poll() is not None, timeout=30, what="nats-server")
+        assert server.poll() is None, log.read_text()
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        try:
+            assert nc.max_payload >= 8 * 1024 * 1024
+            js = nc.jetstream()
+            await js.add_stream(name="big", subjects=["big.>"], storage="memory")
+            payload = bytes(range(256)) * (6 * 1024 * 1024 // 256) + b"{}" * 2048  # 6 MB plus an envelope
+            ack = await js.publish("big.one", payload)
+            stored = await js.get_msg("big", ack.seq)
+            assert stored.data == payload
+        finally:
+            await nc.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_external_nats_replaces_the_bundled_one(rendered) -> None:
+    objs = rendered["external-nats"]
+    assert not [o for o in objs if o["metadata"]["labels"]["app.kubernetes.io/component"] == "nats"]
+    for workload in workloads(objs):
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            env = env_of(c)
+            assert env["KAMBDA_NATS_URL"] == EXTERNAL_NATS
+            assert env.get("KAMBDA_K8S_NATS_URL", EXTERNAL_NATS) == EXTERNAL_NATS
+
+
+# --- gateway extras --------------------------------------------------------------------------------
+
+
+def test_ingress_autoscaling_and_monitoring(rendered) -> None:
+    objs = rendered["ingress"]
+    ingress = one(objs, "Ingress", "kambda-gateway")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "lambda.example.org"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = one(objs, "Service", backend["name"])
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    assert ingress["spec"]["tls"][0]["hosts"] == ["lambda.example.org"]
+    body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert int(body.rstrip("m")) >= 6
+
+    hpa = one(objs, "HorizontalPodAutoscaler", "kambda-gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "kambda-gateway"}
+    assert hpa["spec"]["maxReplicas"] == 6
+    assert "replicas" not in one(objs, "Deployment", "kambda-gateway")["spec"]  # the HPA owns it
+    assert one(rendered["default"], "Deployment", "kambda-gateway")["spec"]["replicas"] == 2
+    assert not kinds(rendered["default"]) & {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor"}
+
+    monitor = one(objs, "ServiceMonitor", "kambda-gateway")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+
+    dashboard = one(objs, "ConfigMap", "kambda-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "dashboards" / "kambda.json").read_text())
+    assert json.loads(dashboard["data"]["kambda.json"]) == shipped
+
+
+# --- the credential and NOTES ----------------------------------------------------------------------
+
+
+def credentials(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    secret = one(objs, "Secret", "kambda-credentials")
+    return json.loads(base64.b64decode(secret["data"]["credentials.json"]))
+
+
+def test_generated_credential_is_random_per_install(rendered) -> None:
+    first, second = credentials(rendered["default"]), credentials(objects_of(render()))
+    for doc in (first, second):
+        (admin,) = doc["credentials"]
+        assert set(admin) == {"accessKeyId", "secretAccessKey", "role"} and admin["role"] == "admin"
+        assert re.fullmatch(r"AKIA[A-Z0-9]{16}", admin["accessKeyId"])
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", admin["secretAccessKey"])
+    assert first["credentials"][0]["secretAccessKey"] != second["credentials"][0]["secretAccessKey"]
+    assert first["credentials"][0]["accessKeyId"] != second["credentials"][0]["accessKeyId"]
+
+
+def test_an_existing_secret_replaces_the_generated_one() -> None:
+    objs = objects_of(render({"auth": {"existingSecret": "my-keys"}}))
+    assert not [o for o in objs if o["kind"] == "Secret"]
+    gateway = one(objs, "Deployment", "kambda-gateway")["spec"]["template"]["spec"]
+    assert {"name": "credentials", "secret": {"secretName": "my-keys"}} in gateway["volumes"]
+
+
+def test_upgrades_keep_the_credential_through_lookup() -> None:
+    """Offline, `lookup` finds nothing; the template must still ask for the live Secret first."""
+    template = (CHART / "templates" / "credentials-secret.yaml").read_text()
+    assert 'lookup "v1" "Secret" .Release.Namespace $name' in template
+    assert template.index("lookup") < template.index("randAlphaNum")
+
+
+def test_notes_tell_how_to_reach_the_gateway_and_read_the_credential() -> None:
+    notes = render()["kambda/templates/NOTES.txt"]
+    assert "kubectl -n kambda port-forward svc/kambda-gateway 8080:80" in notes
+    assert "kubectl -n kambda get secret kambda-credentials -o jsonpath='{.data.credentials\\.json}'" in notes
+    assert "--endpoint-url $KAMBDA_URL" in notes and "boto3.client(\"lambda\", endpoint_url=" in notes
+    ingress = render(VARIANTS["ingress"])["kambda/templates/NOTES.txt"]
+    assert "export KAMBDA_URL=https://lambda.example.org" in ingress and "port-forward" not in ingress
