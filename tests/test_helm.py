@@ -577,3 +577,30 @@ def test_notes_tell_how_to_reach_the_gateway_and_read_the_credential() -> None:
     assert "--endpoint-url $KAMBDA_URL" in notes and "boto3.client(\"lambda\", endpoint_url=" in notes
     ingress = render(VARIANTS["ingress"])["kambda/templates/NOTES.txt"]
     assert "export KAMBDA_URL=https://lambda.example.org" in ingress and "port-forward" not in ingress
+
+
+# --- docs -----------------------------------------------------------------------------------------
+
+
+def leaves(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not path.endswith(("resources", "SecurityContext", "annotations")):
+            yield from leaves(value, path + ".")
+        else:
+            yield path
+
+
+def test_readme_values_table_matches_values_yaml() -> None:
+    readme = (CHART / "README.md").read_text()
+    table = readme[readme.index("## Values"):]
+    documented = {key for row in table.splitlines() if row.startswith("| `")
+                  for key in re.findall(r"`([\w.]+)`", row.split("|")[1])}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in documented:
+        node: Any = defaults
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"README documents {key}, which values.yaml lacks"
+            node = node[part]
+    missing = [leaf for leaf in leaves(defaults) if not any(leaf == d or leaf.startswith(d + ".") for d in documented)]
+    assert missing == []
