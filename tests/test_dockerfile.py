@@ -70,6 +70,15 @@ def test_no_entrypoint_hides_the_commands() -> None:
     assert cmd == '["kambda-gateway"]'
 
 
+def test_exposed_ports_are_the_ones_the_chart_uses() -> None:
+    *_, final = stages()
+    (exposed,) = values_of(final, "EXPOSE")
+    ports = {port["containerPort"] for obj in workloads(objects_of(render()))
+             for container in obj["spec"]["template"]["spec"]["containers"]
+             if container["image"].startswith("ghcr.io/kambda/kambda:") for port in container["ports"]}
+    assert {int(p) for p in exposed.split()} == ports
+
+
 def kambda_commands() -> set[str]:
     """Every command a container running kambda's image is started with, over all chart variants."""
     commands = set()

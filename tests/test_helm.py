@@ -25,6 +25,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from gateway.settings import GatewaySettings
 from kambda import natsserver
 from tests.conftest import wait_for
 
@@ -54,10 +55,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def render(values: dict[str, Any] | None = None) -> dict[str, str]:
+def render(values: dict[str, Any] | None = None, release: str = RELEASE) -> dict[str, str]:
     """Template path -> rendered text, as `helm install --dry-run` would make it."""
     with helm.Chart.load(CHART) as chart:
-        return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
 
 
 def objects_of(rendered: dict[str, str]) -> list[dict[str, Any]]:
@@ -139,6 +140,25 @@ def test_every_object_is_valid_kubernetes(rendered, variant: str, kube_version: 
 def test_no_cluster_scoped_objects(rendered) -> None:
     for objs in rendered.values():
         assert not kinds(objs) & {"ClusterRole", "ClusterRoleBinding", "Namespace", "CustomResourceDefinition"}
+
+
+def test_names_stay_valid_for_the_longest_release_name() -> None:
+    release = "a-very-long-release-name-for-kambda-in-production-x"
+    helm.validate_release_name(release)
+    objs = objects_of(render(VARIANTS["nats-cluster"], release=release))
+    for obj in objs:
+        name = obj["metadata"]["name"]
+        limit = 52 if obj["kind"] == "StatefulSet" else 63  # a StatefulSet's pods get a revision-hash label
+        assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= limit, name
+        assert all(len(value) <= 63 for value in obj["metadata"]["labels"].values())
+    lease = env_of(container(one(objs, "Deployment", name_of(objs, "Deployment", "controller")), "controller"))
+    assert len(lease["KAMBDA_LEADER_LEASE_NAME"]) <= 63
+
+
+def name_of(objs: list[dict[str, Any]], kind: str, component: str) -> str:
+    labelled = "app.kubernetes.io/component"
+    (obj,) = [o for o in objs if o["kind"] == kind and o["metadata"]["labels"][labelled] == component]
+    return obj["metadata"]["name"]
 
 
 @pytest.mark.parametrize("typo", [
@@ -259,6 +279,13 @@ def test_gateway_contract(rendered) -> None:
     one(objs, "Secret", "kambda-credentials")
     assert env_of(container(one(rendered["functions-namespace"], "Deployment", "kambda-gateway"),
                             "gateway"))["KAMBDA_QUEUE_TIMEOUT"] == "45"
+
+
+def test_gateway_settings_read_the_environment_the_chart_gives(rendered) -> None:
+    env = env_of(container(one(rendered["functions-namespace"], "Deployment", "kambda-gateway"), "gateway"))
+    settings = GatewaySettings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert (settings.host, settings.port, settings.queue_timeout) == ("0.0.0.0", 8080, 45.0)
+    assert (settings.controller, settings.nats_url) == ("kambda-controller:50051", "nats://kambda-nats:4222")
 
 
 def test_controller_contract(rendered) -> None:
