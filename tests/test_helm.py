@@ -422,17 +422,23 @@ def test_network_policies(rendered) -> None:
     assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"] and not spec.get("ingress")
     assert selects(spec["podSelector"], function_pod)
     assert not any(selects(spec["podSelector"], pod) for pod in labels.values())
-    to_nats, dns, extra = spec["egress"]
+    to_nats, dns, to_gateway, extra = spec["egress"]
     assert policy_ports(to_nats) == {(4222, "TCP")}
     assert to_nats["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
     assert selects(to_nats["to"][0]["podSelector"], labels["kambda-nats"])
     assert policy_ports(dns) == {(53, "UDP"), (53, "TCP")}
+    assert policy_ports(to_gateway) == {(8080, "TCP")}
+    assert to_gateway["to"][0]["namespaceSelector"] == to_nats["to"][0]["namespaceSelector"]
+    assert [n for n, pod in labels.items() if selects(to_gateway["to"][0]["podSelector"], pod)] == ["kambda-gateway"]
     assert extra == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
 
     default_functions = one(rendered["default"], "NetworkPolicy", "kambda-functions")["spec"]["egress"]
-    assert len(default_functions) == 2  # NATS and DNS only, unless asked
+    assert len(default_functions) == 3  # NATS, DNS and the gateway only, unless asked
     external = one(rendered["external-nats"], "NetworkPolicy", "kambda-functions")["spec"]["egress"]
-    assert [policy_ports(r) for r in external] == [{(53, "UDP"), (53, "TCP")}]
+    assert [policy_ports(r) for r in external] == [{(53, "UDP"), (53, "TCP")}, {(8080, "TCP")}]
+    closed = objects_of(render({"functions": {"networkPolicy": {"allowGateway": False}}}))
+    assert [policy_ports(r) for r in one(closed, "NetworkPolicy", "kambda-functions")["spec"]["egress"]] == [
+        {(4222, "TCP")}, {(53, "UDP"), (53, "TCP")}]
 
 
 # --- NATS -----------------------------------------------------------------------------------------
