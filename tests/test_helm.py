@@ -190,6 +190,11 @@ def test_out_of_range_values_are_rejected(bad: dict[str, Any]) -> None:
             chart.validate_schema(bad)
 
 
+def test_autoscaling_bounds_must_be_ordered() -> None:
+    with pytest.raises(helm.HelmRenderError, match="minReplicas=5 is above gateway.autoscaling.maxReplicas=3"):
+        render({"gateway": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}})
+
+
 def test_default_values_file_meets_the_schema() -> None:
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
