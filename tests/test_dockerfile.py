@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from tests.test_helm import VARIANTS, objects_of, render, workloads
+from tests.chart import VARIANTS, objects_of, render, workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
