@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,24 @@ def test_exposed_ports_are_the_ones_the_chart_uses() -> None:
              for container in obj["spec"]["template"]["spec"]["containers"]
              if container["image"].startswith("ghcr.io/kambda/kambda:") for port in container["ports"]}
     assert {int(p) for p in exposed.split()} == ports
+
+
+def test_the_image_state_dir_is_writable_in_every_pod() -> None:
+    """The chart's root filesystems are read-only: KAMBDA_STATE_DIR must be a mounted volume."""
+    *_, final = stages()
+    (env,) = values_of(final, "ENV")
+    (state_dir,) = re.findall(r"KAMBDA_STATE_DIR=(\S+)", env)
+    objs = objects_of(render())
+    for obj in workloads(objs):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith("ghcr.io/kambda/kambda:"):
+                assert state_dir in {m["mountPath"] for m in container["volumeMounts"]}, container["name"]
+                assert {"name": "KAMBDA_STATE_DIR", "value": state_dir} in container["env"]
+    (controller,) = [o for o in workloads(objs) if o["metadata"]["name"] == "kambda-controller"]
+    (template,) = [e["value"] for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]
+                   if e["name"] == "KAMBDA_K8S_POD_TEMPLATE"]
+    (invoker,) = json.loads(template)["containers"]
+    assert state_dir in {m["mountPath"] for m in invoker["volumeMounts"]}
 
 
 def kambda_commands() -> set[str]:
