@@ -197,13 +197,15 @@ def test_function_pods_get_the_same_security_through_the_controller(rendered) ->
     assert template["imagePullSecrets"] == [{"name": "registry"}]
     assert template["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
     assert gateway["imagePullSecrets"] == [{"name": "registry"}]
-    # A read-only root: the invoker writes code and TMPDIR to emptyDirs the template brings along.
-    volumes = {v["name"] for v in template["volumes"] if v.get("emptyDir") == {}}
-    assert {m["mountPath"] for m in invoker["volumeMounts"] if m["name"] in volumes} == {"/var/lib/kambda", "/tmp"}
+    # The controller brings the volumes (an emptyDir at /tmp); a second mount there would be refused.
+    assert "volumes" not in template and "volumeMounts" not in invoker
     # Completed with what the controller adds, the template is a valid Pod.
     image = env["KAMBDA_K8S_INVOKER_IMAGE"]
+    writable = {"volumes": [{"name": "tmp", "emptyDir": {}}]}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fn-hello-abc12", "namespace": "kambda-fn"},
-           "spec": {**template, "containers": [{**invoker, "image": image, "command": ["kambda-invoker"]}]}}
+           "spec": {**template, **writable, "containers": [{
+               **invoker, "image": image, "command": ["kambda-invoker"],
+               "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}]}}
     for kube_version in KUBE_VERSIONS:
         kubernetes_validate.validate(pod, kube_version, strict=True)
 

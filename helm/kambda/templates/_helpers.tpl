@@ -109,14 +109,12 @@ tolerations:
 {{- end }}
 
 {{/*
-The partial PodSpec the controller merges into function and pool pods (KAMBDA_K8S_POD_TEMPLATE).
-The root filesystem is read-only, so the invoker gets writable emptyDirs for its state directory
-(extracted code; KAMBDA_STATE_DIR in the image) and for /tmp (the functions' TMPDIR).
+The partial PodSpec the controller merges into function and pool pods (KAMBDA_K8S_POD_TEMPLATE):
+maps merge key by key, containers by name. The controller's own base already mounts /tmp (where the
+invoker keeps code and TMPDIR) as an emptyDir, so the template carries no volumes.
 */}}
 {{- define "kambda.functionPodTemplate" -}}
-{{- $mounts := list (dict "name" "kambda-state" "mountPath" "/var/lib/kambda") (dict "name" "kambda-tmp" "mountPath" "/tmp") }}
-{{- $volumes := list (dict "name" "kambda-state" "emptyDir" dict) (dict "name" "kambda-tmp" "emptyDir" dict) }}
-{{- $container := dict "name" "invoker" "securityContext" .Values.containerSecurityContext "resources" .Values.functions.resources "volumeMounts" $mounts }}
-{{- $spec := dict "securityContext" .Values.podSecurityContext "containers" (list $container) "volumes" $volumes "nodeSelector" .Values.nodeSelector "tolerations" .Values.tolerations "imagePullSecrets" .Values.imagePullSecrets }}
+{{- $container := dict "name" "invoker" "securityContext" .Values.containerSecurityContext "resources" .Values.functions.resources }}
+{{- $spec := dict "securityContext" .Values.podSecurityContext "containers" (list $container) "nodeSelector" .Values.nodeSelector "tolerations" .Values.tolerations "imagePullSecrets" .Values.imagePullSecrets }}
 {{- toJson $spec }}
 {{- end }}
