@@ -221,6 +221,7 @@ def test_gateway_contract(rendered) -> None:
     assert env["KAMBDA_NATS_URL"] == "nats://kambda-nats:4222"
     assert env["KAMBDA_CONTROLLER"] == "kambda-controller:50051"
     assert env["KAMBDA_CREDENTIALS_FILE"] == "/etc/kambda/auth/credentials.json"
+    assert env["KAMBDA_METRICS_PUBLIC"] == "true"  # the scraper cannot sign
     assert (env["KAMBDA_REGION"], env["KAMBDA_ACCOUNT_ID"]) == ("us-east-1", "000000000000")
     assert c["readinessProbe"]["httpGet"] == {"path": "/_kambda/health", "port": "http"}
     annotations = gateway["spec"]["template"]["metadata"]["annotations"]
