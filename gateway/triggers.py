@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import time
 import uuid
@@ -37,6 +38,8 @@ from gateway.settings import GatewaySettings
 from kambda import errors
 from kambda.names import Arns, FunctionRef
 from kambda.v1.invocation_pb2 import InvocationResult
+
+log = logging.getLogger(__name__)
 
 #: Request bodies and events, like Lambda's sync invoke payload (6 MB).
 MAX_BODY = 6 * 1024 * 1024
@@ -160,7 +163,8 @@ def event_v2(request: HttpRequest, route_key: str, path_params: dict[str, str], 
 
 def event_v1(request: HttpRequest, route_key: str, path_params: dict[str, str], ctx: Context) -> dict[str, Any]:
     """Payload format 1.0 (API Gateway's REST-style event): single- and multi-value headers and
-    query strings, the last value winning in the single-value maps; absent fields are null."""
+    query strings; in the single-value maps a header keeps its last value and a query parameter its
+    first, as AWS's documented example shows. Absent fields are null."""
     headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
     names: dict[str, str] = {}
@@ -171,7 +175,7 @@ def event_v1(request: HttpRequest, route_key: str, path_params: dict[str, str], 
     query: dict[str, str] = {}
     multi_query: dict[str, list[str]] = {}
     for key, value in parse_qsl(request.raw_query, keep_blank_values=True):
-        query[key] = value
+        query.setdefault(key, value)
         multi_query.setdefault(key, []).append(value)
     body, b64 = _body(request)
     resource = route_key.partition(" ")[2] if route_key != DEFAULT else DEFAULT
@@ -337,7 +341,7 @@ class Triggers:
 
     def _http_request(self, request: web.Request, raw_path: str, body: bytes) -> HttpRequest:
         source_ip = request.remote or ""
-        headers = list(request.headers.items())
+        headers = [(str(name), value) for name, value in request.headers.items()]  # istr keys upset orjson
         lower = {name.lower() for name, _ in headers}
         forwarded = request.headers.get("X-Forwarded-For")
         headers = [(n, v) for n, v in headers if n.lower() != "x-forwarded-for"]
@@ -373,6 +377,9 @@ class Triggers:
                                       missing=HttpError(500, "Internal Server Error"))
         except HttpError as err:
             return _error_answer(err, extra)
+        except Exception:
+            log.exception("unexpected failure serving %s %s", request.method, request.path)
+            return _error_answer(HttpError(500, "Internal Server Error"), extra)
 
     async def serve_url(self, request: web.Request, url_id: str, raw_path: str) -> web.StreamResponse:
         config = self._config.urls.get(url_id)
@@ -397,6 +404,9 @@ class Triggers:
                                           _trace(req), extra, missing=NOT_FOUND)
         except HttpError as err:
             response = _error_answer(err, extra)
+        except Exception:
+            log.exception("unexpected failure serving %s %s", request.method, request.path)
+            response = _error_answer(HttpError(500, "Internal Server Error"), extra)
         if config is not None and config.cors and request.headers.get("Origin"):
             for name in list(response.headers):
                 if name.lower().startswith("access-control-"):
