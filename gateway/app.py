@@ -101,7 +101,7 @@ class Gateway:
                         self.settings.queue_timeout, self.settings.throttle_wait)
         urls = FunctionUrls(self._http, self._cache, self.settings)
         api.on_delete.append(urls.forget_function)
-        self.triggers = Triggers(self._http, urls, api.call, self.settings)
+        self.triggers = Triggers(self._http, api.call, self.settings)
         middlewares = [aws_errors]
         if self.settings.http_host or self.settings.url_domain:
             middlewares.insert(0, self.triggers.by_host)

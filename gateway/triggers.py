@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.function_urls import FunctionUrls, cors_headers, is_preflight
+from gateway.function_urls import cors_headers, is_preflight
 from gateway.http_config import HttpConfig, Route, UrlConfig, url_id
 from gateway.routes import DEFAULT
 from gateway.settings import GatewaySettings
@@ -229,9 +229,9 @@ def map_response(payload: bytes, payload_format: str) -> tuple[int, CIMultiDict[
         status = int(status)
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         raise ValueError("statusCode must be an integer from 100 to 599")
-    single = value.get("headers") or {}
-    multi = value.get("multiValueHeaders") or {}
-    cookies = value.get("cookies") or []
+    single = {} if value.get("headers") is None else value["headers"]
+    multi = {} if value.get("multiValueHeaders") is None else value["multiValueHeaders"]
+    cookies = [] if value.get("cookies") is None else value["cookies"]
     if not isinstance(single, dict) or not isinstance(multi, dict) or not isinstance(cookies, list):
         raise ValueError("headers and multiValueHeaders must be objects, cookies a list")
     for name, values in multi.items():
@@ -298,14 +298,14 @@ def _trace_id() -> str:
 
 
 class Triggers:
-    def __init__(self, config: HttpConfig, urls: FunctionUrls, call: Call, settings: GatewaySettings,
+    def __init__(self, config: HttpConfig, call: Call, settings: GatewaySettings,
                  now: Callable[[], float] = time.time) -> None:
         self._config = config
-        self._urls = urls
         self._call = call
         self._settings = settings
         self._arns = Arns(settings.region, settings.account)
         self._now = now
+        self._api_id = api_id(settings)
         self._url_suffix = (f".lambda-url.{settings.region}.{settings.url_domain}".lower()
                             if settings.url_domain else "")
         #: The SigV4 hook: the auth work replaces this with a real check of the request's signature.
@@ -369,7 +369,7 @@ class Triggers:
             route, params = match
             req = self._http_request(request, raw_path, await read_body(request))
             hostname = request.url.host or ""
-            ctx = Context(self._settings.account, api_id(self._settings), req.host, hostname.split(".")[0],
+            ctx = Context(self._settings.account, self._api_id, req.host, hostname.split(".")[0],
                           request_id)
             build = event_v1 if route.payload_format == "1.0" else event_v2
             event = build(req, route.route_key, params, ctx)
