@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -28,8 +29,10 @@ from kambda import bus, errors
 
 log = logging.getLogger(__name__)
 
-#: How often an update re-reads and retries when another writer got in between.
-UPDATE_ATTEMPTS = 5
+#: How often an update re-reads and retries when another writer got in between, and the longest
+#: pause (jittered, growing with each attempt) before it tries again.
+UPDATE_ATTEMPTS = 20
+UPDATE_BACKOFF_S = 0.005
 
 
 def _digest(text: str, length: int) -> str:
@@ -146,7 +149,9 @@ class HttpConfig:
         """Read, change and write back; retried when another writer updated the key in between."""
         assert self._kv is not None
         kind = Route if key.startswith("route.") else UrlConfig
-        for _ in range(UPDATE_ATTEMPTS):
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, UPDATE_BACKOFF_S * attempt))
             try:
                 entry = await self._kv.get(key)
             except KeyNotFoundError:

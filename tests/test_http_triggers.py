@@ -8,6 +8,7 @@ proxy integrations"), for both payload formats.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -17,12 +18,15 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats
 import pytest
 
+from gateway.http_api import parse_route
+from gateway.http_config import HttpConfig
 from gateway.triggers import clf_time
 from tests.conftest import REPO, Platform, make_zip, unique, wait_for
 
@@ -425,3 +429,47 @@ def test_bad_routes_file_stops_kambda_up_with_a_clear_message(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 1
     assert "routes[0]" in done.stderr and "must be the last segment" in done.stderr, done.stderr
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """``wait_for`` for a test that runs on the event loop (the watch must keep running meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_every_replica_sees_changes_and_no_update_is_lost(web) -> None:  # type: ignore[no-untyped-def]
+    """Two more copies of the HTTP config (as two more gateway replicas would hold) on the platform's NATS."""
+    ports = next((web[0].state_dir / "nats" / "run").glob("*.ports"))
+    nc = await nats.connect(json.loads(ports.read_text())["nats"][0])
+    replicas = [HttpConfig(nc.jetstream()), HttpConfig(nc.jetstream())]
+    try:
+        for replica in replicas:
+            await replica.start()
+        assert {r.route_key for r in replicas[0].routes.values()} >= set(PRECEDENCE_ROUTES)
+        created = api(web[0].url, "POST", "", {"RouteKey": "GET /replicated", "FunctionName": web[1]})
+        route_id = created.json()["RouteId"]  # type: ignore[index]
+        for replica in replicas:
+            await until(lambda r=replica: route_id in r.routes, "the watch to deliver the new route")
+        # Concurrent read-modify-writes from both replicas: each retries on the other's revision, none is lost.
+        seen: list[str] = []
+
+        def change(tag: str):  # type: ignore[no-untyped-def]
+            def apply(old):  # type: ignore[no-untyped-def]
+                seen.append(tag)
+                return parse_route({"RouteKey": old.route_key, "FunctionName": old.function + tag}, old.created)
+            return apply
+
+        await asyncio.gather(*(replicas[i % 2].modify(f"route.{route_id}", change(f"-{i}"), KeyError())
+                               for i in range(6)))
+        final = api(web[0].url, "GET", f"/{route_id}").json()["FunctionName"]  # type: ignore[index]
+        assert sorted(final[len(web[1]):].split("-")[1:]) == [str(i) for i in range(6)]
+        assert api(web[0].url, "DELETE", f"/{route_id}").status == 204
+        for replica in replicas:
+            await until(lambda r=replica: route_id not in r.routes, "the watch to deliver the deletion")
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await nc.close()
