@@ -36,7 +36,7 @@ from gateway.http_config import HttpConfig, Route, UrlConfig, url_id
 from gateway.routes import DEFAULT
 from gateway.settings import GatewaySettings
 from kambda import errors
-from kambda.names import Arns, FunctionRef
+from kambda.names import FunctionRef
 from kambda.v1.invocation_pb2 import InvocationResult
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class HttpError(Exception):
 
 
 NOT_FOUND = HttpError(404, "Not Found")
+
+
+class Forbidden(Exception):
+    """An AWS_IAM function URL refused the caller (Lambda's 403 AccessDeniedException shape)."""
 
 
 @dataclass(frozen=True)
@@ -303,7 +307,6 @@ class Triggers:
         self._config = config
         self._call = call
         self._settings = settings
-        self._arns = Arns(settings.region, settings.account)
         self._now = now
         self._api_id = api_id(settings)
         self._url_suffix = (f".lambda-url.{settings.region}.{settings.url_domain}".lower()
@@ -388,13 +391,12 @@ class Triggers:
         try:
             if config is None:
                 raise NOT_FOUND
-            if config.auth_type == "AWS_IAM" and not await self.authorize_iam(request, config):
-                return web.Response(status=403, body=orjson.dumps({"Message": "Forbidden"}),
-                                    content_type="application/json",
-                                    headers={**extra, "x-amzn-ErrorType": "AccessDeniedException"})
-            origin = request.headers.get("Origin")
             if config.cors and is_preflight(request):
-                return web.Response(status=200, headers={**extra, **cors_headers(config.cors, origin, True)})
+                # Browsers do not sign preflights: they are answered before any auth, as on AWS.
+                return web.Response(status=200, headers={
+                    **extra, **cors_headers(config.cors, request.headers.get("Origin"), True)})
+            if config.auth_type == "AWS_IAM" and not await self.authorize_iam(request, config):
+                raise Forbidden()
             req = self._http_request(request, raw_path, await read_body(request))
             ctx = Context("anonymous" if config.auth_type == "NONE" else self._settings.account, url_id,
                           f"{url_id}.lambda-url.{self._settings.region}.{self._settings.url_domain or 'on.aws'}",
@@ -402,6 +404,10 @@ class Triggers:
             event = event_v2(req, DEFAULT, {}, ctx)
             response = await self._answer(FunctionRef(config.function, config.qualifier or None), event, "2.0",
                                           _trace(req), extra, missing=NOT_FOUND)
+        except Forbidden:
+            response = web.Response(status=403, body=orjson.dumps({"Message": "Forbidden"}),
+                                    content_type="application/json",
+                                    headers={**extra, "x-amzn-ErrorType": "AccessDeniedException"})
         except HttpError as err:
             response = _error_answer(err, extra)
         except Exception:

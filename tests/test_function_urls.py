@@ -135,10 +135,15 @@ def test_cors_preflight_and_response_headers(platform, lam, create) -> None:  # 
 
 def test_aws_iam_is_refused_until_auth_is_configured(platform, lam, create) -> None:  # type: ignore[no-untyped-def]
     fn = create(ECHO)
-    path = path_of(lam.create_function_url_config(FunctionName=fn, AuthType="AWS_IAM")["FunctionUrl"])
-    denied = request(platform.url, "GET", path)
+    path = path_of(lam.create_function_url_config(FunctionName=fn, AuthType="AWS_IAM", Cors=CORS)["FunctionUrl"])
+    denied = request(platform.url, "GET", path, headers=[("Origin", "https://app.example")])
     assert (denied.status, denied.json()) == (403, {"Message": "Forbidden"})
     assert denied.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    assert denied.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    # Browsers send preflights unsigned: they are answered before auth.
+    preflight = request(platform.url, "OPTIONS", path, headers=[
+        ("Origin", "https://app.example"), ("Access-Control-Request-Method", "GET")])
+    assert preflight.status == 200 and preflight.headers["Access-Control-Allow-Methods"] == "GET,POST"
     lam.update_function_url_config(FunctionName=fn, AuthType="NONE")
     assert request(platform.url, "GET", path).status == 200
 
