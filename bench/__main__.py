@@ -7,6 +7,8 @@ hop in Python here). This run measures, from this process as the client:
 
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
 - throughput with 1 and 32 concurrent clients, kambda vs baseline;
+- the same handler behind an HTTP API route (``POST /http/bench``, payload format 2.0): p50 / p99
+  sequentially and throughput with 32 clients, against the bare baseline;
 - a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
 - async throughput: events per second from the first Event invoke until every event has run;
 - an event source mapping over a JetStream stream: messages per second, in batches of 100;
@@ -105,6 +107,14 @@ async def deploy(session: aiohttp.ClientSession, url: str, name: str, code: str 
             "Code": {"ZipFile": base64.b64encode(buf.getvalue()).decode()}}
     async with session.post(f"{url}/2015-03-31/functions", json=body) as response:
         assert response.status == 201, await response.text()
+
+
+async def add_route(session: aiohttp.ClientSession, url: str, route_key: str, function: str) -> str:
+    """An HTTP API route to a function (payload format 2.0); returns the URL that reaches it."""
+    body = {"RouteKey": route_key, "FunctionName": function}
+    async with session.post(f"{url}/_kambda/v1/http/routes", json=body) as r:
+        assert r.status == 201, await r.text()
+    return f"{url}/http{route_key.split(' ', 1)[1]}"
 
 
 async def scaled_to_zero(session: aiohttp.ClientSession, url: str, name: str) -> bool:
@@ -284,8 +294,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 base = await sequential(session, baseline_url, args.calls, 120)
                 kambda_1, _ = await concurrent(invoke_url, 1, args.seconds)
                 baseline_1, _ = await concurrent(baseline_url, 1, args.seconds)
+                route_url = await add_route(session, url, "POST /bench", "bench-warm")
                 kambda_n, kambda_n_lat = await concurrent(invoke_url, args.clients, args.seconds)
+                # Right after the direct invokes, so that both find the same environments warm.
+                route_n, route_n_lat = await concurrent(route_url, args.clients, args.seconds)
                 baseline_n, baseline_n_lat = await concurrent(baseline_url, args.clients, args.seconds)
+                await sequential(session, route_url, args.warmup, 30)
+                route = await sequential(session, route_url, args.calls, 120)
                 await deploy(session, url, "bench-async")
                 events_per_s = await async_throughput(session, url, "bench-async", args.events)
                 esm_per_s = await event_source_rate(session, url, Path(tmp), args.messages)
@@ -318,6 +333,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                        "baseline_1": baseline_1, "kambda_n": kambda_n, "baseline_n": baseline_n,
                        "kambda_n_p99_ms": percentile(kambda_n_lat, 99) / 1000,
                        "baseline_n_p99_ms": percentile(baseline_n_lat, 99) / 1000},
+        "http_route": {"p50_us": statistics.median(route), "p99_us": percentile(route, 99), "calls": len(route),
+                       "throughput_n": route_n, "p99_n_ms": percentile(route_n_lat, 99) / 1000,
+                       "ratio_p50_to_baseline": statistics.median(route) / statistics.median(base),
+                       "ratio_throughput_to_baseline": route_n / baseline_n},
         "cold": {"p50_ms": statistics.median(cold) / 1000, "p99_ms": percentile(cold, 99) / 1000,
                  "calls": len(cold), "no_zygote_p50_ms": statistics.median(cold_no_zygote) / 1000,
                  "no_zygote_p99_ms": percentile(cold_no_zygote, 99) / 1000},

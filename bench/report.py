@@ -9,7 +9,7 @@ from typing import Any
 
 def markdown(result: dict[str, Any]) -> str:
     w, b, t = result["warm"], result["baseline"], result["throughput"]
-    c, f, burst = result["cold"], result["idle_fleet"], result["burst"]
+    c, f, burst, h = result["cold"], result["idle_fleet"], result["burst"], result["http_route"]
     return "\n".join([
         f"Machine: {result['machine']}",
         "",
@@ -24,6 +24,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| throughput, {t['clients']} clients | {t['kambda_n']:.0f} req/s | {t['baseline_n']:.0f} req/s | "
         f"{t['kambda_n'] / t['baseline_n']:.0%} |",
         f"| p99 at {t['clients']} clients | {t['kambda_n_p99_ms']:.1f} ms | {t['baseline_n_p99_ms']:.1f} ms | |",
+        f"| HTTP route p50 / p99, 1 client | {h['p50_us']:.0f} / {h['p99_us']:.0f} us "
+        f"| {b['p50_us']:.0f} / {b['p99_us']:.0f} us | {h['ratio_p50_to_baseline']:.2f}x |",
+        f"| HTTP route throughput, {t['clients']} clients (p99) | {h['throughput_n']:.0f} req/s "
+        f"({h['p99_n_ms']:.1f} ms) | {t['baseline_n']:.0f} req/s ({t['baseline_n_p99_ms']:.1f} ms) "
+        f"| {h['ratio_throughput_to_baseline']:.0%} |",
         f"| cold start p50 / p99 (zygote) | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms | | |",
         f"| cold start p50 / p99 (no zygote) | {c['no_zygote_p50_ms']:.1f} / {c['no_zygote_p99_ms']:.1f} ms | | |",
         f"| burst of {burst['requests']} from zero, all answered | {burst['seconds']:.2f} s "

@@ -14,6 +14,7 @@ import sys
 from aiohttp import web
 
 from gateway.app import Gateway
+from gateway.http_api import RoutesFileError
 from gateway.settings import GatewaySettings
 from kambda import bus, runner
 
@@ -28,7 +29,12 @@ async def serve(settings: GatewaySettings) -> None:
     nc = await bus.connect(settings.nats_url, "kambda-gateway")
     gateway = Gateway(settings, nc)
     app_runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
-    await app_runner.setup()
+    try:
+        await app_runner.setup()
+    except RoutesFileError as exc:
+        print(f"kambda-gateway: {exc}", file=sys.stderr, flush=True)
+        await nc.close()
+        raise SystemExit(1) from None
     site = web.TCPSite(app_runner, settings.host, settings.port, reuse_address=True)
     try:
         await site.start()

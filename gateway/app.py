@@ -9,6 +9,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,11 +21,15 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.function_urls import FunctionUrls
+from gateway.http_api import HttpRoutesApi, load_routes_file
+from gateway.http_config import HttpConfig
 from gateway.lambda_api import LambdaApi
 from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
+from gateway.triggers import Triggers
 from kambda import bus, errors, rpc
 from kambda.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
@@ -79,6 +84,7 @@ class Gateway:
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
         self._cache = RegistryCache(self._js)
+        self._http = HttpConfig(self._js)
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
@@ -91,10 +97,19 @@ class Gateway:
         return int(answer.desired)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[aws_errors])
         api = LambdaApi(self._controller, self._cache, self._dispatcher, self.metrics, self._arns,
                         self.settings.queue_timeout, self.settings.throttle_wait)
+        urls = FunctionUrls(self._http, self._cache, self.settings)
+        api.on_delete.append(urls.forget_function)
+        self.triggers = Triggers(self._http, api.call, self.settings)
+        middlewares = [aws_errors]
+        if self.settings.http_host or self.settings.url_domain:
+            middlewares.insert(0, self.triggers.by_host)
+        app = web.Application(client_max_size=MAX_REQUEST, middlewares=middlewares)
         app.add_routes(api.routes())
+        app.add_routes(urls.routes())
+        app.add_routes(HttpRoutesApi(self._http, self._arns).routes())
+        app.add_routes(self.triggers.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
@@ -109,12 +124,17 @@ class Gateway:
 
     async def _startup(self, app: web.Application) -> None:
         await self._cache.start()
+        await self._http.start()
+        if self.settings.routes_file:
+            for route in load_routes_file(Path(self.settings.routes_file)):
+                await self._http.upsert_route(route)
         await self._dispatcher.start()
         self._stats_sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
 
     async def _cleanup(self, app: web.Application) -> None:
         await self._dispatcher.stop()
         await self._cache.stop()
+        await self._http.stop()
         with contextlib.suppress(Exception):
             await self._stats_sub.unsubscribe()
         await self._channel.close()

@@ -11,6 +11,7 @@ import binascii
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -21,10 +22,11 @@ from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
 from kambda.dispatch import Dispatcher
-from kambda.names import LATEST, Arns, parse_function
+from kambda.names import LATEST, Arns, FunctionRef, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
-from kambda.v1.invocation_pb2 import Invocation
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class LambdaApi:
         self._arns = arns
         self._queue_timeout = queue_timeout
         self._throttle_wait = throttle_wait
+        #: Called with a function's name after DeleteFunction (its triggers go with it).
+        self.on_delete: list[Callable[[str], Awaitable[None]]] = []
 
     def _throttled(self, function: str, reason: str) -> None:
         self._metrics.invocations.labels(function, "throttled").inc()
@@ -156,6 +160,9 @@ class LambdaApi:
         await rpc.call(self._controller.DeleteFunction,
                        pb.DeleteFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
         self._cache.forget(ref.name)
+        if ref.qualifier is None:
+            for hook in self.on_delete:
+                await hook(ref.name)
         return web.Response(status=204)
 
     # -- concurrency ---------------------------------------------------------------------------
@@ -255,10 +262,7 @@ class LambdaApi:
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        version = ref.version
-        config = await self._cache.get(ref.name) if version == LATEST else None
-        if config is None:
-            raise errors.function_not_found(self._arns.function(ref.name, version))
+        config, version = await self._resolve(ref)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type not in INVOCATION_TYPES:
             raise _enum_error("invocationType", invocation_type, INVOCATION_TYPES)
@@ -287,25 +291,7 @@ class LambdaApi:
             await self._dispatcher.store(bus.async_subject(ref.name, version), inv.SerializeToString())
             self._metrics.invocations.labels(ref.name, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
-        queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"
-        if config.HasField("reserved_concurrency"):
-            # Past its reserved concurrency a request waits only briefly for an environment.
-            queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
-            if config.reserved_concurrency == 0:
-                self._throttled(ref.name, reason)
-                raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
-            inv.notify_start = True
-        inv.start_deadline_ms = inv.enqueued_ms + int(queue_wait * 1000)
-        try:
-            result = await self._dispatcher.invoke(
-                inv, queue_wait + config.timeout + RESULT_MARGIN_S,
-                start_wait_s=queue_wait if inv.notify_start else None, throttle_reason=reason)
-        except errors.TooManyRequests as exc:
-            self._throttled(ref.name, str(exc.extra.get("Reason", reason)))
-            raise
-        if result.error_code:
-            self._metrics.invocations.labels(ref.name, "error").inc()
-            raise errors.from_code(result.error_code, result.error_message)
+        result = await self._run(inv, config)
         headers = {"X-Amz-Executed-Version": result.executed_version or version,
                    "x-amzn-RequestId": inv.request_id, "Content-Type": "application/json"}
         if result.function_error:
@@ -321,6 +307,55 @@ class LambdaApi:
             log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
                       extra={"event": "invoke.answered", "function": ref.name})
         return web.Response(body=result.payload, headers=headers)
+
+    async def _resolve(self, ref: FunctionRef) -> tuple[FunctionConfig, str]:
+        """The configuration to run for a reference, and the version that runs."""
+        version = ref.version
+        config = await self._cache.get(ref.name) if version == LATEST else None
+        if config is None:
+            raise errors.function_not_found(self._arns.function(ref.name, version))
+        return config, version
+
+    async def _run(self, inv: Invocation, config: FunctionConfig) -> InvocationResult:
+        """Queue a sync invocation and wait for its result (reserved concurrency and throttles applied)."""
+        queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"
+        if config.HasField("reserved_concurrency"):
+            # Past its reserved concurrency a request waits only briefly for an environment.
+            queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
+            if config.reserved_concurrency == 0:
+                self._throttled(inv.function, reason)
+                raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
+            inv.notify_start = True
+        inv.start_deadline_ms = inv.enqueued_ms + int(queue_wait * 1000)
+        try:
+            result = await self._dispatcher.invoke(
+                inv, queue_wait + config.timeout + RESULT_MARGIN_S,
+                start_wait_s=queue_wait if inv.notify_start else None, throttle_reason=reason)
+        except errors.TooManyRequests as exc:
+            self._throttled(inv.function, str(exc.extra.get("Reason", reason)))
+            raise
+        if result.error_code:
+            self._metrics.invocations.labels(inv.function, "error").inc()
+            raise errors.from_code(result.error_code, result.error_message)
+        return result
+
+    async def call(self, ref: FunctionRef, payload: bytes, trace_id: str = "") -> InvocationResult:
+        """A sync invoke on behalf of a trigger (HTTP routes, function URLs): the same path as Invoke.
+
+        Raises ResourceNotFound for an unknown function, TooManyRequests when throttled, and any
+        other KambdaError when kambda could not run it; a function error is in the result.
+        """
+        started = time.monotonic()
+        config, version = await self._resolve(ref)
+        inv = Invocation(
+            request_id=str(uuid.uuid4()), function=ref.name, version=version,
+            invoked_arn=self._arns.function(ref.name, ref.qualifier), payload=payload, trace_id=trace_id,
+            invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
+        )
+        result = await self._run(inv, config)
+        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success",
+                              time.monotonic() - started, result.cold_start)
+        return result
 
 
 def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Validation:

@@ -21,6 +21,12 @@ class GatewaySettings:
     queue_timeout: float
     #: How long a request to a function at its reserved concurrency waits before its 429.
     throttle_wait: float = 1.0
+    #: A YAML or JSON file of HTTP API routes, added or updated at start (gateway/http_api.py).
+    routes_file: str = ""
+    #: Requests whose Host is this name are HTTP API traffic with the full path (besides /http/...).
+    http_host: str = ""
+    #: Function URLs are also served on <url-id>.lambda-url.<region>.<url_domain>, and FunctionUrl says so.
+    url_domain: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -33,4 +39,7 @@ class GatewaySettings:
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
             throttle_wait=env_float(environ, "KAMBDA_THROTTLE_WAIT", 1.0, 0.0, 60.0),
+            routes_file=env_str(environ, "KAMBDA_ROUTES_FILE", ""),
+            http_host=env_str(environ, "KAMBDA_HTTP_HOST", "").lower(),
+            url_domain=env_str(environ, "KAMBDA_URL_DOMAIN", "").lower().strip("."),
         )

@@ -5,6 +5,9 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``KAMBDA_SYNC`` stream, subjects ``kambda.sync.<function>.<version-token>``: the work queue of
   synchronous invocations (memory storage). One durable pull consumer per function version.
 - ``kambda_functions`` KV bucket: the registry; key ``<function>`` for $LATEST.
+- ``kambda_http`` KV bucket: HTTP triggers, written by the gateway with revision-checked updates and
+  watched by every gateway replica; keys ``route.<route-id>`` (API-Gateway-style routes) and
+  ``url.<url-id>`` (function URL configs), values JSON.
 - ``kambda_code`` object store: code packages, named by their sha256 hex digest.
 - ``KAMBDA_LOGS`` stream, subjects ``kambda.logs.<function>``: function logs (limits retention).
 - ``kambda.invoker.<id>.assign``: controller -> invoker assignments (request/reply).
@@ -47,6 +50,7 @@ MAX_ASYNC_MESSAGE = 512 * 1024
 LOGS_STREAM = "KAMBDA_LOGS"
 FUNCTIONS_BUCKET = "kambda_functions"
 CODE_BUCKET = "kambda_code"
+HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
 MAX_PAYLOAD = 8 * 1024 * 1024
@@ -130,6 +134,10 @@ async def ensure_platform(js: JetStreamContext) -> None:
         await js.key_value(FUNCTIONS_BUCKET)
     except NotFoundError:
         await js.create_key_value(bucket=FUNCTIONS_BUCKET, history=1, storage=StorageType.FILE)
+    try:
+        await js.key_value(HTTP_BUCKET)
+    except NotFoundError:
+        await js.create_key_value(bucket=HTTP_BUCKET, history=1, storage=StorageType.FILE)
     try:
         await js.object_store(CODE_BUCKET)
     except NotFoundError:

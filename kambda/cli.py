@@ -1,4 +1,4 @@
-"""The ``kambda`` command: run the platform, deploy and invoke functions, read logs.
+"""The ``kambda`` command: run the platform, deploy and invoke functions, route HTTP to them, read logs.
 
 Every command but ``up`` talks to the gateway's HTTP API like any other client (the endpoint is
 ``--endpoint`` or KAMBDA_ENDPOINT, default http://127.0.0.1:8042). User mistakes end in a
@@ -84,8 +84,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from kambda.up import UpOptions
     from kambda.up import main as up_main
 
+    routes = Path(args.routes).expanduser() if args.routes else None
+    if routes is not None and not routes.is_file():
+        raise CliError(f"--routes {args.routes}: no such file")
     options = UpOptions(host=args.host, port=args.port, state_dir=Path(args.state_dir).expanduser(),
-                        scale_to_zero_after=args.scale_to_zero_after)
+                        scale_to_zero_after=args.scale_to_zero_after, routes_file=routes)
     return up_main(options)
 
 
@@ -216,6 +219,35 @@ def cmd_top(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+ROUTES = "/_kambda/v1/http/routes"
+
+
+def cmd_route(args: argparse.Namespace, client: Client) -> int:
+    if args.route_command == "add":
+        body: dict[str, Any] = {"RouteKey": args.route_key, "FunctionName": args.function,
+                                "PayloadFormatVersion": args.payload_format}
+        if args.qualifier:
+            body["Qualifier"] = args.qualifier
+        route = client.json("POST", ROUTES, body)
+        out.print(f"[green]added[/green] {route['RouteKey']} -> {route['Target']} "
+                  f"(payload {route['PayloadFormatVersion']}, id {route['RouteId']})")
+        return 0
+    routes = client.json("GET", ROUTES)["Items"]
+    if args.route_command == "ls":
+        table = Table("Route", "Function", "Qualifier", "Payload", "Id")
+        for r in routes:
+            table.add_row(r["RouteKey"], r["FunctionName"], r["Qualifier"] or "", r["PayloadFormatVersion"],
+                          r["RouteId"])
+        out.print(table)
+        return 0
+    found = [r for r in routes if args.route in (r["RouteKey"], r["RouteId"])]
+    if not found:
+        raise CliError(f"no route {args.route!r} (see `kambda route ls`)")
+    client.request("DELETE", f"{ROUTES}/{found[0]['RouteId']}")
+    out.print(f"removed {found[0]['RouteKey']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kambda", description="Self-hosted AWS-Lambda-compatible functions.")
     p.add_argument("--endpoint", default=os.environ.get("KAMBDA_ENDPOINT", DEFAULT_ENDPOINT),
@@ -228,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default=str(state_dir(os.environ)))
     up.add_argument("--scale-to-zero-after", type=float, default=None, metavar="SECONDS",
                     help="stop environments idle this long (env KAMBDA_SCALE_TO_ZERO_AFTER, default 300)")
+    up.add_argument("--routes", default=os.environ.get("KAMBDA_ROUTES_FILE") or None, metavar="FILE",
+                    help="HTTP API routes to add at start, YAML or JSON (env KAMBDA_ROUTES_FILE)")
 
     deploy = sub.add_parser("deploy", help="create or update a function from a directory or a zip")
     deploy.add_argument("path")
@@ -257,11 +291,21 @@ def parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="live per-function rate, errors, latency, environments and queue")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="one refresh, printed, then exit")
+    route = sub.add_parser("route", help="HTTP API routes: requests to /http/... invoke functions")
+    route_sub = route.add_subparsers(dest="route_command", required=True)
+    add = route_sub.add_parser("add", help="route requests to a function, e.g. 'GET /users/{id}' users-fn")
+    add.add_argument("route_key", help="'$default' or 'METHOD /path' ({param}, {proxy+}; METHOD may be ANY)")
+    add.add_argument("function")
+    add.add_argument("--qualifier")
+    add.add_argument("--payload-format", choices=("2.0", "1.0"), default="2.0")
+    route_sub.add_parser("ls", help="list routes")
+    rm_route = route_sub.add_parser("rm", help="remove a route (by key or id)")
+    rm_route.add_argument("route")
     return p
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
-            "status": cmd_status, "top": cmd_top}
+            "status": cmd_status, "top": cmd_top, "route": cmd_route}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,6 +102,32 @@ class UnknownOperation(KambdaError):
     error_type = "User"
 
 
+class BadRequest(KambdaError):
+    """API Gateway's code for a bad request (kambda's HTTP route API speaks API Gateway's codes)."""
+
+    code = "BadRequestException"
+    status = 400
+    error_type = "User"
+
+
+class Conflict(KambdaError):
+    code = "ConflictException"
+    status = 409
+    error_type = "User"
+
+
+class NotFound(KambdaError):
+    code = "NotFoundException"
+    status = 404
+    error_type = "User"
+
+
+class AccessDenied(KambdaError):
+    code = "AccessDeniedException"
+    status = 403
+    error_type = "User"
+
+
 _BY_CODE: dict[str, type[KambdaError]] = {
     cls.code: cls
     for cls in (
@@ -117,6 +143,10 @@ _BY_CODE: dict[str, type[KambdaError]] = {
         ProvisionedConcurrencyConfigNotFound,
         UnsupportedMediaType,
         UnknownOperation,
+        BadRequest,
+        Conflict,
+        NotFound,
+        AccessDenied,
     )
 }
 

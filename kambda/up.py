@@ -36,6 +36,7 @@ class UpOptions:
     port: int
     state_dir: Path
     scale_to_zero_after: float | None = None
+    routes_file: Path | None = None
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Platform:
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
+        if self.options.routes_file is not None:
+            env["KAMBDA_ROUTES_FILE"] = str(self.options.routes_file.resolve())
         controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
         controller = controller_line.rsplit("=", 1)[1]
         gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_HOST": self.options.host,
