@@ -20,6 +20,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import auth
 from gateway.lambda_api import LambdaApi
 from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
@@ -70,7 +71,7 @@ async def aws_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, nc: NATS) -> None:
+    def __init__(self, settings: GatewaySettings, nc: NATS, authenticator: auth.Authenticator | None = None) -> None:
         self.settings = settings
         self._nc = nc
         self._js = nc.jetstream()
@@ -83,6 +84,7 @@ class Gateway:
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._stats_sub: Any = None
+        self.authenticator = authenticator or auth.from_settings(settings)
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
@@ -91,7 +93,8 @@ class Gateway:
         return int(answer.desired)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[aws_errors])
+        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[aws_errors, auth.middleware])
+        app[auth.AUTHENTICATOR] = self.authenticator
         api = LambdaApi(self._controller, self._cache, self._dispatcher, self.metrics, self._arns,
                         self.settings.queue_timeout, self.settings.throttle_wait)
         app.add_routes(api.routes())
@@ -150,6 +153,7 @@ class Gateway:
         return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                                  status=200 if ok else 503)
 
+    @auth.requires("kambda:GetFunctionStatus")
     async def function_status(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         status = await rpc.call(self._controller.GetFunctionStatus,
@@ -160,6 +164,7 @@ class Gateway:
             "desired": status.desired,
         })
 
+    @auth.requires("kambda:GetFunctionLogs")
     async def function_logs(self, request: web.Request) -> web.StreamResponse:
         """Recent log records of a function as NDJSON; ``follow=true`` keeps streaming new ones."""
         ref = parse_function(request.match_info["name"])
@@ -202,6 +207,7 @@ class Gateway:
         await response.write_eof()
         return response
 
+    @auth.requires("lambda:GetFunction")
     async def code(self, request: web.Request) -> web.Response:
         """The code package behind GetFunction's Code.Location."""
         sha = request.match_info["sha"]

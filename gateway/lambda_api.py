@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import render
+from gateway import auth, render
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
@@ -79,12 +79,14 @@ class LambdaApi:
 
     # -- management --------------------------------------------------------------------------
 
+    @auth.requires(auth.SELF)
     async def create_function(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         name = body.get("FunctionName")
         if not isinstance(name, str):
             raise errors.InvalidParameterValue("FunctionName is required")
         ref = parse_function(name)
+        auth.authorize(request, "lambda:CreateFunction", self._arns.function(ref.name))
         code = body.get("Code")
         if not isinstance(code, dict) or "ZipFile" not in code:
             raise errors.InvalidParameterValue(
@@ -95,6 +97,7 @@ class LambdaApi:
         self._cache.put(created)
         return _json(render.configuration(created, self._arns), status=201)
 
+    @auth.requires("lambda:GetFunction")
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
         location = f"{request.scheme}://{request.host}/_kambda/v1/code/{config.code_sha256}"
@@ -104,6 +107,7 @@ class LambdaApi:
             "Tags": dict(config.tags),
         })
 
+    @auth.requires("lambda:GetFunctionConfiguration")
     async def get_function_configuration(self, request: web.Request) -> web.Response:
         return _json(render.configuration(await self._get(request), self._arns))
 
@@ -112,6 +116,7 @@ class LambdaApi:
         return await rpc.call(self._controller.GetFunction,
                               pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
 
+    @auth.requires("lambda:ListFunctions")
     async def list_functions(self, request: web.Request) -> web.Response:
         raw = request.query.get("MaxItems", "")
         try:
@@ -126,6 +131,7 @@ class LambdaApi:
             body["NextMarker"] = answer.next_marker
         return _json(body)
 
+    @auth.requires("lambda:UpdateFunctionCode")
     async def update_function_code(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         body = await json_body(request)
@@ -139,6 +145,7 @@ class LambdaApi:
         self._cache.put(updated)
         return _json(render.configuration(updated, self._arns))
 
+    @auth.requires("lambda:UpdateFunctionConfiguration")
     async def update_function_configuration(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         body = await json_body(request)
@@ -151,6 +158,7 @@ class LambdaApi:
         self._cache.put(updated)
         return _json(render.configuration(updated, self._arns))
 
+    @auth.requires("lambda:DeleteFunction")
     async def delete_function(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.DeleteFunction,
@@ -160,6 +168,7 @@ class LambdaApi:
 
     # -- concurrency ---------------------------------------------------------------------------
 
+    @auth.requires("lambda:PutFunctionConcurrency")
     async def put_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         value = (await json_body(request)).get("ReservedConcurrentExecutions")
@@ -172,12 +181,14 @@ class LambdaApi:
         self._cache.put(config)
         return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
 
+    @auth.requires("lambda:GetFunctionConcurrency")
     async def get_concurrency(self, request: web.Request) -> web.Response:
         config = await self._get(request)
         if config.HasField("reserved_concurrency"):
             return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
         return _json({})
 
+    @auth.requires("lambda:DeleteFunctionConcurrency")
     async def delete_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         config = await rpc.call(self._controller.PutFunctionConcurrency,
@@ -185,6 +196,7 @@ class LambdaApi:
         self._cache.put(config)
         return web.Response(status=204)
 
+    @auth.requires("lambda:PutProvisionedConcurrencyConfig")
     async def put_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
@@ -196,6 +208,7 @@ class LambdaApi:
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
 
+    @auth.requires("lambda:GetProvisionedConcurrencyConfig")
     async def get_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""))
@@ -215,6 +228,7 @@ class LambdaApi:
                 "Status": "READY" if ready >= requested else "IN_PROGRESS",
                 "LastModified": config.provisioned_last_modified}
 
+    @auth.requires("lambda:DeleteProvisionedConcurrencyConfig")
     async def delete_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.PutProvisionedConcurrency,
@@ -223,18 +237,22 @@ class LambdaApi:
 
     # -- event invoke config -------------------------------------------------------------------
 
+    @auth.requires("lambda:PutFunctionEventInvokeConfig")
     async def put_event_invoke_config(self, request: web.Request) -> web.Response:
         return await self._event_invoke_config(request, "put")
 
+    @auth.requires("lambda:UpdateFunctionEventInvokeConfig")
     async def update_event_invoke_config(self, request: web.Request) -> web.Response:
         return await self._event_invoke_config(request, "update")
 
+    @auth.requires("lambda:DeleteFunctionEventInvokeConfig")
     async def delete_event_invoke_config(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
             name=ref.name, qualifier=ref.qualifier or "", mode="delete"))
         return web.Response(status=204)
 
+    @auth.requires("lambda:GetFunctionEventInvokeConfig")
     async def get_event_invoke_config(self, request: web.Request) -> web.Response:
         config = await self._get(request)
         if not config.HasField("event_invoke_config"):
@@ -252,6 +270,7 @@ class LambdaApi:
 
     # -- invoke ------------------------------------------------------------------------------
 
+    @auth.requires("lambda:InvokeFunction")
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
@@ -334,6 +353,11 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
         f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
+    if request.content.at_eof():  # read already (the auth middleware hashes signed bodies), or empty
+        body = await request.read()
+        if len(body) > limit:
+            raise too_large
+        return body
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(1 << 16):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_float, env_int, env_str
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,12 @@ class GatewaySettings:
     queue_timeout: float
     #: How long a request to a function at its reserved concurrency waits before its 429.
     throttle_wait: float = 1.0
+    #: JSON credentials file (see gateway/auth.py); empty: unsigned requests from loopback only.
+    credentials_file: str = ""
+    #: Serve unsigned requests from anywhere when no credentials are configured.
+    insecure: bool = False
+    #: Serve /metrics unsigned to any address (for a Prometheus scraper that cannot sign).
+    public_metrics: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -33,4 +39,7 @@ class GatewaySettings:
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
             throttle_wait=env_float(environ, "KAMBDA_THROTTLE_WAIT", 1.0, 0.0, 60.0),
+            credentials_file=env_str(environ, "KAMBDA_CREDENTIALS_FILE", ""),
+            insecure=env_bool(environ, "KAMBDA_INSECURE", False),
+            public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
         )
