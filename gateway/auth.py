@@ -181,7 +181,7 @@ class Authenticator:
         self.arns = arns
         self.insecure = insecure
         self.public_metrics = public_metrics
-        self._now = now
+        self.now = now
 
     def describe(self) -> str:
         if self.store is not None:
@@ -202,7 +202,7 @@ class Authenticator:
         if signed.service not in ACCEPTED_SERVICES:
             raise errors.InvalidSignature(f"Credential should be scoped to correct service: "
                                           f"'{signed.service}' is not one of {', '.join(sorted(ACCEPTED_SERVICES))}.")
-        sigv4.check_time(signed, self._now())
+        sigv4.check_time(signed, self.now())
         credential = self.store.get(signed.access_key)
         if credential is None:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
@@ -248,6 +248,18 @@ def authorize(request: web.Request, action: str, resource: str) -> None:
     if not credential.permissions.allows(action, resource):
         who = f"arn:aws:iam::{request.app[AUTHENTICATOR].arns.account}:user/{credential.access_key}"
         raise errors.AccessDenied(f"User: {who} is not authorized to perform: {action} on resource: {resource}")
+
+
+def presign(request: web.Request, path: str, expires: int = 600) -> str:
+    """An absolute URL for a plain GET of ``path`` by the caller, presigned with the caller's own credential
+    (how AWS hands out GetFunction's Code.Location); unsigned when signatures are not required."""
+    url = f"{request.scheme}://{request.host}{path}"
+    credential: Credential | None = request.get("principal")
+    if credential is None or not credential.secret:
+        return url
+    auth = request.app[AUTHENTICATOR]
+    return url + "?" + sigv4.presign(path, request.host, credential.access_key, credential.secret,
+                                     credential.session_token, auth.arns.region, "lambda", auth.now(), expires)
 
 
 @web.middleware

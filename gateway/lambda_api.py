@@ -100,7 +100,7 @@ class LambdaApi:
     @auth.requires("lambda:GetFunction")
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
-        location = f"{request.scheme}://{request.host}/_kambda/v1/code/{config.code_sha256}"
+        location = auth.presign(request, f"/_kambda/v1/code/{config.code_sha256}")
         return _json({
             "Configuration": render.configuration(config, self._arns),
             "Code": {"RepositoryType": "S3", "Location": location},

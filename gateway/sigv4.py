@@ -15,6 +15,7 @@ rules that matter, as botocore applies them for every service but S3:
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import hashlib
 import hmac
@@ -86,6 +87,11 @@ def _parse_header(authorization: str, headers: Mapping[str, str]) -> SignedReque
         if not params.get(key):
             raise _incomplete(f"Authorization header requires '{key}' parameter. Authorization={authorization}")
     amz_date = headers.get("X-Amz-Date")
+    if amz_date is None and headers.get("Date"):
+        try:
+            amz_date = email.utils.parsedate_to_datetime(headers["Date"]).astimezone(UTC).strftime(AMZ_DATE)
+        except (TypeError, ValueError):
+            raise _incomplete(f"Date must be an HTTP date, not '{headers['Date']}'.") from None
     if amz_date is None:
         raise _incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
                           f"Authorization={authorization}")
@@ -221,9 +227,27 @@ def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     return key
 
 
+def signature(signed: SignedRequest, secret: str, canonical: str) -> str:
+    key = signing_key(secret, signed.scope[:8], signed.region, signed.service)
+    return hmac.new(key, string_to_sign(signed, canonical).encode(), hashlib.sha256).hexdigest()
+
+
 def verify(signed: SignedRequest, secret: str, canonical: str) -> None:
     """Raises InvalidSignatureException unless the signature is the one ``secret`` makes."""
-    key = signing_key(secret, signed.scope[:8], signed.region, signed.service)
-    expected = hmac.new(key, string_to_sign(signed, canonical).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signed.signature):
+    if not hmac.compare_digest(signature(signed, secret, canonical), signed.signature):
         raise errors.InvalidSignature(SIGNATURE_MISMATCH)
+
+
+def presign(raw_path: str, host: str, access_key: str, secret: str, token: str | None, region: str, service: str,
+            now: datetime, expires: int) -> str:
+    """The query string that presigns a plain ``GET raw_path`` (no body) for ``expires`` seconds."""
+    amz_date = now.strftime(AMZ_DATE)
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    params = {"X-Amz-Algorithm": ALGORITHM, "X-Amz-Credential": f"{access_key}/{scope}", "X-Amz-Date": amz_date,
+              "X-Amz-Expires": str(expires), "X-Amz-SignedHeaders": "host"}
+    if token is not None:
+        params["X-Amz-Security-Token"] = token
+    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in params.items())
+    signed = SignedRequest(access_key, now, amz_date, scope, region, service, ("host",), "", token, expires)
+    canonical = canonical_request("GET", f"{raw_path}?{query}", {"host": [host]}, ("host",), EMPTY_SHA256)
+    return f"{query}&X-Amz-Signature={signature(signed, secret, canonical)}"

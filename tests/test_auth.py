@@ -125,6 +125,12 @@ def test_skew_and_expiry_use_the_injected_clock() -> None:
         _verify(presigned, now=t0 + timedelta(seconds=301))
 
 
+def test_date_header_instead_of_x_amz_date() -> None:
+    request = _sign("http://h/x", headers={"Date": "Sat, 31 Jan 2026 12:00:00 GMT"})
+    assert "X-Amz-Date" not in request.headers
+    _verify(request)
+
+
 def test_malformed_signatures_are_incomplete() -> None:
     for authorization in ("AWS4-HMAC-SHA256 Credential=AKID/20260131/us-east-1/lambda/aws4_request",
                           "AWS4-HMAC-SHA1 Credential=a, SignedHeaders=host, Signature=00",
@@ -312,6 +318,11 @@ def test_roles_with_boto3(secured: Platform) -> None:
     qualified = invoker.invoke(FunctionName=other, Qualifier="$LATEST", Payload=b'{"k": "v"}')
     assert json.loads(qualified["Payload"].read())["event"] == {"k": "v"}
     assert invoker.get_function_configuration(FunctionName=other)["FunctionName"] == other
+    location = invoker.get_function(FunctionName=other)["Code"]["Location"]  # presigned, as on AWS
+    with urllib.request.urlopen(location, timeout=30) as response:
+        assert response.read() == make_zip({"app.py": HANDLER})
+    assert _send(AWSRequest("GET", location.split("?")[0]))[1] == "MissingAuthenticationTokenException"
+    assert _send(AWSRequest("GET", location[:-4] + "0000"))[1] == "InvalidSignatureException"
     for attempt in (lambda: _create(invoker, unique("team-a")), lambda: invoker.delete_function(FunctionName=other),
                     lambda: invoker.update_function_configuration(FunctionName=other, Timeout=5),
                     lambda: invoker.list_functions()):
