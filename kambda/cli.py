@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -240,7 +241,8 @@ def cmd_top(args: argparse.Namespace, client: Client) -> int:
     from kambda import top
 
     try:
-        top.run(client.endpoint, args.interval, iterations=1 if args.once else None)
+        top.run(client.endpoint, args.interval, iterations=1 if args.once else None,
+                fetch=lambda _: top.parse(client.request("GET", "/metrics", timeout=10)[2].decode(), time.monotonic()))
     except OSError as exc:
         raise CliError(f"cannot read metrics from {client.endpoint}: {exc}") from None
     return 0

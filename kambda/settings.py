@@ -6,6 +6,7 @@ Each process has one frozen settings dataclass with ``from_env(environ)``; ``mai
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -66,6 +67,7 @@ def state_dir(environ: Mapping[str, str]) -> Path:
     return Path(env_str(environ, "KAMBDA_STATE_DIR", os.path.expanduser("~/.kambda")))
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str | None) -> bool:
     """Whether an address (or ``localhost``) is this machine's loopback, IPv4-mapped IPv6 included."""
     if not host:
