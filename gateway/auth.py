@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 UNDECLARED = "kambda:UndeclaredOperation"
 #: ``requires(SELF)``: the handler calls :func:`authorize` itself (its resource is in the body).
 SELF = "self"
-PUBLIC_PATHS = frozenset({"/_kambda/health"})
+PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
 ACCEPTED_SERVICES = frozenset({"lambda", "events"})
@@ -233,28 +233,45 @@ class Authenticator:
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+#: ``request[PRINCIPAL]``: the credential a request was authenticated as.
+PRINCIPAL = web.RequestKey("principal", Credential)
 
 
 async def authenticate(request: web.Request) -> Credential:
-    """Authenticate on demand (function URLs with AuthType AWS_IAM); also sets ``request["principal"]``."""
+    """Authenticate on demand (function URLs with AuthType AWS_IAM); also sets ``request[PRINCIPAL]``."""
     credential = await request.app[AUTHENTICATOR].authenticate(request)
-    request["principal"] = credential
+    request[PRINCIPAL] = credential
     return credential
 
 
 def authorize(request: web.Request, action: str, resource: str) -> None:
     """Raise AccessDeniedException unless the request's principal may do ``action`` on ``resource``."""
-    credential: Credential = request["principal"]
+    credential = request[PRINCIPAL]
     if not credential.permissions.allows(action, resource):
         who = f"arn:aws:iam::{request.app[AUTHENTICATOR].arns.account}:user/{credential.access_key}"
         raise errors.AccessDenied(f"User: {who} is not authorized to perform: {action} on resource: {resource}")
+
+
+async def allowed(request: web.Request, action: str, resource: str) -> bool:
+    """For callers that answer in their own error shape (function URLs with AuthType AWS_IAM): whether
+    the request is signed by a credential that may do ``action`` on ``resource``.
+
+    The body is read (and hashed) here: read it afterwards with ``await request.read()``, not by
+    streaming ``request.content``, which is then drained."""
+    try:
+        await authenticate(request)
+        authorize(request, action, resource)
+    except errors.KambdaError as exc:
+        log.info("%s %s refused: %s: %s", request.method, request.path, exc.code, exc.message)
+        return False
+    return True
 
 
 def presign(request: web.Request, path: str, expires: int = 600) -> str:
     """An absolute URL for a plain GET of ``path`` by the caller, presigned with the caller's own credential
     (how AWS hands out GetFunction's Code.Location); unsigned when signatures are not required."""
     url = f"{request.scheme}://{request.host}{path}"
-    credential: Credential | None = request.get("principal")
+    credential = request.get(PRINCIPAL)
     if credential is None or not credential.secret:
         return url
     auth = request.app[AUTHENTICATOR]

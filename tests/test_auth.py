@@ -520,3 +520,49 @@ def test_start_line_says_who_may_call(tmp_path: Path) -> None:
     assert "INSECURE" in summary({}, insecure=True) and "INSECURE" in summary({"KAMBDA_INSECURE": "true"})
     assert f"credentials from {tmp_path / 'c.json'}" in summary({}, credentials=tmp_path / "c.json")
     assert "credentials from /etc/k.json" in summary({"KAMBDA_CREDENTIALS_FILE": "/etc/k.json"})
+
+
+# -- the middleware and the hooks other routes use, on a small app served for real ----------------
+
+
+async def test_hooks_for_trigger_paths_and_undeclared_routes(tmp_path: Path) -> None:
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from gateway import auth
+    from gateway.app import aws_errors
+    from kambda.names import Arns
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(_credentials(_key("ADMIN"), _key("INVOKER", "invoker")))
+
+    async def function_url(request: web.Request) -> web.Response:
+        if not await auth.allowed(request, "lambda:InvokeFunctionUrl", f"{FN}f"):
+            return web.json_response({"Message": "Forbidden"}, status=403)
+        return web.Response(body=await request.read())
+
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.json_response({"who": request[auth.PRINCIPAL].access_key})
+
+    app = web.Application(middlewares=[aws_errors, auth.middleware])
+    app[auth.AUTHENTICATOR] = auth.Authenticator(CredentialStore(creds), Arns("us-east-1", ACCOUNT))
+    app.add_routes([web.post("/url/{url_id}", function_url), web.get("/_kambda/v1/new-thing", undeclared)])
+    async with TestServer(app, host="127.0.0.1") as server, ClientSession() as session:
+        base = str(server.make_url(""))
+
+        async def call(method: str, path: str, key: str | None, body: bytes = b"") -> tuple[int, str, bytes]:
+            headers: dict[str, str] = {}
+            if key is not None:
+                request = _sign(base + path, method, body, secret=f"{key}-secret")
+                request.headers.replace_header("Authorization",
+                                               request.headers["Authorization"].replace("AKIDTEST", key))
+                headers = dict(request.headers)
+            async with session.request(method, base + path, data=body, headers=headers) as response:
+                return response.status, response.headers.get("x-amzn-ErrorType", ""), await response.read()
+
+        assert await call("POST", "/url/abc", None) == (403, "", b'{"Message": "Forbidden"}')  # its own shape
+        assert await call("POST", "/url/abc", "INVOKER", b'{"x": 1}') == (200, "", b'{"x": 1}')
+        assert (await call("GET", "/_kambda/v1/new-thing", "ADMIN"))[0] == 200
+        assert (await call("GET", "/_kambda/v1/new-thing", "INVOKER"))[:2] == (403, "AccessDeniedException")
+        assert (await call("GET", "/no/such/route", "INVOKER"))[:2] == (404, "UnknownOperationException")
+        assert (await call("GET", "/no/such/route", None))[:2] == (403, "MissingAuthenticationTokenException")
