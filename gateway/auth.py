@@ -79,12 +79,11 @@ class Credential:
     access_key: str
     secret: str = ""
     session_token: str | None = None
-    role: str | None = None
     permissions: Permissions = ADMIN
 
 
 #: The caller when signatures are not required (no credentials configured).
-LOCAL = Credential(access_key="", role="admin")
+LOCAL = Credential(access_key="")
 
 
 def parse_credentials(text: str, source: str) -> dict[str, Credential]:
@@ -107,12 +106,11 @@ def parse_credentials(text: str, source: str) -> dict[str, Credential]:
             raise CredentialsError(f"{where}: sessionToken must be a non-empty string when given")
         if key in found:
             raise CredentialsError(f"{where}: accessKeyId {key} appears twice")
-        role = entry.get("role")
         try:
-            permissions = Permissions.of(role, entry.get("policy"))
+            permissions = Permissions.of(entry.get("role"), entry.get("policy"))
         except PolicyError as exc:
             raise CredentialsError(f"{where} ({key}): {exc}") from None
-        found[key] = Credential(key, secret, token, role, permissions)
+        found[key] = Credential(key, secret, token, permissions)
     if not found:
         raise CredentialsError(f"{source} holds no credentials")
     return found
@@ -127,6 +125,7 @@ class CredentialStore:
         self._interval = interval
         self._checked = float("-inf")
         self._stamp: tuple[int, ...] | None = None
+        #: The state of the file last refused (``()``: unreadable), so that it is reported once.
         self._rejected: tuple[int, ...] | None = None
         self.credentials = self._load()
 
@@ -160,7 +159,10 @@ class CredentialStore:
                             self.path, exc.strerror or exc)
                 self._rejected = ()
             return
-        if stamp == self._stamp or stamp == self._rejected:
+        if stamp == self._stamp:
+            self._rejected = None
+            return
+        if stamp == self._rejected:
             return
         try:
             self.credentials = self._load()
@@ -209,9 +211,7 @@ class Authenticator:
         if signed.expires is None and signed.security_token is not None \
                 and "x-amz-security-token" not in signed.signed_headers:
             raise errors.InvalidSignature("X-Amz-Security-Token must be a signed header.")
-        if (credential.session_token is None) != (signed.security_token is None) or (
-                credential.session_token is not None and signed.security_token is not None
-                and not hmac.compare_digest(credential.session_token.encode(), signed.security_token.encode())):
+        if not _same_token(credential.session_token, signed.security_token):
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         body = await request.read() if request.body_exists else b""
         headers: dict[str, list[str]] = {}
@@ -230,6 +230,13 @@ class Authenticator:
         if "uuid" in info:
             return f"arn:aws:lambda:{self.arns.region}:{self.arns.account}:event-source-mapping:{info['uuid']}"
         return "*"
+
+
+def _same_token(expected: str | None, given: str | None) -> bool:
+    """A credential with a session token needs exactly it; one without needs none."""
+    if expected is None or given is None:
+        return expected is given
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
