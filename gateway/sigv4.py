@@ -185,7 +185,7 @@ def canonical_uri(raw_path: str) -> str:
     path = "/" + "/".join(segments)
     if raw_path.endswith("/") and segments:
         path += "/"
-    return quote(path, safe="/~")
+    return quote(path.encode("utf-8", "surrogateescape"), safe="/~")
 
 
 def canonical_query(raw_query: str) -> str:
@@ -216,7 +216,8 @@ def canonical_request(method: str, raw_target: str, headers: Mapping[str, Sequen
 
 
 def string_to_sign(signed: SignedRequest, canonical: str) -> str:
-    return "\n".join((ALGORITHM, signed.amz_date, signed.scope, hashlib.sha256(canonical.encode()).hexdigest()))
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
+    return "\n".join((ALGORITHM, signed.amz_date, signed.scope, digest))
 
 
 @functools.lru_cache(maxsize=256)

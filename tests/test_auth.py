@@ -392,6 +392,27 @@ def test_error_codes_of_bad_signatures(secured: Platform) -> None:
     assert secured.get_json("/_kambda/v1/functions/anything")[0] == 403
 
 
+def test_bytes_that_are_not_utf8_get_a_4xx(secured: Platform) -> None:
+    import socket
+
+    host, port = urllib.parse.urlsplit(secured.url).netloc.split(":")
+    amz_date = datetime.now(UTC).strftime(SIGV4_TIMESTAMP)
+    for target, extra in ((b"/2015-03-31/functions/\xff\xfe/configuration", b""),
+                          (b"/2015-03-31/functions/", b"X-Odd: \xff\xfe\r\n")):
+        request = (b"GET " + target + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n" + extra
+                   + b"X-Amz-Date: " + amz_date.encode() + b"\r\nAuthorization: AWS4-HMAC-SHA256 Credential=ADMIN/"
+                   + amz_date[:8].encode() + b"/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date;x-odd, "
+                   b"Signature=" + b"0" * 64 + b"\r\nConnection: close\r\n\r\n")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        assert 400 <= status < 500, answer[:300]
+    assert secured.get_json("/_kambda/health")[0] == 200
+
+
 def test_presigned_query_string_request(secured: Platform) -> None:
     signer = SigV4QueryAuth(Credentials("INVOKER", "INVOKER-secret"), "lambda", "us-east-1", expires=60)
     name = unique("presign")
