@@ -19,11 +19,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, EnvProvider, SharedCredentialProvider
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +32,9 @@ API = "/2015-03-31/functions"
 
 out = Console()
 
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+
 
 class CliError(Exception):
     pass
@@ -42,6 +42,8 @@ class CliError(Exception):
 
 def find_credentials(profile: str | None, environ: dict[str, str]) -> Credentials | None:
     """Credentials from the environment, else from the shared credentials file; never from the network."""
+    from botocore.credentials import EnvProvider, SharedCredentialProvider  # botocore takes ~0.1 s to import
+
     if not profile:
         found = EnvProvider(environ).load()
         if found is not None:
@@ -62,6 +64,9 @@ class Client:
     def _signed(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> urllib.request.Request:
         url = self.endpoint + path
         if self._credentials is not None:
+            from botocore.auth import SigV4Auth
+            from botocore.awsrequest import AWSRequest
+
             signing = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
             SigV4Auth(self._credentials.get_frozen_credentials(), "lambda", self._region).add_auth(signing)
             headers = dict(signing.headers.items())
