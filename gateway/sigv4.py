@@ -39,6 +39,7 @@ SIGNATURE_MISMATCH = (
     "Secret Access Key and signing method. Consult the service documentation for details.")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
 _AUTH_PARAM = re.compile(r"\s*([A-Za-z]+)\s*=\s*([^,\s]*)\s*")
 
 
@@ -120,8 +121,11 @@ def _signed(credential: str, amz_date: str, signed_headers: str, signature: str,
     if len(parts) != 5 or not parts[0] or parts[4] != "aws4_request":
         raise _incomplete(f"Credential should be scoped to a valid region and service, and end in "
                           f"'aws4_request': '{credential}'.")
-    try:
-        date = datetime.strptime(amz_date, AMZ_DATE).replace(tzinfo=UTC)
+    try:  # by hand: strptime costs ~10 us, a fifth of the whole verification
+        if not _AMZ_DATE.fullmatch(amz_date):
+            raise ValueError(amz_date)
+        date = datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]), int(amz_date[9:11]),
+                        int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=UTC)
     except ValueError:
         raise _incomplete(f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See "
                           "http://en.wikipedia.org/wiki/ISO_8601") from None
@@ -140,22 +144,17 @@ def _signed(credential: str, amz_date: str, signed_headers: str, signature: str,
 
 def check_time(signed: SignedRequest, now: datetime) -> None:
     """Header form: the date within 15 minutes of now. Query form: not before its date, nor past expiry."""
-    stamp = now.strftime(AMZ_DATE)
+    if signed.date > now + MAX_SKEW:
+        raise errors.InvalidSignature(f"Signature not yet current: {signed.amz_date} is still later than "
+                                      f"{(now + MAX_SKEW).strftime(AMZ_DATE)} ({now.strftime(AMZ_DATE)} + 15 min.)")
     if signed.expires is not None:
-        if now < signed.date - MAX_SKEW:
-            raise errors.InvalidSignature(f"Signature not yet current: {signed.amz_date} is still later than "
-                                          f"{(now + MAX_SKEW).strftime(AMZ_DATE)} ({stamp} + 15 min.)")
         expiry = signed.date + timedelta(seconds=signed.expires)
         if now > expiry:
             raise errors.InvalidSignature(f"Signature expired: {expiry.strftime(AMZ_DATE)} is now earlier than "
-                                          f"{stamp} ({signed.amz_date} + {signed.expires} sec.)")
-        return
-    if signed.date < now - MAX_SKEW:
+                                          f"{now.strftime(AMZ_DATE)} ({signed.amz_date} + {signed.expires} sec.)")
+    elif signed.date < now - MAX_SKEW:
         raise errors.InvalidSignature(f"Signature expired: {signed.amz_date} is now earlier than "
-                                      f"{(now - MAX_SKEW).strftime(AMZ_DATE)} ({stamp} - 15 min.)")
-    if signed.date > now + MAX_SKEW:
-        raise errors.InvalidSignature(f"Signature not yet current: {signed.amz_date} is still later than "
-                                      f"{(now + MAX_SKEW).strftime(AMZ_DATE)} ({stamp} + 15 min.)")
+                                      f"{(now - MAX_SKEW).strftime(AMZ_DATE)} ({now.strftime(AMZ_DATE)} - 15 min.)")
 
 
 def payload_hash(headers: Mapping[str, str], body: bytes) -> str:

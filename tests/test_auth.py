@@ -444,6 +444,7 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     mine = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO,
                           env={**mine, "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+                               "AWS_MAX_ATTEMPTS": "1",
                                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", **env})
 
 
