@@ -588,3 +588,41 @@ async def test_hooks_for_trigger_paths_and_undeclared_routes(tmp_path: Path) -> 
         assert (await call("GET", "/_kambda/v1/new-thing", "INVOKER"))[:2] == (403, "AccessDeniedException")
         assert (await call("GET", "/no/such/route", "INVOKER"))[:2] == (404, "UnknownOperationException")
         assert (await call("GET", "/no/such/route", None))[:2] == (403, "MissingAuthenticationTokenException")
+
+
+@pytest.mark.parametrize("insecure, public_metrics", [(False, False), (True, False), (False, True)])
+async def test_without_credentials_only_loopback_is_served(insecure: bool, public_metrics: bool) -> None:
+    """A remote address stands in through ``request.clone(remote=...)``, as a trusted proxy's would."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from gateway import auth
+    from gateway.app import aws_errors
+    from kambda.names import Arns
+
+    @web.middleware
+    async def remote_from_header(request: web.Request, handler: Any) -> web.StreamResponse:
+        remote = request.headers.get("X-Test-Remote")
+        return await handler(request.clone(remote=remote) if remote else request)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application(middlewares=[aws_errors, remote_from_header, auth.middleware])
+    app[auth.AUTHENTICATOR] = auth.Authenticator(None, Arns("us-east-1", ACCOUNT), insecure, public_metrics)
+    app.add_routes([web.get("/2015-03-31/functions/", ok), web.get("/metrics", ok),
+                    web.get("/_kambda/health", ok)])
+    async with TestServer(app, host="127.0.0.1") as server, ClientSession() as session:
+        async def status(path: str, remote: str | None) -> tuple[int, str]:
+            headers = {"X-Test-Remote": remote} if remote else {}
+            async with session.get(server.make_url(path), headers=headers) as response:
+                return response.status, response.headers.get("x-amzn-ErrorType", "")
+
+        assert await status("/2015-03-31/functions/", None) == (200, "")
+        assert await status("/2015-03-31/functions/", "::ffff:127.0.0.1") == (200, "")
+        remote_api = await status("/2015-03-31/functions/", "203.0.113.9")
+        assert remote_api == ((200, "") if insecure else (403, "MissingAuthenticationTokenException"))
+        remote_metrics = await status("/metrics", "203.0.113.9")
+        assert remote_metrics == ((200, "") if insecure or public_metrics
+                                  else (403, "MissingAuthenticationTokenException"))
+        assert await status("/_kambda/health", "203.0.113.9") == (200, "")
