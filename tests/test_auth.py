@@ -384,6 +384,10 @@ def test_error_codes_of_bad_signatures(secured: Platform) -> None:
     presigned = _sign(url, query_form=True, secret="ADMIN-secret")
     renamed = AWSRequest("GET", presigned.url.replace("Credential=AKIDTEST", "Credential=ADMIN"))
     expect(renamed, 403, "InvalidSignatureException")  # the credential is part of what is signed
+    token = _sign(url, secret="TEMP-secret", token="the-session-token")
+    token.headers.replace_header("Authorization", token.headers["Authorization"].replace("AKIDTEST", "TEMP").replace(
+        ";x-amz-security-token", ""))
+    expect(token, 403, "InvalidSignatureException", "X-Amz-Security-Token must be a signed header")
     expect(AWSRequest("GET", url, headers={"Authorization": "AWS4-HMAC-SHA256 nonsense"}), 400,
            "IncompleteSignatureException")
     assert secured.get_json("/_kambda/health")[0] == 200  # public
