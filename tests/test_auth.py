@@ -528,6 +528,20 @@ def test_refuses_a_public_address_without_credentials(tmp_path: Path) -> None:
     assert gateway.returncode == 1 and "refusing to listen on 0.0.0.0" in gateway.stderr
 
 
+def test_unusable_credentials_files_stop_the_start(tmp_path: Path) -> None:
+    def up(creds: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir",
+                               str(tmp_path / "state"), "--credentials", str(creds)],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    missing = up(tmp_path / "missing.json")
+    assert missing.returncode == 1 and f"credentials file {tmp_path / 'missing.json'} does not exist" in missing.stderr
+    (tmp_path / "bad.json").write_text(_credentials(_key("A", "superuser")))
+    bad = up(tmp_path / "bad.json")
+    assert bad.returncode == 1, bad.stdout
+    assert "the gateway exited during start-up" in bad.stderr and "role must be one of" in bad.stderr
+
+
 def test_insecure_starts_on_a_public_address(tmp_path: Path) -> None:
     running = Platform(tmp_path / "state", ["--host", "0.0.0.0", "--insecure"]).start()
     try:
