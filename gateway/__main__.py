@@ -13,10 +13,12 @@ import sys
 
 from aiohttp import web
 
+from gateway import auth
 from gateway.app import Gateway
 from gateway.http_api import RoutesFileError
 from gateway.settings import GatewaySettings
 from kambda import bus, runner
+from kambda.settings import bind_refusal
 
 log = logging.getLogger("gateway")
 
@@ -26,8 +28,18 @@ async def serve(settings: GatewaySettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    refusal = bind_refusal(settings.host, settings.credentials_file, settings.insecure)
+    if refusal is not None:
+        print(f"kambda-gateway: {refusal}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    try:
+        authenticator = auth.from_settings(settings)
+    except auth.CredentialsError as exc:
+        print(f"kambda-gateway: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    (log.warning if settings.insecure else log.info)("auth: %s", authenticator.describe())
     nc = await bus.connect(settings.nats_url, "kambda-gateway")
-    gateway = Gateway(settings, nc)
+    gateway = Gateway(settings, nc, authenticator)
     app_runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
     try:
         await app_runner.setup()

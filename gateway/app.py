@@ -21,9 +21,10 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import auth
 from gateway.function_urls import FunctionUrls
 from gateway.http_api import HttpRoutesApi, load_routes_file
-from gateway.http_config import HttpConfig
+from gateway.http_config import HttpConfig, UrlConfig
 from gateway.lambda_api import LambdaApi
 from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
@@ -75,7 +76,7 @@ async def aws_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, nc: NATS) -> None:
+    def __init__(self, settings: GatewaySettings, nc: NATS, authenticator: auth.Authenticator | None = None) -> None:
         self.settings = settings
         self._nc = nc
         self._js = nc.jetstream()
@@ -89,6 +90,7 @@ class Gateway:
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._stats_sub: Any = None
+        self.authenticator = authenticator or auth.from_settings(settings)
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
@@ -102,10 +104,12 @@ class Gateway:
         urls = FunctionUrls(self._http, self._cache, self.settings)
         api.on_delete.append(urls.forget_function)
         self.triggers = Triggers(self._http, api.call, self.settings)
-        middlewares = [aws_errors]
+        self.triggers.authorize_iam = self._url_iam
+        middlewares = [aws_errors, auth.middleware]
         if self.settings.http_host or self.settings.url_domain:
             middlewares.insert(0, self.triggers.by_host)
         app = web.Application(client_max_size=MAX_REQUEST, middlewares=middlewares)
+        app[auth.AUTHENTICATOR] = self.authenticator
         app.add_routes(api.routes())
         app.add_routes(urls.routes())
         app.add_routes(HttpRoutesApi(self._http, self._arns).routes())
@@ -121,6 +125,11 @@ class Gateway:
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    async def _url_iam(self, request: web.Request, config: UrlConfig) -> bool:
+        """A function URL with AuthType AWS_IAM: the caller must sign, and may InvokeFunctionUrl."""
+        arn = self._arns.function(config.function, config.qualifier or None)
+        return await auth.allowed(request, "lambda:InvokeFunctionUrl", arn)
 
     async def _startup(self, app: web.Application) -> None:
         await self._cache.start()
@@ -170,6 +179,7 @@ class Gateway:
         return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                                  status=200 if ok else 503)
 
+    @auth.requires("kambda:GetFunctionStatus")
     async def function_status(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         status = await rpc.call(self._controller.GetFunctionStatus,
@@ -180,6 +190,7 @@ class Gateway:
             "desired": status.desired,
         })
 
+    @auth.requires("kambda:GetFunctionLogs")
     async def function_logs(self, request: web.Request) -> web.StreamResponse:
         """Recent log records of a function as NDJSON; ``follow=true`` keeps streaming new ones."""
         ref = parse_function(request.match_info["name"])
@@ -222,6 +233,7 @@ class Gateway:
         await response.write_eof()
         return response
 
+    @auth.requires("lambda:GetFunction")
     async def code(self, request: web.Request) -> web.Response:
         """The code package behind GetFunction's Code.Location."""
         sha = request.match_info["sha"]

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import auth
 from gateway.http_config import HttpConfig, UrlConfig, url_id
 from gateway.lambda_api import json_body
 from gateway.registry_cache import RegistryCache
@@ -160,6 +161,7 @@ class FunctionUrls:
     def _not_found(self) -> errors.ResourceNotFound:
         return errors.ResourceNotFound("The resource you requested does not exist.")
 
+    @auth.requires("lambda:CreateFunctionUrlConfig")
     async def create(self, request: web.Request) -> web.Response:
         name, qualifier = await self._ref(request)
         body = await json_body(request)
@@ -175,6 +177,7 @@ class FunctionUrls:
             "FunctionUrlConfig exists for this Lambda function"))
         return _json(self.render(request, config, modified=False), 201)
 
+    @auth.requires("lambda:GetFunctionUrlConfig")
     async def get(self, request: web.Request) -> web.Response:
         name, qualifier = await self._ref(request)
         config = self._config.urls.get(url_id(self._settings.account, self._settings.region, name, qualifier))
@@ -182,6 +185,7 @@ class FunctionUrls:
             raise self._not_found()
         return _json(self.render(request, config))
 
+    @auth.requires("lambda:UpdateFunctionUrlConfig")
     async def update(self, request: web.Request) -> web.Response:
         name, qualifier = await self._ref(request)
         body = await json_body(request)
@@ -198,12 +202,14 @@ class FunctionUrls:
         assert isinstance(config, UrlConfig)
         return _json(self.render(request, config))
 
+    @auth.requires("lambda:DeleteFunctionUrlConfig")
     async def delete(self, request: web.Request) -> web.Response:
         name, qualifier = await self._ref(request)
         uid = url_id(self._settings.account, self._settings.region, name, qualifier)
         await self._config.delete(f"url.{uid}", self._not_found())
         return web.Response(status=204)
 
+    @auth.requires("lambda:ListFunctionUrlConfigs")
     async def list(self, request: web.Request) -> web.Response:
         name, _ = await self._ref(request)
         raw = request.query.get("MaxItems", "50")

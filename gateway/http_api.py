@@ -22,6 +22,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from gateway import auth
 from gateway.http_config import HttpConfig, Route, route_id
 from gateway.lambda_api import json_body
 from gateway.routes import parse_route_key
@@ -120,16 +121,19 @@ class HttpRoutesApi:
     def _missing(self, ident: str) -> errors.NotFound:
         return errors.NotFound(f"Invalid Route identifier specified {ident}")
 
+    @auth.requires("kambda:GetRoutes")
     async def list(self, request: web.Request) -> web.Response:
         routes = sorted(self._config.routes.values(), key=lambda r: r.route_key)
         return _json({"Items": [self.render(r) for r in routes]})
 
+    @auth.requires("kambda:CreateRoute")
     async def create(self, request: web.Request) -> web.Response:
         route = parse_route(await json_body(request), self._now())
         await self._config.create(f"route.{route.route_id}", route, errors.Conflict(
             f"Unable to create route. A route with key {route.route_key} already exists for this API"))
         return _json(self.render(route), 201)
 
+    @auth.requires("kambda:GetRoute")
     async def get(self, request: web.Request) -> web.Response:
         ident = request.match_info["route_id"]
         route = self._config.routes.get(ident)
@@ -137,6 +141,7 @@ class HttpRoutesApi:
             raise self._missing(ident)
         return _json(self.render(route))
 
+    @auth.requires("kambda:UpdateRoute")
     async def update(self, request: web.Request) -> web.Response:
         """Points a route at another target or payload format; the route key itself stays."""
         ident = request.match_info["route_id"]
@@ -160,6 +165,7 @@ class HttpRoutesApi:
         assert isinstance(route, Route)
         return _json(self.render(route))
 
+    @auth.requires("kambda:DeleteRoute")
     async def delete(self, request: web.Request) -> web.Response:
         ident = request.match_info["route_id"]
         await self._config.delete(f"route.{ident}", self._missing(ident))

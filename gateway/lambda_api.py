@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import render
+from gateway import auth, render
+from gateway.bodies import read_capped
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
@@ -83,12 +84,14 @@ class LambdaApi:
 
     # -- management --------------------------------------------------------------------------
 
+    @auth.requires(auth.SELF)
     async def create_function(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         name = body.get("FunctionName")
         if not isinstance(name, str):
             raise errors.InvalidParameterValue("FunctionName is required")
         ref = parse_function(name)
+        auth.authorize(request, "lambda:CreateFunction", self._arns.function(ref.name))
         code = body.get("Code")
         if not isinstance(code, dict) or "ZipFile" not in code:
             raise errors.InvalidParameterValue(
@@ -99,15 +102,17 @@ class LambdaApi:
         self._cache.put(created)
         return _json(render.configuration(created, self._arns), status=201)
 
+    @auth.requires("lambda:GetFunction")
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
-        location = f"{request.scheme}://{request.host}/_kambda/v1/code/{config.code_sha256}"
+        location = auth.presign(request, f"/_kambda/v1/code/{config.code_sha256}")
         return _json({
             "Configuration": render.configuration(config, self._arns),
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": dict(config.tags),
         })
 
+    @auth.requires("lambda:GetFunctionConfiguration")
     async def get_function_configuration(self, request: web.Request) -> web.Response:
         return _json(render.configuration(await self._get(request), self._arns))
 
@@ -116,6 +121,7 @@ class LambdaApi:
         return await rpc.call(self._controller.GetFunction,
                               pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
 
+    @auth.requires("lambda:ListFunctions")
     async def list_functions(self, request: web.Request) -> web.Response:
         raw = request.query.get("MaxItems", "")
         try:
@@ -130,6 +136,7 @@ class LambdaApi:
             body["NextMarker"] = answer.next_marker
         return _json(body)
 
+    @auth.requires("lambda:UpdateFunctionCode")
     async def update_function_code(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         body = await json_body(request)
@@ -143,6 +150,7 @@ class LambdaApi:
         self._cache.put(updated)
         return _json(render.configuration(updated, self._arns))
 
+    @auth.requires("lambda:UpdateFunctionConfiguration")
     async def update_function_configuration(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         body = await json_body(request)
@@ -155,6 +163,7 @@ class LambdaApi:
         self._cache.put(updated)
         return _json(render.configuration(updated, self._arns))
 
+    @auth.requires("lambda:DeleteFunction")
     async def delete_function(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.DeleteFunction,
@@ -167,6 +176,7 @@ class LambdaApi:
 
     # -- concurrency ---------------------------------------------------------------------------
 
+    @auth.requires("lambda:PutFunctionConcurrency")
     async def put_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         value = (await json_body(request)).get("ReservedConcurrentExecutions")
@@ -179,12 +189,14 @@ class LambdaApi:
         self._cache.put(config)
         return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
 
+    @auth.requires("lambda:GetFunctionConcurrency")
     async def get_concurrency(self, request: web.Request) -> web.Response:
         config = await self._get(request)
         if config.HasField("reserved_concurrency"):
             return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
         return _json({})
 
+    @auth.requires("lambda:DeleteFunctionConcurrency")
     async def delete_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
         config = await rpc.call(self._controller.PutFunctionConcurrency,
@@ -192,6 +204,7 @@ class LambdaApi:
         self._cache.put(config)
         return web.Response(status=204)
 
+    @auth.requires("lambda:PutProvisionedConcurrencyConfig")
     async def put_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
@@ -203,6 +216,7 @@ class LambdaApi:
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
 
+    @auth.requires("lambda:GetProvisionedConcurrencyConfig")
     async def get_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""))
@@ -222,6 +236,7 @@ class LambdaApi:
                 "Status": "READY" if ready >= requested else "IN_PROGRESS",
                 "LastModified": config.provisioned_last_modified}
 
+    @auth.requires("lambda:DeleteProvisionedConcurrencyConfig")
     async def delete_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.PutProvisionedConcurrency,
@@ -230,18 +245,22 @@ class LambdaApi:
 
     # -- event invoke config -------------------------------------------------------------------
 
+    @auth.requires("lambda:PutFunctionEventInvokeConfig")
     async def put_event_invoke_config(self, request: web.Request) -> web.Response:
         return await self._event_invoke_config(request, "put")
 
+    @auth.requires("lambda:UpdateFunctionEventInvokeConfig")
     async def update_event_invoke_config(self, request: web.Request) -> web.Response:
         return await self._event_invoke_config(request, "update")
 
+    @auth.requires("lambda:DeleteFunctionEventInvokeConfig")
     async def delete_event_invoke_config(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
             name=ref.name, qualifier=ref.qualifier or "", mode="delete"))
         return web.Response(status=204)
 
+    @auth.requires("lambda:GetFunctionEventInvokeConfig")
     async def get_event_invoke_config(self, request: web.Request) -> web.Response:
         config = await self._get(request)
         if not config.HasField("event_invoke_config"):
@@ -259,6 +278,7 @@ class LambdaApi:
 
     # -- invoke ------------------------------------------------------------------------------
 
+    @auth.requires("lambda:InvokeFunction")
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
@@ -365,18 +385,11 @@ def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Vali
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
-    too_large = errors.RequestEntityTooLarge(
-        f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_capped(request, limit)
+    if body is None:
+        raise errors.RequestEntityTooLarge(
+            f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
+    return body
 
 
 def _checked_json(payload: bytes) -> bytes:

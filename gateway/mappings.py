@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import auth
 from gateway.lambda_api import json_body
 from gateway.render import expect
 from kambda import errors, rpc
@@ -87,6 +88,7 @@ class MappingsApi:
         return web.Response(body=orjson.dumps(render(mapping, self._arns)), status=status,
                             content_type="application/json")
 
+    @auth.requires("lambda:CreateEventSourceMapping")
     async def create(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         mapping, _ = parse(body)
@@ -97,20 +99,24 @@ class MappingsApi:
         answer = await self._call(pb.MappingRequest(op="create", mapping=mapping))
         return self._answer(answer.mappings[0], 202)
 
+    @auth.requires("lambda:GetEventSourceMapping")
     async def get(self, request: web.Request) -> web.Response:
         answer = await self._call(pb.MappingRequest(op="get", uuid=request.match_info["uuid"]))
         return self._answer(answer.mappings[0], 200)
 
+    @auth.requires("lambda:UpdateEventSourceMapping")
     async def update(self, request: web.Request) -> web.Response:
         mapping, fields = parse(await json_body(request))
         answer = await self._call(pb.MappingRequest(op="update", uuid=request.match_info["uuid"], mapping=mapping,
                                                     fields=fields))
         return self._answer(answer.mappings[0], 202)
 
+    @auth.requires("lambda:DeleteEventSourceMapping")
     async def delete(self, request: web.Request) -> web.Response:
         answer = await self._call(pb.MappingRequest(op="delete", uuid=request.match_info["uuid"]))
         return self._answer(answer.mappings[0], 202)
 
+    @auth.requires("lambda:ListEventSourceMappings")
     async def list(self, request: web.Request) -> web.Response:
         function = request.query.get("FunctionName", "")
         raw = request.query.get("MaxItems", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_float, env_int, env_str
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class GatewaySettings:
     http_host: str = ""
     #: Function URLs are also served on <url-id>.lambda-url.<region>.<url_domain>, and FunctionUrl says so.
     url_domain: str = ""
+    #: JSON credentials file (see gateway/auth.py); empty: unsigned requests from loopback only.
+    credentials_file: str = ""
+    #: Serve unsigned requests from anywhere when no credentials are configured.
+    insecure: bool = False
+    #: Serve /metrics unsigned to any address (for a Prometheus scraper that cannot sign).
+    public_metrics: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -42,4 +48,7 @@ class GatewaySettings:
             routes_file=env_str(environ, "KAMBDA_ROUTES_FILE", ""),
             http_host=env_str(environ, "KAMBDA_HTTP_HOST", "").lower(),
             url_domain=env_str(environ, "KAMBDA_URL_DOMAIN", "").lower().strip("."),
+            credentials_file=env_str(environ, "KAMBDA_CREDENTIALS_FILE", ""),
+            insecure=env_bool(environ, "KAMBDA_INSECURE", False),
+            public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
         )

@@ -31,6 +31,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.bodies import read_capped
 from gateway.function_urls import cors_headers, is_preflight
 from gateway.http_config import HttpConfig, Route, UrlConfig, url_id
 from gateway.routes import DEFAULT
@@ -284,17 +285,10 @@ def _failure(result: InvocationResult) -> HttpError | None:
 
 async def read_body(request: web.Request) -> bytes:
     """The request body, fixed-length or chunked, refused past 6 MB."""
-    too_large = HttpError(413, "Request Entity Too Large")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_capped(request, MAX_BODY)
+    if body is None:
+        raise HttpError(413, "Request Entity Too Large")
+    return body
 
 
 def _trace_id() -> str:

@@ -122,8 +122,38 @@ class NotFound(KambdaError):
     error_type = "User"
 
 
+class InvalidSignature(KambdaError):
+    """A signature that does not verify, or whose date is too far from now."""
+
+    code = "InvalidSignatureException"
+    status = 403
+    error_type = "User"
+
+
+class IncompleteSignature(KambdaError):
+    """An Authorization header or presigned query string that lacks a part or is malformed."""
+
+    code = "IncompleteSignatureException"
+    status = 400
+    error_type = "User"
+
+
+class UnrecognizedClient(KambdaError):
+    """An access key id (or a session token) that no credential carries."""
+
+    code = "UnrecognizedClientException"
+    status = 403
+    error_type = "User"
+
+
 class AccessDenied(KambdaError):
     code = "AccessDeniedException"
+    status = 403
+    error_type = "User"
+
+
+class MissingAuthenticationToken(KambdaError):
+    code = "MissingAuthenticationTokenException"
     status = 403
     error_type = "User"
 
@@ -146,7 +176,11 @@ _BY_CODE: dict[str, type[KambdaError]] = {
         BadRequest,
         Conflict,
         NotFound,
+        InvalidSignature,
+        IncompleteSignature,
+        UnrecognizedClient,
         AccessDenied,
+        MissingAuthenticationToken,
     )
 }
 

@@ -6,6 +6,8 @@ Each process has one frozen settings dataclass with ``from_env(environ)``; ``mai
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,3 +65,32 @@ def env_bool(environ: Mapping[str, str], key: str, default: bool) -> bool:
 def state_dir(environ: Mapping[str, str]) -> Path:
     """The state directory: KAMBDA_STATE_DIR, default ~/.kambda."""
     return Path(env_str(environ, "KAMBDA_STATE_DIR", os.path.expanduser("~/.kambda")))
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(host: str | None) -> bool:
+    """Whether an address (or ``localhost``) is this machine's loopback, IPv4-mapped IPv6 included."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def bind_refusal(host: str, credentials_file: str, insecure: bool) -> str | None:
+    """Why the gateway must not listen on ``host`` as configured, or None when it may.
+
+    With no credentials, an address other than loopback would let anyone who reaches it deploy and
+    run code; that takes an explicit ``insecure``.
+    """
+    if credentials_file or insecure or is_loopback(host):
+        return None
+    return (f"refusing to listen on {host} with no credentials: anyone who can reach it could deploy and run "
+            "code. Configure credentials (KAMBDA_CREDENTIALS_FILE, `kambda up --credentials FILE`), or accept "
+            "that with KAMBDA_INSECURE=true (`kambda up --insecure`)")

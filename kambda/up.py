@@ -24,6 +24,7 @@ import aiohttp
 
 from kambda import procs
 from kambda.natsserver import NatsServer, NatsServerError
+from kambda.settings import bind_refusal, env_bool
 
 
 class UpError(RuntimeError):
@@ -37,6 +38,10 @@ class UpOptions:
     state_dir: Path
     scale_to_zero_after: float | None = None
     routes_file: Path | None = None
+    #: The gateway's credentials file (see gateway/auth.py); None: KAMBDA_CREDENTIALS_FILE or none.
+    credentials: Path | None = None
+    #: Serve unsigned requests from anywhere when there are no credentials.
+    insecure: bool = False
 
 
 @dataclass
@@ -77,7 +82,31 @@ class Platform:
         self.url = ""
         self.log_dir = options.state_dir / "logs"
 
+    @property
+    def credentials_file(self) -> str:
+        if self.options.credentials is not None:
+            return str(self.options.credentials.resolve())
+        return self._environ.get("KAMBDA_CREDENTIALS_FILE", "")
+
+    @property
+    def insecure(self) -> bool:
+        return self.options.insecure or env_bool(self._environ, "KAMBDA_INSECURE", False)
+
+    def auth_summary(self) -> str:
+        """The line ``kambda up`` prints about who may call the gateway."""
+        if self.credentials_file:
+            return f"auth: SigV4-signed requests only, credentials from {self.credentials_file} (re-read on change)"
+        if self.insecure:
+            return (f"auth: INSECURE: no credentials, anyone who can reach {self.options.host} can deploy and run "
+                    "code")
+        return "auth: no credentials: unsigned requests accepted from this machine only (--credentials FILE to sign)"
+
     async def start(self) -> str:
+        refusal = bind_refusal(self.options.host, self.credentials_file, self.insecure)
+        if refusal is not None:
+            raise UpError(refusal)
+        if self.credentials_file and not Path(self.credentials_file).is_file():
+            raise UpError(f"credentials file {self.credentials_file} does not exist")
         check_state_dir(self.options.state_dir)
         check_port(self.options.host, self.options.port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +130,8 @@ class Platform:
         controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
         controller = controller_line.rsplit("=", 1)[1]
         gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_HOST": self.options.host,
-                       "KAMBDA_PORT": str(self.options.port)}
+                       "KAMBDA_PORT": str(self.options.port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
+                       "KAMBDA_INSECURE": "true" if self.insecure else "false"}
         gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
         self.url = gateway_line.rsplit(" ", 1)[1]
         await self._wait_healthy()
@@ -201,6 +231,7 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
         await platform.stop()
         print(f"kambda: {exc}", file=sys.stderr, flush=True)
         return 1
+    print(f"kambda: {platform.auth_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
     failed = asyncio.create_task(platform.wait_for_failure())

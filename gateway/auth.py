@@ -1,0 +1,318 @@
+"""Who is calling, and may they: SigV4 authentication and IAM-style authorization for the gateway.
+
+Modes, chosen at start-up from the settings:
+- credentials configured (KAMBDA_CREDENTIALS_FILE): every API request must be signed with one of
+  them, from anywhere, loopback included; each request is then checked against the credential's
+  permissions.
+- no credentials: unsigned requests are served only from loopback (the ``kambda up`` default);
+  from anywhere else they get MissingAuthenticationTokenException. With ``insecure`` they are
+  served from anywhere. Signatures are not checked in this mode: callers act as admin.
+
+Always public: ``/_kambda/health``, and the HTTP trigger paths ``/http/`` and ``/url/`` (they check
+their own AuthType, calling :func:`authenticate` and :func:`authorize` for AWS_IAM). ``/metrics`` is
+public on loopback (and everywhere with KAMBDA_METRICS_PUBLIC), signed otherwise.
+
+Route handlers declare their IAM action with :func:`requires`; the resource is the function's ARN
+(qualified when the request names a qualifier) when the route has ``{name}``, the mapping's ARN
+when it has ``{uuid}``, else ``*``. A handler whose resource depends on the body declares
+``requires(SELF)`` and calls :func:`authorize` itself. A route that declares nothing is admin-only.
+
+The credentials file is JSON, ``{"credentials": [{"accessKeyId", "secretAccessKey", "sessionToken"
+(optional), "role" (admin|deployer|invoker, optional), "policy" (optional IAM policy)}]}``. It is
+re-read when it changes (checked at most once a second; a Kubernetes Secret volume's symlink swap
+counts); a file that does not parse keeps the last good credentials and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from gateway import sigv4
+from gateway.policy import ADMIN, Permissions, PolicyError
+from gateway.settings import GatewaySettings
+from kambda import errors
+from kambda.names import Arns, parse_function
+from kambda.settings import is_loopback
+
+log = logging.getLogger(__name__)
+
+#: The action of a route that declares none: no built-in role but admin has it.
+UNDECLARED = "kambda:UndeclaredOperation"
+#: ``requires(SELF)``: the handler calls :func:`authorize` itself (its resource is in the body).
+SELF = "self"
+PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
+PUBLIC_PREFIXES = ("/http/", "/url/")
+METRICS_PATH = "/metrics"
+ACCEPTED_SERVICES = frozenset({"lambda", "events"})
+UNRECOGNIZED = "The security token included in the request is invalid."
+
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def requires(action: str) -> Callable[[H], H]:
+    """Declare the IAM action (``lambda:GetFunction``) a route handler performs."""
+
+    def mark(handler: H) -> H:
+        handler.iam_action = action  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+class CredentialsError(ValueError):
+    """A credentials file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key: str
+    secret: str = ""
+    session_token: str | None = None
+    permissions: Permissions = ADMIN
+
+
+#: The caller when signatures are not required (no credentials configured).
+LOCAL = Credential(access_key="")
+
+
+def parse_credentials(text: str, source: str) -> dict[str, Credential]:
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise CredentialsError(f"{source} is not JSON: {exc}") from None
+    entries = document.get("credentials") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise CredentialsError(f'{source} must be {{"credentials": [...]}}')
+    found: dict[str, Credential] = {}
+    for i, entry in enumerate(entries):
+        where = f"{source}: credentials[{i}]"
+        if not isinstance(entry, dict):
+            raise CredentialsError(f"{where} must be an object")
+        key, secret, token = entry.get("accessKeyId"), entry.get("secretAccessKey"), entry.get("sessionToken")
+        if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
+            raise CredentialsError(f"{where} needs accessKeyId and secretAccessKey (non-empty strings)")
+        if token is not None and not (isinstance(token, str) and token):
+            raise CredentialsError(f"{where}: sessionToken must be a non-empty string when given")
+        if key in found:
+            raise CredentialsError(f"{where}: accessKeyId {key} appears twice")
+        try:
+            permissions = Permissions.of(entry.get("role"), entry.get("policy"))
+        except PolicyError as exc:
+            raise CredentialsError(f"{where} ({key}): {exc}") from None
+        found[key] = Credential(key, secret, token, permissions)
+    if not found:
+        raise CredentialsError(f"{source} holds no credentials")
+    return found
+
+
+class CredentialStore:
+    """The credentials of a file, re-read when the file changes; a bad new file keeps the old ones."""
+
+    def __init__(self, path: Path, monotonic: Callable[[], float] = time.monotonic, interval: float = 1.0) -> None:
+        self.path = path
+        self._monotonic = monotonic
+        self._interval = interval
+        self._checked = float("-inf")
+        self._stamp: tuple[int, ...] | None = None
+        #: The state of the file last refused (``()``: unreadable), so that it is reported once.
+        self._rejected: tuple[int, ...] | None = None
+        self.credentials = self._load()
+
+    def _stat(self) -> tuple[int, ...]:
+        st = os.stat(self.path)  # follows symlinks: a Secret volume swaps ..data under the same name
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> dict[str, Credential]:
+        try:
+            stamp = self._stat()
+            text = self.path.read_text()
+        except OSError as exc:
+            raise CredentialsError(f"cannot read credentials file {self.path}: {exc.strerror or exc}") from None
+        credentials = parse_credentials(text, str(self.path))
+        self._stamp = stamp
+        return credentials
+
+    def get(self, access_key: str) -> Credential | None:
+        now = self._monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            self._reload_if_changed()
+        return self.credentials.get(access_key)
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stamp = self._stat()
+        except OSError as exc:
+            if self._rejected != ():
+                log.warning("credentials file %s is unreadable (%s); keeping the last good credentials",
+                            self.path, exc.strerror or exc)
+                self._rejected = ()
+            return
+        if stamp == self._stamp:
+            self._rejected = None
+            return
+        if stamp == self._rejected:
+            return
+        try:
+            self.credentials = self._load()
+        except CredentialsError as exc:
+            self._rejected = stamp
+            log.warning("%s; keeping the last good credentials (%d keys)", exc, len(self.credentials))
+            return
+        self._rejected = None
+        log.info("credentials reloaded from %s (%d keys)", self.path, len(self.credentials))
+
+
+class Authenticator:
+    """Authenticates requests against a credential store (or none) with an injected clock."""
+
+    def __init__(self, store: CredentialStore | None, arns: Arns, insecure: bool = False,
+                 public_metrics: bool = False, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.arns = arns
+        self.insecure = insecure
+        self.public_metrics = public_metrics
+        self.now = now
+
+    def describe(self) -> str:
+        if self.store is not None:
+            return f"SigV4 required, {len(self.store.credentials)} credentials from {self.store.path}"
+        if self.insecure:
+            return "INSECURE: no credentials, unsigned requests accepted from anywhere"
+        return "no credentials: unsigned requests accepted from loopback only"
+
+    async def authenticate(self, request: web.Request) -> Credential:
+        """The credential that signed ``request``; raises the AWS error when there is none that did."""
+        if self.store is None:
+            if self.insecure or is_loopback(request.remote):
+                return LOCAL
+            raise errors.MissingAuthenticationToken("Missing Authentication Token")
+        signed = sigv4.parse(request.headers, request.query)
+        if signed is None:
+            raise errors.MissingAuthenticationToken("Missing Authentication Token")
+        if signed.service not in ACCEPTED_SERVICES:
+            raise errors.InvalidSignature(f"Credential should be scoped to correct service: "
+                                          f"'{signed.service}' is not one of {', '.join(sorted(ACCEPTED_SERVICES))}.")
+        sigv4.check_time(signed, self.now())
+        credential = self.store.get(signed.access_key)
+        if credential is None:
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        if signed.expires is None and signed.security_token is not None \
+                and "x-amz-security-token" not in signed.signed_headers:
+            raise errors.InvalidSignature("X-Amz-Security-Token must be a signed header.")
+        if not _same_token(credential.session_token, signed.security_token):
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        body = await request.read() if request.body_exists else b""
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        canonical = sigv4.canonical_request(request.method, request.raw_path, headers, signed.signed_headers,
+                                            sigv4.payload_hash(request.headers, body))
+        sigv4.verify(signed, credential.secret, canonical)
+        return credential
+
+    def resource(self, request: web.Request) -> str:
+        info = request.match_info
+        if "name" in info:
+            ref = parse_function(info["name"], request.query.get("Qualifier"))
+            return self.arns.function(ref.name, ref.qualifier)
+        if "uuid" in info:
+            return f"arn:aws:lambda:{self.arns.region}:{self.arns.account}:event-source-mapping:{info['uuid']}"
+        return "*"
+
+
+def _same_token(expected: str | None, given: str | None) -> bool:
+    """A credential with a session token needs exactly it; one without needs none."""
+    if expected is None or given is None:
+        return expected is given
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+#: ``request[PRINCIPAL]``: the credential a request was authenticated as.
+PRINCIPAL = web.RequestKey("principal", Credential)
+
+
+async def authenticate(request: web.Request) -> Credential:
+    """Authenticate on demand (function URLs with AuthType AWS_IAM); also sets ``request[PRINCIPAL]``."""
+    credential = await request.app[AUTHENTICATOR].authenticate(request)
+    request[PRINCIPAL] = credential
+    return credential
+
+
+def authorize(request: web.Request, action: str, resource: str) -> None:
+    """Raise AccessDeniedException unless the request's principal may do ``action`` on ``resource``."""
+    credential = request[PRINCIPAL]
+    if not credential.permissions.allows(action, resource):
+        who = f"arn:aws:iam::{request.app[AUTHENTICATOR].arns.account}:user/{credential.access_key}"
+        raise errors.AccessDenied(f"User: {who} is not authorized to perform: {action} on resource: {resource}")
+
+
+async def allowed(request: web.Request, action: str, resource: str) -> bool:
+    """For callers that answer in their own error shape (function URLs with AuthType AWS_IAM): whether
+    the request is signed by a credential that may do ``action`` on ``resource``.
+
+    The body is read (and hashed) here: read it afterwards with ``await request.read()``, not by
+    streaming ``request.content``, which is then drained."""
+    try:
+        await authenticate(request)
+        authorize(request, action, resource)
+    except errors.KambdaError as exc:
+        log.info("%s %s refused: %s: %s", request.method, request.path, exc.code, exc.message)
+        return False
+    return True
+
+
+def presign(request: web.Request, path: str, expires: int = 600) -> str:
+    """An absolute URL for a plain GET of ``path`` by the caller, presigned with the caller's own credential
+    (how AWS hands out GetFunction's Code.Location); unsigned when signatures are not required."""
+    url = f"{request.scheme}://{request.host}{path}"
+    credential = request.get(PRINCIPAL)
+    if credential is None or not credential.secret:
+        return url
+    auth = request.app[AUTHENTICATOR]
+    return url + "?" + sigv4.presign(path, request.host, credential.access_key, credential.secret,
+                                     credential.session_token, auth.arns.region, "lambda", auth.now(), expires)
+
+
+@web.middleware
+async def middleware(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    path = request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    auth = request.app[AUTHENTICATOR]
+    if path == METRICS_PATH and (auth.public_metrics or is_loopback(request.remote)):
+        return await handler(request)
+    await authenticate(request)
+    if auth.store is None:
+        return await handler(request)  # no credentials: whoever may call at all acts as admin
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # no such route: the 404 (or 405) says so, now that the caller is known
+    action = _action_of(request.match_info.handler, path)
+    if action != SELF:
+        authorize(request, action, auth.resource(request))
+    return await handler(request)
+
+
+def _action_of(handler: Any, path: str) -> str:
+    if path == METRICS_PATH:
+        return "kambda:GetMetrics"
+    return str(getattr(handler, "iam_action", UNDECLARED))
+
+
+def from_settings(settings: GatewaySettings) -> Authenticator:
+    """Raises CredentialsError when the configured file cannot be used."""
+    store = CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
+    return Authenticator(store, Arns(settings.region, settings.account), settings.insecure, settings.public_metrics)
