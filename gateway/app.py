@@ -20,6 +20,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.events_api import EventsApi
 from gateway.lambda_api import LambdaApi
 from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
@@ -27,6 +28,7 @@ from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
 from kambda import bus, errors, rpc
 from kambda.dispatch import Dispatcher
+from kambda.eventbus import Store
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -96,6 +98,7 @@ class Gateway:
                         self.settings.queue_timeout, self.settings.throttle_wait)
         app.add_routes(api.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
+        app.add_routes(EventsApi(Store(self._js), self._dispatcher, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),
