@@ -360,10 +360,14 @@ class RuleIndex:
     def __len__(self) -> int:
         return len(self._rules)
 
-    def match(self, event: dict[str, Any]) -> list[str]:
+    def candidates(self, event: dict[str, Any]) -> set[str]:
+        """The rules worth verifying: those filed under a value the event has, and the unanchored."""
         flat = flatten(event)
         chosen: set[str] = set(self._unanchored)
         for path in self._paths.intersection(flat):
             for value in flat[path]:
                 chosen.update(self._by_value.get((path, value), ()))
-        return sorted(name for name in chosen if matches(self._rules[name], event))
+        return chosen
+
+    def match(self, event: dict[str, Any]) -> list[str]:
+        return sorted(name for name in self.candidates(event) if matches(self._rules[name], event))

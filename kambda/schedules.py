@@ -65,7 +65,7 @@ class Cron:
             tick: datetime = croniter(self.expression, start).get_next(datetime)
             if self.years is None or tick.year in self.years:
                 return tick
-            start = datetime(tick.year, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
+            start = tick  # in a year the field excludes: the loop jumps to the next allowed one
         return None
 
     def latest_due(self, now: datetime) -> datetime | None:
@@ -80,7 +80,7 @@ class Cron:
             tick: datetime = croniter(self.expression, end).get_prev(datetime)
             if self.years is None or tick.year in self.years:
                 return tick
-            end = datetime(tick.year, 1, 1, tzinfo=UTC)
+            end = tick
         return None
 
 
