@@ -68,11 +68,15 @@ class EventRouter:
         self._tasks: list[asyncio.Task[None]] = []
         self._loaded = asyncio.Event()
 
-    async def start(self) -> None:
+    async def load(self) -> None:
+        """Read every rule and keep following the bucket's changes."""
         kv = await self._store.kv()
         watcher = await kv.watchall()
         self._tasks.append(asyncio.create_task(self._watch(watcher)))
         await asyncio.wait_for(self._loaded.wait(), 30)
+
+    async def start(self) -> None:
+        await self.load()
         await self._js.add_consumer(bus.EVENTS_STREAM, ConsumerConfig(
             durable_name=bus.EVENT_ROUTER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
             max_ack_pending=FETCH_BATCH * 4))
