@@ -16,15 +16,17 @@ Semantics follow EventBridge's documentation ("Event patterns", "Content filteri
 - ``exists`` looks at leaf values only, as event-ruler does: an object or an empty array is not a
   leaf, so ``{"exists": true}`` does not match it and ``{"exists": false}`` does.
 
-:class:`RuleIndex` is event-ruler's idea in small: each rule is filed under one (field path, exact
-value) pair it requires (the least shared one among its candidates), so an event is verified only
-against the rules filed under the values it actually has, plus the few rules that require no exact
-value at all. The index never changes the result, only how many rules are tried.
+:class:`RuleIndex` is event-ruler's idea in small: each rule is filed under the combination of one
+or two (field path, exact value or prefix) conditions it requires (the least shared ones), so an
+event is verified only against the rules filed under the values it actually has, plus the few
+rules that require no such value at all. The index never changes the result, only how many rules
+are tried.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import math
 import re
@@ -311,11 +313,15 @@ def test_event_pattern(pattern: str | dict[str, Any], event: dict[str, Any]) -> 
 
 
 def _anchors(node: Node, prefix: str = "") -> Iterator[tuple[str, frozenset[Hashable]]]:
-    """(path, exact values) pairs an event must have for ``node`` to match: leaves whose matchers
-    are all exact values, outside any $or. Paths join nested keys with dots."""
+    """(path, keys) pairs of which an event must have one for ``node`` to match: leaves outside any
+    $or whose matchers are all exact values (key: the typed value) or case-sensitive prefixes (key:
+    ``("prefix", text)``). Paths join nested keys with dots."""
     for key, matchers in node.leaves.items():
         if all(m.kind == "exact" for m in matchers):
             yield prefix + key, frozenset(m.arg for m in matchers)
+        elif all(m.kind == "exact" or (m.kind == "prefix" and not m.negate and m.regex is not None
+                                       and not m.regex.flags & re.IGNORECASE) for m in matchers):
+            yield prefix + key, frozenset(m.arg if m.kind == "exact" else ("prefix", m.arg) for m in matchers)
     for key, child in node.children.items():
         yield from _anchors(child, prefix + key + ".")
 
@@ -335,38 +341,60 @@ def flatten(event: object, prefix: str = "", out: dict[str, list[Hashable]] | No
 
 
 class RuleIndex:
-    """The compiled rules of one bus. ``match(event)`` returns the names of the rules that match."""
+    """The compiled rules of one bus. ``match(event)`` returns the names of the rules that match.
+
+    Each rule is filed under the one or two of its anchors that the fewest other rules share, as a
+    combination: a rule on ``source`` and ``detail.status`` is tried only for events that have both
+    of its values. Prefix anchors are found by looking up each prefix length in use at that path.
+    """
 
     def __init__(self, rules: Iterable[tuple[str, Node]]) -> None:
         self._rules = dict(rules)
         candidates = {name: list(_anchors(node)) for name, node in self._rules.items()}
         shared: defaultdict[tuple[str, Hashable], int] = defaultdict(int)
         for anchors in candidates.values():
-            for path, values in anchors:
-                for value in values:
-                    shared[(path, value)] += 1
-        self._by_value: defaultdict[tuple[str, Hashable], list[str]] = defaultdict(list)
-        self._paths: set[str] = set()
+            for path, keys in anchors:
+                for k in keys:
+                    shared[(path, k)] += 1
+        #: paths (one or two, sorted) -> keys of those paths (same order) -> rules
+        self._filed: defaultdict[tuple[str, ...], defaultdict[tuple[Hashable, ...], list[str]]] = \
+            defaultdict(lambda: defaultdict(list))
+        self._prefix_lengths: defaultdict[str, set[int]] = defaultdict(set)
         self._unanchored: list[str] = []
         for name, anchors in candidates.items():
             if not anchors:
                 self._unanchored.append(name)
                 continue
-            path, values = min(anchors, key=lambda a: sum(shared[(a[0], v)] for v in a[1]))
-            self._paths.add(path)
-            for value in values:
-                self._by_value[(path, value)].append(name)
+            chosen = sorted(sorted(anchors, key=lambda a: sum(shared[(a[0], k)] for k in a[1]))[:2])
+            paths = tuple(path for path, _ in chosen)
+            for path, keys in chosen:
+                for k in keys:
+                    if isinstance(k, tuple) and k[0] == "prefix":
+                        self._prefix_lengths[path].add(len(k[1]))
+            for combination in itertools.product(*(sorted(keys, key=repr) for _, keys in chosen)):
+                self._filed[paths][combination].append(name)
 
     def __len__(self) -> int:
         return len(self._rules)
 
+    def _keys_at(self, flat: dict[str, list[Hashable]], path: str) -> list[Hashable]:
+        keys = list(flat[path])
+        lengths = self._prefix_lengths.get(path)
+        if lengths:
+            for key in flat[path]:
+                if isinstance(key, tuple) and key[0] == "str":
+                    keys.extend(("prefix", key[1][:n]) for n in lengths if n <= len(key[1]))
+        return keys
+
     def candidates(self, event: dict[str, Any]) -> set[str]:
-        """The rules worth verifying: those filed under a value the event has, and the unanchored."""
+        """The rules worth verifying: those filed under values the event has, and the unanchored."""
         flat = flatten(event)
         chosen: set[str] = set(self._unanchored)
-        for path in self._paths.intersection(flat):
-            for value in flat[path]:
-                chosen.update(self._by_value.get((path, value), ()))
+        for paths, filed in self._filed.items():
+            if not all(path in flat for path in paths):
+                continue
+            for combination in itertools.product(*(self._keys_at(flat, path) for path in paths)):
+                chosen.update(filed.get(combination, ()))
         return chosen
 
     def match(self, event: dict[str, Any]) -> list[str]:
