@@ -40,7 +40,8 @@ def _response(body: dict[str, Any], status: int = 200) -> web.Response:
 
 
 def _error(err: errors.KambdaError) -> web.Response:
-    status = err.status if err.status != 404 else 400  # EventBridge answers 400 for a missing resource
+    # EventBridge answers every client error, a missing resource included, with 400.
+    status = 500 if isinstance(err, errors.ServiceError) else 400
     return _response({"__type": err.code, "message": err.message}, status)
 
 
