@@ -345,3 +345,27 @@ def test_a_rate_rule_fires_a_scheduled_event(events_platform, events, tmp_path) 
     assert scheduled["resources"] == [rule_arn]
     events.remove_targets(Rule=rule, Ids=["fn"])
     events.delete_rule(Name=rule)
+
+
+def test_an_event_for_a_missing_function_goes_to_the_dead_letter_queue(events_platform, events) -> None:
+    rule = unique("gone")
+    subject = f"test.{unique('dead')}"
+    missing = unique("no-such-function")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [rule]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "gone", "Arn": ARN + missing,
+                                            "DeadLetterConfig": {"Arn": f"arn:kambda:nats:::{subject}"}}])
+
+    async def receive() -> tuple[dict, dict]:
+        nc = await nats.connect(nats_url(events_platform))
+        try:
+            sub = await nc.subscribe(subject)
+            await nc.flush()
+            events.put_events(Entries=[entry({"lost": False}, source=rule)])
+            msg = await sub.next_msg(timeout=60)
+            return json.loads(msg.data), dict(msg.headers or {})
+        finally:
+            await nc.close()
+
+    dead, headers = asyncio.run(receive())
+    assert dead["detail"] == {"lost": False}
+    assert headers["ERROR_CODE"] == "ResourceNotFoundException" and missing in headers["ERROR_MESSAGE"]
