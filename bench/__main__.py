@@ -12,6 +12,8 @@ hop in Python here). This run measures, from this process as the client:
 - a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
 - async throughput: events per second from the first Event invoke until every event has run;
 - an event source mapping over a JetStream stream: messages per second, in batches of 100;
+- the event bus: events per second from PutEvents to delivery, and matching time per event with
+  10, 1,000 and 10,000 rules (bench/events.py);
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
 - the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import report
+from bench import events, report
 from kambda.procs import service_pids
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
@@ -304,6 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await deploy(session, url, "bench-async")
                 events_per_s = await async_throughput(session, url, "bench-async", args.events)
                 esm_per_s = await event_source_rate(session, url, Path(tmp), args.messages)
+                bus_per_s = await events.put_events_rate(session, url, Path(tmp), args.bus_events)
                 await deploy(session, url, "bench-burst", SLEEPY)
                 burst_s, timeline, burst_envs = await burst_from_zero(session, url, "bench-burst", args.burst)
                 await deploy(session, url, "bench-cold")
@@ -344,6 +347,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "async": {"events": args.events, "events_per_second": events_per_s},
         "event_source": {"messages": args.messages, "messages_per_second": esm_per_s},
         "idle_fleet": fleet,
+        "event_bus": {"events": args.bus_events, "events_per_second": bus_per_s,
+                      **events.matching_times(args.match_events, max(1, args.match_events // 10))},
     }
     written = report.write(result, {"kambda": warm, "baseline (bare aiohttp)": base}, timeline, Path(args.out))
     result["files"] = [str(p) for p in written]
@@ -360,6 +365,8 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=10, help="cold starts to time")
     parser.add_argument("--events", type=int, default=5000, help="Event invokes for the async throughput")
     parser.add_argument("--messages", type=int, default=20000, help="messages through an event source mapping")
+    parser.add_argument("--bus-events", type=int, default=5000, help="events through PutEvents to delivery")
+    parser.add_argument("--match-events", type=int, default=2000, help="events matched per rule count")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
@@ -368,6 +375,7 @@ def main() -> None:
     if args.quick:
         args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
         args.seconds, args.clients, args.burst, args.events, args.messages = 0.5, 4, 10, 50, 200
+        args.bus_events, args.match_events = 50, 20
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

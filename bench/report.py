@@ -37,6 +37,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['async']['events_per_second']:.0f} events/s | | |",
         f"| event source mapping: {result['event_source']['messages']} stream messages, batches of 100 | "
         f"{result['event_source']['messages_per_second']:.0f} messages/s | | |",
+        f"| event bus: {result['event_bus']['events']} events, PutEvents to delivery | "
+        f"{result['event_bus']['events_per_second']:.0f} events/s | | |",
+        *(f"| event bus: matching one event against {n} rules (index / every rule) | "
+          f"{us:.1f} us / {result['event_bus']['brute_force_us'][n]:.0f} us | | |"
+          for n, us in result["event_bus"]["index_us"].items()),
         f"| idle fleet of {f['functions']} functions: controller | {f['controller_rss_mb']:.0f} MB RSS, "
         f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
         "",

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.async_events import AsyncMetrics, AsyncPoller
 from controller.decider import ScaleResult
+from controller.event_router import EventRouter
 from controller.event_sources import EventSources
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
@@ -99,6 +100,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
                          retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
     event_sources = EventSources(nc, js, registry, dispatcher, poller, arns, metrics_registry,
                                  retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
+    router = EventRouter(nc, js, registry, dispatcher, poller, arns)
     server = aio.server(options=rpc.CHANNEL_OPTIONS)
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
@@ -112,6 +114,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await dispatcher.start()
     await poller.start()
     await event_sources.start()
+    await router.start()
     for config in registry.all():  # provisioned concurrency is warm from the start
         if config.provisioned_concurrency:
             await autoscaler.reapply((config.name, config.version), time.monotonic())
@@ -121,6 +124,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await stop.wait()
     log.info("controller stopping")
     await server.stop(grace=2.0)
+    await router.stop()
     await event_sources.stop()
     await poller.stop()
     await dispatcher.stop()

@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from controller.registry import Registry
 from kambda import bus, errors
 from kambda.dispatch import Dispatcher
-from kambda.names import LATEST, Arns, parse_function
+from kambda.names import LATEST, NATS_DESTINATION, Arns, parse_function
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 
@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 ACK_WAIT_S = 30.0
 IN_PROGRESS_EVERY_S = 10.0
-NATS_DESTINATION = "arn:kambda:nats:::"
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE_S = 21600
+#: An event bus target may allow up to 185 retries: their delays stop doubling here.
+MAX_RETRY_DELAY_S = 3600.0
 
 
 class AsyncMetrics:
@@ -63,22 +64,6 @@ class AsyncMetrics:
                                "retries).", ["function", "reason"], registry=registry)
         self.queue_depth = Gauge("kambda_async_queue_depth", "Asynchronous events stored and not yet done.",
                                  ["function"], registry=registry)
-
-
-def destination_arn_error(arn: str) -> str | None:
-    """Why ``arn`` cannot be a destination, or None when it can."""
-    if arn.startswith(NATS_DESTINATION):
-        subject = arn[len(NATS_DESTINATION):]
-        if not subject or any(c in subject for c in " \t*>") or subject.startswith("kambda."):
-            return f"'{subject}' is not a NATS subject a destination may publish to"
-        return None
-    if arn.startswith("arn:aws:lambda:"):
-        try:
-            parse_function(arn)
-        except errors.KambdaError as exc:
-            return exc.message
-        return None
-    return f"Destination ARN {arn} is not a Lambda function ARN or an arn:kambda:nats::: subject"
 
 
 class AsyncPoller:
@@ -135,6 +120,11 @@ class AsyncPoller:
         eic = config.event_invoke_config
         max_retries = eic.maximum_retry_attempts if eic.HasField("maximum_retry_attempts") else DEFAULT_RETRIES
         max_age = eic.maximum_event_age if eic.HasField("maximum_event_age") else DEFAULT_MAX_AGE_S
+        # An event bus target's RetryPolicy takes the place of the function's own settings.
+        if inv.HasField("maximum_retry_attempts"):
+            max_retries = inv.maximum_retry_attempts
+        if inv.HasField("maximum_event_age"):
+            max_age = inv.maximum_event_age
         seq = msg.metadata.sequence.stream
         attempt = msg.metadata.num_delivered - self._throttled[seq]
         if (self._clock() * 1000 - inv.enqueued_ms) / 1000 > max_age:
@@ -157,7 +147,8 @@ class AsyncPoller:
             return
         if attempt <= max_retries:
             self._metrics.retries.labels(inv.function).inc()
-            await self._finish(msg, "retry", seq, delay=self._retry_base * 2 ** (attempt - 1))
+            delay = min(MAX_RETRY_DELAY_S, self._retry_base * 2 ** min(12, attempt - 1))
+            await self._finish(msg, "retry", seq, delay=delay)
             return
         self._metrics.dropped.labels(inv.function, "retries").inc()
         await self._give_up(config, inv, attempt, "RetriesExhausted", result)
@@ -223,7 +214,12 @@ class AsyncPoller:
     async def _give_up(self, config: FunctionConfig, inv: Invocation, attempts: int, condition: str,
                        result: InvocationResult | None) -> None:
         on_failure = config.event_invoke_config.on_failure
-        if on_failure:
+        if inv.dead_letter_arn:
+            # An event bus target's dead-letter queue gets the event, with why in its headers.
+            error = (result.function_error or result.error_code) if result else condition
+            await self._deliver(inv.dead_letter_arn, None, raw=inv.payload,
+                                headers={**inv.dead_letter_headers, "ERROR_CODE": condition, "ERROR_MESSAGE": error})
+        elif on_failure:
             await self._deliver(on_failure, self._record(config, inv, attempts, condition, result))
         elif config.dead_letter_target:
             # A dead-letter queue gets the event itself, as AWS's does, with why in its headers.

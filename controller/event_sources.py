@@ -40,11 +40,11 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller.async_events import AsyncPoller, destination_arn_error
+from controller.async_events import AsyncPoller
 from controller.registry import Registry
 from kambda import bus, errors
 from kambda.dispatch import Dispatcher
-from kambda.names import LATEST, Arns
+from kambda.names import LATEST, Arns, destination_arn_error
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 from kambda.v1.mapping_pb2 import EventSourceMapping
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from controller.async_events import destination_arn_error
 from kambda import errors
-from kambda.names import parse_function
+from kambda.names import destination_arn_error, parse_function
 from kambda.v1.function_pb2 import EventInvokeConfig, FunctionConfig
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")

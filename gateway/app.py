@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import auth
+from gateway.events_api import EventsApi
 from gateway.function_urls import FunctionUrls
 from gateway.http_api import HttpRoutesApi, load_routes_file
 from gateway.http_config import HttpConfig, UrlConfig
@@ -33,6 +34,7 @@ from gateway.settings import GatewaySettings
 from gateway.triggers import Triggers
 from kambda import bus, errors, rpc
 from kambda.dispatch import Dispatcher
+from kambda.eventbus import Store
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -47,10 +49,12 @@ MAX_REQUEST = 72 * 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(err: errors.KambdaError) -> web.Response:
-    """The one place a KambdaError becomes the AWS wire shape."""
+def error_response(err: errors.KambdaError, json11: bool = False) -> web.Response:
+    """The one place a KambdaError becomes the AWS wire shape (``json11``: the JSON 1.1 protocol's body,
+    ``{"__type", "message"}``, for APIs called with X-Amz-Target such as EventBridge's)."""
+    body = {"__type": err.code, "message": err.message} if json11 else err.body()
     return web.Response(
-        status=err.status, body=orjson.dumps(err.body()), content_type="application/json",
+        status=err.status, body=orjson.dumps(body), content_type="application/json",
         headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": str(uuid.uuid4())},
     )
 
@@ -60,7 +64,7 @@ async def aws_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except errors.KambdaError as err:
-        return error_response(err)
+        return error_response(err, json11="X-Amz-Target" in request.headers)
     except web.HTTPRequestEntityTooLarge:
         return error_response(errors.RequestEntityTooLarge(
             f"Request must be smaller than {MAX_REQUEST} bytes"))
@@ -115,6 +119,7 @@ class Gateway:
         app.add_routes(HttpRoutesApi(self._http, self._arns).routes())
         app.add_routes(self.triggers.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
+        app.add_routes(EventsApi(Store(self._js), self._dispatcher, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),

@@ -13,6 +13,10 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda.invoker.<id>.assign``: controller -> invoker assignments (request/reply).
 - ``kambda.invokers.stats``: invoker -> controller stats.
 - ``kambda.scale.<function>``: controller -> gateways scale events.
+- ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
+  storage, a work queue the controller's event router consumes).
+- ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
+  each schedule (kambda/eventbus.py names the keys).
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ FUNCTIONS_BUCKET = "kambda_functions"
 CODE_BUCKET = "kambda_code"
 HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
+EVENTS_STREAM = "KAMBDA_EVENTS"
+EVENTS_BUCKET = "kambda_events"
+#: The controller's one consumer of every bus's events.
+EVENT_ROUTER = "event-router"
+EVENTS_PREFIX = "kambda.events."
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
 MAX_PAYLOAD = 8 * 1024 * 1024
 #: How long one pull request waits on the server before it expires and is renewed.
@@ -77,6 +86,10 @@ def consumer_name(function: str, version: str) -> str:
 
 def logs_subject(function: str) -> str:
     return f"kambda.logs.{function}"
+
+
+def events_subject(event_bus: str) -> str:
+    return EVENTS_PREFIX + event_bus
 
 
 def assign_subject(invoker_id: str) -> str:
@@ -130,6 +143,19 @@ async def ensure_platform(js: JetStreamContext) -> None:
         max_msgs_per_subject=10_000,
         discard=DiscardPolicy.OLD,
     ))
+    await _ensure_stream(js, StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[EVENTS_PREFIX + ">"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_msg_size=MAX_ASYNC_MESSAGE,
+        max_bytes=1024 * 1024 * 1024,
+        discard=DiscardPolicy.NEW,
+    ))
+    try:
+        await js.key_value(EVENTS_BUCKET)
+    except NotFoundError:
+        await js.create_key_value(bucket=EVENTS_BUCKET, history=1, storage=StorageType.FILE)
     try:
         await js.key_value(FUNCTIONS_BUCKET)
     except NotFoundError:

@@ -65,14 +65,15 @@ class Dispatcher:
         for task in self._activating.values():
             task.cancel()
 
-    async def store(self, subject: str, payload: bytes) -> None:
+    async def store(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
         """Publish to a JetStream subject and return once the stream has stored it (durably, for a
-        file-backed stream): an Event invoke is answered 202 only then."""
+        file-backed stream): an Event invoke is answered 202 only then. ``headers`` may carry
+        ``Nats-Msg-Id``, which JetStream uses to drop a duplicate within its dedupe window."""
         token = str(next(self._tokens))
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[token] = ack
         try:
-            await self._nc.publish(subject, payload, reply=f"{self._prefix}.a.{token}")
+            await self._nc.publish(subject, payload, reply=f"{self._prefix}.a.{token}", headers=headers)
             await asyncio.wait_for(ack, 10)
         except TimeoutError:
             raise errors.ServiceError("The event queue did not acknowledge the event") from None

@@ -96,6 +96,30 @@ class UnsupportedMediaType(KambdaError):
     error_type = "User"
 
 
+class ResourceAlreadyExists(KambdaError):
+    code = "ResourceAlreadyExistsException"
+    status = 400
+    error_type = "User"
+
+
+class LimitExceeded(KambdaError):
+    code = "LimitExceededException"
+    status = 400
+    error_type = "User"
+
+
+class InvalidEventPattern(KambdaError):
+    code = "InvalidEventPatternException"
+    status = 400
+    error_type = "User"
+
+
+class ConcurrentModification(KambdaError):
+    code = "ConcurrentModificationException"
+    status = 409
+    error_type = "User"
+
+
 class UnknownOperation(KambdaError):
     code = "UnknownOperationException"
     status = 404
@@ -181,6 +205,10 @@ _BY_CODE: dict[str, type[KambdaError]] = {
         UnrecognizedClient,
         AccessDenied,
         MissingAuthenticationToken,
+        ResourceAlreadyExists,
+        LimitExceeded,
+        InvalidEventPattern,
+        ConcurrentModification,
     )
 }
 

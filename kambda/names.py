@@ -51,6 +51,14 @@ class Arns:
     def role(self, name: str = "kambda-default") -> str:
         return f"arn:aws:iam::{self.account}:role/{name}"
 
+    def event_bus(self, name: str) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:event-bus/{name}"
+
+    def rule(self, event_bus: str, name: str) -> str:
+        """A rule's ARN: ``rule/NAME`` on the default bus, ``rule/BUS/NAME`` on others (as AWS)."""
+        path = name if event_bus == "default" else f"{event_bus}/{name}"
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{path}"
+
 
 def _validation_error(field: str, value: str, constraint: str) -> errors.Validation:
     return errors.Validation(
@@ -105,3 +113,23 @@ def check_qualifier(qualifier: str) -> None:
 def subject_token(version: str) -> str:
     """A NATS-subject-safe token for a version: ``$LATEST`` becomes ``latest``."""
     return "latest" if version == LATEST else version
+
+
+#: A destination that is a NATS subject rather than a function.
+NATS_DESTINATION = "arn:kambda:nats:::"
+
+
+def destination_arn_error(arn: str) -> str | None:
+    """Why ``arn`` cannot be a destination (or dead-letter target), or None when it can."""
+    if arn.startswith(NATS_DESTINATION):
+        subject = arn[len(NATS_DESTINATION):]
+        if not subject or any(c in subject for c in " \t*>") or subject.startswith("kambda."):
+            return f"'{subject}' is not a NATS subject a destination may publish to"
+        return None
+    if arn.startswith("arn:aws:lambda:"):
+        try:
+            parse_function(arn)
+        except errors.KambdaError as exc:
+            return exc.message
+        return None
+    return f"Destination ARN {arn} is not a Lambda function ARN or an arn:kambda:nats::: subject"

@@ -356,6 +356,23 @@ def test_function_urls_with_aws_iam(secured: Platform) -> None:
     assert call(None)[0] == 200
 
 
+def test_event_bus_actions(secured: Platform) -> None:
+    def events(key: str, secret: str | None = None) -> Any:
+        return boto3.client("events", endpoint_url=secured.url, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret or f"{key}-secret", config=Config(retries={"max_attempts": 1}))
+
+    put = events("INVOKER").put_events(Entries=[{"Source": "app", "DetailType": "t", "Detail": "{}"}])
+    assert put["FailedEntryCount"] == 0
+    with pytest.raises(ClientError) as denied:
+        events("INVOKER").put_rule(Name=unique("rule"), EventPattern='{"source": ["app"]}')
+    assert _code(denied)[:2] == (400, "AccessDeniedException")  # JSON 1.1 APIs answer client errors 400
+    with pytest.raises(ClientError) as unknown:
+        events("NOBODY").list_rules()
+    assert _code(unknown)[:2] == (403, "UnrecognizedClientException")
+    rule = unique("rule")
+    assert events("ADMIN").put_rule(Name=rule, EventPattern='{"source": ["app"]}')["RuleArn"].endswith(rule)
+
+
 def test_explicit_deny_wins(secured: Platform) -> None:
     guarded = client(secured, "GUARDED")
     kept, plain = unique("keep"), unique("plain")

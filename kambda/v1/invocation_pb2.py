@@ -24,19 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/invocation.proto\x12\tkambda.v1\"\xc5\x02\n\nInvocation\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0binvoked_arn\x18\x04 \x01(\t\x12\x19\n\x11start_deadline_ms\x18\x05 \x01(\x03\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x16\n\x0e\x63lient_context\x18\x07 \x01(\t\x12\x18\n\x10\x63ognito_identity\x18\x08 \x01(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x12\x10\n\x08reply_to\x18\n \x01(\t\x12\x10\n\x08log_tail\x18\x0b \x01(\x08\x12\x17\n\x0finvocation_type\x18\x0c \x01(\t\x12\x13\n\x0b\x65nqueued_ms\x18\r \x01(\x03\x12\x13\n\x0b\x63ode_sha256\x18\x0e \x01(\t\x12\x14\n\x0cnotify_start\x18\x0f \x01(\x08\"\xe9\x01\n\x10InvocationResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x16\n\x0e\x66unction_error\x18\x03 \x01(\t\x12\x10\n\x08log_tail\x18\x04 \x01(\x0c\x12\x18\n\x10\x65xecuted_version\x18\x05 \x01(\t\x12\x12\n\ncold_start\x18\x06 \x01(\x08\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x01\x12\x18\n\x10init_duration_ms\x18\x08 \x01(\x01\x12\x12\n\nerror_code\x18\t \x01(\t\x12\x15\n\rerror_message\x18\n \x01(\t\"1\n\x08LogBatch\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.kambda.v1.LogRecord\"y\n\tLogRecord\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0f\n\x07time_ms\x18\x04 \x01(\x03\x12\x16\n\x0e\x65nvironment_id\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/invocation.proto\x12\tkambda.v1\"\xd9\x04\n\nInvocation\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0binvoked_arn\x18\x04 \x01(\t\x12\x19\n\x11start_deadline_ms\x18\x05 \x01(\x03\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x16\n\x0e\x63lient_context\x18\x07 \x01(\t\x12\x18\n\x10\x63ognito_identity\x18\x08 \x01(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x12\x10\n\x08reply_to\x18\n \x01(\t\x12\x10\n\x08log_tail\x18\x0b \x01(\x08\x12\x17\n\x0finvocation_type\x18\x0c \x01(\t\x12\x13\n\x0b\x65nqueued_ms\x18\r \x01(\x03\x12\x13\n\x0b\x63ode_sha256\x18\x0e \x01(\t\x12\x14\n\x0cnotify_start\x18\x0f \x01(\x08\x12#\n\x16maximum_retry_attempts\x18\x10 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11maximum_event_age\x18\x11 \x01(\x05H\x01\x88\x01\x01\x12\x17\n\x0f\x64\x65\x61\x64_letter_arn\x18\x12 \x01(\t\x12I\n\x13\x64\x65\x61\x64_letter_headers\x18\x13 \x03(\x0b\x32,.kambda.v1.Invocation.DeadLetterHeadersEntry\x1a\x38\n\x16\x44\x65\x61\x64LetterHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x19\n\x17_maximum_retry_attemptsB\x14\n\x12_maximum_event_age\"\xe9\x01\n\x10InvocationResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x16\n\x0e\x66unction_error\x18\x03 \x01(\t\x12\x10\n\x08log_tail\x18\x04 \x01(\x0c\x12\x18\n\x10\x65xecuted_version\x18\x05 \x01(\t\x12\x12\n\ncold_start\x18\x06 \x01(\x08\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x01\x12\x18\n\x10init_duration_ms\x18\x08 \x01(\x01\x12\x12\n\nerror_code\x18\t \x01(\t\x12\x15\n\rerror_message\x18\n \x01(\t\"1\n\x08LogBatch\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.kambda.v1.LogRecord\"y\n\tLogRecord\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0f\n\x07time_ms\x18\x04 \x01(\x03\x12\x16\n\x0e\x65nvironment_id\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.invocation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_INVOCATION_DEADLETTERHEADERSENTRY']._loaded_options = None
+  _globals['_INVOCATION_DEADLETTERHEADERSENTRY']._serialized_options = b'8\001'
   _globals['_INVOCATION']._serialized_start=42
-  _globals['_INVOCATION']._serialized_end=367
-  _globals['_INVOCATIONRESULT']._serialized_start=370
-  _globals['_INVOCATIONRESULT']._serialized_end=603
-  _globals['_LOGBATCH']._serialized_start=605
-  _globals['_LOGBATCH']._serialized_end=654
-  _globals['_LOGRECORD']._serialized_start=656
-  _globals['_LOGRECORD']._serialized_end=777
+  _globals['_INVOCATION']._serialized_end=643
+  _globals['_INVOCATION_DEADLETTERHEADERSENTRY']._serialized_start=538
+  _globals['_INVOCATION_DEADLETTERHEADERSENTRY']._serialized_end=594
+  _globals['_INVOCATIONRESULT']._serialized_start=646
+  _globals['_INVOCATIONRESULT']._serialized_end=879
+  _globals['_LOGBATCH']._serialized_start=881
+  _globals['_LOGBATCH']._serialized_end=930
+  _globals['_LOGRECORD']._serialized_start=932
+  _globals['_LOGRECORD']._serialized_end=1053
 # @@protoc_insertion_point(module_scope)

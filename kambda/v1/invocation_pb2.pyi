@@ -7,7 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Invocation(_message.Message):
-    __slots__ = ("request_id", "function", "version", "invoked_arn", "start_deadline_ms", "payload", "client_context", "cognito_identity", "trace_id", "reply_to", "log_tail", "invocation_type", "enqueued_ms", "code_sha256", "notify_start")
+    __slots__ = ("request_id", "function", "version", "invoked_arn", "start_deadline_ms", "payload", "client_context", "cognito_identity", "trace_id", "reply_to", "log_tail", "invocation_type", "enqueued_ms", "code_sha256", "notify_start", "maximum_retry_attempts", "maximum_event_age", "dead_letter_arn", "dead_letter_headers")
+    class DeadLetterHeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +30,10 @@ class Invocation(_message.Message):
     ENQUEUED_MS_FIELD_NUMBER: _ClassVar[int]
     CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_START_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_EVENT_AGE_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_ARN_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_HEADERS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     function: str
     version: str
@@ -38,7 +49,11 @@ class Invocation(_message.Message):
     enqueued_ms: int
     code_sha256: str
     notify_start: bool
-    def __init__(self, request_id: _Optional[str] = ..., function: _Optional[str] = ..., version: _Optional[str] = ..., invoked_arn: _Optional[str] = ..., start_deadline_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., reply_to: _Optional[str] = ..., log_tail: _Optional[bool] = ..., invocation_type: _Optional[str] = ..., enqueued_ms: _Optional[int] = ..., code_sha256: _Optional[str] = ..., notify_start: _Optional[bool] = ...) -> None: ...
+    maximum_retry_attempts: int
+    maximum_event_age: int
+    dead_letter_arn: str
+    dead_letter_headers: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., function: _Optional[str] = ..., version: _Optional[str] = ..., invoked_arn: _Optional[str] = ..., start_deadline_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., reply_to: _Optional[str] = ..., log_tail: _Optional[bool] = ..., invocation_type: _Optional[str] = ..., enqueued_ms: _Optional[int] = ..., code_sha256: _Optional[str] = ..., notify_start: _Optional[bool] = ..., maximum_retry_attempts: _Optional[int] = ..., maximum_event_age: _Optional[int] = ..., dead_letter_arn: _Optional[str] = ..., dead_letter_headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class InvocationResult(_message.Message):
     __slots__ = ("request_id", "payload", "function_error", "log_tail", "executed_version", "cold_start", "duration_ms", "init_duration_ms", "error_code", "error_message")
