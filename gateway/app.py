@@ -25,6 +25,7 @@ from gateway.mappings import MappingsApi
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
+from gateway.versions_api import VersionsApi
 from kambda import bus, errors, rpc
 from kambda.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
@@ -78,7 +79,7 @@ class Gateway:
         self._channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
-        self._cache = RegistryCache(self._js)
+        self._cache = RegistryCache(self._js, self._arns)
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
@@ -96,6 +97,7 @@ class Gateway:
                         self.settings.queue_timeout, self.settings.throttle_wait)
         app.add_routes(api.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
+        app.add_routes(VersionsApi(self._controller, self._cache, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),

@@ -21,7 +21,7 @@ from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
 from kambda.dispatch import Dispatcher
-from kambda.names import LATEST, Arns, parse_function
+from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import Invocation
@@ -97,17 +97,20 @@ class LambdaApi:
 
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         location = f"{request.scheme}://{request.host}/_kambda/v1/code/{config.code_sha256}"
         return _json({
-            "Configuration": render.configuration(config, self._arns),
+            "Configuration": render.configuration(config, self._arns, qualifier=ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": dict(config.tags),
         })
 
     async def get_function_configuration(self, request: web.Request) -> web.Response:
-        return _json(render.configuration(await self._get(request), self._arns))
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        return _json(render.configuration(await self._get(request), self._arns, qualifier=ref.qualifier))
 
     async def _get(self, request: web.Request) -> Any:
+        """The configuration the request's qualifier names (an alias: the version it points to)."""
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         return await rpc.call(self._controller.GetFunction,
                               pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
@@ -155,7 +158,7 @@ class LambdaApi:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.DeleteFunction,
                        pb.DeleteFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
-        self._cache.forget(ref.name)
+        self._cache.forget(ref.name, ref.qualifier)
         return web.Response(status=204)
 
     # -- concurrency ---------------------------------------------------------------------------
@@ -255,10 +258,7 @@ class LambdaApi:
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        version = ref.version
-        config = await self._cache.get(ref.name) if version == LATEST else None
-        if config is None:
-            raise errors.function_not_found(self._arns.function(ref.name, version))
+        config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type not in INVOCATION_TYPES:
             raise _enum_error("invocationType", invocation_type, INVOCATION_TYPES)
@@ -288,10 +288,10 @@ class LambdaApi:
             self._metrics.invocations.labels(ref.name, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
         queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"
-        if config.HasField("reserved_concurrency"):
+        if function.HasField("reserved_concurrency"):
             # Past its reserved concurrency a request waits only briefly for an environment.
             queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
-            if config.reserved_concurrency == 0:
+            if function.reserved_concurrency == 0:
                 self._throttled(ref.name, reason)
                 raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
             inv.notify_start = True
