@@ -22,6 +22,7 @@ from kambda.names import LATEST, Arns, check_qualifier, is_published_version
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerServicer
 from kambda.v1.function_pb2 import Alias, FunctionConfig
+from kambda.v1.invoker_pb2 import ScaleEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -291,6 +292,8 @@ class ControllerService(ControllerServicer):
             raise errors.InvalidParameterValue(
                 "$LATEST version cannot be deleted without deleting the function.")
         if not qualifier:
+            for config in self._registry.versions(name):
+                await self._autoscaler.forget((name, config.version))
             for config in await self._registry.delete(name):
                 await self._retire(name, config.version)
             return pb.DeleteFunctionResponse()
@@ -304,13 +307,16 @@ class ControllerService(ControllerServicer):
         if users:
             raise errors.ResourceConflict(
                 f"Unable to delete version because the following aliases reference it: [{', '.join(users)}]")
+        await self._autoscaler.forget((name, qualifier))
         await self._registry.delete_version(name, qualifier)
         await self._retire(name, qualifier)
         return pb.DeleteFunctionResponse()
 
     async def _retire(self, name: str, version: str) -> None:
-        """A version is gone: no environment, no queue, no consumer left for it."""
-        await self._autoscaler.forget((name, version))
+        """A version is gone (its environments were scaled to zero while it still existed, so the
+        orchestrator could be told): no queue, no consumer left for it. The gateways hear that it has
+        no environment, so a version made again under the same name is activated afresh."""
+        await self._nc.publish(bus.scale_subject(name), ScaleEvent(function=name, version=version).SerializeToString())
         await bus.delete_consumer(self._js, name, version)
         try:
             await self._js.purge_stream(bus.SYNC_STREAM, subject=bus.sync_subject(name, version))
