@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,8 @@ from botocore.exceptions import ClientError
 from gateway.registry_cache import RegistryCache
 from kambda.names import Arns
 from kambda.v1.function_pb2 import Alias
-from tests.conftest import invoke_json, make_zip, wait_for
+from tests.conftest import Platform, invoke_json, make_zip, wait_for
+from tests.test_cli import kambda as run_cli
 
 ACCOUNT_ARN = "arn:aws:lambda:us-east-1:000000000000:function"
 
@@ -382,3 +384,45 @@ def test_an_alias_choice_follows_the_weights(draw: float, expected: str) -> None
     alias = Alias(function="f", name="canary", function_version="1", additional_version_weights={"2": 0.1})
     assert cache.choose(alias) == expected
     assert cache.choose(Alias(function="f", name="plain", function_version="1")) == "1"
+
+
+def test_cli_publishes_and_points_aliases(platform, lam, create) -> None:
+    name = create(code("cli1"))
+    done = run_cli(platform, "publish", name, "--description", "first")
+    assert done.returncode == 0 and f"{name} version 1" in done.stdout, done.stderr
+    update_code(lam, name, "cli2")
+    assert run_cli(platform, "publish", name).returncode == 0
+    done = run_cli(platform, "alias", "set", name, "live", "1", "--weight", "2=0.25")
+    assert done.returncode == 0 and "-> version 1, 25% to version 2" in done.stdout, done.stderr
+    done = run_cli(platform, "alias", "set", name, "live", "2")
+    assert done.returncode == 0 and "-> version 2" in done.stdout, done.stderr
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "2"
+    listed = run_cli(platform, "alias", "ls", name)
+    assert "live" in listed.stdout
+    invoked = run_cli(platform, "invoke", f"{name}:live")
+    assert invoked.returncode == 0 and json.loads(invoked.stdout)["code"] == "cli2"
+    bad = run_cli(platform, "alias", "set", name, "live", "2", "--weight", "1=1.5")
+    assert bad.returncode == 1 and "InvalidParameterValueException" in bad.stderr
+    assert run_cli(platform, "alias", "rm", name, "live").returncode == 0
+    assert lam.list_aliases(FunctionName=name)["Aliases"] == []
+
+
+def test_versions_and_aliases_survive_a_restart(tmp_path) -> None:
+    running = Platform(tmp_path).start()
+    try:
+        lam = running.lambda_client()
+        lam.create_function(FunctionName="keep", Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::000000000000:role/r", Code={"ZipFile": make_zip({"app.py": code("k1")})})
+        lam.publish_version(FunctionName="keep")
+        update_code(lam, "keep", "k2")
+        lam.create_alias(FunctionName="keep", Name="live", FunctionVersion="1")
+        running.stop()
+        running.start()
+        lam = running.lambda_client()
+        response, body = invoke_json(lam, "keep", Qualifier="live")
+        assert response["ExecutedVersion"] == "1" and body["code"] == "k1"
+        assert invoke_json(lam, "keep")[1]["code"] == "k2"
+        update_code(lam, "keep", "k3")
+        assert lam.publish_version(FunctionName="keep")["Version"] == "2"
+    finally:
+        running.stop()
