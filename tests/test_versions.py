@@ -426,3 +426,25 @@ def test_versions_and_aliases_survive_a_restart(tmp_path) -> None:
         assert lam.publish_version(FunctionName="keep")["Version"] == "2"
     finally:
         running.stop()
+
+
+def test_event_invokes_run_the_version_the_qualifier_names(lam, create, tmp_path) -> None:
+    def ledger(tag: str) -> str:
+        return ("import os\ndef handler(event, context):\n"
+                "    with open(os.path.join(event['dir'], context.function_version), 'w') as f:\n"
+                f"        f.write({tag!r})\n")
+
+    name = create(ledger("one"))
+    lam.publish_version(FunctionName=name)
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": ledger("two")}))
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    payload = json.dumps({"dir": str(tmp_path)})
+    for qualifier in ("1", "live"):
+        assert lam.invoke(FunctionName=name, Qualifier=qualifier, InvocationType="Event",
+                          Payload=payload)["StatusCode"] == 202
+    wait_for(lambda: (tmp_path / "1").exists() and (tmp_path / "2").exists(), timeout=60, what="both runs")
+    assert (tmp_path / "1").read_text() == "one" and (tmp_path / "2").read_text() == "two"
+    with pytest.raises(ClientError) as excinfo:
+        lam.invoke(FunctionName=name, Qualifier="3", InvocationType="Event", Payload=payload)
+    assert error_of(excinfo)[0::2] == ("ResourceNotFoundException", 404)
