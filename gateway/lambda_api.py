@@ -93,7 +93,7 @@ class LambdaApi:
         created = await rpc.call(self._controller.CreateFunction,
                                  pb.CreateFunctionRequest(config=config, zip_file=render.decode_zip(code["ZipFile"])))
         self._cache.put(created)
-        return _json(render.configuration(created, self._arns), status=201)
+        return await self._answer(body, created, status=201)
 
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
@@ -140,7 +140,15 @@ class LambdaApi:
             name=ref.name, zip_file=render.decode_zip(body["ZipFile"]),
             revision_id=revision if isinstance(revision, str) else "", dry_run=bool(body.get("DryRun"))))
         self._cache.put(updated)
-        return _json(render.configuration(updated, self._arns))
+        return await self._answer(body, updated)
+
+    async def _answer(self, body: dict[str, Any], config: Any, status: int = 200) -> web.Response:
+        """The configuration, or with ``Publish: true`` (and no DryRun) the version published from it."""
+        if body.get("Publish") is not True or body.get("DryRun") is True:
+            return _json(render.configuration(config, self._arns), status=status)
+        version = await rpc.call(self._controller.PublishVersion, pb.PublishVersionRequest(name=config.name))
+        self._cache.put(version)
+        return _json(render.configuration(version, self._arns, qualified=True), status=status)
 
     async def update_function_configuration(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])

@@ -24,7 +24,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from kambda import bus, errors
-from kambda.names import LATEST, Arns, is_published_version
+from kambda.names import LATEST, Arns, is_alias_name, is_published_version
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class RegistryCache:
             raise errors.function_not_found(self._arns.function(name, qualifier or LATEST))
         version = qualifier or LATEST
         if version != LATEST and not is_published_version(version):
-            alias = await self.get_alias(name, version)
+            alias = await self.get_alias(name, version) if is_alias_name(version) else None
             if alias is None:
                 raise errors.function_not_found(self._arns.function(name, qualifier))
             version = self.choose(alias)

@@ -113,6 +113,10 @@ def is_published_version(qualifier: str | None) -> bool:
     return bool(qualifier) and _VERSION_RE.fullmatch(qualifier or "") is not None
 
 
+def is_alias_name(qualifier: str | None) -> bool:
+    return bool(qualifier) and len(qualifier or "") <= 128 and _ALIAS_NAME_RE.fullmatch(qualifier or "") is not None
+
+
 def check_alias_name(name: str) -> None:
     if not 1 <= len(name) <= 128:
         raise _validation_error("name", name, "Member must have length between 1 and 128")

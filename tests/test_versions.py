@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from gateway.registry_cache import RegistryCache
 from kambda.names import Arns
 from kambda.v1.function_pb2 import Alias
-from tests.conftest import Platform, invoke_json, make_zip, wait_for
+from tests.conftest import Platform, invoke_json, make_zip, unique, wait_for
 from tests.test_cli import kambda as run_cli
 
 ACCOUNT_ARN = "arn:aws:lambda:us-east-1:000000000000:function"
@@ -219,9 +219,14 @@ def test_alias_conflicts_and_missing_functions(lam, create) -> None:
     with pytest.raises(ClientError) as excinfo:
         lam.create_alias(FunctionName="no-such-function-a", Name="live", FunctionVersion="1")
     assert error_of(excinfo)[0::2] == ("ResourceNotFoundException", 404)
+    for qualifier in ("5", "$nope", "live-not"):
+        with pytest.raises(ClientError) as excinfo:
+            lam.invoke(FunctionName=name, Qualifier=qualifier)
+        assert error_of(excinfo) == ("ResourceNotFoundException",
+                                     f"Function not found: {ACCOUNT_ARN}:{name}:{qualifier}", 404)
     with pytest.raises(ClientError) as excinfo:
-        lam.invoke(FunctionName=name, Qualifier="5")
-    assert error_of(excinfo) == ("ResourceNotFoundException", f"Function not found: {ACCOUNT_ARN}:{name}:5", 404)
+        lam.get_function(FunctionName=name, Qualifier="$nope")
+    assert error_of(excinfo)[0::2] == ("ResourceNotFoundException", 404)
     with pytest.raises(ClientError) as excinfo:
         lam.get_function(FunctionName=name, Qualifier="nope")
     assert error_of(excinfo)[0::2] == ("ResourceNotFoundException", 404)
@@ -448,3 +453,18 @@ def test_event_invokes_run_the_version_the_qualifier_names(lam, create, tmp_path
     with pytest.raises(ClientError) as excinfo:
         lam.invoke(FunctionName=name, Qualifier="3", InvocationType="Event", Payload=payload)
     assert error_of(excinfo)[0::2] == ("ResourceNotFoundException", 404)
+
+
+def test_create_and_update_code_with_publish(lam) -> None:
+    name = unique("pub")
+    created = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Publish=True,
+                                  Role="arn:aws:iam::000000000000:role/r",
+                                  Code={"ZipFile": make_zip({"app.py": code("c1")})})
+    try:
+        assert created["Version"] == "1" and created["FunctionArn"] == f"{ACCOUNT_ARN}:{name}:1"
+        updated = lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": code("c2")}), Publish=True)
+        assert updated["Version"] == "2"
+        assert invoke_json(lam, name, Qualifier="1")[1]["code"] == "c1"
+        assert invoke_json(lam, name, Qualifier="2")[1]["code"] == "c2"
+    finally:
+        lam.delete_function(FunctionName=name)
