@@ -412,8 +412,8 @@ def test_cli_publishes_and_points_aliases(platform, lam, create) -> None:
     assert lam.list_aliases(FunctionName=name)["Aliases"] == []
 
 
-def test_versions_and_aliases_survive_a_restart(tmp_path) -> None:
-    running = Platform(tmp_path).start()
+def test_versions_survive_a_restart_and_scale_to_zero_each_on_its_own(tmp_path) -> None:
+    running = Platform(tmp_path, ["--scale-to-zero-after", "1"]).start()
     try:
         lam = running.lambda_client()
         lam.create_function(FunctionName="keep", Runtime="python3.12", Handler="app.handler",
@@ -429,6 +429,13 @@ def test_versions_and_aliases_survive_a_restart(tmp_path) -> None:
         assert invoke_json(lam, "keep")[1]["code"] == "k2"
         update_code(lam, "keep", "k3")
         assert lam.publish_version(FunctionName="keep")["Version"] == "2"
+
+        def version_1_idle_while_version_2_busy() -> bool:
+            assert invoke_json(lam, "keep", Qualifier="2")[1]["code"] == "k3"
+            return (running.status("keep?Qualifier=1")["environments"] == 0
+                    and running.status("keep?Qualifier=2")["environments"] >= 1)
+
+        wait_for(version_1_idle_while_version_2_busy, timeout=60, what="version 1 to scale to zero, not 2")
     finally:
         running.stop()
 
