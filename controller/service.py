@@ -192,10 +192,11 @@ class ControllerService(ControllerServicer):
         if request.value < 0:
             config.ClearField("reserved_concurrency")
         else:
-            if request.value < config.provisioned_concurrency:
+            provisioned = sum(v.provisioned_concurrency for v in self._registry.versions(request.name))
+            if request.value < provisioned:
                 raise errors.InvalidParameterValue(
                     "ReservedConcurrentExecutions must be at least the function's provisioned "
-                    f"concurrency ({config.provisioned_concurrency})")
+                    f"concurrency ({provisioned}, all versions together)")
             config.reserved_concurrency = request.value
         updated = await self._registry.update(config)
         await self._reapply_all(updated.name)

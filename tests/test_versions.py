@@ -302,6 +302,9 @@ def test_provisioned_concurrency_and_event_invoke_config_on_versions_and_aliases
         response = lam.invoke(FunctionName=name, Qualifier="live")
         assert response["ExecutedVersion"] == "1"
         assert "kambda-cold-start" not in response["ResponseMetadata"]["HTTPHeaders"]
+        with pytest.raises(ClientError) as excinfo:  # reserved concurrency covers every version's provisioning
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+        assert error_of(excinfo)[0] == "InvalidParameterValueException"
     finally:
         lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
     with pytest.raises(ClientError) as excinfo:
