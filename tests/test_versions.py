@@ -300,6 +300,7 @@ def test_provisioned_concurrency_and_event_invoke_config_on_versions_and_aliases
         assert platform.status(f"{name}?Qualifier=1")["environments"] == 1
         assert platform.status(name)["environments"] == 0  # $LATEST has none of its own
         response = lam.invoke(FunctionName=name, Qualifier="live")
+        response["Payload"].read()
         assert response["ExecutedVersion"] == "1"
         assert "kambda-cold-start" not in response["ResponseMetadata"]["HTTPHeaders"]
         with pytest.raises(ClientError) as excinfo:  # reserved concurrency covers every version's provisioning
@@ -456,8 +457,9 @@ def test_event_invokes_run_the_version_the_qualifier_names(lam, create, tmp_path
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
     payload = json.dumps({"dir": str(tmp_path)})
     for qualifier in ("1", "live"):
-        assert lam.invoke(FunctionName=name, Qualifier=qualifier, InvocationType="Event",
-                          Payload=payload)["StatusCode"] == 202
+        response = lam.invoke(FunctionName=name, Qualifier=qualifier, InvocationType="Event", Payload=payload)
+        response["Payload"].read()
+        assert response["StatusCode"] == 202
     wait_for(lambda: (tmp_path / "1").exists() and (tmp_path / "2").exists(), timeout=60, what="both runs")
     assert (tmp_path / "1").read_text() == "one" and (tmp_path / "2").read_text() == "two"
     with pytest.raises(ClientError) as excinfo:
