@@ -65,9 +65,9 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         return max((info.num_pending or 0) + (info.num_ack_pending or 0), 1 if moved else 0)
 
     async def apply(key: Key, desired: int) -> None:
-        if key[0] not in registry:
+        if not registry.has_version(*key):
             return
-        await orchestrator.apply(registry.get(key[0]), desired)
+        await orchestrator.apply(registry.get_version(*key), desired)
 
     async def report(key: Key, result: ScaleResult) -> None:
         """Tell the gateways (scale events) whenever a version's scale, queue or panic changes."""
@@ -90,7 +90,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         return cap
 
     def floor_of(key: Key) -> int:
-        return registry.get(key[0]).provisioned_concurrency if key[0] in registry else 0
+        return registry.get_version(*key).provisioned_concurrency if registry.has_version(*key) else 0
 
     autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of, report,
                             total_limit=settings.concurrency_limit)

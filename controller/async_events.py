@@ -112,11 +112,11 @@ class AsyncPoller:
         except Exception:
             await self._finish(msg, "term")
             return
-        if inv.function not in self._registry:
-            log.info("dropping an event for %s, which no longer exists", inv.function)
+        if not self._registry.has_version(inv.function, inv.version or LATEST):
+            log.info("dropping an event for %s:%s, which no longer exists", inv.function, inv.version)
             await self._finish(msg, "term")
             return
-        config = self._registry.get(inv.function)
+        config = self._registry.get_version(inv.function, inv.version or LATEST)
         eic = config.event_invoke_config
         max_retries = eic.maximum_retry_attempts if eic.HasField("maximum_retry_attempts") else DEFAULT_RETRIES
         max_age = eic.maximum_event_age if eic.HasField("maximum_event_age") else DEFAULT_MAX_AGE_S

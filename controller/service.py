@@ -1,9 +1,10 @@
-"""The controller's gRPC service: function management, activation and status."""
+"""The controller's gRPC service: function management, versions and aliases, activation and status."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from grpc import aio
 from nats.aio.client import Client as NATS
@@ -11,18 +12,20 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, generate_latest
 
-from controller import validation
+from controller import validation, versions
 from controller.event_sources import EventSources
 from controller.orchestrators.base import Orchestrator
 from controller.registry import Registry, now_timestamp
 from controller.scaler import Autoscaler
 from kambda import bus, errors, rpc
-from kambda.names import LATEST, Arns
+from kambda.names import LATEST, Arns, check_qualifier, is_published_version
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerServicer
-from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.function_pb2 import Alias, FunctionConfig
+from kambda.v1.invoker_pb2 import ScaleEvent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Fields UpdateFunctionConfiguration may change, by their FunctionConfig names.
 UPDATABLE = frozenset({
@@ -33,7 +36,8 @@ UPDATABLE = frozenset({
 
 
 MUTATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "DeleteFunction",
-                       "PutFunctionConcurrency", "PutProvisionedConcurrency", "PutEventInvokeConfig"})
+                       "PutFunctionConcurrency", "PutProvisionedConcurrency", "PutEventInvokeConfig",
+                       "PublishVersion", "Aliases"})
 
 
 def _guard(method: Callable):  # type: ignore[type-arg]
@@ -77,10 +81,23 @@ class ControllerService(ControllerServicer):
         self._metrics_registry = metrics_registry
         self._event_sources = event_sources
 
-    def _latest(self, name: str, qualifier: str = "") -> FunctionConfig:
-        if qualifier and qualifier != LATEST:
+    def _resolve(self, name: str, qualifier: str = "") -> FunctionConfig:
+        """The configuration a qualifier names: $LATEST (none given), a published version, or the
+        version an alias points to (its primary one; weights matter only when invoking)."""
+        if not qualifier or qualifier == LATEST:
+            return self._registry.get(name)
+        if is_published_version(qualifier):
+            return self._registry.get_version(name, qualifier)
+        check_qualifier(qualifier)
+        if not self._registry.has_alias(name, qualifier):
+            self._registry.get(name)
             raise errors.function_not_found(self._arns.function(name, qualifier))
-        return self._registry.get(name)
+        return self._registry.get_version(name, self._registry.get_alias(name, qualifier).function_version)
+
+    async def _reapply_all(self, name: str) -> None:
+        """A function-wide setting changed: every version's scale is decided again."""
+        for config in self._registry.versions(name):
+            await self._autoscaler.reapply((name, config.version), self._clock())
 
     @_guard
     async def CreateFunction(self, request: pb.CreateFunctionRequest, context: aio.ServicerContext
@@ -113,7 +130,7 @@ class ControllerService(ControllerServicer):
     @_guard
     async def GetFunction(self, request: pb.GetFunctionRequest, context: aio.ServicerContext
                           ) -> FunctionConfig:
-        return self._latest(request.name, request.qualifier)
+        return self._resolve(request.name, request.qualifier)
 
     @_guard
     async def ListFunctions(self, request: pb.ListFunctionsRequest, context: aio.ServicerContext
@@ -171,34 +188,36 @@ class ControllerService(ControllerServicer):
     async def PutFunctionConcurrency(self, request: pb.ConcurrencyRequest, context: aio.ServicerContext
                                      ) -> FunctionConfig:
         config = FunctionConfig()
-        config.CopyFrom(self._latest(request.name))
+        config.CopyFrom(self._registry.get(request.name))
         if request.value < 0:
             config.ClearField("reserved_concurrency")
         else:
-            if request.value < config.provisioned_concurrency:
+            provisioned = sum(v.provisioned_concurrency for v in self._registry.versions(request.name))
+            if request.value < provisioned:
                 raise errors.InvalidParameterValue(
                     "ReservedConcurrentExecutions must be at least the function's provisioned "
-                    f"concurrency ({config.provisioned_concurrency})")
+                    f"concurrency ({provisioned}, all versions together)")
             config.reserved_concurrency = request.value
         updated = await self._registry.update(config)
-        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
+        await self._reapply_all(updated.name)
         return updated
 
     @_guard
     async def PutProvisionedConcurrency(self, request: pb.ConcurrencyRequest, context: aio.ServicerContext
                                         ) -> FunctionConfig:
         config = FunctionConfig()
-        config.CopyFrom(self._latest(request.name, request.qualifier))
+        config.CopyFrom(self._resolve(request.name, request.qualifier))
+        function = self._registry.get(request.name)  # reserved concurrency and the cap are function-wide
         value = max(0, request.value)
         if request.value >= 0 and value < 1:
             raise errors.InvalidParameterValue(
                 "1 validation error detected: Value '0' at 'provisionedConcurrentExecutions' failed to "
                 "satisfy constraint: Member must have value greater than or equal to 1")
-        if config.HasField("reserved_concurrency") and value > config.reserved_concurrency:
+        if function.HasField("reserved_concurrency") and value > function.reserved_concurrency:
             raise errors.InvalidParameterValue(
                 f"Provisioned concurrency ({value}) cannot exceed the function's reserved concurrency "
-                f"({config.reserved_concurrency})")
-        if value > self._max_environments and not config.max_environments:
+                f"({function.reserved_concurrency})")
+        if value > self._max_environments and not function.max_environments:
             raise errors.InvalidParameterValue(
                 f"Provisioned concurrency ({value}) cannot exceed the per-function limit of "
                 f"{self._max_environments} environments")
@@ -208,25 +227,24 @@ class ControllerService(ControllerServicer):
                 f"{self._arns.function(request.name, request.qualifier or LATEST)}")
         config.provisioned_concurrency = value
         config.provisioned_last_modified = now_timestamp() if value else ""
-        updated = await self._registry.update(config)
-        await self._autoscaler.reapply((updated.name, LATEST), self._clock())
+        updated = await self._registry.update(config, touch=config.version == LATEST)
+        await self._autoscaler.reapply((updated.name, updated.version), self._clock())
         return updated
 
     @_guard
     async def PutEventInvokeConfig(self, request: pb.EventInvokeConfigRequest, context: aio.ServicerContext
                                    ) -> FunctionConfig:
         config = FunctionConfig()
-        config.CopyFrom(self._latest(request.name, request.qualifier))
+        config.CopyFrom(self._resolve(request.name, request.qualifier))
+        arn = self._arns.function(request.name, request.qualifier or None)
         if request.mode == "delete":
             if not config.HasField("event_invoke_config"):
-                raise errors.ResourceNotFound(
-                    f"The function {self._arns.function(request.name)} doesn't have an EventInvokeConfig")
+                raise errors.ResourceNotFound(f"The function {arn} doesn't have an EventInvokeConfig")
             config.ClearField("event_invoke_config")
         else:
             if request.mode == "update":
                 if not config.HasField("event_invoke_config"):
-                    raise errors.ResourceNotFound(
-                        f"The function {self._arns.function(request.name)} doesn't have an EventInvokeConfig")
+                    raise errors.ResourceNotFound(f"The function {arn} doesn't have an EventInvokeConfig")
                 eic = config.event_invoke_config
                 for field in request.fields:
                     if request.config.HasField(field) or field in ("on_success", "on_failure"):
@@ -235,7 +253,7 @@ class ControllerService(ControllerServicer):
                 config.event_invoke_config.CopyFrom(request.config)
             validation.validate_event_invoke_config(config.event_invoke_config, self._registry)
             config.event_invoke_config.last_modified = now_timestamp()
-        return await self._registry.update(config)
+        return await self._registry.update(config, touch=config.version == LATEST)
 
     @_guard
     async def EventSourceMappings(self, request: pb.MappingRequest, context: aio.ServicerContext
@@ -270,24 +288,114 @@ class ControllerService(ControllerServicer):
     @_guard
     async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: aio.ServicerContext
                              ) -> pb.DeleteFunctionResponse:
-        if request.qualifier == LATEST:
+        name, qualifier = request.name, request.qualifier
+        if qualifier == LATEST:
             raise errors.InvalidParameterValue(
                 "$LATEST version cannot be deleted without deleting the function.")
-        self._latest(request.name, request.qualifier)
-        await self._registry.delete(request.name)
-        await self._autoscaler.forget((request.name, LATEST))
-        await bus.delete_consumer(self._js, request.name, LATEST)
+        if not qualifier:
+            for config in self._registry.versions(name):
+                await self._autoscaler.forget((name, config.version))
+            for config in await self._registry.delete(name):
+                await self._retire(name, config.version)
+            return pb.DeleteFunctionResponse()
+        if not is_published_version(qualifier):
+            self._resolve(name, qualifier)  # an alias that does not exist is a 404
+            raise errors.InvalidParameterValue(
+                f"Qualifier {qualifier} is an alias: delete it with DeleteAlias, or give a version number")
+        self._registry.get_version(name, qualifier)
+        users = [a.name for a in self._registry.aliases(name)
+                 if qualifier == a.function_version or qualifier in a.additional_version_weights]
+        if users:
+            raise errors.ResourceConflict(
+                f"Unable to delete version because the following aliases reference it: [{', '.join(users)}]")
+        await self._autoscaler.forget((name, qualifier))
+        await self._registry.delete_version(name, qualifier)
+        await self._retire(name, qualifier)
+        return pb.DeleteFunctionResponse()
+
+    async def _retire(self, name: str, version: str) -> None:
+        """A version is gone (its environments were scaled to zero while it still existed, so the
+        orchestrator could be told): no queue, no consumer left for it. The gateways hear that it has
+        no environment, so a version made again under the same name is activated afresh."""
+        await self._nc.publish(bus.scale_subject(name), ScaleEvent(function=name, version=version).SerializeToString())
+        await bus.delete_consumer(self._js, name, version)
         try:
-            await self._js.purge_stream(bus.SYNC_STREAM, subject=bus.sync_subject(request.name, LATEST))
+            await self._js.purge_stream(bus.SYNC_STREAM, subject=bus.sync_subject(name, version))
         except NotFoundError:
             pass
-        return pb.DeleteFunctionResponse()
+
+    # -- versions and aliases ------------------------------------------------------------------
+
+    @_guard
+    async def PublishVersion(self, request: pb.PublishVersionRequest, context: aio.ServicerContext
+                             ) -> FunctionConfig:
+        latest = FunctionConfig()
+        latest.CopyFrom(self._registry.get(request.name))
+        versions.check_preconditions(latest, request.code_sha256, request.revision_id)
+        newest = self._registry.versions(request.name)[-1]
+        if versions.unchanged_since(latest, newest if newest.version != LATEST else None):
+            return newest
+        # The counter is committed before the version, so a number is never given out twice.
+        latest.last_published += 1
+        await self._registry.update(latest, touch=False)
+        description = request.description if request.HasField("description") else None
+        version = versions.new_version(latest, latest.last_published, description)
+        await bus.ensure_consumer(self._js, version.name, version.version, version.timeout)
+        return await self._registry.add_version(version)
+
+    @_guard
+    async def ListVersions(self, request: pb.ListVersionsRequest, context: aio.ServicerContext
+                           ) -> pb.ListFunctionsResponse:
+        every = self._registry.versions(request.name)
+        page, marker = _page(every, lambda c: c.version, request.marker, request.max_items)
+        return pb.ListFunctionsResponse(functions=page, next_marker=marker)
+
+    @_guard
+    async def Aliases(self, request: pb.AliasRequest, context: aio.ServicerContext) -> pb.AliasResponse:
+        name, registry = request.name, self._registry
+        registry.get(name)
+        if request.op == "list":
+            found = [a for a in registry.aliases(name)
+                     if not request.function_version or a.function_version == request.function_version]
+            page, marker = _page(found, lambda a: a.name, request.marker, request.max_items)
+            return pb.AliasResponse(aliases=page, next_marker=marker)
+        alias_name = request.alias.name
+        if request.op == "get":
+            return pb.AliasResponse(aliases=[registry.get_alias(name, alias_name)])
+        if request.op == "delete":
+            await registry.delete_alias(name, alias_name)
+            return pb.AliasResponse()
+        if request.op == "create":
+            alias = Alias()
+            alias.CopyFrom(request.alias)
+            alias.function = name
+            validation.validate_alias(alias, lambda v: registry.has_version(name, v), self._arns)
+            if registry.has_alias(name, alias.name):
+                raise errors.ResourceConflict(f"Alias already exists: {self._arns.function(name, alias.name)}")
+            return pb.AliasResponse(aliases=[await registry.put_alias(alias)])
+        if request.op == "update":
+            current = registry.get_alias(name, alias_name)
+            if request.revision_id and request.revision_id != current.revision_id:
+                raise errors.PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. Call the "
+                    "GetFunction/GetAlias API to retrieve the latest Revision Id")
+            alias = Alias()
+            alias.CopyFrom(current)
+            for field in request.fields:
+                if field == "additional_version_weights":
+                    alias.ClearField(field)
+                    alias.additional_version_weights.update(request.alias.additional_version_weights)
+                else:
+                    setattr(alias, field, getattr(request.alias, field))
+            validation.validate_alias(alias, lambda v: registry.has_version(name, v), self._arns)
+            return pb.AliasResponse(aliases=[await registry.put_alias(alias)])
+        raise errors.InvalidParameterValue(f"Unknown alias operation {request.op!r}")
 
     @_guard
     async def Activate(self, request: pb.ActivateRequest, context: aio.ServicerContext
                        ) -> pb.ActivateResponse:
         version = request.version or LATEST
-        self._latest(request.function, version)
+        self._registry.get_version(request.function, version)
         desired = await self._autoscaler.activate((request.function, version), self._clock(),
                                                   request.in_flight)
         return pb.ActivateResponse(desired=desired)
@@ -295,8 +403,7 @@ class ControllerService(ControllerServicer):
     @_guard
     async def GetFunctionStatus(self, request: pb.GetFunctionRequest, context: aio.ServicerContext
                                 ) -> pb.FunctionStatus:
-        version = request.qualifier or LATEST
-        self._latest(request.name, version)
+        version = self._resolve(request.name, request.qualifier).version
         stats = self._orchestrator.stats(request.name, version)
         info = await self._js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(request.name, version))
         return pb.FunctionStatus(
@@ -309,3 +416,16 @@ class ControllerService(ControllerServicer):
     async def Ping(self, request: pb.PingRequest, context: aio.ServicerContext) -> pb.PingResponse:
         return pb.PingResponse(nats_connected=self._nc.is_connected)
 
+
+
+def _page(items: list[T], key: Callable[[T], str], marker: str, max_items: int) -> tuple[list[T], str]:
+    """One page of ``items`` after the item whose key is ``marker``; the next marker, or ""."""
+    max_items = max_items or 50
+    if not 1 <= max_items <= 10000:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy "
+            "constraint: Member must have value between 1 and 10000")
+    keys = [key(item) for item in items]
+    start = keys.index(marker) + 1 if marker in keys else 0
+    page = items[start:start + max_items]
+    return page, key(page[-1]) if page and start + max_items < len(items) else ""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 
 from kambda import errors
-from kambda.names import destination_arn_error, parse_function
-from kambda.v1.function_pb2 import EventInvokeConfig, FunctionConfig
+from kambda.names import LATEST, Arns, check_alias_name, check_function_version, destination_arn_error, parse_function
+from kambda.v1.function_pb2 import Alias, EventInvokeConfig, FunctionConfig
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 NODE_RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
@@ -152,3 +154,38 @@ def validate_destination(arn: str, functions: object) -> None:
         raise errors.InvalidParameterValue(problem)
     if arn.startswith("arn:aws:lambda:") and parse_function(arn).name not in functions:  # type: ignore[operator]
         raise errors.InvalidParameterValue(f"The destination function {arn} does not exist")
+
+
+def validate_alias(alias: Alias, has_version: Callable[[str], bool], arns: Arns) -> None:
+    """An alias's name, description, version and routing, with AWS's rules: the versions exist, at
+    most one additional version, weighted in [0, 1), never $LATEST and never the primary itself."""
+    check_alias_name(alias.name)
+    check_function_version(alias.function_version)
+    if len(alias.description) > 256:
+        raise errors.InvalidParameterValue(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: "
+            "Member must have length less than or equal to 256")
+    if not has_version(alias.function_version):
+        raise errors.function_not_found(arns.function(alias.function, alias.function_version))
+    weights = alias.additional_version_weights
+    if not weights:
+        return
+    if len(weights) > 1:
+        raise errors.InvalidParameterValue(
+            "Number of items in AdditionalVersionWeights cannot be greater than 1")
+    if alias.function_version == LATEST:
+        raise errors.InvalidParameterValue("$LATEST is not supported for an alias pointing to more than 1 version")
+    for version, weight in weights.items():
+        if version == LATEST:
+            raise errors.InvalidParameterValue(
+                "$LATEST is not supported for an alias pointing to more than 1 version")
+        check_function_version(version, "additionalVersionWeights")
+        if version == alias.function_version:
+            raise errors.InvalidParameterValue(
+                f"Invalid function version {version}. The version in AdditionalVersionWeights must differ "
+                "from the alias's FunctionVersion")
+        if not (0.0 <= weight < 1.0) or math.isnan(weight):
+            raise errors.InvalidParameterValue(
+                f"Invalid weight {weight} for version {version}: a weight must be at least 0.0 and below 1.0")
+        if not has_version(version):
+            raise errors.function_not_found(arns.function(alias.function, version))

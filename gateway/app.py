@@ -32,6 +32,7 @@ from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from gateway.settings import GatewaySettings
 from gateway.triggers import Triggers
+from gateway.versions_api import VersionsApi
 from kambda import bus, errors, rpc
 from kambda.dispatch import Dispatcher
 from kambda.eventbus import Store
@@ -88,7 +89,7 @@ class Gateway:
         self._channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
-        self._cache = RegistryCache(self._js)
+        self._cache = RegistryCache(self._js, self._arns)
         self._http = HttpConfig(self._js)
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
@@ -120,6 +121,7 @@ class Gateway:
         app.add_routes(self.triggers.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
         app.add_routes(EventsApi(Store(self._js), self._dispatcher, self._arns).routes())
+        app.add_routes(VersionsApi(self._controller, self._cache, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),

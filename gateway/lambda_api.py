@@ -23,7 +23,7 @@ from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
 from kambda.dispatch import Dispatcher
-from kambda.names import LATEST, Arns, FunctionRef, parse_function
+from kambda.names import Arns, FunctionRef, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.function_pb2 import FunctionConfig
@@ -100,23 +100,26 @@ class LambdaApi:
         created = await rpc.call(self._controller.CreateFunction,
                                  pb.CreateFunctionRequest(config=config, zip_file=render.decode_zip(code["ZipFile"])))
         self._cache.put(created)
-        return _json(render.configuration(created, self._arns), status=201)
+        return await self._answer(body, created, status=201)
 
     @auth.requires("lambda:GetFunction")
     async def get_function(self, request: web.Request) -> web.Response:
         config = await self._get(request)
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         location = auth.presign(request, f"/_kambda/v1/code/{config.code_sha256}")
         return _json({
-            "Configuration": render.configuration(config, self._arns),
+            "Configuration": render.configuration(config, self._arns, qualifier=ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": dict(config.tags),
         })
 
     @auth.requires("lambda:GetFunctionConfiguration")
     async def get_function_configuration(self, request: web.Request) -> web.Response:
-        return _json(render.configuration(await self._get(request), self._arns))
+        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+        return _json(render.configuration(await self._get(request), self._arns, qualifier=ref.qualifier))
 
     async def _get(self, request: web.Request) -> Any:
+        """The configuration the request's qualifier names (an alias: the version it points to)."""
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         return await rpc.call(self._controller.GetFunction,
                               pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
@@ -148,7 +151,15 @@ class LambdaApi:
             name=ref.name, zip_file=render.decode_zip(body["ZipFile"]),
             revision_id=revision if isinstance(revision, str) else "", dry_run=bool(body.get("DryRun"))))
         self._cache.put(updated)
-        return _json(render.configuration(updated, self._arns))
+        return await self._answer(body, updated)
+
+    async def _answer(self, body: dict[str, Any], config: Any, status: int = 200) -> web.Response:
+        """The configuration, or with ``Publish: true`` (and no DryRun) the version published from it."""
+        if body.get("Publish") is not True or body.get("DryRun") is True:
+            return _json(render.configuration(config, self._arns), status=status)
+        version = await rpc.call(self._controller.PublishVersion, pb.PublishVersionRequest(name=config.name))
+        self._cache.put(version)
+        return _json(render.configuration(version, self._arns, qualified=True), status=status)
 
     @auth.requires("lambda:UpdateFunctionConfiguration")
     async def update_function_configuration(self, request: web.Request) -> web.Response:
@@ -168,7 +179,7 @@ class LambdaApi:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
         await rpc.call(self._controller.DeleteFunction,
                        pb.DeleteFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
-        self._cache.forget(ref.name)
+        self._cache.forget(ref.name, ref.qualifier)
         if ref.qualifier is None:
             for hook in self.on_delete:
                 await hook(ref.name)
@@ -282,7 +293,7 @@ class LambdaApi:
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        config, version = await self._resolve(ref)
+        config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type not in INVOCATION_TYPES:
             raise _enum_error("invocationType", invocation_type, INVOCATION_TYPES)
@@ -311,7 +322,7 @@ class LambdaApi:
             await self._dispatcher.store(bus.async_subject(ref.name, version), inv.SerializeToString())
             self._metrics.invocations.labels(ref.name, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
-        result = await self._run(inv, config)
+        result = await self._run(inv, config, function)
         headers = {"X-Amz-Executed-Version": result.executed_version or version,
                    "x-amzn-RequestId": inv.request_id, "Content-Type": "application/json"}
         if result.function_error:
@@ -328,21 +339,14 @@ class LambdaApi:
                       extra={"event": "invoke.answered", "function": ref.name})
         return web.Response(body=result.payload, headers=headers)
 
-    async def _resolve(self, ref: FunctionRef) -> tuple[FunctionConfig, str]:
-        """The configuration to run for a reference, and the version that runs."""
-        version = ref.version
-        config = await self._cache.get(ref.name) if version == LATEST else None
-        if config is None:
-            raise errors.function_not_found(self._arns.function(ref.name, version))
-        return config, version
-
-    async def _run(self, inv: Invocation, config: FunctionConfig) -> InvocationResult:
-        """Queue a sync invocation and wait for its result (reserved concurrency and throttles applied)."""
+    async def _run(self, inv: Invocation, config: FunctionConfig, function: FunctionConfig) -> InvocationResult:
+        """Queue a sync invocation of ``config`` (the version that runs) and wait for its result, with the
+        function-wide reserved concurrency of ``function`` ($LATEST) and throttles applied."""
         queue_wait, reason = self._queue_timeout, "ConcurrentInvocationLimitExceeded"
-        if config.HasField("reserved_concurrency"):
+        if function.HasField("reserved_concurrency"):
             # Past its reserved concurrency a request waits only briefly for an environment.
             queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
-            if config.reserved_concurrency == 0:
+            if function.reserved_concurrency == 0:
                 self._throttled(inv.function, reason)
                 raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
             inv.notify_start = True
@@ -366,13 +370,13 @@ class LambdaApi:
         other KambdaError when kambda could not run it; a function error is in the result.
         """
         started = time.monotonic()
-        config, version = await self._resolve(ref)
+        config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
         inv = Invocation(
             request_id=str(uuid.uuid4()), function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier), payload=payload, trace_id=trace_id,
             invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
         )
-        result = await self._run(inv, config)
+        result = await self._run(inv, config, function)
         self._metrics.invoked(ref.name, "function_error" if result.function_error else "success",
                               time.monotonic() - started, result.cold_start)
         return result

@@ -19,11 +19,13 @@ def code_sha256_b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode() if hex_digest else ""
 
 
-def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False) -> dict[str, Any]:
-    """FunctionConfiguration as AWS returns it."""
+def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False,
+                  qualifier: str | None = None) -> dict[str, Any]:
+    """FunctionConfiguration as AWS returns it. The ARN is qualified by ``qualifier`` (what the
+    caller named: an alias, a version), or with ``qualified`` by the configuration's own version."""
     body: dict[str, Any] = {
         "FunctionName": config.name,
-        "FunctionArn": arns.function(config.name, config.version if qualified else None),
+        "FunctionArn": arns.function(config.name, qualifier or (config.version if qualified else None)),
         "Runtime": config.runtime,
         "Role": config.role,
         "Handler": config.handler,

@@ -4,7 +4,9 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 
 - ``KAMBDA_SYNC`` stream, subjects ``kambda.sync.<function>.<version-token>``: the work queue of
   synchronous invocations (memory storage). One durable pull consumer per function version.
-- ``kambda_functions`` KV bucket: the registry; key ``<function>`` for $LATEST.
+- ``kambda_functions`` KV bucket: the registry; key ``<function>`` for $LATEST, ``<function>.<N>``
+  for published version N.
+- ``kambda_aliases`` KV bucket: aliases, key ``<function>.<alias>``.
 - ``kambda_http`` KV bucket: HTTP triggers, written by the gateway with revision-checked updates and
   watched by every gateway replica; keys ``route.<route-id>`` (API-Gateway-style routes) and
   ``url.<url-id>`` (function URL configs), values JSON.
@@ -41,7 +43,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from kambda.names import subject_token
+from kambda.names import LATEST, subject_token
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ ASYNC_POLLER = "async-poller"
 MAX_ASYNC_MESSAGE = 512 * 1024
 LOGS_STREAM = "KAMBDA_LOGS"
 FUNCTIONS_BUCKET = "kambda_functions"
+ALIASES_BUCKET = "kambda_aliases"
 CODE_BUCKET = "kambda_code"
 HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
@@ -82,6 +85,21 @@ def async_subject(function: str, version: str) -> str:
 
 def consumer_name(function: str, version: str) -> str:
     return f"{function}__{subject_token(version)}"
+
+
+def version_key(function: str, version: str) -> str:
+    """A function version's key in the functions bucket (names never contain a dot)."""
+    return function if version == LATEST else f"{function}.{version}"
+
+
+def alias_key(function: str, alias: str) -> str:
+    return f"{function}.{alias}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(function, version or alias) of a registry key; a bare function name is its $LATEST."""
+    function, _, rest = key.partition(".")
+    return function, rest or LATEST
 
 
 def logs_subject(function: str) -> str:
@@ -164,6 +182,10 @@ async def ensure_platform(js: JetStreamContext) -> None:
         await js.key_value(HTTP_BUCKET)
     except NotFoundError:
         await js.create_key_value(bucket=HTTP_BUCKET, history=1, storage=StorageType.FILE)
+    try:
+        await js.key_value(ALIASES_BUCKET)
+    except NotFoundError:
+        await js.create_key_value(bucket=ALIASES_BUCKET, history=1, storage=StorageType.FILE)
     try:
         await js.object_store(CODE_BUCKET)
     except NotFoundError:

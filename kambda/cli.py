@@ -245,6 +245,58 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace, client: Client) -> int:
+    body = {"Description": args.description} if args.description is not None else {}
+    version = client.json("POST", f"{API}/{_quote(args.name)}/versions", body)
+    out.print(f"{args.name} version {version['Version']} (sha256 {version['CodeSha256']})")
+    return 0
+
+
+def _weights(pairs: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        version, sep, weight = pair.partition("=")
+        try:
+            weights[version] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise CliError(f"--weight takes VERSION=WEIGHT (e.g. 2=0.1), not {pair!r}")
+    return weights
+
+
+def cmd_alias(args: argparse.Namespace, client: Client) -> int:
+    base = f"{API}/{_quote(args.name)}/aliases"
+    if args.action == "ls":
+        table = Table("Alias", "Version", "Additional versions", "Description")
+        for alias in client.json("GET", base)["Aliases"]:
+            weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+            table.add_row(alias["Name"], alias["FunctionVersion"],
+                          ", ".join(f"{v}: {w:.0%}" for v, w in weights.items()), alias["Description"])
+        out.print(table)
+        return 0
+    if not args.alias:
+        raise CliError(f"kambda alias {args.action} needs an alias name")
+    if args.action == "rm":
+        client.request("DELETE", f"{base}/{_quote(args.alias)}")
+        out.print(f"deleted alias {args.name}:{args.alias}")
+        return 0
+    if not args.version:
+        raise CliError("kambda alias set needs the version the alias points to")
+    body: dict[str, Any] = {"FunctionVersion": args.version,
+                            "RoutingConfig": {"AdditionalVersionWeights": _weights(args.weight)}}
+    try:
+        alias = client.json("PUT", f"{base}/{_quote(args.alias)}", body)
+    except CliError as exc:
+        if not str(exc).startswith("ResourceNotFoundException: Alias not found"):
+            raise
+        alias = client.json("POST", base, {**body, "Name": args.alias})
+    weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+    split = "".join(f", {w:.0%} to version {v}" for v, w in weights.items())
+    out.print(f"{args.name}:{alias['Name']} -> version {alias['FunctionVersion']}{split}")
+    return 0
+
+
 def cmd_top(args: argparse.Namespace, client: Client) -> int:
     from kambda import top
 
@@ -333,6 +385,16 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=int, default=100)
     status = sub.add_parser("status", help="environments, busy and queued requests of a function")
     status.add_argument("name")
+    publish = sub.add_parser("publish", help="publish $LATEST as a new immutable version")
+    publish.add_argument("name")
+    publish.add_argument("--description")
+    alias = sub.add_parser("alias", help="point an alias at a version (set), list (ls) or delete (rm) aliases")
+    alias.add_argument("action", choices=("set", "ls", "rm"))
+    alias.add_argument("name")
+    alias.add_argument("alias", nargs="?")
+    alias.add_argument("version", nargs="?")
+    alias.add_argument("--weight", action="append", default=[], metavar="VERSION=WEIGHT",
+                       help="send this share of the calls (0 <= WEIGHT < 1) to another version")
     top = sub.add_parser("top", help="live per-function rate, errors, latency, environments and queue")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="one refresh, printed, then exit")
@@ -350,7 +412,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
-            "status": cmd_status, "top": cmd_top, "route": cmd_route}
+            "status": cmd_status, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
+            "alias": cmd_alias}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,6 +110,33 @@ def check_qualifier(qualifier: str) -> None:
         )
 
 
+#: AWS's pattern for an alias name: not all digits (those are version numbers).
+ALIAS_NAME_PATTERN = r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
+_ALIAS_NAME_RE = re.compile(ALIAS_NAME_PATTERN)
+_VERSION_RE = re.compile(r"[0-9]+")
+
+
+def is_published_version(qualifier: str | None) -> bool:
+    """A published version's number ("1", "2", ...), as opposed to $LATEST or an alias name."""
+    return bool(qualifier) and _VERSION_RE.fullmatch(qualifier or "") is not None
+
+
+def is_alias_name(qualifier: str | None) -> bool:
+    return bool(qualifier) and len(qualifier or "") <= 128 and _ALIAS_NAME_RE.fullmatch(qualifier or "") is not None
+
+
+def check_alias_name(name: str) -> None:
+    if not 1 <= len(name) <= 128:
+        raise _validation_error("name", name, "Member must have length between 1 and 128")
+    if not _ALIAS_NAME_RE.fullmatch(name):
+        raise _validation_error("name", name, f"Member must satisfy regular expression pattern: {ALIAS_NAME_PATTERN}")
+
+
+def check_function_version(version: str, field: str = "functionVersion") -> None:
+    if not 1 <= len(version) <= 1024 or not (version == LATEST or _VERSION_RE.fullmatch(version)):
+        raise _validation_error(field, version, r"Member must satisfy regular expression pattern: (\$LATEST|[0-9]+)")
+
+
 def subject_token(version: str) -> str:
     """A NATS-subject-safe token for a version: ``$LATEST`` becomes ``latest``."""
     return "latest" if version == LATEST else version

@@ -175,3 +175,53 @@ class MappingResponse(_message.Message):
     mappings: _containers.RepeatedCompositeFieldContainer[_mapping_pb2.EventSourceMapping]
     next_marker: str
     def __init__(self, mappings: _Optional[_Iterable[_Union[_mapping_pb2.EventSourceMapping, _Mapping]]] = ..., next_marker: _Optional[str] = ...) -> None: ...
+
+class PublishVersionRequest(_message.Message):
+    __slots__ = ("name", "code_sha256", "description", "revision_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    code_sha256: str
+    description: str
+    revision_id: str
+    def __init__(self, name: _Optional[str] = ..., code_sha256: _Optional[str] = ..., description: _Optional[str] = ..., revision_id: _Optional[str] = ...) -> None: ...
+
+class ListVersionsRequest(_message.Message):
+    __slots__ = ("name", "marker", "max_items")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    marker: str
+    max_items: int
+    def __init__(self, name: _Optional[str] = ..., marker: _Optional[str] = ..., max_items: _Optional[int] = ...) -> None: ...
+
+class AliasRequest(_message.Message):
+    __slots__ = ("op", "name", "alias", "fields", "revision_id", "function_version", "marker", "max_items")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    name: str
+    alias: _function_pb2.Alias
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    revision_id: str
+    function_version: str
+    marker: str
+    max_items: int
+    def __init__(self, op: _Optional[str] = ..., name: _Optional[str] = ..., alias: _Optional[_Union[_function_pb2.Alias, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., revision_id: _Optional[str] = ..., function_version: _Optional[str] = ..., marker: _Optional[str] = ..., max_items: _Optional[int] = ...) -> None: ...
+
+class AliasResponse(_message.Message):
+    __slots__ = ("aliases", "next_marker")
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[_function_pb2.Alias]
+    next_marker: str
+    def __init__(self, aliases: _Optional[_Iterable[_Union[_function_pb2.Alias, _Mapping]]] = ..., next_marker: _Optional[str] = ...) -> None: ...

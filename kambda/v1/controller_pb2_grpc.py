@@ -103,6 +103,21 @@ class ControllerStub:
                 request_serializer=kambda_dot_v1_dot_controller__pb2.MappingRequest.SerializeToString,
                 response_deserializer=kambda_dot_v1_dot_controller__pb2.MappingResponse.FromString,
                 _registered_method=True)
+        self.PublishVersion = channel.unary_unary(
+                '/kambda.v1.Controller/PublishVersion',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.PublishVersionRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/kambda.v1.Controller/ListVersions',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_controller__pb2.ListFunctionsResponse.FromString,
+                _registered_method=True)
+        self.Aliases = channel.unary_unary(
+                '/kambda.v1.Controller/Aliases',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.AliasRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_controller__pb2.AliasResponse.FromString,
+                _registered_method=True)
         self.Metrics = channel.unary_unary(
                 '/kambda.v1.Controller/Metrics',
                 request_serializer=kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
@@ -198,6 +213,28 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishVersion(self, request, context):
+        """PublishVersion: snapshot $LATEST as the next numbered version (or return the latest one when
+        nothing changed since it was published).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """ListVersionsByFunction: $LATEST first, then the published versions in numeric order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Aliases(self, request, context):
+        """Create, Get, List, Update and Delete aliases (op names the operation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Metrics(self, request, context):
         """The controller's own Prometheus metrics, in the text exposition format.
         """
@@ -272,6 +309,21 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.EventSourceMappings,
                     request_deserializer=kambda_dot_v1_dot_controller__pb2.MappingRequest.FromString,
                     response_serializer=kambda_dot_v1_dot_controller__pb2.MappingResponse.SerializeToString,
+            ),
+            'PublishVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishVersion,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.PublishVersionRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.ListVersionsRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_controller__pb2.ListFunctionsResponse.SerializeToString,
+            ),
+            'Aliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.Aliases,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.AliasRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_controller__pb2.AliasResponse.SerializeToString,
             ),
             'Metrics': grpc.unary_unary_rpc_method_handler(
                     servicer.Metrics,
@@ -633,6 +685,87 @@ class Controller:
             '/kambda.v1.Controller/EventSourceMappings',
             kambda_dot_v1_dot_controller__pb2.MappingRequest.SerializeToString,
             kambda_dot_v1_dot_controller__pb2.MappingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/PublishVersion',
+            kambda_dot_v1_dot_controller__pb2.PublishVersionRequest.SerializeToString,
+            kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/ListVersions',
+            kambda_dot_v1_dot_controller__pb2.ListVersionsRequest.SerializeToString,
+            kambda_dot_v1_dot_controller__pb2.ListFunctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Aliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/Aliases',
+            kambda_dot_v1_dot_controller__pb2.AliasRequest.SerializeToString,
+            kambda_dot_v1_dot_controller__pb2.AliasResponse.FromString,
             options,
             channel_credentials,
             insecure,
