@@ -1,0 +1,169 @@
+"""Sandboxed environments (issue 9, part 4): as root, a function runs as a uid of its own and
+reaches neither another function's code, the state directory, nor the platform's environment."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kambda.procs import service_pids
+from tests.conftest import Platform, invoke_json, make_zip, unique
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox applies only when kambda runs as root")
+
+NPROC = 16
+FSIZE_MB = 1
+
+VICTIM = """
+import os
+def handler(event, context):
+    return {"root": os.getcwd(), "uid": os.getuid()}
+"""
+
+PROBE = r"""
+import os, resource
+
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as exc:
+        return type(exc).__name__
+
+def read(path):
+    with open(path, "rb") as f:
+        f.read(1)
+
+def handler(event, context):
+    out = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "euid": os.geteuid()}
+    out["victim_file"] = attempt(lambda: read(event["victim_file"]))
+    out["victim_dir"] = attempt(lambda: os.listdir(event["victim_root"]))
+    out["shared_cache"] = attempt(lambda: read(event["shared_copy"]))
+    out["state_dir"] = attempt(lambda: os.listdir(event["state_dir"]))
+    out["controller_environ"] = attempt(lambda: read(f"/proc/{event['controller_pid']}/environ"))
+    out["own_code_write"] = attempt(lambda: open(os.path.join(os.getcwd(), "new.txt"), "w").close())
+    out["tmp"] = os.environ["TMPDIR"]
+    with open(os.path.join(os.environ["TMPDIR"], "scratch"), "w") as f:
+        f.write("mine")
+    with open("/proc/self/environ", "rb") as f:
+        initial = [v.decode(errors="replace") for v in f.read().split(b"\0")]
+    variables = [f"{k}={v}" for k, v in os.environ.items()] + initial
+    out["leaks"] = [v for v in variables if v.startswith(("KAMBDA_", "NATS")) or "nats://" in v]
+    out["core_limit"] = resource.getrlimit(resource.RLIMIT_CORE)
+    return out
+"""
+
+BOMB = r"""
+import os
+
+def handler(event, context):
+    if event.get("op") == "write":
+        try:
+            with open(os.path.join(os.environ["TMPDIR"], "big"), "wb") as f:
+                for _ in range(event["mb"]):
+                    f.write(b"x" * (1024 * 1024))
+            return {"wrote": "all"}
+        except OSError as exc:
+            return {"error": exc.errno, "size": os.path.getsize(os.path.join(os.environ["TMPDIR"], "big"))}
+    read_end, write_end = os.pipe()
+    children, refused = 0, None
+    while children < 10_000:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            refused = exc.errno
+            break
+        if pid == 0:
+            os.close(write_end)
+            os.read(read_end, 1)  # ends when the parent closes its end
+            os._exit(0)
+        children += 1
+    os.close(write_end)
+    for _ in range(children):
+        os.wait()
+    os.close(read_end)
+    return {"children": children, "refused": refused}
+"""
+
+
+@pytest.fixture(scope="module")
+def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = Path(tempfile.mkdtemp(prefix="kambda-sandbox-test-"))  # under /tmp: reachable by any uid
+    running = Platform(tmp_path_factory.mktemp("kambda-sandbox-state"), env={
+        "KAMBDA_SANDBOX_DIR": str(root), "KAMBDA_SANDBOX_NPROC": str(NPROC),
+        "KAMBDA_SANDBOX_FSIZE_MB": str(FSIZE_MB)}).start()
+    yield running
+    running.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _create(lam, code: str, memory: int = 128) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
+    name = unique("sbx")
+    package = make_zip({"app.py": code, "secret.txt": "victim's secret"})
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": package}, Timeout=60, MemorySize=memory)
+    return name, package
+
+
+def test_a_function_reaches_nothing_of_another_function_or_the_platform(sandboxed: Platform) -> None:
+    lam = sandboxed.lambda_client()
+    victim, package = _create(lam, VICTIM)
+    probe, _ = _create(lam, PROBE)
+    _, where = invoke_json(lam, victim)
+    assert isinstance(where, dict) and where["uid"] != 0
+    assert sandboxed.proc is not None
+    controller = service_pids(sandboxed.proc.pid, "controller")
+    assert controller, "the controller process was not found"
+    shared = sandboxed.state_dir / "code" / hashlib.sha256(package).hexdigest() / "secret.txt"
+    assert shared.read_text() == "victim's secret"  # the shared cache holds it, for root only
+    event = {"victim_root": where["root"], "victim_file": os.path.join(where["root"], "secret.txt"),
+             "shared_copy": str(shared), "state_dir": str(sandboxed.state_dir), "controller_pid": controller[0]}
+    response, out = invoke_json(lam, probe, event)
+    assert "FunctionError" not in response, out
+    assert isinstance(out, dict)
+    assert out["uid"] not in (0, where["uid"]) and out["euid"] == out["uid"] and out["gid"] != 0
+    assert out["groups"] == []
+    for what in ("victim_file", "victim_dir", "shared_cache", "state_dir", "controller_environ", "own_code_write"):
+        assert out[what] == "PermissionError", (what, out[what])
+    assert out["leaks"] == []
+    assert out["core_limit"] == [0, 0]
+    tmp = Path(out["tmp"])
+    assert tmp.stat().st_uid == out["uid"] and (tmp.stat().st_mode & 0o777) == 0o700
+    # The platform itself still reads the state directory and serves the victim.
+    assert invoke_json(lam, victim)[1]["root"] == where["root"]  # type: ignore[index]
+
+
+def test_process_and_file_size_limits_hold_and_the_platform_keeps_serving(sandboxed: Platform) -> None:
+    lam = sandboxed.lambda_client()
+    bomb, _ = _create(lam, BOMB, memory=2048)  # the forks' resident memory is counted together
+    other, _ = _create(lam, VICTIM)
+    response, out = invoke_json(lam, bomb)
+    assert "FunctionError" not in response, out
+    assert isinstance(out, dict)
+    assert out["refused"] == 11  # EAGAIN: RLIMIT_NPROC
+    assert out["children"] < NPROC
+    response, out = invoke_json(lam, bomb, {"op": "write", "mb": FSIZE_MB * 4})
+    assert "FunctionError" not in response, out
+    assert out == {"error": 27, "size": FSIZE_MB * 1024 * 1024}  # EFBIG at RLIMIT_FSIZE
+    _, where = invoke_json(lam, other)
+    assert isinstance(where, dict) and where["uid"] != 0
+    # The bomb's environment survived its own refusals and serves again.
+    response, out = invoke_json(lam, bomb, {"op": "write", "mb": 0})
+    assert out == {"wrote": "all"}
+
+
+def test_two_functions_never_share_a_uid_and_keep_theirs(sandboxed: Platform) -> None:
+    lam = sandboxed.lambda_client()
+    names = [_create(lam, VICTIM)[0] for _ in range(3)]
+    uids = [invoke_json(lam, n)[1]["uid"] for n in names]  # type: ignore[index]
+    assert len(set(uids)) == 3 and all(u >= 200_000 for u in uids)
+    lam.update_function_code(FunctionName=names[0], ZipFile=make_zip({"app.py": VICTIM + "\n# v2\n"}))
+    waiter = lam.get_waiter("function_updated_v2")
+    waiter.wait(FunctionName=names[0])
+    assert invoke_json(lam, names[0])[1]["uid"] == uids[0]  # type: ignore[index]
