@@ -6,6 +6,7 @@ dispatcher. Every error leaves as a KambdaError, which the error middleware rend
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -35,6 +36,9 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
 #: Slack on top of (queue allowance + function timeout) for the result to travel back.
 RESULT_MARGIN_S = 5.0
+#: A request body must arrive within this long: a client that dribbles (one byte a second) gets
+#: a 408 and its connection back, instead of holding a handler for ever.
+BODY_READ_TIMEOUT_S = 30.0
 
 
 class LambdaApi:
@@ -349,6 +353,18 @@ def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Vali
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await _read_bounded(request, limit)
+    except TimeoutError:
+        raise _slow_body() from None
+
+
+def _slow_body() -> errors.KambdaError:
+    return errors.RequestTimeout(f"The request body did not arrive within {BODY_READ_TIMEOUT_S:.0f} seconds")
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
     too_large = errors.RequestEntityTooLarge(
         f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
     if request.content_length is not None and request.content_length > limit:
@@ -396,7 +412,11 @@ def _client_context(header: str | None) -> str:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            raw = await request.read()
+    except TimeoutError:
+        raise _slow_body() from None
     try:
         body = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
