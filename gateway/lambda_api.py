@@ -127,6 +127,9 @@ class LambdaApi:
             max_items = int(raw) if raw else 50
         except ValueError:
             raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}") from None
+        if not 1 <= max_items <= 10_000:
+            raise errors.Validation(f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
+                                    "satisfy constraint: Member must have value between 1 and 10000")
         answer = await rpc.call(self._controller.ListFunctions,
                                 pb.ListFunctionsRequest(marker=request.query.get("Marker", ""),
                                                         max_items=max_items))
@@ -175,11 +178,8 @@ class LambdaApi:
     @auth.requires("lambda:PutFunctionConcurrency")
     async def put_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
-        value = (await json_body(request)).get("ReservedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise errors.InvalidParameterValue(
-                "1 validation error detected: Value at 'reservedConcurrentExecutions' failed to satisfy "
-                "constraint: Member must have value greater than or equal to 0")
+        value = _count((await json_body(request)).get("ReservedConcurrentExecutions"),
+                       "reservedConcurrentExecutions", 0)
         config = await rpc.call(self._controller.PutFunctionConcurrency,
                                 pb.ConcurrencyRequest(name=ref.name, value=value))
         self._cache.put(config)
@@ -203,11 +203,8 @@ class LambdaApi:
     @auth.requires("lambda:PutProvisionedConcurrencyConfig")
     async def put_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise errors.InvalidParameterValue(
-                "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy "
-                "constraint: Member must have value greater than or equal to 1")
+        value = _count((await json_body(request)).get("ProvisionedConcurrentExecutions"),
+                       "provisionedConcurrentExecutions", 1)
         await rpc.call(self._controller.PutProvisionedConcurrency,
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
@@ -344,6 +341,23 @@ class LambdaApi:
             log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
                       extra={"event": "invoke.answered", "function": ref.name})
         return web.Response(body=result.payload, headers=headers)
+
+
+#: The largest count the registry stores (protobuf int32).
+MAX_COUNT = 2**31 - 1
+
+
+def _count(value: Any, field: str, least: int) -> int:
+    """A concurrency count from a request body: an integer from ``least`` up to MAX_COUNT."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value at '{field}' failed to satisfy "
+            f"constraint: Member must have value greater than or equal to {least}")
+    if value > MAX_COUNT:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+            f"constraint: Member must have value less than or equal to {MAX_COUNT}")
+    return value
 
 
 def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Validation:
