@@ -121,6 +121,8 @@ class Environment:
         self._sandbox = sandbox if identity is not None else None
         self._identity = identity
         self._python = sandbox.python if self._sandbox is not None else sys.executable
+        #: Only processes of this uid may use this environment's Runtime API (runtime_api.py).
+        self.owner_uid = identity.uid if self._sandbox is not None and identity is not None else None
         #: Talk to the built-in Python runtime over a private socket instead of HTTP.
         self._use_channel = channel and config.runtime.startswith("python3")
         self._channel: socket.socket | None = None

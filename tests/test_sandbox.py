@@ -23,11 +23,11 @@ FSIZE_MB = 1
 VICTIM = """
 import os
 def handler(event, context):
-    return {"root": os.getcwd(), "uid": os.getuid()}
+    return {"root": os.getcwd(), "uid": os.getuid(), "api": os.environ["AWS_LAMBDA_RUNTIME_API"]}
 """
 
 PROBE = r"""
-import os, resource
+import os, resource, urllib.error, urllib.request
 
 def attempt(action):
     try:
@@ -48,6 +48,12 @@ def handler(event, context):
     out["state_dir"] = attempt(lambda: os.listdir(event["state_dir"]))
     out["controller_environ"] = attempt(lambda: read(f"/proc/{event['controller_pid']}/environ"))
     out["own_code_write"] = attempt(lambda: open(os.path.join(os.getcwd(), "new.txt"), "w").close())
+    try:
+        url = f"http://{event['victim_api']}/2018-06-01/runtime/invocation/next"
+        with urllib.request.urlopen(url, timeout=20) as r:
+            out["victim_next"] = r.status
+    except urllib.error.HTTPError as exc:
+        out["victim_next"] = exc.code
     out["tmp"] = os.environ["TMPDIR"]
     with open(os.path.join(os.environ["TMPDIR"], "scratch"), "w") as f:
         f.write("mine")
@@ -96,7 +102,7 @@ def handler(event, context):
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = Path(tempfile.mkdtemp(prefix="kambda-sandbox-test-"))  # under /tmp: reachable by any uid
     running = Platform(tmp_path_factory.mktemp("kambda-sandbox-state"), env={
-        "KAMBDA_SANDBOX_DIR": str(root), "KAMBDA_SANDBOX_NPROC": str(NPROC),
+        "KAMBDA_SANDBOX": "true", "KAMBDA_SANDBOX_DIR": str(root), "KAMBDA_SANDBOX_NPROC": str(NPROC),
         "KAMBDA_SANDBOX_FSIZE_MB": str(FSIZE_MB)}).start()
     yield running
     running.stop()
@@ -123,7 +129,8 @@ def test_a_function_reaches_nothing_of_another_function_or_the_platform(sandboxe
     shared = sandboxed.state_dir / "code" / hashlib.sha256(package).hexdigest() / "secret.txt"
     assert shared.read_text() == "victim's secret"  # the shared cache holds it, for root only
     event = {"victim_root": where["root"], "victim_file": os.path.join(where["root"], "secret.txt"),
-             "shared_copy": str(shared), "state_dir": str(sandboxed.state_dir), "controller_pid": controller[0]}
+             "shared_copy": str(shared), "victim_api": where["api"], "state_dir": str(sandboxed.state_dir),
+             "controller_pid": controller[0]}
     response, out = invoke_json(lam, probe, event)
     assert "FunctionError" not in response, out
     assert isinstance(out, dict)
@@ -132,6 +139,7 @@ def test_a_function_reaches_nothing_of_another_function_or_the_platform(sandboxe
     for what in ("victim_file", "victim_dir", "shared_cache", "state_dir", "controller_environ", "own_code_write"):
         assert out[what] == "PermissionError", (what, out[what])
     assert out["leaks"] == []
+    assert out["victim_next"] == 403  # another environment's Runtime API refuses a stranger
     assert out["core_limit"] == [0, 0]
     tmp = Path(out["tmp"])
     assert tmp.stat().st_uid == out["uid"] and (tmp.stat().st_mode & 0o777) == 0o700
@@ -167,3 +175,36 @@ def test_two_functions_never_share_a_uid_and_keep_theirs(sandboxed: Platform) ->
     waiter = lam.get_waiter("function_updated_v2")
     waiter.wait(FunctionName=names[0])
     assert invoke_json(lam, names[0])[1]["uid"] == uids[0]  # type: ignore[index]
+
+
+SNAP = """
+import os
+INIT_UID = os.getuid()
+def handler(event, context):
+    return [INIT_UID, os.getuid(), os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]]
+"""
+
+
+def test_snap_start_initialises_as_the_function_never_as_root(sandboxed: Platform) -> None:
+    lam = sandboxed.lambda_client()
+    name = unique("sbx-snap")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": SNAP})}, SnapStart={"ApplyOn": "PublishedVersions"})
+    response, (init_uid, uid, kind) = invoke_json(lam, name)
+    assert "FunctionError" not in response
+    assert kind == "snap-start" and init_uid == uid and uid >= 200_000
+
+
+def test_node_functions_run_sandboxed_too(sandboxed: Platform) -> None:
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed: the Node.js runtime needs it (see the README)")
+    lam = sandboxed.lambda_client()
+    name = unique("sbx-node")
+    code = "exports.handler = async () => [process.getuid(), require('fs').existsSync('/proc/1/environ') && " \
+           "(() => { try { require('fs').readFileSync('/proc/1/environ'); return 'read'; } " \
+           "catch (e) { return e.code; } })()];"
+    lam.create_function(FunctionName=name, Runtime="nodejs20.x", Handler="index.handler", Role="r",
+                        Code={"ZipFile": make_zip({"index.js": code})})
+    response, (uid, environ) = invoke_json(lam, name)
+    assert "FunctionError" not in response
+    assert uid >= 200_000 and environ == "EACCES"
