@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from invoker.sandbox import Sandbox, SandboxError, mask_plan
+from invoker.settings import InvokerSettings, SandboxSettings
 from kambda.procs import service_pids
 from tests.conftest import Platform, invoke_json, make_zip, unique
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox applies only when kambda runs as root")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox applies only when kambda runs as root")
 
 NPROC = 16
 FSIZE_MB = 1
@@ -117,6 +119,7 @@ def _create(lam, code: str, memory: int = 128) -> tuple[str, bytes]:  # type: ig
     return name, package
 
 
+@as_root
 def test_a_function_reaches_nothing_of_another_function_or_the_platform(sandboxed: Platform) -> None:
     lam = sandboxed.lambda_client()
     victim, package = _create(lam, VICTIM)
@@ -147,6 +150,7 @@ def test_a_function_reaches_nothing_of_another_function_or_the_platform(sandboxe
     assert invoke_json(lam, victim)[1]["root"] == where["root"]  # type: ignore[index]
 
 
+@as_root
 def test_process_and_file_size_limits_hold_and_the_platform_keeps_serving(sandboxed: Platform) -> None:
     lam = sandboxed.lambda_client()
     bomb, _ = _create(lam, BOMB, memory=2048)  # the forks' resident memory is counted together
@@ -166,6 +170,7 @@ def test_process_and_file_size_limits_hold_and_the_platform_keeps_serving(sandbo
     assert out == {"wrote": "all"}
 
 
+@as_root
 def test_two_functions_never_share_a_uid_and_keep_theirs(sandboxed: Platform) -> None:
     lam = sandboxed.lambda_client()
     names = [_create(lam, VICTIM)[0] for _ in range(3)]
@@ -185,6 +190,7 @@ def handler(event, context):
 """
 
 
+@as_root
 def test_snap_start_initialises_as_the_function_never_as_root(sandboxed: Platform) -> None:
     lam = sandboxed.lambda_client()
     name = unique("sbx-snap")
@@ -195,6 +201,7 @@ def test_snap_start_initialises_as_the_function_never_as_root(sandboxed: Platfor
     assert kind == "snap-start" and init_uid == uid and uid >= 200_000
 
 
+@as_root
 def test_node_functions_run_sandboxed_too(sandboxed: Platform) -> None:
     if shutil.which("node") is None:
         pytest.fail("node is not installed: the Node.js runtime needs it (see the README)")
@@ -208,3 +215,39 @@ def test_node_functions_run_sandboxed_too(sandboxed: Platform) -> None:
     response, (uid, environ) = invoke_json(lam, name)
     assert "FunctionError" not in response
     assert uid >= 200_000 and environ == "EACCES"
+
+
+def test_uids_are_stable_distinct_and_bounded(tmp_path: Path) -> None:
+    settings = SandboxSettings(enabled=True, uid_base=300_000, uid_count=16, root=tmp_path / "sbx")
+    first = Sandbox(settings, tmp_path)
+    uids = {f"fn-{i}": first._allocate(f"fn-{i}") for i in range(16)}
+    assert len(set(uids.values())) == 16 and all(300_000 <= u < 300_016 for u in uids.values())
+    again = Sandbox(settings, tmp_path)  # another invoker, or after a restart
+    assert {n: again._allocate(n) for n in uids} == uids
+    with pytest.raises(SandboxError, match="KAMBDA_SANDBOX_UID_COUNT"):
+        again._allocate("one-too-many")
+
+
+def test_sandbox_settings() -> None:
+    on = InvokerSettings.from_env({"KAMBDA_STATE_DIR": "/s", "KAMBDA_SANDBOX_NPROC": "7"}, is_root=True).sandbox
+    assert on.enabled and on.limits["RLIMIT_NPROC"] == 7 and on.limits["RLIMIT_CORE"] == 0
+    assert not InvokerSettings.from_env({"KAMBDA_SANDBOX": "false"}, is_root=True).sandbox.enabled
+    assert not InvokerSettings.from_env({}, is_root=False).sandbox.enabled
+    with pytest.raises(ValueError, match="KAMBDA_SANDBOX_UID_BASE"):
+        InvokerSettings.from_env({"KAMBDA_SANDBOX_UID_BASE": "0"}, is_root=True)
+
+
+def test_mask_plan_keeps_only_the_subtree_below_the_private_directory() -> None:
+    base = Path(tempfile.mkdtemp(prefix="kambda-mask-test-"))  # under /tmp: searchable above it
+    try:
+        base.chmod(0o755)
+        private = base / "home"
+        (private / "tools" / "bin").mkdir(parents=True)
+        python = private / "tools" / "bin" / "python"
+        python.write_text("")
+        private.chmod(0o700)
+        assert mask_plan(str(python)) == {"hide": str(private), "keep": [str(private / "tools")]}
+        private.chmod(0o755)
+        assert mask_plan(str(python)) is None
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
