@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway import sigv4
+from gateway.bodies import read_whole
 from gateway.policy import ADMIN, Permissions, PolicyError
 from gateway.settings import GatewaySettings
 from kambda import errors
@@ -213,7 +214,7 @@ class Authenticator:
             raise errors.InvalidSignature("X-Amz-Security-Token must be a signed header.")
         if not _same_token(credential.session_token, signed.security_token):
             raise errors.UnrecognizedClient(UNRECOGNIZED)
-        body = await request.read() if request.body_exists else b""
+        body = await read_whole(request) if request.body_exists else b""
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)

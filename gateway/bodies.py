@@ -1,14 +1,43 @@
-"""Reading a request body with a size cap, fixed-length or chunked, without buffering past the cap."""
+"""Reading request bodies: with a size cap (fixed-length or chunked, never buffering past the cap) and
+within a deadline, so a client that trickles its body costs only its own request."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
+
+from kambda import errors
+
+#: A body that has not fully arrived after this long is answered 408.
+BODY_READ_TIMEOUT_S = 30.0
+
+
+def _slow_body() -> errors.KambdaError:
+    return errors.RequestTimeout(f"The request body did not arrive within {BODY_READ_TIMEOUT_S:.0f} seconds")
+
+
+async def read_whole(request: web.Request) -> bytes:
+    """The body (the app's client_max_size applies), within the deadline."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise _slow_body() from None
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it is larger than ``limit`` bytes (the caller answers in its own shape)."""
     if request.content_length is not None and request.content_length > limit:
         return None
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await _read_capped(request, limit)
+    except TimeoutError:
+        raise _slow_body() from None
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes | None:
     if request.content.at_eof():  # read already (the auth middleware hashes signed bodies), or empty
         body = await request.read()
         return body if len(body) <= limit else None

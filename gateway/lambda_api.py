@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway import auth, render
-from gateway.bodies import read_capped
+from gateway.bodies import read_capped, read_whole
 from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
@@ -131,6 +131,9 @@ class LambdaApi:
             max_items = int(raw) if raw else 50
         except ValueError:
             raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}") from None
+        if not 1 <= max_items <= 10_000:
+            raise errors.Validation(f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
+                                    "satisfy constraint: Member must have value between 1 and 10000")
         answer = await rpc.call(self._controller.ListFunctions,
                                 pb.ListFunctionsRequest(marker=request.query.get("Marker", ""),
                                                         max_items=max_items))
@@ -190,11 +193,8 @@ class LambdaApi:
     @auth.requires("lambda:PutFunctionConcurrency")
     async def put_concurrency(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"])
-        value = (await json_body(request)).get("ReservedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise errors.InvalidParameterValue(
-                "1 validation error detected: Value at 'reservedConcurrentExecutions' failed to satisfy "
-                "constraint: Member must have value greater than or equal to 0")
+        value = _count((await json_body(request)).get("ReservedConcurrentExecutions"),
+                       "reservedConcurrentExecutions", 0)
         config = await rpc.call(self._controller.PutFunctionConcurrency,
                                 pb.ConcurrencyRequest(name=ref.name, value=value))
         self._cache.put(config)
@@ -218,11 +218,8 @@ class LambdaApi:
     @auth.requires("lambda:PutProvisionedConcurrencyConfig")
     async def put_provisioned(self, request: web.Request) -> web.Response:
         ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        value = (await json_body(request)).get("ProvisionedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise errors.InvalidParameterValue(
-                "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy "
-                "constraint: Member must have value greater than or equal to 1")
+        value = _count((await json_body(request)).get("ProvisionedConcurrentExecutions"),
+                       "provisionedConcurrentExecutions", 1)
         await rpc.call(self._controller.PutProvisionedConcurrency,
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
         return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
@@ -382,6 +379,23 @@ class LambdaApi:
         return result
 
 
+#: The largest count the registry stores (protobuf int32).
+MAX_COUNT = 2**31 - 1
+
+
+def _count(value: Any, field: str, least: int) -> int:
+    """A concurrency count from a request body: an integer from ``least`` up to MAX_COUNT."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value at '{field}' failed to satisfy "
+            f"constraint: Member must have value greater than or equal to {least}")
+    if value > MAX_COUNT:
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+            f"constraint: Member must have value less than or equal to {MAX_COUNT}")
+    return value
+
+
 def _enum_error(field: str, value: str, allowed: tuple[str, ...]) -> errors.Validation:
     return errors.Validation(
         f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
@@ -424,7 +438,7 @@ def _client_context(header: str | None) -> str:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await read_whole(request)
     try:
         body = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:

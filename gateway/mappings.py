@@ -62,7 +62,7 @@ def parse(body: dict[str, Any]) -> tuple[EventSourceMapping, list[str]]:
         mapping.on_failure = str(destination["Destination"])
         fields.append("on_failure")
     scaling = expect(body, "ScalingConfig", dict, "an object")
-    if scaling is not None and isinstance(scaling.get("MaximumConcurrency"), int):
+    if scaling is not None and expect(scaling, "MaximumConcurrency", int, "an integer") is not None:
         mapping.maximum_concurrency = scaling["MaximumConcurrency"]
         fields.append("maximum_concurrency")
     return mapping, fields

@@ -57,12 +57,18 @@ def configuration(config: FunctionConfig, arns: Arns, qualified: bool = False,
     return body
 
 
+#: What an integer field may hold: the registry stores them as protobuf int32.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
 def expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     value = body.get(key)
     if value is None:
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise errors.InvalidParameterValue(f"{key} must be {what}")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT32_MIN <= value <= INT32_MAX:
+        raise errors.InvalidParameterValue(f"{key} is out of range: {value}")
     return value
 
 
@@ -121,8 +127,8 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
         config.architectures.extend(arch)
     storage = expect(body, "EphemeralStorage", dict, "an object")
     if storage is not None:
-        size = storage.get("Size")
-        if not isinstance(size, int) or isinstance(size, bool):
+        size = expect(storage, "Size", int, "an integer")
+        if size is None:
             raise errors.InvalidParameterValue("EphemeralStorage.Size must be an integer")
         config.ephemeral_storage = size
         mask.append("ephemeral_storage")

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from invoker import runtime_api, runtimes
 from invoker.runtime_api import RuntimeApi
+from invoker.runtimes import privileges
+from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote, ZygoteChild
 from kambda import procs
 from kambda.v1.function_pb2 import FunctionConfig
@@ -67,12 +69,13 @@ class _Event:
 
 
 def function_environment(config: FunctionConfig, code_dir: Path, region: str, tmp: str,
-                         initialization_type: str, log_stream: str, runtime_api: str) -> dict[str, str]:
+                         initialization_type: str, log_stream: str, runtime_api: str,
+                         python: str | None = sys.executable) -> dict[str, str]:
     """The environment variables a function's process sees (LAMBDA_CONTRACT.md section 3), and
-    nothing of the platform's own."""
+    nothing of the platform's own: built from scratch, never copied from the invoker's."""
     c = config
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{Path(python or sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "TZ": ":UTC",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -103,7 +106,8 @@ def error_body(error_type: str, message: str) -> bytes:
 class Environment:
     def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
                  work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand",
-                 zygote: Zygote | None = None, channel: bool = False) -> None:
+                 zygote: Zygote | None = None, channel: bool = False, sandbox: Sandbox | None = None,
+                 identity: Identity | None = None) -> None:
         self.env_id = env_id
         self.config = config
         self.code_dir = code_dir
@@ -113,6 +117,12 @@ class Environment:
         self._arn = invoked_arn
         self._initialization_type = initialization_type
         self._zygote = zygote
+        #: Run as the function's own unprivileged uid (invoker/sandbox.py), when both are given.
+        self._sandbox = sandbox if identity is not None else None
+        self._identity = identity
+        self._python = sandbox.python if self._sandbox is not None else sys.executable
+        #: Only processes of this uid may use this environment's Runtime API (runtime_api.py).
+        self.owner_uid = identity.uid if self._sandbox is not None and identity is not None else None
         #: Talk to the built-in Python runtime over a private socket instead of HTTP.
         self._use_channel = channel and config.runtime.startswith("python3")
         self._channel: socket.socket | None = None
@@ -153,23 +163,31 @@ class Environment:
     async def spawn(self) -> None:
         loop = asyncio.get_running_loop()
         self.port = await self._api.open(self)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"env-{self.env_id}-", dir=self._work_dir))
+        if self._sandbox is not None and self._identity is not None:
+            self._tmp = await asyncio.to_thread(self._sandbox.tmp_dir, self._identity, f"env-{self.env_id}-")
+        else:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"env-{self.env_id}-", dir=self._work_dir))
         read_fd, write_fd = os.pipe()
         child_channel: socket.socket | None = None
         if self._use_channel:
             self._channel, child_channel = socket.socketpair()
         try:
             self._spawned_at = time.monotonic()
-            argv = runtimes.argv(self.config, self.code_dir)
+            argv = runtimes.argv(self.config, self.code_dir, self._python)
             env = self._environment()
             channel_fd = child_channel.fileno() if child_channel is not None else None
+            confine = self._confinement()
             if self._zygote is not None and self.config.runtime.startswith("python3"):
-                self.proc = await self._zygote.fork(env, self.code_dir, write_fd, channel_fd)
+                self.proc = await self._zygote.fork(env, self.code_dir, write_fd, channel_fd, confine)
             else:
                 if channel_fd is not None:
                     env["_KAMBDA_RUNTIME_FD"] = str(channel_fd)
-                self.proc = await procs.spawn(argv, env=env, cwd=self.code_dir, own_group=True, stdout=write_fd,
-                                              stderr=write_fd, pass_fds=(channel_fd,) if channel_fd else ())
+                pass_fds = (channel_fd,) if channel_fd else ()
+                if confine is None:
+                    self.proc = await procs.spawn(argv, env=env, cwd=self.code_dir, own_group=True, stdout=write_fd,
+                                                  stderr=write_fd, pass_fds=pass_fds)
+                else:
+                    self.proc = await _spawn_confined(argv, env, self.code_dir, write_fd, pass_fds, confine)
         except BaseException:
             os.close(read_fd)
             raise
@@ -185,13 +203,18 @@ class Environment:
         if self._channel is not None:
             self._channel_task = asyncio.create_task(self._serve_channel(self._channel))
 
+    def _confinement(self) -> dict[str, object] | None:
+        if self._sandbox is None or self._identity is None:
+            return None
+        return self._sandbox.confinement(self._identity)
+
     def _environment(self) -> dict[str, str]:
         day = time.strftime("%Y/%m/%d", time.gmtime())
         self._log_stream = f"{day}/[{self.config.version}]{self.env_id}"
         return function_environment(
             self.config, self.code_dir, self._region, tmp=str(self._tmp),
             initialization_type=self._initialization_type, log_stream=self._log_stream,
-            runtime_api=f"127.0.0.1:{self.port}")
+            runtime_api=f"127.0.0.1:{self.port}", python=self._python)
 
     async def _serve_channel(self, sock: socket.socket) -> None:
         """The Runtime API over the private channel: the same operations as runtime_api.py."""
@@ -445,6 +468,19 @@ class Environment:
             self._hwm_read_at = now
             self._peak_kb = max(self._peak_kb, _status_kb(self.proc.pid, "VmHWM:"))
         return math.ceil(self._peak_kb / 1024)
+
+
+async def _spawn_confined(argv: list[str], env: dict[str, str], cwd: Path, out_fd: int, pass_fds: tuple[int, ...],
+                          confine: dict[str, object]) -> asyncio.subprocess.Process:
+    """Start a runtime that drops root (to the function's uid, under its limits) before exec."""
+
+    def become_function() -> None:
+        os.setpgid(0, 0)
+        privileges.drop(confine["uid"], confine["gid"], confine["limits"], confine.get("mask"))
+
+    return await asyncio.create_subprocess_exec(*argv, env=env, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=out_fd, stderr=out_fd, pass_fds=pass_fds,
+                                                preexec_fn=become_function)
 
 
 def _status_kb(pid: int, key: str) -> int:

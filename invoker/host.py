@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 
 from nats.aio.client import Client as NATS
@@ -18,6 +20,7 @@ from nats.aio.msg import Msg
 from invoker.codecache import CodeCache
 from invoker.pool import FunctionPool
 from invoker.runtime_api import RuntimeApi
+from invoker.sandbox import Sandbox
 from invoker.settings import InvokerSettings
 from invoker.zygote import Zygote
 from kambda import bus
@@ -37,7 +40,8 @@ class InvokerHost:
         self._api = RuntimeApi()
         self._code = CodeCache(nc.jetstream(), settings.code_dir)
         self._pools: dict[tuple[str, str], FunctionPool] = {}
-        self._zygote = Zygote() if settings.zygote else None
+        self._sandbox = Sandbox(settings.sandbox, settings.state_dir) if settings.sandbox.enabled else None
+        self._zygote: Zygote | None = None
         self._lock = asyncio.Lock()
         self._sub: object | None = None
         self._stats_due = asyncio.Event()
@@ -45,6 +49,13 @@ class InvokerHost:
 
     async def start(self) -> None:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
+        if self._sandbox is not None:
+            await asyncio.to_thread(self._sandbox.prepare)
+        else:
+            log.info("sandbox off: environments run as this invoker's user (uid %d)", os.geteuid())
+        if self._settings.zygote:
+            python = self._sandbox.python if self._sandbox is not None else sys.executable
+            self._zygote = Zygote(python=python) if python else None
         await self._api.start()
         self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id), cb=self._on_assign)
         self._reporter = asyncio.create_task(self._report())
@@ -79,7 +90,7 @@ class InvokerHost:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
-                                    channel=self._settings.runtime_channel == "pipe")
+                                    channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from nats.aio.msg import Msg
 from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body, function_environment
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import EntrypointError
+from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote
 from kambda import bus, logs
 from kambda.v1.function_pb2 import FunctionConfig
@@ -72,7 +74,7 @@ class FunctionPool:
     def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
                  function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None,
-                 channel: bool = True) -> None:
+                 channel: bool = True, sandbox: Sandbox | None = None) -> None:
         self._nc = nc
         self.config = config
         self._api = api
@@ -83,6 +85,7 @@ class FunctionPool:
         self._on_change = on_change
         self._zygote = zygote
         self._channel = channel
+        self._sandbox = sandbox
         #: SnapStart zygotes, by the runtime identity of the configuration they initialised.
         self._snap_zygotes: dict[bytes, Zygote] = {}
         self.desired = 0
@@ -235,11 +238,15 @@ class FunctionPool:
         if slot.env is not None:
             await slot.env.stop()
         code_dir = await self._code_path(slot.config.code_sha256)
-        snap = await self._snap_zygote(slot.config, code_dir)
+        ident: Identity | None = None
+        if self._sandbox is not None:
+            ident = await asyncio.to_thread(self._sandbox.identity, slot.config.name)
+            code_dir = await asyncio.to_thread(self._sandbox.code_dir, ident, code_dir)
+        snap = await self._snap_zygote(slot.config, code_dir, ident)
         kind = "provisioned-concurrency" if slot.provisioned else "snap-start" if snap else "on-demand"
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
                           self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind,
-                          channel=self._channel)
+                          channel=self._channel, sandbox=self._sandbox, identity=ident)
         try:
             await env.spawn()
         except BaseException:
@@ -248,7 +255,7 @@ class FunctionPool:
         slot.env = env
         self._on_change()
 
-    async def _snap_zygote(self, config: FunctionConfig, code_dir: Path) -> Zygote | None:
+    async def _snap_zygote(self, config: FunctionConfig, code_dir: Path, ident: Identity | None) -> Zygote | None:
         """The SnapStart zygote of this configuration (its module initialised once), if it has one."""
         if config.snap_start != "PublishedVersions" or not config.runtime.startswith("python3"):
             return None
@@ -258,12 +265,22 @@ class FunctionPool:
                 await zygote.stop()
                 del self._snap_zygotes[old]
         if identity not in self._snap_zygotes:
-            tmp = self._work_dir / f"snap-{config.name}"
-            tmp.mkdir(parents=True, exist_ok=True)
-            env = function_environment(config, code_dir, self._region, tmp=str(tmp), initialization_type="snap-start",
-                                       log_stream="", runtime_api="")
-            self._snap_zygotes[identity] = Zygote(preload={"env": env, "cwd": str(code_dir),
-                                                           "handler": config.handler})
+            preload: dict[str, object] = {"cwd": str(code_dir), "handler": config.handler}
+            if self._sandbox is not None and ident is not None:
+                # It runs the function's initialisation: as the function, never as root.
+                tmp = await asyncio.to_thread(self._sandbox.tmp_dir, ident, "snap-")
+                python = self._sandbox.python
+                if python is None:
+                    return None  # the environments report that no interpreter can run
+                confine: dict[str, object] | None = self._sandbox.confinement(ident)
+            else:
+                tmp = self._work_dir / f"snap-{config.name}"
+                tmp.mkdir(parents=True, exist_ok=True)
+                python, confine = sys.executable, None
+            preload["env"] = function_environment(config, code_dir, self._region, tmp=str(tmp),
+                                                  initialization_type="snap-start", log_stream="", runtime_api="",
+                                                  python=python)
+            self._snap_zygotes[identity] = Zygote(preload=preload, python=python, confine=confine)
         return self._snap_zygotes[identity]
 
     async def _serve(self, slot: _Slot, msg: Msg) -> Outcome | None:

@@ -9,6 +9,7 @@ built-in Python runtime, so the wire details follow LAMBDA_CONTRACT.md section 4
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Protocol
 
 from aiohttp import web
@@ -29,6 +30,9 @@ class Event(Protocol):
 
 class Handle(Protocol):
     """What an environment exposes to the Runtime API."""
+
+    #: The uid its processes run as when sandboxed (only they may call its API), else None.
+    owner_uid: int | None
 
     async def next_event(self) -> Event | None: ...
 
@@ -79,6 +83,11 @@ class RuntimeApi:
         if handle is None:
             raise web.HTTPGone(text='{"errorMessage": "environment is gone"}',
                                content_type="application/json")
+        if handle.owner_uid is not None and _peer_uid(request) != handle.owner_uid:
+            # Another function's process found this port on 127.0.0.1: it must not take or answer
+            # this environment's events.
+            raise web.HTTPForbidden(text='{"errorMessage": "not this environment\'s runtime"}',
+                                    content_type="application/json")
         return handle
 
     async def _next(self, request: web.Request) -> web.StreamResponse:
@@ -119,6 +128,30 @@ class RuntimeApi:
         error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "Runtime.Unknown")
         self._handle(request).post_init_error(body, error_type)
         return _accepted()
+
+
+def _peer_uid(request: web.Request) -> int | None:
+    """The uid that owns the client end of this TCP connection (from /proc/net/tcp), if found.
+
+    Runtimes keep their connection open, and the table is small on an invoker, so this is cheap."""
+    if request.transport is None:
+        return None
+    peer = request.transport.get_extra_info("peername")
+    local = request.transport.get_extra_info("sockname")
+    if not peer or not local:
+        return None
+    try:
+        client = f"{socket.inet_aton(peer[0])[::-1].hex().upper()}:{peer[1]:04X}"
+        server = f"{socket.inet_aton(local[0])[::-1].hex().upper()}:{local[1]:04X}"
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[1] == client and fields[2] == server:
+                    return int(fields[7])
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return None
 
 
 def _accepted() -> web.Response:

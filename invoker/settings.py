@@ -2,11 +2,60 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_bool, env_str, state_dir
+from kambda.settings import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    SettingsError,
+    env_bool,
+    env_int,
+    env_str,
+    state_dir,
+)
+
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How environments are confined when the invoker runs as root (README, "Sandbox")."""
+
+    #: KAMBDA_SANDBOX: on when the invoker runs as root (the default), off otherwise or when false.
+    enabled: bool = False
+    #: KAMBDA_SANDBOX_UID_BASE / _UID_COUNT: the uids (and gids) functions get, one each.
+    uid_base: int = 200_000
+    uid_count: int = 65_536
+    #: KAMBDA_SANDBOX_DIR: functions' code copies and /tmp; every ancestor must be traversable.
+    root: Path = Path("/nonexistent")
+    #: KAMBDA_SANDBOX_PYTHON (or KAMBDA_PYTHON): the interpreter of sandboxed Python functions.
+    python: str = ""
+    #: Resource limits of every process of a function (KAMBDA_SANDBOX_NPROC, _NOFILE, _FSIZE_MB).
+    limits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], state: Path, is_root: bool) -> SandboxSettings:
+        enabled = env_bool(environ, "KAMBDA_SANDBOX", True) and is_root
+        digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+        default_root = Path(tempfile.gettempdir()) / f"kambda-sandbox-{digest}"
+        return cls(
+            enabled=enabled,
+            uid_base=env_int(environ, "KAMBDA_SANDBOX_UID_BASE", 200_000, 1000, 2**31 - 2**17),
+            uid_count=env_int(environ, "KAMBDA_SANDBOX_UID_COUNT", 65_536, 16, 2**17),
+            root=Path(env_str(environ, "KAMBDA_SANDBOX_DIR", str(default_root))),
+            python=env_str(environ, "KAMBDA_PYTHON", ""),
+            limits={
+                "RLIMIT_NPROC": env_int(environ, "KAMBDA_SANDBOX_NPROC", 1024, 1, 1 << 22),
+                "RLIMIT_NOFILE": env_int(environ, "KAMBDA_SANDBOX_NOFILE", 1024, 16, 1 << 20),
+                "RLIMIT_FSIZE": env_int(environ, "KAMBDA_SANDBOX_FSIZE_MB", 10_240, 1, 1 << 24) * _MB,
+                "RLIMIT_CORE": 0,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -21,6 +70,7 @@ class InvokerSettings:
     #: How the built-in Python runtime talks to the invoker: "pipe" (a private socket, the
     #: default: ~10x cheaper per call) or "http" (the Lambda Runtime API, as every other runtime).
     runtime_channel: str = "pipe"
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
     @property
     def code_dir(self) -> Path:
@@ -33,15 +83,18 @@ class InvokerSettings:
         return self.state_dir / "invokers" / self.invoker_id
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> InvokerSettings:
+    def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> InvokerSettings:
+        state = state_dir(environ)
+        root = os.geteuid() == 0 if is_root is None else is_root
         return cls(
             nats_url=env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222"),
             invoker_id=env_str(environ, "KAMBDA_INVOKER_ID", "local-0"),
-            state_dir=state_dir(environ),
+            state_dir=state,
             region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             zygote=env_bool(environ, "KAMBDA_ZYGOTE", True),
             runtime_channel=_channel(env_str(environ, "KAMBDA_RUNTIME_CHANNEL", "pipe")),
+            sandbox=SandboxSettings.from_env(environ, state, root),
         )
 
 

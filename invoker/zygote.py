@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from invoker.runtimes import RUNTIME_DIR
+from invoker.runtimes import RUNTIME_DIR, privileges
 from kambda import procs
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,19 @@ class ZygoteChild:
 
 
 class Zygote:
-    """A zygote; with ``preload`` (env, cwd, handler) it is a SnapStart zygote for one function."""
+    """A zygote; with ``preload`` (env, cwd, handler) it is a SnapStart zygote for one function.
 
-    def __init__(self, preload: dict[str, object] | None = None) -> None:
+    ``python`` is the interpreter it runs on. ``confine`` ({"uid", "gid", "limits"}) makes the whole
+    zygote run as a sandboxed function (a SnapStart zygote runs the function's initialisation
+    code, so it must never hold root); otherwise each fork request says whom the child becomes.
+    The zygote gets a bare environment: what it holds in memory, its children inherit.
+    """
+
+    def __init__(self, preload: dict[str, object] | None = None, python: str = sys.executable,
+                 confine: dict[str, object] | None = None) -> None:
         self._preload = preload
+        self._python = python
+        self._confine = confine
         self._preloaded: asyncio.Future[dict[str, object]] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
@@ -63,8 +72,7 @@ class Zygote:
         self._reset()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = await procs.spawn([sys.executable, str(ZYGOTE), str(theirs.fileno())],
-                                           pass_fds=(theirs.fileno(),))
+            self._proc = await self._spawn(theirs.fileno())
         finally:
             theirs.close()
         ours.setblocking(False)
@@ -81,6 +89,19 @@ class Zygote:
                 log.warning("SnapStart initialisation failed; environments initialise on their own: %s",
                             answer.get("error"))
         return ours
+
+    async def _spawn(self, fd: int) -> asyncio.subprocess.Process:
+        argv = [self._python, str(ZYGOTE), str(fd)]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        confine = self._confine
+        if confine is None:
+            return await procs.spawn(argv, env=env, pass_fds=(fd,))
+
+        def drop() -> None:
+            privileges.drop(confine["uid"], confine["gid"], confine["limits"], confine.get("mask"))
+
+        return await asyncio.create_subprocess_exec(*argv, env=env, cwd="/", stdin=asyncio.subprocess.DEVNULL,
+                                                    pass_fds=(fd,), preexec_fn=drop)
 
     @property
     def children(self) -> int:
@@ -135,13 +156,16 @@ class Zygote:
         async with self._lock:
             await self._ensure()
 
-    async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int, channel_fd: int | None = None
-                   ) -> ZygoteChild:
+    async def fork(self, env: Mapping[str, str], cwd: Path, out_fd: int, channel_fd: int | None = None,
+                   sandbox: Mapping[str, object] | None = None) -> ZygoteChild:
         async with self._lock:  # forks answer in order; one request in flight keeps that simple
             sock = await self._ensure()
             future: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
             self._forks.append(future)
-            payload = json.dumps({"env": dict(env), "cwd": str(cwd)}).encode()
+            request: dict[str, object] = {"env": dict(env), "cwd": str(cwd)}
+            if sandbox is not None:
+                request["sandbox"] = dict(sandbox)
+            payload = json.dumps(request).encode()
             fds = [out_fd] if channel_fd is None else [out_fd, channel_fd]
             sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             return await asyncio.wait_for(future, 30)

@@ -72,6 +72,14 @@ class RequestEntityTooLarge(KambdaError):
     error_type = "User"
 
 
+class RequestTimeout(KambdaError):
+    """The client did not send its request in time (a slow or stalled body)."""
+
+    code = "RequestTimeoutException"
+    status = 408
+    error_type = "User"
+
+
 class PreconditionFailed(KambdaError):
     code = "PreconditionFailedException"
     status = 412

@@ -42,7 +42,10 @@ class Platform:
                  env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         self.extra_args = extra_args or []
-        self.env = {**os.environ, **(env or {})}
+        # Run as root, kambda sandboxes functions (invoker/sandbox.py), and a sandboxed function cannot
+        # reach pytest's private tmp_path where many tests keep the ledgers their functions write;
+        # tests of the sandbox ask for it (KAMBDA_SANDBOX=true), and so may a whole run.
+        self.env = {**os.environ, "KAMBDA_SANDBOX": os.environ.get("KAMBDA_SANDBOX", "false"), **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.output: list[str] = []

@@ -35,9 +35,14 @@ def is_custom(runtime: str) -> bool:
     return runtime == "provided" or runtime.startswith("provided.")
 
 
-def argv(config: FunctionConfig, code_dir: Path) -> list[str]:
+def argv(config: FunctionConfig, code_dir: Path, python: str | None = sys.executable) -> list[str]:
+    """The command line of an environment's process; ``python`` is the interpreter for Python
+    runtimes (None: there is none this environment may run, see invoker/sandbox.py)."""
     if config.runtime.startswith("python3"):
-        return [sys.executable, str(PYTHON_BOOTSTRAP)]
+        if python is None:
+            raise EntrypointError("No Python interpreter on this invoker can be run by a sandboxed function "
+                                  "(set KAMBDA_PYTHON)")
+        return [python, str(PYTHON_BOOTSTRAP)]
     if config.runtime.startswith("nodejs"):
         node = node_binary()
         if node is None:

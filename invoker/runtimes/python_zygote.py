@@ -11,8 +11,10 @@ code then runs once, here, and every environment starts with it done):
   zygote  -> invoker {"preloaded": true} or {"preloaded": false, "error": "..."}
 
 Protocol, one datagram each:
-  invoker -> zygote  {"env": {...}, "cwd": "..."}  with the output pipe's fd (SCM_RIGHTS), and
-                     optionally the runtime channel's socket as a second fd
+  invoker -> zygote  {"env": {...}, "cwd": "...", "sandbox": {"uid": U, "gid": G, "limits": {...}}}
+                     with the output pipe's fd (SCM_RIGHTS), and optionally the runtime channel's
+                     socket as a second fd; "sandbox" (optional) makes the child drop root before
+                     it touches the function's code (the zygote itself only ever loads the runtime)
   zygote  -> invoker {"pid": N}                     the environment's process
   zygote  -> invoker {"exit": N, "code": C}         it ended (C < 0: killed by signal -C)
   zygote  -> invoker {"ready": true}                once, at start
@@ -38,6 +40,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("kambda_python_bootstrap", os.path.join(_HERE, "python_bootstrap.py"))
 bootstrap = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bootstrap)
+_spec = importlib.util.spec_from_file_location("kambda_privileges", os.path.join(_HERE, "privileges.py"))
+privileges = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(privileges)
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PR_SET_PDEATHSIG = 1
@@ -61,7 +66,11 @@ def _run_child(request, out_fd, channel_fd=None):
     code = 1
     try:
         os.setpgid(0, 0)
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        sandbox = request.get("sandbox")
+        if sandbox and os.geteuid() == 0:
+            privileges.drop(sandbox["uid"], sandbox["gid"], sandbox["limits"], sandbox.get("mask"))
+        else:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)

@@ -1,0 +1,326 @@
+"""Hostile input (issue 9, part 5): every kind gets an AWS-shaped 4xx, nothing lands where it should
+not, and the platform keeps serving. Against a real gateway, with raw sockets where clients would
+refuse to send such things."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import stat
+import time
+import urllib.parse
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Platform, make_zip, unique
+
+ECHO = "def handler(event, context):\n    return event\n"
+
+
+def _request(platform: Platform, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request over a plain socket, so that nothing cleans up what is sent."""
+    url = urlsplit(platform.url)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n"
+    head += f"Content-Length: {len(body)}\r\n"
+    for key, value in (headers or {}).items():
+        head += f"{key}: {value}\r\n"
+    return _raw(platform, head.encode() + b"\r\n" + body)
+
+
+def _raw(platform: Platform, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    url = urlsplit(platform.url)
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def _aws_error(status: int, headers: dict[str, str], body: bytes, code: str | None = None) -> dict:
+    assert 400 <= status < 500, (status, body[:300])
+    parsed = json.loads(body)
+    assert isinstance(parsed, dict) and isinstance(parsed.get("message", parsed.get("Message")), str), parsed
+    assert headers.get("x-amzn-errortype"), headers
+    if code is not None:
+        assert headers["x-amzn-errortype"] == code, (headers, parsed)
+    return parsed
+
+
+def _still_serving(platform: Platform, name: str) -> None:
+    status, _, body = _request(platform, "POST", f"/2015-03-31/functions/{name}/invocations", b'{"ok": 1}')
+    assert status == 200 and json.loads(body) == {"ok": 1}
+
+
+@pytest.fixture(scope="module")
+def echo(lam) -> str:  # type: ignore[no-untyped-def]
+    name = unique("echo")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": ECHO})})
+    yield name
+    lam.delete_function(FunctionName=name)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(lam) -> str:  # type: ignore[no-untyped-def]
+    """A function whose configuration the property tests scramble."""
+    name = unique("fuzzed")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": ECHO})})
+    yield name
+    lam.delete_function(FunctionName=name)
+
+
+def _files_outside_cache(platform: Platform) -> set[Path]:
+    """Every file of the state directory that is not in the code cache, logs or NATS's data."""
+    skip = {platform.state_dir / d for d in ("code", "logs", "nats", "invokers")}
+    return {p for p in platform.state_dir.rglob("*") if not any(s in p.parents or p == s for s in skip)}
+
+
+def _create_body(name: str, package: bytes) -> bytes:
+    return json.dumps({"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler", "Role": "r",
+                       "Code": {"ZipFile": base64.b64encode(package).decode()}}).encode()
+
+
+def _bomb(size: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf, zf.open("zeros.bin", "w") as f:
+        chunk = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+    return buf.getvalue()
+
+
+def _with_symlink(name: str, target: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", ECHO)
+        info = zipfile.ZipInfo(name)
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def _raw_names(*names: str) -> bytes:
+    """A zip whose entry names are written as given (zipfile itself would normalise some)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", ECHO)
+        for name in names:
+            info = zipfile.ZipInfo("x" * len(name.encode()))
+            zf.writestr(info, b"pwned")
+    data = buf.getvalue()
+    for name in names:
+        data = data.replace(b"x" * len(name.encode()), name.encode())
+    return data
+
+
+BAD_PACKAGES = {
+    "unzipped over 250 MB": lambda: _bomb(260 << 20),
+    "a crazy ratio": lambda: _bomb(64 << 20),
+    "dot-dot": lambda: _raw_names("../../escaped.py"),
+    "absolute path": lambda: _raw_names("/tmp/kambda-absolute-escape.py"),
+    "symlink out": lambda: _with_symlink("link", "/etc/passwd"),
+    "symlink up": lambda: _with_symlink("up", "../../.."),
+    "not a zip": lambda: b"PK\x03\x04 this is no zip file at all",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_PACKAGES)
+def test_hostile_packages_are_refused_before_anything_is_written(platform: Platform, echo: str, kind: str) -> None:
+    package = BAD_PACKAGES[kind]()
+    before = _files_outside_cache(platform)
+    cache = set((platform.state_dir / "code").glob("*")) if (platform.state_dir / "code").exists() else set()
+    name = unique("hostile")
+    status, headers, body = _request(platform, "POST", "/2015-03-31/functions", _create_body(name, package),
+                                     {"Content-Type": "application/json"})
+    _aws_error(status, headers, body, "InvalidParameterValueException")
+    after_cache = set((platform.state_dir / "code").glob("*")) if (platform.state_dir / "code").exists() else set()
+    assert after_cache == cache
+    assert _files_outside_cache(platform) == before
+    assert not Path("/tmp/kambda-absolute-escape.py").exists()
+    assert not (platform.state_dir.parent / "escaped.py").exists()
+    status, headers, body = _request(platform, "GET", f"/2015-03-31/functions/{name}")
+    _aws_error(status, headers, body, "ResourceNotFoundException")
+    _still_serving(platform, echo)
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+PAYLOADS = {
+    "invalid JSON": b'{"a": ',
+    "invalid UTF-8": b'{"a": "\xff\xfe"}',
+    "deeply nested": NESTED,
+    "deeply nested objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "NUL bytes": b'{"a": "\x00"}\x00',
+}
+
+
+@pytest.mark.parametrize("kind", PAYLOADS)
+def test_bad_invoke_payloads_get_invalid_request_content(platform: Platform, echo: str, kind: str) -> None:
+    status, headers, body = _request(platform, "POST", f"/2015-03-31/functions/{echo}/invocations", PAYLOADS[kind])
+    _aws_error(status, headers, body, "InvalidRequestContentException")
+    _still_serving(platform, echo)
+
+
+@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("operation", ["create", "update"])
+def test_bad_management_bodies_get_a_4xx(platform: Platform, echo: str, kind: str, operation: str) -> None:
+    if operation == "create":
+        status, headers, body = _request(platform, "POST", "/2015-03-31/functions", PAYLOADS[kind])
+    else:
+        status, headers, body = _request(platform, "PUT", f"/2015-03-31/functions/{echo}/configuration",
+                                         PAYLOADS[kind])
+    _aws_error(status, headers, body)
+    _still_serving(platform, echo)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n",
+    b"GET /2015-03-31/functions HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(5000)) + b"\r\n",
+    b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    b"POST /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+], ids=["huge header", "many headers", "huge request line", "malformed header", "tls to plain http",
+        "negative length", "bad chunking"])
+def test_malformed_http_gets_a_4xx_and_the_gateway_carries_on(platform: Platform, echo: str,
+                                                              request_bytes: bytes) -> None:
+    status, _, _ = _raw(platform, request_bytes)
+    assert 400 <= status < 500
+    _still_serving(platform, echo)
+
+
+def test_a_slow_client_holds_nothing_up_and_is_cut_off(platform: Platform, echo: str) -> None:
+    url = urlsplit(platform.url)
+    path = f"/2015-03-31/functions/{echo}/invocations"
+    with socket.create_connection((url.hostname, url.port), timeout=120) as slow:
+        slow.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode())
+        slow.setblocking(False)
+        deadline = time.monotonic() + 120
+        reply = b""
+        served_meanwhile = 0
+        while time.monotonic() < deadline:
+            try:
+                slow.send(b" ")  # one byte a second (the server may already have closed: then it tells us)
+            except OSError:
+                pass
+            _still_serving(platform, echo)
+            served_meanwhile += 1
+            try:
+                chunk = slow.recv(65536)
+                reply += chunk
+                if not chunk or b"\r\n\r\n" in reply:
+                    break
+            except BlockingIOError:
+                pass
+            time.sleep(1)  # the slow client's pace, not a wait for luck
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"RequestTimeoutException" in reply
+        assert served_meanwhile > 1
+
+
+NAME_CASES = [
+    ("a" * 64, 404),
+    ("a" * 65, 400),
+    ("arn:aws:lambda:us-east-1:000000000000:function:" + "a" * 64, 404),
+    ("arn:aws:lambda:us-east-1:000000000000:function:" + "a" * 65, 400),
+    ("arn:aws:lambda:us-east-1:000000000000:function:" + "a" * 64 + ":" + "q" * 58, 404),  # 170
+    ("arn:aws:lambda:us-east-1:000000000000:function:" + "a" * 64 + ":" + "q" * 59, 400),  # 171
+    ("000000000000:function:x", 404),
+    ("arn:aws:lambda:us-east-1:000000000000:function:", 400),
+    ("a b", 400),
+    ("a/../b", 400),
+    ("%00", 400),
+    ("é" * 10, 400),
+    ("a" * 5000, 400),
+    ("..", 400),
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), NAME_CASES,
+                         ids=[f"{len(n)}-{e}-{i}" for i, (n, e) in enumerate(NAME_CASES)])
+def test_names_and_arns_at_and_past_every_bound(platform: Platform, echo: str, name: str, expected: int) -> None:
+    quoted = urllib.parse.quote(name, safe="")
+    for method, path in (("GET", f"/2015-03-31/functions/{quoted}"),
+                         ("GET", f"/2015-03-31/functions/{quoted}/configuration"),
+                         ("POST", f"/2015-03-31/functions/{quoted}/invocations"),
+                         ("DELETE", f"/2015-03-31/functions/{quoted}")):
+        status, headers, body = _request(platform, method, path, b"{}" if method == "POST" else b"")
+        assert status == expected, (method, path[:80], status, body[:300])
+        _aws_error(status, headers, body)
+    _still_serving(platform, echo)
+
+
+@pytest.mark.parametrize(("qualifier", "expected"), [
+    ("q" * 128, 404), ("q" * 129, 400), ("$LATEST", 200), ("", 200), ("a b", 400), ("%", 400), ("1" * 200, 400),
+])
+def test_qualifiers_at_and_past_their_bound(platform: Platform, echo: str, qualifier: str, expected: int) -> None:
+    status, headers, body = _request(platform, "GET", f"/2015-03-31/functions/{echo}/configuration?Qualifier="
+                                     + urllib.parse.quote(qualifier, safe=""))
+    assert status == expected, body[:300]
+    if expected != 200:
+        _aws_error(status, headers, body)
+
+
+# -- property-based: the management API's request shapes ------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+_CONFIG_FIELDS = ["FunctionName", "Runtime", "Handler", "Role", "Code", "Timeout", "MemorySize", "Environment",
+                  "Description", "Publish", "Layers", "Architectures", "EphemeralStorage", "DeadLetterConfig",
+                  "TracingConfig", "SnapStart", "LoggingConfig", "Tags", "PackageType", "KMSKeyArn", "VpcConfig"]
+_GOOD = {"FunctionName": "prop", "Runtime": "python3.12", "Handler": "app.handler", "Role": "r",
+         "Code": {"ZipFile": base64.b64encode(make_zip({"app.py": ECHO})).decode()}}
+
+
+def _bodies() -> st.SearchStrategy[dict]:
+    """A valid CreateFunction body with some fields replaced by random JSON, and random extra fields."""
+    replaced = st.dictionaries(st.sampled_from(_CONFIG_FIELDS), _json_values, max_size=4)
+    extra = st.dictionaries(st.text(max_size=10), _json_values, max_size=2)
+    return st.builds(lambda r, e: {**_GOOD, **e, **r}, replaced, extra)
+
+
+def _check_shape(status: int, headers: dict[str, str], body: bytes) -> None:
+    assert status < 500, (status, body[:500])
+    if status >= 400:
+        _aws_error(status, headers, body)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies())
+def test_create_function_never_answers_5xx(platform: Platform, body: dict) -> None:
+    name = body.get("FunctionName")
+    if name == "prop":
+        body = {**body, "FunctionName": unique("prop")}
+    status, headers, raw = _request(platform, "POST", "/2015-03-31/functions", json.dumps(body).encode())
+    _check_shape(status, headers, raw)
+    if status == 201:
+        created = json.loads(raw)["FunctionName"]
+        status, headers, raw = _request(platform, "DELETE", f"/2015-03-31/functions/{created}")
+        assert status == 204, raw
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(st.sampled_from(_CONFIG_FIELDS), _json_values, max_size=5))
+def test_update_function_configuration_never_answers_5xx(platform: Platform, echo: str, fuzzed: str,
+                                                         body: dict) -> None:
+    body.pop("FunctionName", None)
+    status, headers, raw = _request(platform, "PUT", f"/2015-03-31/functions/{fuzzed}/configuration",
+                                    json.dumps(body).encode())
+    _check_shape(status, headers, raw)
+    _still_serving(platform, echo)
