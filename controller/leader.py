@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from controller.orchestrators.k8s_api import Conflict, KubeApi, KubeError, NotFound, Obj
+from controller.orchestrators.k8s_api import MERGE_PATCH, Conflict, KubeApi, KubeError, NotFound, Obj
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
-            lease["spec"] = {**spec, "holderIdentity": None, "leaseDurationSeconds": 1,
+            lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
                              "renewTime": micro_time(self._wall())}
             await self._api.call(coordination.replace_namespaced_lease, self.name, self.namespace, lease,
                                  _request_timeout=self._request_timeout)
@@ -179,15 +179,12 @@ async def label_pod(api: KubeApi, namespace: str, pod: str, leading: bool, attem
         except NotFound:
             log.warning("own pod %s/%s not found; cannot label it", namespace, pod)
             return
-        labels = dict(current["metadata"].get("labels") or {})
-        if leading:
-            labels[LEADER_LABEL] = LEADER_VALUE
-        elif labels.get(LEADER_LABEL) == LEADER_VALUE:
-            labels.pop(LEADER_LABEL)
-        else:
+        labels = current["metadata"].get("labels") or {}
+        if leading == (labels.get(LEADER_LABEL) == LEADER_VALUE):
             return
-        current["metadata"]["labels"] = labels
+        patch = {"metadata": {"resourceVersion": current["metadata"].get("resourceVersion"),
+                              "labels": {LEADER_LABEL: LEADER_VALUE if leading else None}}}
         with contextlib.suppress(Conflict):
-            await api.call(api.core.replace_namespaced_pod, pod, namespace, current)
+            await api.call(api.core.patch_namespaced_pod, pod, namespace, patch, _content_type=MERGE_PATCH)
             return
     log.warning("could not %s the leader label on %s", "set" if leading else "remove", pod)

@@ -96,18 +96,20 @@ def test_a_changed_template_is_seen_through_server_defaults() -> None:
 
 
 def test_claiming_moves_a_pod_out_of_the_pool_selector_and_into_the_function() -> None:
+    from tests.fakekube.patches import merge_patch
+
     pool = objects.pool_deployment(KubernetesSettings(), "python3.12")
     pod = {"metadata": {"name": "kambda-pool-python3-12-abc", "resourceVersion": "7",
                         "labels": dict(pool["spec"]["template"]["metadata"]["labels"]),
                         "ownerReferences": [{"kind": "ReplicaSet", "name": "rs"}]}}
-    claimed = objects.claimed_pod(pod, "hello", "$LATEST")
+    patch = objects.claim_patch(pod, "hello", "$LATEST")
+    assert patch["metadata"]["resourceVersion"] == "7"  # the update is guarded: a racing claim loses
+    claimed = merge_patch(pod, patch)
     labels = claimed["metadata"]["labels"]
     assert any(labels.get(k) != v for k, v in pool["spec"]["selector"]["matchLabels"].items())
     assert labels[objects.ROLE] == "function" and labels[objects.CLAIMED] == "true"
     assert objects.function_key(claimed) == ("hello", "$LATEST")
-    assert claimed["metadata"]["resourceVersion"] == "7"  # the update is guarded: a racing claim loses
     assert "ownerReferences" not in claimed["metadata"]
-    assert pod["metadata"]["labels"][objects.ROLE] == "pool"  # the cached original is untouched
 
 
 # -- backoff and settings ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 #: Delays between retries of a throttled or failing call (seconds, before jitter), kopf-style as data.
 BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+MERGE_PATCH = "application/merge-patch+json"
 #: How long one watch request stays open before it is renewed from the last resourceVersion.
 WATCH_TIMEOUT_S = 60
 
@@ -142,6 +145,8 @@ class KubeApi:
                 return _decode(response)
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
                 err = _error(exc)
+            except pydantic.ValidationError as exc:  # the client checks bodies against its models
+                raise KubeError(f"invalid request: {exc}", 422) from None
             if not retryable(err):
                 raise err
             attempt += 1
@@ -270,7 +275,8 @@ class Informer:
         """Runs on a thread: one watch request, its events put on the loop's queue."""
 
         def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for this watch
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         try:
             for event in self._lines(resource_version):

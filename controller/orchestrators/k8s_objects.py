@@ -178,16 +178,18 @@ def pool_deployment(settings: KubernetesSettings, runtime: str) -> Obj:
     })
 
 
-def claimed_pod(pod: Obj, function: str, version: str) -> Obj:
-    """The pool pod relabelled out of the pool's selector and in to the function (not its Deployment)."""
-    claimed = copy.deepcopy(pod)
-    metadata = claimed["metadata"]
-    metadata["labels"] = {**(metadata.get("labels") or {}), **function_labels(function, version), CLAIMED: "true"}
-    metadata["annotations"] = {**(metadata.get("annotations") or {}), NAME_ANNOTATION: function,
-                               VERSION_ANNOTATION: version}
-    # The ReplicaSet lets go of a pod that leaves its selector; say so at once.
-    metadata.pop("ownerReferences", None)
-    return claimed
+def claim_patch(pod: Obj, function: str, version: str) -> Obj:
+    """A merge patch that moves a pool pod out of the pool's selector and in to the function (not
+    into its Deployment's selector). It carries the resourceVersion the controller saw, so the API
+    server refuses it (409) if the pod changed since: of two racing claims, one wins."""
+    labels = {**function_labels(function, version), CLAIMED: "true"}
+    return {"metadata": {
+        "resourceVersion": pod["metadata"].get("resourceVersion"),
+        "labels": labels,
+        "annotations": {NAME_ANNOTATION: function, VERSION_ANNOTATION: version},
+        # The ReplicaSet lets go of a pod that leaves its selector; say so at once.
+        "ownerReferences": None,
+    }}
 
 
 def pod_ready(pod: Obj) -> bool:

@@ -39,7 +39,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from controller.orchestrators import k8s_objects as objects
-from controller.orchestrators.k8s_api import Conflict, Informer, KubeApi, KubeError, NotFound, Obj
+from controller.orchestrators.k8s_api import MERGE_PATCH, Conflict, Informer, KubeApi, KubeError, NotFound, Obj
 from controller.settings import KubernetesSettings
 from kambda import bus
 from kambda.v1.function_pb2 import FunctionConfig
@@ -390,8 +390,8 @@ class KubernetesOrchestrator:
                     meta.get("annotations") or {}).get(objects.RUNTIME_ANNOTATION) != runtime:
                 continue
             try:
-                claimed = await self._api.call(self._api.core.replace_namespaced_pod, meta["name"], self._ns,
-                                               objects.claimed_pod(pod, *key))
+                claimed = await self._api.call(self._api.core.patch_namespaced_pod, meta["name"], self._ns,
+                                               objects.claim_patch(pod, *key), _content_type=MERGE_PATCH)
             except (Conflict, NotFound):
                 continue  # changed or gone since we saw it: try the next one
             except KubeError as exc:
