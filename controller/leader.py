@@ -48,7 +48,7 @@ class LeaderElector:
                  lease_duration: float = 10.0, renew_period: float = 2.0, renew_deadline: float = 7.0,
                  request_timeout: float = 2.0) -> None:
         assert renew_deadline < lease_duration, "a leader must give up before others may take over"
-        self._api = api
+        self.api = api
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -66,16 +66,16 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: True if this candidate holds the Lease now."""
         now = self._clock()
-        coordination = self._api.coordination
+        coordination = self.api.coordination
         try:
-            lease = await self._api.call(coordination.read_namespaced_lease, self.name, self.namespace,
+            lease = await self.api.call(coordination.read_namespaced_lease, self.name, self.namespace,
                                          _request_timeout=self._request_timeout)
         except NotFound:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(None, now)}
             try:
-                lease = await self._api.call(coordination.create_namespaced_lease, self.namespace, body,
+                lease = await self.api.call(coordination.create_namespaced_lease, self.namespace, body,
                                              _request_timeout=self._request_timeout)
             except Conflict:
                 return False  # another candidate created it first
@@ -90,7 +90,7 @@ class LeaderElector:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {**lease["metadata"]}, "spec": self._spec(lease, now)}
         try:
-            updated = await self._api.call(coordination.replace_namespaced_lease, self.name, self.namespace, body,
+            updated = await self.api.call(coordination.replace_namespaced_lease, self.name, self.namespace, body,
                                            _request_timeout=self._request_timeout)
         except (Conflict, NotFound):
             return False  # someone else wrote it since we read it: they won
@@ -147,16 +147,16 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the Lease up (on a clean shutdown, after acting has stopped): a standby takes it at
         its next attempt instead of waiting for it to expire."""
-        coordination = self._api.coordination
+        coordination = self.api.coordination
         try:
-            lease = await self._api.call(coordination.read_namespaced_lease, self.name, self.namespace,
+            lease = await self.api.call(coordination.read_namespaced_lease, self.name, self.namespace,
                                          _request_timeout=self._request_timeout)
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
             lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
                              "renewTime": micro_time(self._wall())}
-            await self._api.call(coordination.replace_namespaced_lease, self.name, self.namespace, lease,
+            await self.api.call(coordination.replace_namespaced_lease, self.name, self.namespace, lease,
                                  _request_timeout=self._request_timeout)
             log.info("%s released lease %s/%s", self.identity, self.namespace, self.name)
         except KubeError as exc:

@@ -385,23 +385,37 @@ class KubernetesOrchestrator:
         if self._settings.pool_size == 0 or runtime not in self._settings.pool_runtimes:
             return
         for pod in list(self.pods.cache.values()):
-            meta = pod["metadata"]
-            if _role(pod) != objects.ROLE_POOL or not objects.pod_ready(pod) or (
-                    meta.get("annotations") or {}).get(objects.RUNTIME_ANNOTATION) != runtime:
+            if not self._claimable(pod, runtime):
                 continue
-            try:
-                claimed = await self._api.call(self._api.core.patch_namespaced_pod, meta["name"], self._ns,
-                                               objects.claim_patch(pod, *key), _content_type=MERGE_PATCH)
-            except (Conflict, NotFound):
-                continue  # changed or gone since we saw it: try the next one
-            except KubeError as exc:
-                log.warning("cannot claim pool pod %s: %s", meta["name"], exc)
+            name = pod["metadata"]["name"]
+            for _ in range(2):
+                try:
+                    claimed = await self._api.call(self._api.core.patch_namespaced_pod, name, self._ns,
+                                                   objects.claim_patch(pod, *key), _content_type=MERGE_PATCH)
+                except Conflict:  # it changed since we saw it: still a ready pool pod?
+                    try:
+                        pod = await self._api.call(self._api.core.read_namespaced_pod, name, self._ns)
+                    except NotFound:
+                        break
+                    if not self._claimable(pod, runtime):
+                        break
+                    continue
+                except NotFound:
+                    break
+                except KubeError as exc:
+                    log.warning("cannot claim pool pod %s: %s", name, exc)
+                    return
+                self.pods.cache[name] = claimed
+                log.info("claimed pool pod %s for %s:%s", name, *key)
+                self._spawn(self._assign(name, key))
                 return
-            self.pods.cache[meta["name"]] = claimed
-            log.info("claimed pool pod %s for %s:%s", meta["name"], *key)
-            self._spawn(self._assign(meta["name"], key))
-            return
         log.info("no ready %s pool pod for %s:%s; waiting for its Deployment", runtime, *key)
+
+    @staticmethod
+    def _claimable(pod: Obj, runtime: str) -> bool:
+        annotations = pod["metadata"].get("annotations") or {}
+        return _role(pod) == objects.ROLE_POOL and objects.pod_ready(pod) and \
+            annotations.get(objects.RUNTIME_ANNOTATION) == runtime
 
     def _release_bridges(self, key: Key, want: _Want) -> None:
         """Claimed pods go once the version's own pods are enough (or it needs none)."""
