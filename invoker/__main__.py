@@ -23,6 +23,7 @@ async def serve(settings: InvokerSettings) -> None:
     await host.start()
     log.info("invoker %s ready", settings.invoker_id)
     await stop.wait()
+    await host.drain(settings.drain_timeout)
     await host.stop()
     await nc.drain()
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_bool, env_str, state_dir
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_bool, env_float, env_str, state_dir
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class InvokerSettings:
     #: How the built-in Python runtime talks to the invoker: "pipe" (a private socket, the
     #: default: ~10x cheaper per call) or "http" (the Lambda Runtime API, as every other runtime).
     runtime_channel: str = "pipe"
+    #: Seconds a stopping invoker waits for running requests (KAMBDA_INVOKER_DRAIN_TIMEOUT; keep it
+    #: below the pod's terminationGracePeriodSeconds, 30).
+    drain_timeout: float = 20.0
 
     @property
     def code_dir(self) -> Path:
@@ -42,6 +45,7 @@ class InvokerSettings:
             account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
             zygote=env_bool(environ, "KAMBDA_ZYGOTE", True),
             runtime_channel=_channel(env_str(environ, "KAMBDA_RUNTIME_CHANNEL", "pipe")),
+            drain_timeout=env_float(environ, "KAMBDA_INVOKER_DRAIN_TIMEOUT", 20.0, 0.0, 3600.0),
         )
 
 

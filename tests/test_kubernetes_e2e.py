@@ -1,0 +1,241 @@
+"""End to end on a fake cluster: real nats-server, real controller (KAMBDA_ORCHESTRATOR=kubernetes,
+pointed at the fake API server by a kubeconfig), real gateway, boto3; the fake's kubelet turns each
+pod into a real local invoker process. Deploy, invoke, warm-pool claim, scale up, scale to zero,
+controller restart, delete.
+
+The function answers the invoker id it runs under (the pod's name, found in its process tree),
+which tells a claimed pool pod from one of the function's own Deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from controller.orchestrators import k8s_objects as objects
+from controller.settings import KubernetesSettings
+from tests.conftest import REPO, make_zip, unique, wait_for
+from tests.fakekube import FakeKube
+from tests.fakekube.kubelet import Kubelet
+from tests.k8s_harness import NatsProcess, Service, service_env, start_controller, start_gateway, write_kubeconfig
+
+NAMESPACE = "kambda-fns"
+
+HANDLER = '''
+import os, time
+
+def invoker_id():
+    pid = os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                for item in f.read().split(b"\\0"):
+                    if item.startswith(b"KAMBDA_INVOKER_ID="):
+                        return item.split(b"=", 1)[1].decode()
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return ""
+    return ""
+
+def handler(event, context):
+    if event.get("mark"):
+        with open(event["mark"], "a") as f:
+            f.write(context.aws_request_id + "\\n")
+    time.sleep(event.get("sleep", 0))
+    return {"invoker": invoker_id()}
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    cluster: FakeKube
+    kubelet: Kubelet
+    nats: NatsProcess
+    controller: Service
+    gateway: Service
+    controller_env: dict[str, str]
+    url: str
+    log_dir: Path
+
+    def lambda_client(self):  # type: ignore[no-untyped-def]
+        return boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x",
+                            aws_secret_access_key="x",
+                            config=Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=10))
+
+    def restart_controller(self, kill: bool = True) -> None:
+        import signal
+
+        self.controller.stop(signal.SIGKILL if kill else signal.SIGTERM)
+        self.controller, _ = start_controller(self.controller_env, self.log_dir, name=f"controller-{unique('r')}")
+
+    def logs(self) -> str:
+        return "".join(f"\n== {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                       for p in sorted(self.log_dir.glob("*.log"))) + self.kubelet.logs()
+
+    def deployments(self) -> list[dict]:
+        return [d for d in self.cluster.store.list("deployments", NAMESPACE)[0]
+                if (d["metadata"].get("labels") or {}).get(objects.ROLE) == objects.ROLE_FUNCTION]
+
+    def deployment(self, function: str) -> dict | None:
+        name = objects.deployment_name(function, "$LATEST")
+        return next((d for d in self.deployments() if d["metadata"]["name"] == name), None)
+
+    def pods(self, role: str, function: str | None = None) -> list[dict]:
+        found = []
+        for pod in self.cluster.store.list("pods", NAMESPACE)[0]:
+            if (pod["metadata"].get("labels") or {}).get(objects.ROLE) != role:
+                continue
+            if function is None or objects.function_key(pod) == (function, "$LATEST"):
+                found.append(pod)
+        return found
+
+    def ready(self, role: str, function: str | None = None) -> list[dict]:
+        return [p for p in self.pods(role, function) if objects.pod_ready(p)]
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("k8s-e2e")
+    log_dir = root / "logs"
+    log_dir.mkdir()
+    nats = NatsProcess(root / "nats")
+    cluster = FakeKube().start()
+    # Pods become Ready once their invoker says it is (connected to NATS, listening for assignments).
+    kubelet = Kubelet(cluster, NAMESPACE, {"PYTHONPATH": str(REPO), "GRPC_VERBOSITY": "ERROR"},
+                      log_dir=log_dir / "pods", ready_when=r"invoker \S+ ready").start()
+    kubeconfig = write_kubeconfig(root / "kubeconfig", cluster.url, NAMESPACE)
+    controller_env = service_env(
+        KAMBDA_ORCHESTRATOR="kubernetes", KAMBDA_KUBECONFIG=str(kubeconfig), KAMBDA_NATS_URL=nats.url,
+        KAMBDA_STATE_DIR=str(root / "controller"), KAMBDA_K8S_NAMESPACE=NAMESPACE, KAMBDA_K8S_POOL_SIZE="1",
+        KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{_free_port()}", KAMBDA_SCALE_TO_ZERO_AFTER="3",
+        KAMBDA_STABLE_WINDOW="3", KAMBDA_PANIC_WINDOW="1",
+        KAMBDA_K8S_POD_TEMPLATE=json.dumps({"containers": [{"name": "invoker", "env": [
+            {"name": "KAMBDA_STATE_DIR", "value": str(root / "pods")}]}]}),
+    )
+    controller, address = start_controller(controller_env, log_dir)
+    gateway, url = start_gateway(service_env(KAMBDA_NATS_URL=nats.url, KAMBDA_CONTROLLER=address, KAMBDA_PORT="0"),
+                                 log_dir)
+    running = Platform(cluster, kubelet, nats, controller, gateway, controller_env, url, log_dir)
+    yield running
+    gateway.stop()
+    running.controller.stop()
+    kubelet.stop()
+    cluster.stop()
+    nats.stop()
+
+
+def _invoke(lam, name: str, payload: dict | None = None) -> dict:  # type: ignore[no-untyped-def]
+    response = lam.invoke(FunctionName=name, Payload=json.dumps(payload or {}))
+    body = json.loads(response["Payload"].read())
+    assert response["StatusCode"] == 200 and "FunctionError" not in response, body
+    return body
+
+
+def _create(lam, name: str) -> None:  # type: ignore[no-untyped-def]
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Timeout=30,
+                        Role="arn:aws:iam::000000000000:role/test", Code={"ZipFile": make_zip({"app.py": HANDLER})})
+
+
+def test_cold_start_claims_a_warm_pool_pod_then_the_deployment_takes_over(k8s: Platform) -> None:
+    lam = k8s.lambda_client()
+    pool_prefix = objects.pool_name("python3.12") + "-"
+    wait_for(lambda: k8s.ready(objects.ROLE_POOL), 60, what="a ready pool pod")
+    name = unique("k8s")
+    _create(lam, name)
+    first = _invoke(lam, name)
+    assert first["invoker"].startswith(pool_prefix), (first, k8s.logs())
+    deployment = k8s.deployment(name)
+    assert deployment is not None and deployment["spec"]["replicas"] >= 1
+    labels = deployment["metadata"]["labels"]
+    assert labels[objects.PART_OF] == "kambda" and labels[objects.ROLE] == "function"
+    # The pool refills, the function's own pod comes up, and the claimed pod is released.
+    wait_for(lambda: k8s.ready(objects.ROLE_POOL), 60, what="the pool to refill")
+    wait_for(lambda: not [p for p in k8s.pods(objects.ROLE_FUNCTION, name)
+                          if p["metadata"]["name"].startswith(pool_prefix)], 60, what="the claimed pod to go")
+    second = _invoke(lam, name)
+    assert second["invoker"].startswith(deployment["metadata"]["name"] + "-"), second
+
+
+def test_scale_up_under_load_and_down_to_zero(k8s: Platform) -> None:
+    lam = k8s.lambda_client()
+    name = unique("k8s")
+    _create(lam, name)
+    results: list[object] = []
+
+    def call() -> None:
+        try:
+            results.append(_invoke(k8s.lambda_client(), name, {"sleep": 3}))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: (k8s.deployment(name) or {}).get("spec", {}).get("replicas", 0) >= 2, 60,
+             what="the Deployment to scale up")
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 4 and all(isinstance(r, dict) for r in results), results
+    assert len({r["invoker"] for r in results}) >= 2  # type: ignore[index]  # served by more than one pod
+    wait_for(lambda: (k8s.deployment(name) or {}).get("spec", {}).get("replicas") == 0, 90,
+             what="the Deployment to scale to zero")
+    wait_for(lambda: not k8s.pods(objects.ROLE_FUNCTION, name), 60, what="no pod left")
+    assert _invoke(lam, name)["invoker"]  # and it comes back from zero
+
+
+def test_controller_restart_adopts_and_cleans_up(k8s: Platform) -> None:
+    lam = k8s.lambda_client()
+    name = unique("k8s")
+    _create(lam, name)
+    _invoke(lam, name)
+    before = k8s.deployment(name)
+    assert before is not None
+    # A Deployment left behind by a function that no longer exists (deleted while no controller ran).
+    stray = objects.function_deployment(KubernetesSettings(namespace=NAMESPACE), "gone-fn", "$LATEST", "python3.12", 1)
+    k8s.cluster.store.create("deployments", NAMESPACE, stray)
+    k8s.restart_controller(kill=True)
+    wait_for(lambda: not [d for d in k8s.deployments() if d["metadata"]["name"] == stray["metadata"]["name"]],
+             60, what="the stray Deployment to be removed")
+    after = k8s.deployment(name)
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]  # adopted, not recreated
+    assert _invoke(lam, name)["invoker"]
+    lam.delete_function(FunctionName=name)
+    wait_for(lambda: k8s.deployment(name) is None, 60, what="the deleted function's Deployment to go")
+
+
+def test_a_stopping_invoker_finishes_the_request_it_runs(platform, lam, create, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pod is deleted whenever its Deployment scales down, busy or not: its invoker's SIGTERM
+    must not cost the running request (shown on the embedded platform, same invoker)."""
+    import os
+    import signal
+
+    from kambda import procs
+
+    name = create(HANDLER)
+    _invoke(lam, name)
+    results: list[dict] = []
+    mark = tmp_path / "runs"
+    caller = threading.Thread(target=lambda: results.append(_invoke(lam, name, {"sleep": 2, "mark": str(mark)})))
+    caller.start()
+    wait_for(lambda: platform.status(name)["busy"] == 1, 30, what="the request to run")
+    assert platform.proc is not None
+    (invoker,) = procs.service_pids(platform.proc.pid, "invoker")
+    os.kill(invoker, signal.SIGTERM)
+    caller.join(60)
+    assert results and results[0]["invoker"] == "local-0"
+    assert len(mark.read_text().split()) == 1  # it ran to the end once, not killed and run again
