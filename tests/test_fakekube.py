@@ -8,8 +8,12 @@ subresource, ownerReferences and what a ReplicaSet does with pods.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import wait_for
 from tests.fakekube import FakeKube
+from tests.fakekube.kubelet import Kubelet, argv_of, resolve_env
 from tests.fakekube.patches import json_patch, merge_patch
 from tests.fakekube.selectors import SelectorError, matches, parse_labels
 
@@ -491,3 +496,119 @@ def test_services_and_namespaces(kube: FakeKube, core: client.CoreV1Api) -> None
     assert {n.metadata.name for n in core.list_namespace().items} >= {"default", NS}
     core.delete_namespace(NS)
     assert core.list_namespaced_service(NS).items == []
+
+
+# -- the kubelet ----------------------------------------------------------------------------------
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_console_scripts_run_as_modules_of_this_checkout() -> None:
+    assert argv_of({"command": ["kambda-invoker"], "args": ["--x"]}) == [sys.executable, "-m", "invoker", "--x"]
+    assert argv_of({"command": ["kambda-gateway"]}) == [sys.executable, "-m", "gateway"]
+    assert argv_of({"command": ["kambda-controller"]}) == [sys.executable, "-m", "controller"]
+    assert argv_of({"command": ["python3", "-c", "1"]}) == [sys.executable, "-c", "1"]
+    assert argv_of({"command": ["sleep"], "args": ["1"]}) == ["sleep", "1"]
+
+
+def test_env_is_resolved_as_a_kubelet_does() -> None:
+    pod_obj = {"metadata": {"name": "p-1", "namespace": "fns", "uid": "u", "labels": {"fn": "hello"}}, "spec": {}}
+    container = {"resources": {"limits": {"memory": "512Mi", "cpu": "1500m"}}, "env": [
+        {"name": "A", "value": "a"}, {"name": "B", "value": "$(A)-b-$(NOPE)"},
+        {"name": "ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "FN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['fn']"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+        {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
+        {"name": "SEC", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "none", "optional": True}}}]}
+    objects = {("configmaps", "cfg"): {"data": {"k": "v"}}, ("secrets", "s"): {"data": {"k": "c2VjcmV0"}}}
+    env = resolve_env(pod_obj, container, lambda plural, name: objects[(plural, name)])
+    assert env == {"A": "a", "B": "a-b-$(NOPE)", "ID": "p-1", "FN": "hello", "IP": "127.0.0.1", "MEM": "512",
+                   "CPU": "2", "CM": "v", "SEC": "secret"}
+
+
+SLEEPER = ("import os, subprocess, sys, time; child = subprocess.Popen(['sleep', '600']); "
+           "print('ready', os.environ['POD'], os.environ['NS'], os.environ['GREETING'], os.environ['EXTRA'], "
+           "child.pid, flush=True); time.sleep(600)")
+
+
+def test_kubelet_runs_a_pod_as_a_process_and_kills_its_group_when_deleted(kube: FakeKube, core: client.CoreV1Api,
+                                                                          tmp_path: Any) -> None:
+    body = pod("sleeper")
+    body["spec"]["containers"][0].update(command=["python", "-c"], args=[SLEEPER], env=[
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "WHO", "value": "world"}, {"name": "GREETING", "value": "hello-$(WHO)"},
+        {"name": "EXTRA", "value": "from the pod"}])
+    with Kubelet(kube, NS, {"EXTRA": "from the test"}, log_dir=tmp_path, ready_when=r"^ready ") as kubelet:
+        core.create_namespaced_pod(NS, body)
+
+        def ready() -> bool:
+            status = core.read_namespaced_pod("sleeper", NS).status
+            return status.phase == "Running" and any(c.type == "Ready" and c.status == "True"
+                                                     for c in status.conditions or [])
+
+        wait_for(ready, what=f"the pod Ready{kubelet.logs()}")
+        process = kubelet.processes()["sleeper"]
+        words = process.log().split()
+        assert words[:5] == ["ready", "sleeper", NS, "hello-world", "from"] and " ".join(words[5:8]) == \
+            "the test " + words[7]
+        child = int(words[-1])
+        assert alive(process.pid) and alive(child)
+        status = core.read_namespaced_pod("sleeper", NS).status
+        assert status.pod_ip == "127.0.0.1" and status.container_statuses[0].state.running is not None
+
+        core.delete_namespaced_pod("sleeper", NS)
+        wait_for(lambda: process.returncode is not None, what="the process ended")
+        assert process.returncode == -signal.SIGTERM
+        wait_for(lambda: not alive(child), what="the rest of the process group killed")
+        assert kubelet.processes() == {}
+
+
+def test_pods_of_other_namespaces_are_not_run(kube: FakeKube, core: client.CoreV1Api) -> None:
+    body = pod("elsewhere")
+    body["spec"]["containers"][0]["command"] = ["python", "-c", "import time; time.sleep(600)"]
+    with Kubelet(kube, NS) as kubelet:
+        core.create_namespaced_pod("other", body)
+        core.create_namespaced_pod(NS, {**body, "metadata": {"name": "here"}})
+        wait_for(lambda: "here" in kubelet.processes(), what="the pod of its namespace started")
+        assert set(kubelet.processes()) == {"here"}
+        assert core.read_namespaced_pod("elsewhere", "other").status.phase == "Pending"
+    assert not alive(kubelet.history()[0].pid)  # stopping the kubelet stops its processes
+
+
+def test_a_process_that_exits_fails_its_pod_and_the_deployment_replaces_it(
+        kube: FakeKube, apps: client.AppsV1Api, core: client.CoreV1Api, tmp_path: Any) -> None:
+    marker = tmp_path / "crashed-once"
+    script = (f"import pathlib, sys, time; m = pathlib.Path({str(marker)!r})\n"
+              "if not m.exists(): m.touch(); sys.exit(3)\n"
+              "time.sleep(600)")
+    body = deployment("flaky")
+    body["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c", script]
+    with Kubelet(kube, NS) as kubelet:
+        apps.create_namespaced_deployment(NS, body)
+        def phases() -> list[str]:
+            return sorted(p.status.phase for p in core.list_namespaced_pod(NS, label_selector="app=flaky").items)
+
+        wait_for(lambda: phases() == ["Failed", "Running"] and
+                 apps.read_namespaced_deployment("flaky", NS).status.ready_replicas == 1,
+                 what=f"a failed pod and a ready replacement{kubelet.logs()}")
+        pods = core.list_namespaced_pod(NS, label_selector="app=flaky").items
+        (failed,) = [p for p in pods if p.status.phase == "Failed"]
+        assert failed.status.container_statuses[0].state.terminated.exit_code == 3
+        (running,) = [p for p in pods if p.status.phase == "Running"]
+        assert set(kubelet.processes()) == {running.metadata.name}
+
+        apps.patch_namespaced_deployment_scale("flaky", NS, {"spec": {"replicas": 0}})
+        wait_for(lambda: not kubelet.processes(), what="scaled to zero: no process left")
+        assert not alive(kubelet.history()[-1].pid)

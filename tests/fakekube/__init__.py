@@ -17,14 +17,29 @@ Usage::
         kube.compact()                           # old resourceVersions now answer 410 Gone
         kube.requests                            # [(method, path?query), ...] seen so far
 
+    from tests.fakekube import Kubelet
+
+    with Kubelet(kube, "fns", {"PYTHONPATH": repo, "KAMBDA_NATS_URL": nats_url},
+                 log_dir=tmp_path, ready_when=r"invoker .* ready") as kubelet:
+        ...                                      # each pod of "fns" runs as a local process
+        kubelet.processes()                      # {pod name: PodProcess(pid, argv, env, log())} running now
+        kubelet.history()                        # every process started, ended ones too
+        kubelet.logs()                           # their output, for an assertion message
+
 Served: core/v1 pods, services, configmaps, secrets, serviceaccounts, namespaces; apps/v1
 deployments (+ ``/scale``, ``/status``); coordination.k8s.io/v1 leases. Namespaces are created on
 first use. A mini ReplicaSet controller keeps each Deployment's pods (Pending until a kubelet
 makes them Ready); see replicasets.py for what it does and where it differs from the real one.
+
+Good to know when testing a client: the official client's urllib3 itself retries a 429 that carries
+(or a 503) that carries Retry-After on idempotent verbs (GET, PUT, DELETE), so a caller sees such
+a 429 only on POST and PATCH, or once urllib3's 3 retries are spent (``count=4``). A 500, or a 503
+injected without ``retry_after``, reaches the caller on every verb.
 """
 
+from .kubelet import Kubelet, PodProcess
 from .objects import ApiError
 from .server import FakeKube
 from .store import Store
 
-__all__ = ["ApiError", "FakeKube", "Store"]
+__all__ = ["ApiError", "FakeKube", "Kubelet", "PodProcess", "Store"]
