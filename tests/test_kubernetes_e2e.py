@@ -239,3 +239,77 @@ def test_a_stopping_invoker_finishes_the_request_it_runs(platform, lam, create, 
     caller.join(60)
     assert results and results[0]["invoker"] == "local-0"
     assert len(mark.read_text().split()) == 1  # it ran to the end once, not killed and run again
+
+
+def test_two_controllers_one_leads_and_the_standby_takes_over(tmp_path: Path) -> None:
+    """Leader election between two real controller processes: the leader carries the Service's
+    label and serves; the standby answers only Ping; killing the leader hands over to the standby."""
+    import signal
+
+    import grpc
+
+    from kambda.v1 import controller_pb2 as pb
+    from kambda.v1.controller_pb2_grpc import ControllerStub
+
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    nats = NatsProcess(tmp_path / "nats")
+    kube = FakeKube().start()
+    controllers: dict[str, Service] = {}
+    try:
+        for pod in ("ctrl-a", "ctrl-b"):
+            kube.store.create("pods", "kambda", {"metadata": {"name": pod, "labels": {objects.PART_OF: "kambda"}},
+                                                 "spec": {"containers": [{"name": "controller", "image": "kambda"}]}})
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        addresses = {}
+
+        def start(pod: str) -> None:
+            env = service_env(
+                KAMBDA_ORCHESTRATOR="kubernetes", KAMBDA_KUBECONFIG=str(kubeconfig), KAMBDA_NATS_URL=nats.url,
+                KAMBDA_STATE_DIR=str(tmp_path / pod), KAMBDA_K8S_NAMESPACE="fns", KAMBDA_K8S_POOL_SIZE="1",
+                KAMBDA_LEADER_ELECTION="true", KAMBDA_POD_NAME=pod, KAMBDA_POD_NAMESPACE="kambda",
+                KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{_free_port()}")
+            controllers[pod], addresses[pod] = start_controller(env, log_dir, name=pod)
+
+        def role(pod: str) -> str | None:
+            return (kube.store.get("pods", "kambda", pod)["metadata"].get("labels") or {}).get(objects.ROLE)
+
+        def holder() -> str | None:
+            try:
+                return kube.store.get("leases", "kambda", "kambda-controller")["spec"].get("holderIdentity")
+            except Exception:  # noqa: BLE001 - no lease yet
+                return None
+
+        def call(pod: str, method: str, request: object) -> grpc.StatusCode:
+            with grpc.insecure_channel(addresses[pod]) as channel:
+                try:
+                    getattr(ControllerStub(channel), method)(request, timeout=10)
+                    return grpc.StatusCode.OK
+                except grpc.RpcError as exc:
+                    return exc.code()  # type: ignore[no-any-return]
+
+        start("ctrl-a")
+        wait_for(lambda: role("ctrl-a") == "leader", 30, what="ctrl-a to lead")
+        start("ctrl-b")
+        assert holder() == "ctrl-a" and role("ctrl-b") is None
+        assert call("ctrl-b", "Ping", pb.PingRequest()) == grpc.StatusCode.OK
+        assert call("ctrl-b", "ListFunctions", pb.ListFunctionsRequest()) == grpc.StatusCode.UNAVAILABLE
+        assert call("ctrl-a", "ListFunctions", pb.ListFunctionsRequest()) == grpc.StatusCode.OK
+        # Only the leader acts: one warm pool Deployment, created once.
+        creates = [p for m, p in kube.requests if m == "POST" and p.endswith("/namespaces/fns/deployments")]
+        assert len(creates) == 1
+
+        controllers["ctrl-a"].stop(signal.SIGKILL)  # no clean hand-over: the lease must run out
+        wait_for(lambda: role("ctrl-b") == "leader", 30, what="ctrl-b to take over")
+        assert holder() == "ctrl-b"
+        assert call("ctrl-b", "ListFunctions", pb.ListFunctionsRequest()) == grpc.StatusCode.OK
+        assert len([p for m, p in kube.requests if m == "POST" and p.endswith("/namespaces/fns/deployments")]) == 1
+
+        controllers["ctrl-b"].stop(signal.SIGTERM)  # a clean stop gives the lease and the label up
+        assert controllers["ctrl-b"].proc.returncode == 0, controllers["ctrl-b"].log()
+        assert not holder() and role("ctrl-b") is None
+    finally:
+        for service in controllers.values():
+            service.stop()
+        kube.stop()
+        nats.stop()
