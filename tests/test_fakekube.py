@@ -438,6 +438,47 @@ def test_bookmarks_carry_the_latest_resource_version(core: client.CoreV1Api) -> 
     assert lines[-1]["object"]["metadata"]["resourceVersion"] == latest
 
 
+def test_all_namespaces_watch_and_changes_behind_the_clients_back(kube: FakeKube, apps: client.AppsV1Api) -> None:
+    start = apps.list_deployment_for_all_namespaces().metadata.resource_version
+    apps.create_namespaced_deployment("one", deployment("a", replicas=0))
+    apps.create_namespaced_deployment("two", deployment("b", replicas=0))
+    kube.store.mutate("deployments", "one", "a", lambda d: d["metadata"].setdefault("labels", {}).update(x="1"))
+    kube.store.delete("deployments", "two", "b")
+    events = [(e["type"], e["object"].metadata.namespace, e["object"].metadata.name) for e in watch.Watch().stream(
+        apps.list_deployment_for_all_namespaces, resource_version=start, timeout_seconds=1)]
+    assert ("ADDED", "one", "a") in events and ("ADDED", "two", "b") in events
+    assert ("MODIFIED", "one", "a") in events and events[-1] == ("DELETED", "two", "b")
+    assert {ns for _, ns, _ in events} == {"one", "two"}
+
+
+def test_a_watch_of_one_object_by_field_selector(kube: FakeKube) -> None:
+    coordination = client.CoordinationV1Api(kube.api_client())
+    start = coordination.list_namespaced_lease(NS).metadata.resource_version
+    for name in ("leader", "other"):
+        coordination.create_namespaced_lease(NS, {"metadata": {"name": name}, "spec": {"holderIdentity": "a"}})
+    coordination.patch_namespaced_lease("leader", NS, {"spec": {"holderIdentity": "b"}})
+    events = [(e["type"], e["object"].spec.holder_identity) for e in watch.Watch().stream(
+        coordination.list_namespaced_lease, NS, field_selector="metadata.name=leader", resource_version=start,
+        timeout_seconds=1)]
+    assert events == [("ADDED", "a"), ("MODIFIED", "b")]
+
+
+def test_the_status_subresource_changes_only_the_status(kube: FakeKube, core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod(NS, pod("a", {"app": "x"}))
+    patched = core.patch_namespaced_pod_status("a", NS, {"status": {"phase": "Running"},
+                                                         "metadata": {"labels": {"app": "changed"}}})
+    assert patched.status.phase == "Running" and patched.metadata.labels == {"app": "x"}
+    current = core.read_namespaced_pod("a", NS)
+    current.status.phase = "Pending"
+    current.metadata.labels = {"app": "y"}
+    replaced = core.replace_namespaced_pod("a", NS, current)  # the main resource: labels yes, status no
+    assert replaced.status.phase == "Running" and replaced.metadata.labels == {"app": "y"}
+    current = core.read_namespaced_pod("a", NS)
+    current.spec.containers[0].name = "renamed"
+    exc, status = error_of(core.replace_namespaced_pod, "a", NS, current)
+    assert exc.status == 422 and status["reason"] == "Invalid"  # a pod's spec is immutable but for images
+
+
 # -- injected faults ----------------------------------------------------------------------------
 
 def test_injected_errors_answer_the_next_matching_requests(kube: FakeKube, apps: client.AppsV1Api,

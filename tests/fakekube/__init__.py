@@ -1,4 +1,4 @@
-"""A fake Kubernetes for tests: an API server the official client talks to over HTTP, and a kubelet.
+r"""A fake Kubernetes for tests: an API server the official client talks to over HTTP, and a kubelet.
 
 Usage::
 
@@ -20,7 +20,7 @@ Usage::
     from tests.fakekube import Kubelet
 
     with Kubelet(kube, "fns", {"PYTHONPATH": repo, "KAMBDA_NATS_URL": nats_url},
-                 log_dir=tmp_path, ready_when=r"invoker .* ready") as kubelet:
+                 log_dir=tmp_path, ready_when=r"invoker \S+ ready") as kubelet:
         ...                                      # each pod of "fns" runs as a local process
         kubelet.processes()                      # {pod name: PodProcess(pid, argv, env, log())} running now
         kubelet.history()                        # every process started, ended ones too
@@ -28,11 +28,13 @@ Usage::
 
 Served: core/v1 pods, services, configmaps, secrets, serviceaccounts, namespaces; apps/v1
 deployments (+ ``/scale``, ``/status``); coordination.k8s.io/v1 leases. Namespaces are created on
-first use. A mini ReplicaSet controller keeps each Deployment's pods (Pending until a kubelet
-makes them Ready); see replicasets.py for what it does and where it differs from the real one.
+first use. List paging (limit/continue) is not implemented: a list answers every item. A mini
+ReplicaSet controller keeps each Deployment's pods (Pending until a kubelet makes them Ready);
+see replicasets.py for what it does and where it differs from the real one. Pods are deleted at
+once (no graceful deletion phase with deletionTimestamp); server-side apply answers 415.
 
-Good to know when testing a client: the official client's urllib3 itself retries a 429 that carries
-(or a 503) that carries Retry-After on idempotent verbs (GET, PUT, DELETE), so a caller sees such
+Good to know when testing a client: the official client's urllib3 itself retries a 429 (or a 503)
+that carries Retry-After on idempotent verbs (GET, PUT, DELETE), so a caller sees such
 a 429 only on POST and PATCH, or once urllib3's 3 retries are spent (``count=4``). A 500, or a 503
 injected without ``retry_after``, reaches the caller on every verb.
 """

@@ -130,6 +130,7 @@ class ReplicaSetController:
         name = deployment["metadata"]["name"]
         metadata: Obj = {
             "name": f"{name}-{pod_hash}-{_rand()}",
+            "generateName": f"{name}-{pod_hash}-",
             "labels": {**(tmeta.get("labels") or {}), "pod-template-hash": pod_hash},
             "ownerReferences": [_ref(deployment)],
         }

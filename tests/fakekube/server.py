@@ -190,7 +190,7 @@ class FakeKube:
 
     def pods(self, namespace: str | None = None, selector: str = "") -> list[Obj]:
         """The pods now (all namespaces when ``namespace`` is None), optionally by label selector."""
-        return self.store.list("pods", namespace, parse_labels(selector))[0]
+        return self.store.list("pods", namespace, selector)[0]
 
     # -- test hooks -----------------------------------------------------------------------------------------
 

@@ -35,7 +35,15 @@ from .objects import (
     not_found,
     validate,
 )
-from .selectors import Requirement, fields_match, from_label_selector, matches, to_string
+from .selectors import (
+    Requirement,
+    fields_match,
+    from_label_selector,
+    matches,
+    parse_fields,
+    parse_labels,
+    to_string,
+)
 
 
 @dataclass(frozen=True)
@@ -93,9 +101,16 @@ class Store:
                 raise not_found(RESOURCES[plural], name)
             return copy.deepcopy(obj)
 
-    def list(self, plural: str, namespace: str | None = None, labels: list[Requirement] | None = None,
-             fields: list[Requirement] | None = None) -> tuple[list[Obj], int]:
-        """Objects in key order (namespace ``None``: all namespaces), and the resourceVersion of the list."""
+    def list(self, plural: str, namespace: str | None = None, labels: str | list[Requirement] = "",
+             fields: str | list[Requirement] = "") -> tuple[list[Obj], int]:
+        """Objects in key order (namespace ``None``: all namespaces), and the resourceVersion of the list.
+
+        ``labels`` and ``fields`` are selectors, as strings (``"app=x,tier!=db"``) or parsed.
+        """
+        if isinstance(labels, str):
+            labels = parse_labels(labels)
+        if isinstance(fields, str):
+            fields = parse_fields(fields)
         with self._lock:
             items = [copy.deepcopy(obj) for key, obj in sorted(self._objects[plural].items())
                      if (namespace is None or key[0] == namespace)
