@@ -22,8 +22,8 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import wait_for
-from tests.fakekube import FakeKube
-from tests.fakekube.kubelet import Kubelet, argv_of, resolve_env
+from tests.fakekube import ApiError, FakeKube
+from tests.fakekube.kubelet import ContainerConfigError, Kubelet, argv_of, resolve_env
 from tests.fakekube.patches import json_patch, merge_patch
 from tests.fakekube.selectors import SelectorError, matches, parse_labels
 
@@ -85,6 +85,8 @@ def test_create_read_replace_and_the_errors_of_a_real_server(kube: FakeKube, app
     assert created.metadata.uid and created.metadata.generation == 1 and created.metadata.creation_timestamp
     assert created.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent"  # a server default
 
+    # Wait for the ReplicaSet controller's status write, which would make what we read stale.
+    wait_for(lambda: apps.read_namespaced_deployment("web", NS).status.replicas == 1, what="status.replicas")
     read = apps.read_namespaced_deployment("web", NS)
     read.spec.template.spec.containers[0].image = "kambda:2"
     replaced = apps.replace_namespaced_deployment("web", NS, read)
@@ -529,6 +531,18 @@ def test_lease_create_renew_and_conflict(kube: FakeKube) -> None:
     assert exc.status == 404
 
 
+def test_the_kubeconfig_it_writes_works_for_the_official_client(kube: FakeKube, tmp_path: Path) -> None:
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=str(kube.write_kubeconfig(tmp_path / "kubeconfig", NS)))
+    try:
+        created = client.CoreV1Api(api_client).create_namespaced_config_map(NS, {"metadata": {"name": "cm"}})
+        assert created.metadata.namespace == NS
+        assert ("POST", f"/api/v1/namespaces/{NS}/configmaps") in kube.requests
+    finally:
+        api_client.close()
+
+
 def test_services_and_namespaces(kube: FakeKube, core: client.CoreV1Api) -> None:
     svc = core.create_namespaced_service(NS, {"metadata": {"name": "gw"},
                                               "spec": {"selector": {"app": "gw"}, "ports": [{"port": 80}]}})
@@ -572,10 +586,35 @@ def test_env_is_resolved_as_a_kubelet_does() -> None:
         {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
         {"name": "SEC", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
         {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "none", "optional": True}}}]}
-    objects = {("configmaps", "cfg"): {"data": {"k": "v"}}, ("secrets", "s"): {"data": {"k": "c2VjcmV0"}}}
-    env = resolve_env(pod_obj, container, lambda plural, name: objects[(plural, name)])
+    container["envFrom"] = [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}, {"secretRef": {"name": "s"}},
+                            {"configMapRef": {"name": "missing", "optional": True}}]
+    objects = {("configmaps", "cfg"): {"data": {"k": "v"}}, ("secrets", "s"): {"data": {"k": "c2VjcmV0",
+                                                                                       "A": "c2VjcmV0"}}}
+
+    def lookup(plural: str, name: str) -> dict[str, Any]:
+        if (plural, name) not in objects:
+            raise ApiError(404, "not found")
+        return objects[(plural, name)]
+
+    env = resolve_env(pod_obj, container, lookup)
     assert env == {"A": "a", "B": "a-b-$(NOPE)", "ID": "p-1", "FN": "hello", "IP": "127.0.0.1", "MEM": "512",
-                   "CPU": "2", "CM": "v", "SEC": "secret"}
+                   "CPU": "2", "CM": "v", "SEC": "secret", "CFG_k": "v", "k": "secret"}
+    container["env"].append({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "absent"}}})
+    with pytest.raises(ContainerConfigError):
+        resolve_env(pod_obj, container, lookup)
+
+
+def test_a_pod_whose_env_cannot_be_resolved_stays_pending(kube: FakeKube, core: client.CoreV1Api) -> None:
+    body = pod("broken")
+    body["spec"]["containers"][0].update(command=["python", "-c", "1"], env=[
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}])
+    with Kubelet(kube, NS) as kubelet:
+        core.create_namespaced_pod(NS, body)
+        wait_for(lambda: core.read_namespaced_pod("broken", NS).status.container_statuses, what="a container status")
+        status = core.read_namespaced_pod("broken", NS).status
+        assert status.phase == "Pending"
+        assert status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError"
+        assert kubelet.history() == []
 
 
 SLEEPER = ("import os, subprocess, sys, time; child = subprocess.Popen(['sleep', '600']); "

@@ -3,7 +3,7 @@
 For each new pod it runs the pod's first container: ``command`` + ``args`` (the console scripts
 ``kambda-invoker``, ``kambda-gateway``, ``kambda-controller`` and ``kambda`` become
 ``python -m <module>`` on this interpreter), with the container's ``env`` resolved as a kubelet
-does (``value`` with ``$(VAR)`` references, ``valueFrom.fieldRef``, ``resourceFieldRef``,
+does (``envFrom``; ``value`` with ``$(VAR)`` references, ``valueFrom.fieldRef``, ``resourceFieldRef``,
 ``configMapKeyRef``, ``secretKeyRef``) on top of this process's environment without its
 ``KAMBDA_*`` variables, and then ``extra_env`` (PYTHONPATH, a NATS URL the host can reach ...).
 
@@ -126,8 +126,22 @@ def _resource(container: Obj, ref: Obj) -> str:
 
 
 def resolve_env(pod: Obj, container: Obj, lookup: Any) -> dict[str, str]:
-    """The container's env as a kubelet gives it; ``lookup(plural, name)`` reads ConfigMaps and Secrets."""
+    """The container's env as a kubelet gives it; ``lookup(plural, name)`` reads ConfigMaps and Secrets.
+
+    ``envFrom`` comes first and ``env`` overrides it, as in a real kubelet.
+    """
     env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        plural, ref = ("configmaps", source["configMapRef"]) if "configMapRef" in source \
+            else ("secrets", source.get("secretRef") or {})
+        try:
+            data = lookup(plural, ref.get("name", "")).get("data") or {}
+        except ApiError:
+            if ref.get("optional"):
+                continue
+            raise ContainerConfigError(f"{plural[:-1]} {ref.get('name')!r} not found") from None
+        for key, value in data.items():
+            env[source.get("prefix", "") + key] = base64.b64decode(value).decode() if plural == "secrets" else value
     for var in container.get("env") or []:
         name = var["name"]
         if "valueFrom" not in var:
