@@ -192,7 +192,10 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
 
         async def started_leading() -> None:
             await lead()
-            await label_pod(kube, k8s.pod_namespace, k8s.pod_name, leading=True)
+            try:
+                await label_pod(kube, k8s.pod_namespace, k8s.pod_name, leading=True)
+            except KubeError as exc:  # it leads all the same; the Service finds it once the label is there
+                log.error("cannot label this controller's pod as the leader: %s", exc)
 
         async def stopped_leading() -> None:
             await stop_acting()
@@ -206,15 +209,20 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         print(f"kambda-controller ready grpc={host}:{port}", flush=True)
 
     waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([*waits, *([electing] if electing else [])], return_when=asyncio.FIRST_COMPLETED)
     for task in waits:
         task.cancel()
     log.info("controller stopping")
     was_leading = elector is not None and elector.leading
-    if electing is not None and not lost.is_set():
-        electing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await electing
+    if electing is not None:
+        if electing.done():
+            lost.set()
+            if not electing.cancelled() and electing.exception() is not None:
+                log.error("leading failed: %r", electing.exception())
+        else:
+            electing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await electing
     await stop_acting()
     if elector is not None and kube is not None and (was_leading or lost.is_set()):
         with contextlib.suppress(KubeError):

@@ -119,18 +119,23 @@ class LeaderElector:
     async def run(self, on_started: Callable[[], Awaitable[None]], on_stopped: Callable[[], Awaitable[None]],
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """Wait for the Lease, lead until a renewal fails, step down, return (the process then exits
-        and starts again as a candidate: nothing of the old leader's state lingers)."""
+        and starts again as a candidate: nothing of the old leader's state lingers).
+
+        ``on_started`` runs beside the renewals (starting up may take longer than the deadline); if
+        it fails, this candidate steps down and the error is raised after ``on_stopped``."""
         while not self.leading:
             if await self._attempt(self._request_timeout * 2):
                 self.leading = True
                 self.last_renew = self._clock()
                 log.info("%s leads (lease %s/%s)", self.identity, self.namespace, self.name)
-                await on_started()
             else:
                 await sleep(self.renew_period)
+        starting = asyncio.ensure_future(on_started())
         try:
             while True:
                 await sleep(self.renew_period)
+                if starting.done() and starting.exception() is not None:
+                    raise starting.exception()  # type: ignore[misc]
                 left = self.last_renew + self.renew_deadline - self._clock()
                 if left <= 0:
                     break  # no renewal for the whole deadline: others may take over soon
@@ -141,6 +146,10 @@ class LeaderElector:
                     self.last_renew = self._clock()
         finally:
             self.leading = False
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starting
             log.warning("%s stops leading", self.identity)
             await on_stopped()
 

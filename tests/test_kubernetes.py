@@ -279,6 +279,20 @@ async def test_apply_creates_scales_and_deletes_the_deployment(kube: FakeKube, n
         await h.orchestrator.stop()
 
 
+async def test_the_deployment_of_an_idle_function_goes_when_the_function_is_deleted(kube: FakeKube, nc: NATS
+                                                                                      ) -> None:
+    known = {"idle": make_config("idle")}
+    h = Harness(kube, nc, known)
+    await h.orchestrator.start()
+    try:
+        await h.orchestrator.apply(known["idle"], 0)
+        assert h.replicas("idle") == 0
+        del known["idle"]  # deleted while idle: the autoscaler has nothing to say about it
+        await until(lambda: h.deployment("idle") is None, what="the Deployment to be removed")
+    finally:
+        await h.orchestrator.stop()
+
+
 async def test_a_deployment_deleted_or_rescaled_behind_the_controllers_back_converges(kube: FakeKube, nc: NATS
                                                                                        ) -> None:
     known = {"hello": make_config("hello")}

@@ -87,6 +87,16 @@ class Platform:
         return "".join(f"\n== {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                        for p in sorted(self.log_dir.glob("*.log"))) + self.kubelet.logs()
 
+    def status(self, name: str) -> tuple[int, dict]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/_kambda/v1/functions/{name}", timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+
     def deployments(self) -> list[dict]:
         return [d for d in self.cluster.store.list("deployments", NAMESPACE)[0]
                 if (d["metadata"].get("labels") or {}).get(objects.ROLE) == objects.ROLE_FUNCTION]
@@ -159,8 +169,8 @@ def test_cold_start_claims_a_warm_pool_pod_then_the_deployment_takes_over(k8s: P
     _create(lam, name)
     first = _invoke(lam, name)
     assert first["invoker"].startswith(pool_prefix), (first, k8s.logs())
-    deployment = k8s.deployment(name)
-    assert deployment is not None and deployment["spec"]["replicas"] >= 1
+    deployment = wait_for(lambda: k8s.deployment(name), 30, what="the function's Deployment")
+    assert isinstance(deployment, dict) and deployment["spec"]["replicas"] >= 1
     labels = deployment["metadata"]["labels"]
     assert labels[objects.PART_OF] == "kambda" and labels[objects.ROLE] == "function"
     # The pool refills, the function's own pod comes up, and the claimed pod is released.
@@ -198,13 +208,25 @@ def test_scale_up_under_load_and_down_to_zero(k8s: Platform) -> None:
     assert _invoke(lam, name)["invoker"]  # and it comes back from zero
 
 
+def test_new_code_reaches_running_pods(k8s: Platform) -> None:
+    lam = k8s.lambda_client()
+    name = unique("k8s")
+    _create(lam, name)
+    assert "version" not in _invoke(lam, name)
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": HANDLER.replace(
+        'return {"invoker": invoker_id()}', 'return {"invoker": invoker_id(), "version": 2}')}))
+    wait_for(lambda: _invoke(lam, name).get("version") == 2, 60, interval=0.5, what="the new code to run")
+    code, status = k8s.status(name)
+    assert code == 200 and status["environments"] >= 1, status  # from the pods' invokers' reports
+
+
 def test_controller_restart_adopts_and_cleans_up(k8s: Platform) -> None:
     lam = k8s.lambda_client()
     name = unique("k8s")
     _create(lam, name)
     _invoke(lam, name)
-    before = k8s.deployment(name)
-    assert before is not None
+    before = wait_for(lambda: k8s.deployment(name), 30, what="the function's Deployment")
+    assert isinstance(before, dict)
     # A Deployment left behind by a function that no longer exists (deleted while no controller ran).
     stray = objects.function_deployment(KubernetesSettings(namespace=NAMESPACE), "gone-fn", "$LATEST", "python3.12", 1)
     k8s.cluster.store.create("deployments", NAMESPACE, stray)

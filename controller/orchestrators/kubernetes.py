@@ -52,6 +52,8 @@ Key = tuple[str, str]
 STALE_REPORT_S = 20.0
 #: How often every version is reconciled even without an event (a safety net, not the mechanism).
 RESYNC_S = 60.0
+#: How often Deployments of deleted functions are looked for (in memory: costs no API call).
+GC_S = 2.0
 CONFLICT_RETRIES = 5
 
 
@@ -152,8 +154,9 @@ class KubernetesOrchestrator:
             await self._claim(key)
         await self.reconcile(key)
         if before is not None and before.config.revision_id != config.revision_id:
-            for pod in self._pods_of(key):
-                self._spawn(self._assign(pod["metadata"]["name"], key))
+            for pod in self._pods_of(key):  # new code or configuration: every pod loads it
+                if pod["metadata"]["name"] not in self._draining:
+                    self._spawn(self._assign(pod["metadata"]["name"], key))
 
     async def forget(self, function: str, version: str) -> None:
         """The version is deleted: remove its Deployment and its claimed pods."""
@@ -271,31 +274,38 @@ class KubernetesOrchestrator:
                 current = await self._refresh_deployment(name)
 
     async def _sweep(self) -> None:
-        """Reconcile every version that has a Deployment or a want, and every pool."""
-        keys = set(self._want)
-        for deployment in list(self.deployments.cache.values()):
-            key = objects.function_key(deployment)
-            if key is not None and _role(deployment) == objects.ROLE_FUNCTION:
-                keys.add(key)
-        for pod in self._claimed_pods(None):
-            key = objects.function_key(pod)
-            if key is not None:
-                keys.add(key)
-        for key in keys:
+        """Reconcile every version that has a Deployment, a claimed pod or a want."""
+        for key in self._owned_keys():
             try:
                 await self.reconcile(key)
             except KubeError as exc:
                 log.warning("cannot reconcile %s:%s: %s", key[0], key[1], exc)
 
     async def _resync_loop(self) -> None:
+        """Every GC_S: remove what belongs to deleted functions (an in-memory check; an idle
+        function is deleted without the autoscaler hearing of it). Every RESYNC_S: a full sweep."""
+        last_sweep = self._clock()
         while True:
-            await asyncio.sleep(RESYNC_S)
+            await asyncio.sleep(GC_S)
             try:
-                await self._sweep()
-                for runtime in self._settings.pool_runtimes:
-                    await self._reconcile_pool(runtime)
+                for key in self._owned_keys():
+                    if self._known(*key) is None:
+                        await self.reconcile(key)
+                if self._clock() - last_sweep >= RESYNC_S:
+                    last_sweep = self._clock()
+                    await self._sweep()
+                    for runtime in self._settings.pool_runtimes:
+                        await self._reconcile_pool(runtime)
             except Exception:
                 log.exception("resync failed")
+
+    def _owned_keys(self) -> set[Key]:
+        keys = set(self._want)
+        for obj in [*self.deployments.cache.values(), *self._claimed_pods(None)]:
+            key = objects.function_key(obj)
+            if key is not None and _role(obj) == objects.ROLE_FUNCTION:
+                keys.add(key)
+        return keys
 
     # -- watch events --------------------------------------------------------------------------
 
@@ -350,8 +360,10 @@ class KubernetesOrchestrator:
         if key is None or _role(pod) != objects.ROLE_FUNCTION or stats.invoker_id in self._draining:
             return
         want = self._want.get(key)
-        if want is not None and want.environments > 0 and (stats.hello or key not in self._reports[stats.invoker_id]
-                                                           .functions):
+        holds = key in self._reports[stats.invoker_id].functions
+        if want is not None and want.environments > 0 and (
+                stats.hello or not holds or self._sent.get(stats.invoker_id) != want.config.revision_id):
+            # It restarted, holds nothing, or missed the latest configuration: (re)send it.
             self._sent.pop(stats.invoker_id, None)
             self._spawn(self._assign(stats.invoker_id, key))
 
