@@ -547,6 +547,9 @@ def test_services_and_namespaces(kube: FakeKube, core: client.CoreV1Api) -> None
     svc = core.create_namespaced_service(NS, {"metadata": {"name": "gw"},
                                               "spec": {"selector": {"app": "gw"}, "ports": [{"port": 80}]}})
     assert svc.spec.cluster_ip and svc.spec.type == "ClusterIP" and svc.spec.ports[0].target_port == 80
+    without_ip = {"metadata": {"name": "gw"}, "spec": {"selector": {"app": "gw2"}, "ports": [{"port": 80}]}}
+    replaced = core.replace_namespaced_service("gw", NS, without_ip)
+    assert replaced.spec.cluster_ip == svc.spec.cluster_ip and replaced.spec.selector == {"app": "gw2"}
     assert core.read_namespace(NS).status.phase == "Active"  # created on first use
     assert {n.metadata.name for n in core.list_namespace().items} >= {"default", NS}
     core.delete_namespace(NS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import re
 import shutil
@@ -38,13 +39,14 @@ from typing import Any
 from kambda import procs
 
 from .objects import ApiError, Obj
-from .server import FakeKube
+from .server import FakeKube, handover
 from .store import Event, now
 
 #: Console scripts of the image, as modules of this checkout.
 CONSOLE_SCRIPTS = {"kambda-invoker": "invoker", "kambda-gateway": "gateway", "kambda-controller": "controller",
                    "kambda": "kambda.cli"}
 POD_IP = "127.0.0.1"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Kubelet:
             loop = asyncio.new_event_loop()
             self._loop = loop
             queue: asyncio.Queue[Event] = asyncio.Queue()
-            self._unwatch = self.store.watch("pods", None, lambda e: loop.call_soon_threadsafe(queue.put_nowait, e))
+            self._unwatch = self.store.watch("pods", None, handover(loop, queue))
             started.set()
             consumer = loop.create_task(self._consume(queue))
             loop.run_forever()
@@ -256,21 +258,27 @@ class Kubelet:
     async def _consume(self, queue: asyncio.Queue[Event]) -> None:
         while True:
             event = await queue.get()
-            meta = event.obj["metadata"]
-            if meta.get("namespace") != self.namespace:
-                continue
-            name = meta["name"]
-            if event.type == "DELETED":
-                self._started.discard(name)
-                with self._lock:
-                    process = self._pods.get(name)
-                if process is not None and not process.deleted:
-                    process.deleted = True
-                    grace = (event.obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-                    self._spawn_task(self._terminate(process, min(float(grace), self.max_grace)))
-            elif name not in self._started and (event.obj.get("status") or {}).get("phase", "Pending") == "Pending":
-                self._started.add(name)
-                self._spawn_task(self._run_pod(event.obj))
+            try:
+                self._handle(event)
+            except Exception:  # a kubelet bug must not stop it silently: it shows in the test's log
+                log.exception("fake kubelet: handling %s %s failed", event.type, event.obj["metadata"]["name"])
+
+    def _handle(self, event: Event) -> None:
+        meta = event.obj["metadata"]
+        if meta.get("namespace") != self.namespace:
+            return
+        name = meta["name"]
+        if event.type == "DELETED":
+            self._started.discard(name)
+            with self._lock:
+                process = self._pods.get(name)
+            if process is not None and not process.deleted:
+                process.deleted = True
+                grace = (event.obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                self._spawn_task(self._terminate(process, min(float(grace), self.max_grace)))
+        elif name not in self._started and (event.obj.get("status") or {}).get("phase", "Pending") == "Pending":
+            self._started.add(name)
+            self._spawn_task(self._run_pod(event.obj))
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -92,6 +92,8 @@ class ReplicaSetController:
                 except ApiError as exc:  # raced with a client's delete: the next event retries
                     log.debug("reconcile of %s: %s", deployment["metadata"]["name"], exc)
                     self._wake.set()
+                except Exception:  # a bug in the fake must not stop it silently
+                    log.exception("fake ReplicaSet controller: reconcile of %s failed", deployment["metadata"]["name"])
 
     def reconcile(self, deployment: Obj) -> None:
         meta, spec = deployment["metadata"], deployment["spec"]

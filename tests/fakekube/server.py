@@ -18,6 +18,7 @@ import asyncio
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,16 @@ def parse_path(path: str) -> Target | None:
     if target.subresource not in allowed:
         return None
     return target
+
+
+def handover(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> Callable[[Any], None]:
+    """A store watcher that hands events to a queue of ``loop`` (and ignores a loop already closed)."""
+    def deliver(event: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        except RuntimeError:
+            pass
+    return deliver
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -348,8 +359,7 @@ class FakeKube:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         try:
-            stop = self.store.watch(target.resource.plural, since,
-                                    lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
+            stop = self.store.watch(target.resource.plural, since, handover(loop, queue))
         except ApiError as exc:  # a too old resourceVersion: 200, one ERROR event, end of stream
             await response.prepare(request)
             await response.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")

@@ -200,6 +200,10 @@ class Store:
                 problem = immutable_change(resource, old, new)
                 if problem:
                     raise invalid(resource, name, [(problem.split(":")[0], problem.split(": ", 1)[1])])
+                if resource.kind == "Service" and not (new.get("spec") or {}).get("clusterIP"):
+                    for key in ("clusterIP", "clusterIPs"):  # an update that leaves it out keeps it
+                        if key in old.get("spec", {}):
+                            new.setdefault("spec", {})[key] = old["spec"][key]
                 if new.get("spec") != old.get("spec"):
                     meta["generation"] = old["metadata"].get("generation", 0) + 1
             if new == old:
