@@ -23,8 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import wait_for
 from tests.fakekube import ApiError, FakeKube
-from tests.fakekube.kubelet import ContainerConfigError, Kubelet, argv_of, resolve_env
+from tests.fakekube.kubelet import Kubelet
 from tests.fakekube.patches import json_patch, merge_patch
+from tests.fakekube.podenv import ContainerConfigError, argv_of, resolve_env
 from tests.fakekube.selectors import SelectorError, matches, parse_labels
 
 NS = "fns"
