@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 
 from controller.leader import LeaderElector, label_pod
 from controller.orchestrators import k8s_objects as objects
-from controller.orchestrators.k8s_api import BACKOFF, KubeApi, KubeUnavailable, backoff_delay
+from controller.orchestrators.k8s_api import BACKOFF, KubeApi, KubeError, KubeUnavailable, NotFound, backoff_delay
 from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.settings import ControllerSettings, KubernetesSettings
 from kambda.settings import SettingsError
@@ -530,3 +530,17 @@ async def test_the_leader_label_goes_on_and_off_the_own_pod(kube: FakeKube) -> N
     assert kube.store.get("pods", NS, "controller-0")["metadata"]["labels"][objects.ROLE] == "leader"
     await label_pod(api, NS, "controller-0", leading=False)
     assert objects.ROLE not in kube.store.get("pods", NS, "controller-0")["metadata"]["labels"]
+
+
+async def test_client_library_errors_never_leak(kube: FakeKube) -> None:
+    sleeps = Sleeps()
+    api = KubeApi(kube.api_client(), sleep=sleeps)
+    with pytest.raises(KubeError) as invalid:  # the client's own model check (pydantic) refuses the body
+        await api.call(api.apps.create_namespaced_deployment, NS, {"metadata": {"name": "x"}})
+    assert invalid.value.status == 422 and not sleeps.delays
+    with pytest.raises(NotFound):
+        await api.call(api.apps.read_namespaced_deployment, "missing", NS)
+    cut_off = KubeApi(unreachable_client(), max_attempts=3, sleep=sleeps)
+    with pytest.raises(KubeUnavailable):  # no answer at all: retried, then one error of ours
+        await cut_off.call(cut_off.core.list_namespaced_pod, NS)
+    assert len(sleeps.delays) == 2
