@@ -101,6 +101,9 @@ def test_create_read_replace_and_the_errors_of_a_real_server(kube: FakeKube, app
 
     exc, status = error_of(apps.create_namespaced_deployment, NS, deployment("web"))
     assert exc.status == 409 and status["reason"] == "AlreadyExists"
+    apps.delete_namespaced_deployment("web", NS)
+    exc, status = error_of(apps.create_namespaced_deployment, NS, read)  # posting back what was read
+    assert exc.status == 500 and "resourceVersion should not be set" in status["message"]
     exc, status = error_of(apps.read_namespaced_deployment, "nope", NS)
     assert exc.status == 404 and status["reason"] == "NotFound" and status["details"]["name"] == "nope"
     exc, status = error_of(apps.delete_namespaced_deployment, "nope", NS)

@@ -153,10 +153,12 @@ class Store:
                     self.create("namespaces", "", {"metadata": {"name": namespace}})
             else:
                 meta.pop("namespace", None)
+            if meta.get("resourceVersion"):  # what a client gets for posting back an object it read
+                raise ApiError(500, "resourceVersion should not be set on objects to be created")
             validate(resource, obj)
             if _key(obj) in self._objects[plural]:
                 raise already_exists(resource, meta["name"])
-            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
+            for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(field, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now()
