@@ -24,6 +24,10 @@ from kambda.settings import (
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
+INVOKER_SETTINGS = ("KAMBDA_REGION", "KAMBDA_ACCOUNT_ID", "KAMBDA_ZYGOTE", "KAMBDA_RUNTIME_CHANNEL",
+                    "KAMBDA_INVOKER_DRAIN_TIMEOUT", "KAMBDA_LOG_LEVEL", "KAMBDA_LOG_FORMAT")
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     """The Kubernetes orchestrator's and the leader elector's settings (the Helm chart sets them)."""
@@ -39,6 +43,9 @@ class KubernetesSettings:
     lease_name: str = "kambda-controller"
     pod_name: str = ""               # this controller's pod: the leader's identity and the pod it labels
     pod_namespace: str = "default"   # where the Lease and this controller's pod live
+    #: Settings the controller passes on to every invoker pod (region and account make the ARNs
+    #: functions see; zygote and runtime channel tune the invoker), as set in its own environment.
+    invoker_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -72,6 +79,7 @@ class KubernetesSettings:
             lease_name=env_str(environ, "KAMBDA_LEADER_LEASE_NAME", "kambda-controller"),
             pod_name=pod_name,
             pod_namespace=env_str(environ, "KAMBDA_POD_NAMESPACE", default_ns),
+            invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
         )
 
 

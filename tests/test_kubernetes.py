@@ -147,6 +147,9 @@ def test_kubernetes_settings_from_env(tmp_path: Path) -> None:
     assert s.pool_runtimes == ("python3.12", "python3.13") and s.pool_size == 0
     assert s.pod_template == {"nodeSelector": {"a": "b"}} and s.nats_url == "nats://x:4222"
     assert not s.leader_election and s.lease_name == "kambda-controller"
+    s = KubernetesSettings.from_env({"KAMBDA_REGION": "eu-west-1", "KAMBDA_ORCHESTRATOR": "kubernetes"}, "nats://x")
+    env = {e["name"]: e.get("value") for e in objects.pod_spec(s, "python3.12")["containers"][0]["env"]}
+    assert env["KAMBDA_REGION"] == "eu-west-1" and "KAMBDA_ORCHESTRATOR" not in env  # only invoker settings
     s = KubernetesSettings.from_env({"KAMBDA_K8S_NATS_URL": "nats://pods:4222"}, "nats://x:4222",
                                     tmp_path / "missing")
     assert s.namespace == "default" and s.nats_url == "nats://pods:4222" and s.pool_size == 2

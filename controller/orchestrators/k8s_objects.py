@@ -110,6 +110,7 @@ def pod_spec(settings: KubernetesSettings, runtime: str) -> Obj:
         {"name": "KAMBDA_INVOKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "KAMBDA_NATS_URL", "value": settings.nats_url},
         {"name": "KAMBDA_STATE_DIR", "value": CODE_DIR},
+        *({"name": key, "value": value} for key, value in settings.invoker_env),
     ]
     spec: Obj = {
         "automountServiceAccountToken": False,
@@ -152,6 +153,7 @@ def function_deployment(settings: KubernetesSettings, function: str, version: st
                      "annotations": dict(annotations)},
         "spec": {
             "replicas": replicas,
+            "revisionHistoryLimit": 2,   # thousands of functions: keep few old ReplicaSets around
             "selector": {"matchLabels": {INSTANCE: name, ROLE: ROLE_FUNCTION}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": annotations},
@@ -171,6 +173,7 @@ def pool_deployment(settings: KubernetesSettings, runtime: str) -> Obj:
                      "annotations": {RUNTIME_ANNOTATION: runtime}},
         "spec": {
             "replicas": settings.pool_size,
+            "revisionHistoryLimit": 2,
             "selector": {"matchLabels": {ROLE: ROLE_POOL, RUNTIME: label_value(runtime)}},
             "template": {"metadata": {"labels": labels, "annotations": {RUNTIME_ANNOTATION: runtime}},
                          "spec": pod_spec(settings, runtime)},
