@@ -463,7 +463,7 @@ class KubernetesOrchestrator:
                 and objects.function_key(p) == key and not p["metadata"].get("deletionTimestamp")]
 
     def _ready_pods(self, key: Key, own: bool = False) -> list[Obj]:
-        return [p for p in self._pods_of(key) if objects.pod_ready(p)
+        return [p for p in self._pods_of(key) if objects.pod_ready(p) and p["metadata"]["name"] not in self._draining
                 and (not own or (p["metadata"].get("labels") or {}).get(objects.CLAIMED) != "true")]
 
     def _claimed_pods(self, key: Key | None) -> list[Obj]:
