@@ -31,6 +31,11 @@ class InvokerSettings:
         return self.state_dir / "code"
 
     @property
+    def ready_file(self) -> Path:
+        """Exists while the invoker takes assignments (a pod's readiness probe tests for it)."""
+        return self.work_dir / "ready"
+
+    @property
     def work_dir(self) -> Path:
         """Per-environment scratch directories (their TMPDIR) of this invoker."""
         return self.state_dir / "invokers" / self.invoker_id

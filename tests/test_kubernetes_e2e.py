@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,7 +165,12 @@ def _create(lam, name: str) -> None:  # type: ignore[no-untyped-def]
 def test_cold_start_claims_a_warm_pool_pod_then_the_deployment_takes_over(k8s: Platform) -> None:
     lam = k8s.lambda_client()
     pool_prefix = objects.pool_name("python3.12") + "-"
-    wait_for(lambda: k8s.ready(objects.ROLE_POOL), 60, what="a ready pool pod")
+    (pool_pod, *_) = wait_for(lambda: k8s.ready(objects.ROLE_POOL), 60, what="a ready pool pod")  # type: ignore[misc]
+    # The readiness probe the pods carry passes against a running invoker, with the pod's own env.
+    probe = pool_pod["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    env = k8s.kubelet.processes()[pool_pod["metadata"]["name"]].env
+    assert subprocess.run(probe, env=env, check=False).returncode == 0
+    assert subprocess.run(probe, env={**env, "KAMBDA_INVOKER_ID": "nobody"}, check=False).returncode != 0
     name = unique("k8s")
     _create(lam, name)
     first = _invoke(lam, name)

@@ -47,6 +47,8 @@ POOL_SELECTOR = f"{PART_OF}=kambda,{ROLE}={ROLE_POOL}"
 PODS_SELECTOR = f"{PART_OF}=kambda,{ROLE} in ({ROLE_FUNCTION},{ROLE_POOL})"
 
 CODE_DIR = "/tmp/kambda"
+#: The invoker's readiness file (InvokerSettings.ready_file), tested with the container's own env.
+READY_TEST = 'test -e "$KAMBDA_STATE_DIR/invokers/$KAMBDA_INVOKER_ID/ready"'
 INVOKER_COMMAND = ["kambda-invoker"]
 
 
@@ -126,6 +128,9 @@ def pod_spec(settings: KubernetesSettings, runtime: str) -> Obj:
                                 "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            # Ready once the invoker is connected to NATS and takes assignments (invoker/__main__.py).
+            "readinessProbe": {"exec": {"command": ["sh", "-c", READY_TEST]}, "periodSeconds": 1,
+                               "failureThreshold": 1},
         }],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         "terminationGracePeriodSeconds": 30,
