@@ -662,6 +662,54 @@ def test_kubelet_runs_a_pod_as_a_process_and_kills_its_group_when_deleted(kube: 
         assert kubelet.processes() == {}
 
 
+STUBBORN = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: print('got TERM', flush=True))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)")
+
+
+def test_a_deleted_pod_terminates_gracefully_then_is_killed_and_removed(kube: FakeKube, core: client.CoreV1Api,
+                                                                        tmp_path: Any) -> None:
+    body = pod("stubborn")
+    body["spec"]["terminationGracePeriodSeconds"] = 2
+    body["spec"]["containers"][0]["command"] = ["python", "-c", STUBBORN]
+    with Kubelet(kube, NS, log_dir=tmp_path, ready_when="^ready") as kubelet:
+        core.create_namespaced_pod(NS, body)
+        wait_for(lambda: "stubborn" in kubelet.processes() and kubelet.processes()["stubborn"].ready,
+                 what=f"the pod ready{kubelet.logs()}")
+        assert core.read_namespaced_pod("stubborn", NS).spec.node_name == kubelet.node_name
+        start = core.list_namespaced_pod(NS).metadata.resource_version
+        process = kubelet.processes()["stubborn"]
+
+        deleted = core.delete_namespaced_pod("stubborn", NS)
+        assert deleted.metadata.deletion_timestamp is not None
+        assert deleted.metadata.deletion_grace_period_seconds == 2
+        wait_for(lambda: process.returncode is not None, what="the process ended")
+        assert "got TERM" in process.log() and process.returncode == -signal.SIGKILL  # it ignored SIGTERM
+        wait_for(lambda: not kube.pods(NS), what="the pod deleted for good")
+        events = [(e["type"], e["object"].metadata.deletion_timestamp is not None) for e in watch.Watch().stream(
+            core.list_namespaced_pod, NS, resource_version=start, timeout_seconds=1)]
+        assert events == [("MODIFIED", True), ("DELETED", True)]
+
+
+def test_a_terminating_pod_is_replaced_at_once_and_stays_while_its_node_is_gone(
+        kube: FakeKube, apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
+    apps.create_namespaced_deployment(NS, deployment("web"))
+    wait_for(lambda: len(kube.pods(NS, "app=web")) == 1, what="a pod")
+    (first,) = names(kube, "app=web")
+    kube.store.mutate("pods", NS, first, lambda p: p["spec"].__setitem__("nodeName", "dead-node"),
+                      bump_generation=False)  # bound to a node whose kubelet never confirms anything
+    core.delete_namespaced_pod(first, NS)
+    wait_for(lambda: len(kube.pods(NS, "app=web")) == 2, what="a replacement")
+    terminating = kube.store.get("pods", NS, first)
+    assert terminating["metadata"]["deletionTimestamp"]
+    wait_for(lambda: apps.read_namespaced_deployment("web", NS).status.replicas == 1, what="status.replicas")
+    exc, _ = error_of(core.delete_namespaced_pod, "nope", NS)
+    assert exc.status == 404
+    core.delete_namespaced_pod(first, NS, grace_period_seconds=0)  # a forced deletion
+    wait_for(lambda: first not in names(kube), what="the forced deletion")
+
+
 def test_pods_of_other_namespaces_are_not_run(kube: FakeKube, core: client.CoreV1Api) -> None:
     body = pod("elsewhere")
     body["spec"]["containers"][0]["command"] = ["python", "-c", "import time; time.sleep(600)"]

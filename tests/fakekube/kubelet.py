@@ -9,8 +9,10 @@ does (``envFrom``; ``value`` with ``$(VAR)`` references, ``valueFrom.fieldRef``,
 
 The pod becomes Running and Ready as soon as its process starts, or, with ``ready_when`` (a
 regular expression), once a line of its output matches it: a readiness probe for processes that
-print when they are ready. A deleted pod's process group gets SIGTERM, then SIGKILL after the
-pod's grace period (at most ``max_grace`` s). A process that exits by itself leaves its pod
+print when they are ready. The kubelet binds the pods it runs to its node (``spec.nodeName``), so
+their deletion is graceful as on a real cluster: a deleted pod turns Terminating
+(``deletionTimestamp``), its process group gets SIGTERM, then SIGKILL after the pod's grace period
+(at most ``max_grace`` s), and then the kubelet deletes the pod for good. A process that exits by itself leaves its pod
 Failed (a real kubelet would restart the container: restartPolicy Always; here the ReplicaSet
 controller replaces the pod instead, which a test can see).
 
@@ -90,6 +92,8 @@ class Kubelet:
         self._unwatch: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: set[str] = set()  # pods given a process (or a config error): each is started once
+        self._finishing: set[str] = set()  # Terminating pods being stopped
+        self.node_name = f"fakekube-{namespace}"
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -172,9 +176,30 @@ class Kubelet:
                 process.deleted = True
                 grace = (event.obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
                 self._spawn_task(self._terminate(process, min(float(grace), self.max_grace)))
+        elif meta.get("deletionTimestamp"):
+            if (event.obj.get("spec") or {}).get("nodeName") == self.node_name and name not in self._finishing:
+                self._finishing.add(name)
+                with self._lock:
+                    process = self._pods.get(name)
+                self._spawn_task(self._finish(event.obj, process))
         elif name not in self._started and (event.obj.get("status") or {}).get("phase", "Pending") == "Pending":
             self._started.add(name)
             self._spawn_task(self._run_pod(event.obj))
+
+    async def _finish(self, pod: Obj, process: PodProcess | None) -> None:
+        """A Terminating pod: stop its process within its grace period, then delete it for good."""
+        meta = pod["metadata"]
+        try:
+            if process is not None and not process.deleted:
+                process.deleted = True
+                await self._terminate(process, min(float(meta.get("deletionGracePeriodSeconds") or 0), self.max_grace))
+            try:
+                self.store.delete("pods", self.namespace, meta["name"],
+                                  {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+            except ApiError:
+                pass  # already gone
+        finally:
+            self._finishing.discard(meta["name"])
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -184,6 +209,11 @@ class Kubelet:
     async def _run_pod(self, pod: Obj) -> None:
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
+        try:  # bound to this kubelet's node: from now on its deletion is graceful and waits for us
+            pod = self.store.mutate("pods", self.namespace, name,
+                                    lambda p: p["spec"].__setitem__("nodeName", self.node_name), bump_generation=False)
+        except ApiError:
+            return  # deleted before it could start
         try:
             argv = argv_of(container)
             env = {k: v for k, v in os.environ.items() if not k.startswith("KAMBDA_")}

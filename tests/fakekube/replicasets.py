@@ -10,7 +10,7 @@ The real chain is Deployment -> ReplicaSet -> Pods; here the Deployment owns its
   replaced, which is how a warm-pool pod is claimed (Fission's pool manager); an unowned pod
   that matches the selector and the pod-template-hash is adopted;
 - scaling down deletes not-ready pods first, then the newest;
-- Failed and Succeeded pods do not count as replicas;
+- Failed, Succeeded and Terminating pods (deletionTimestamp set) do not count as replicas;
 - ``status.replicas``, ``readyReplicas``, ``availableReplicas``, ``updatedReplicas`` and
   ``observedGeneration`` follow the pods (fields that are 0 are left out, as the real one does).
 
@@ -109,14 +109,15 @@ class ReplicaSetController:
             if owner == uid and not matches(selector, labels):
                 self.store.mutate("pods", namespace, pod["metadata"]["name"], lambda p: _release(p, uid))
             elif owner == uid and not matches(current, labels):
-                self.store.delete("pods", namespace, pod["metadata"]["name"])  # an old template's pod
+                if not pod["metadata"].get("deletionTimestamp"):
+                    self.store.delete("pods", namespace, pod["metadata"]["name"])  # an old template's pod
             elif owner == uid:
                 owned.append(pod)
-            elif not owner and matches(current, labels):
+            elif not owner and matches(current, labels) and not pod["metadata"].get("deletionTimestamp"):
                 self.store.mutate("pods", namespace, pod["metadata"]["name"],
                                   lambda p: p["metadata"].setdefault("ownerReferences", []).append(_ref(deployment)))
                 owned.append(pod)
-        active = [p for p in owned if (p.get("status") or {}).get("phase") not in ("Failed", "Succeeded")]
+        active = [p for p in owned if _active(p)]
         want = spec.get("replicas", 1)
         for _ in range(want - len(active)):
             self.store.create("pods", namespace, self._new_pod(deployment, pod_hash))
@@ -143,8 +144,7 @@ class ReplicaSetController:
     def _write_status(self, deployment: Obj, pod_hash: str) -> None:
         meta = deployment["metadata"]
         pods, _ = self.store.list("pods", meta["namespace"])
-        active = [p for p in pods if _controller_uid(p) == meta["uid"]
-                  and (p.get("status") or {}).get("phase") not in ("Failed", "Succeeded")]
+        active = [p for p in pods if _controller_uid(p) == meta["uid"] and _active(p)]
         ready = sum(1 for p in active if is_ready(p))
         updated = sum(1 for p in active if (p["metadata"].get("labels") or {}).get("pod-template-hash") == pod_hash)
         want = deployment["spec"].get("replicas", 1)
@@ -168,6 +168,12 @@ class ReplicaSetController:
         if status != old:
             self.store.mutate("deployments", meta["namespace"], meta["name"],
                               lambda d: d.__setitem__("status", status))
+
+
+def _active(pod: Obj) -> bool:
+    """Counts as a replica: neither ended (Failed, Succeeded) nor Terminating."""
+    return (pod.get("status") or {}).get("phase") not in ("Failed", "Succeeded") \
+        and not pod["metadata"].get("deletionTimestamp")
 
 
 def _ref(deployment: Obj) -> Obj:

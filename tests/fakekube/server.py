@@ -334,9 +334,14 @@ class FakeKube:
             options = await self._body(request)
             if "propagationPolicy" in query:
                 options.setdefault("propagationPolicy", query["propagationPolicy"])
+            if "gracePeriodSeconds" in query:
+                try:
+                    options.setdefault("gracePeriodSeconds", int(query["gracePeriodSeconds"]))
+                except ValueError:
+                    raise ApiError(400, f"invalid gracePeriodSeconds {query['gracePeriodSeconds']!r}") from None
             deleted = store.delete(plural, namespace, name, options)
             if plural == "pods":
-                return _json(deleted)  # a pod's deletion answers the pod (graceful deletion in the real one)
+                return _json(deleted)  # a pod's deletion answers the pod (Terminating, or as it was last)
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                           "details": {"name": name, "group": target.resource.group, "kind": plural,
                                       "uid": deleted["metadata"]["uid"]}})

@@ -57,8 +57,8 @@ class Event:
     old: Obj | None = None
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now(later_s: float = 0) -> str:
+    return datetime.fromtimestamp(datetime.now(UTC).timestamp() + later_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _key(obj: Obj) -> tuple[str, str]:
@@ -186,7 +186,8 @@ class Store:
                 new = copy.deepcopy(body)
                 new["kind"], new["apiVersion"] = resource.kind, resource.api_version
                 meta = new.setdefault("metadata", {})
-                for field in ("uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp"):
+                for field in ("uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp",
+                              "deletionGracePeriodSeconds"):
                     if field in old["metadata"]:
                         meta[field] = old["metadata"][field]
                     else:
@@ -225,20 +226,29 @@ class Store:
                 raise conflict(RESOURCES[plural], name)
             return self.replace(plural, namespace, name, patched, subresource)
 
-    def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj:
-        """Change an object in place, unconditionally (for the fake's own controllers and test hooks)."""
+    def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None],
+               bump_generation: bool = True) -> Obj:
+        """Change an object in place, unconditionally (for the fake's own controllers and test hooks).
+
+        A changed spec bumps ``metadata.generation`` unless ``bump_generation`` is False (a pod's binding).
+        """
         with self._lock:
             old = self.get(plural, namespace, name)
             new = copy.deepcopy(old)
             change(new)
             if new == old:
                 return old
-            if new.get("spec") != old.get("spec") and "generation" in new["metadata"]:
+            if bump_generation and new.get("spec") != old.get("spec") and "generation" in new["metadata"]:
                 new["metadata"]["generation"] += 1
             return self._commit(RESOURCES[plural], "MODIFIED", new, old)
 
     def delete(self, plural: str, namespace: str, name: str, options: Obj | None = None) -> Obj:
-        """Delete at once; dependents (by ownerReferences) go too unless ``propagationPolicy`` is Orphan."""
+        """Delete; dependents (by ownerReferences) go too unless ``propagationPolicy`` is Orphan.
+
+        A pod bound to a node (``spec.nodeName``: a kubelet runs it) is deleted gracefully, as on a
+        real cluster: it gets ``deletionTimestamp`` and stays (Terminating) until its kubelet has
+        stopped it and deletes it with ``gracePeriodSeconds: 0``. Anything else goes at once.
+        """
         options = options or {}
         resource = RESOURCES[plural]
         with self._lock:
@@ -247,8 +257,18 @@ class Store:
             if (pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]) or \
                     (pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]):
                 raise conflict(resource, name)
-            obj["metadata"]["deletionTimestamp"] = now()
-            obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            grace = options.get("gracePeriodSeconds")
+            if plural == "pods" and (obj.get("spec") or {}).get("nodeName") and grace != 0:
+                if obj["metadata"].get("deletionTimestamp"):
+                    return obj  # already terminating
+                grace = int(grace if grace is not None else obj["spec"].get("terminationGracePeriodSeconds", 30))
+
+                def terminating(pod: Obj) -> None:
+                    pod["metadata"]["deletionTimestamp"] = now(grace)
+                    pod["metadata"]["deletionGracePeriodSeconds"] = grace
+                return self.mutate(plural, namespace, name, terminating)
+            obj["metadata"].setdefault("deletionTimestamp", now())
+            obj["metadata"].setdefault("deletionGracePeriodSeconds", 0)
             gone = self._commit(resource, "DELETED", obj)
             uid = obj["metadata"]["uid"]
             orphan = options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True
