@@ -23,6 +23,7 @@ Usage::
                  log_dir=tmp_path, ready_when=r"invoker \S+ ready") as kubelet:
         ...                                      # each pod of "fns" runs as a local process
         kubelet.processes()                      # {pod name: PodProcess(pid, argv, env, log())} running now
+        kubelet.node_name                        # the spec.nodeName of the pods it runs
         kubelet.history()                        # every process started, ended ones too
         kubelet.logs()                           # their output, for an assertion message
 
@@ -30,8 +31,11 @@ Served: core/v1 pods, services, configmaps, secrets, serviceaccounts, namespaces
 deployments (+ ``/scale``, ``/status``); coordination.k8s.io/v1 leases. Namespaces are created on
 first use. List paging (limit/continue) is not implemented: a list answers every item. A mini
 ReplicaSet controller keeps each Deployment's pods (Pending until a kubelet makes them Ready);
-see replicasets.py for what it does and where it differs from the real one. Pods are deleted at
-once (no graceful deletion phase with deletionTimestamp); server-side apply answers 415.
+see replicasets.py for what it does and where it differs from the real one. A pod that a Kubelet
+runs (bound: ``spec.nodeName``) is deleted gracefully: Terminating (``deletionTimestamp``) until
+its process has stopped; other pods, and every other kind, go at once. Dependents (by
+ownerReferences) are deleted with their owner unless ``propagationPolicy`` is Orphan. Server-side
+apply answers 415.
 
 Good to know when testing a client: the official client's urllib3 itself retries a 429 (or a 503)
 that carries Retry-After on idempotent verbs (GET, PUT, DELETE), so a caller sees such
