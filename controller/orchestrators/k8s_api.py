@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -142,11 +141,15 @@ class KubeApi:
         while True:
             try:
                 response = await loop.run_in_executor(self._pool, lambda: method(*args, **kwargs))
-                return _decode(response)
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
                 err = _error(exc)
-            except pydantic.ValidationError as exc:  # the client checks bodies against its models
+            except ValueError as exc:  # the client checks bodies against its models (pydantic's errors)
                 raise KubeError(f"invalid request: {exc}", 422) from None
+            else:
+                try:
+                    return _decode(response)
+                except ValueError as exc:
+                    raise KubeError(f"undecodable answer from the Kubernetes API: {exc}", 0) from None
             if not retryable(err):
                 raise err
             attempt += 1
