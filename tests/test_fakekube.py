@@ -111,7 +111,9 @@ def test_create_read_replace_and_the_errors_of_a_real_server(kube: FakeKube, app
 
 
 def test_resource_versions_are_one_increasing_counter(kube: FakeKube, core: client.CoreV1Api) -> None:
-    versions = [int(core.create_namespaced_pod(NS, pod(f"p{i}")).metadata.resource_version) for i in range(3)]
+    versions = [int(core.create_namespaced_pod(NS, {**pod(f"p{i}"), "status": {"phase": "Running"}})
+                    .metadata.resource_version) for i in range(3)]
+    assert {p.status.phase for p in core.list_namespaced_pod(NS).items} == {"Pending"}  # status is the server's
     versions.append(int(core.create_namespaced_service(NS, {
         "metadata": {"name": "svc"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
     ).metadata.resource_version))

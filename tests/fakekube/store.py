@@ -160,6 +160,8 @@ class Store:
                 raise already_exists(resource, meta["name"])
             for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(field, None)
+            if resource.has_status:
+                obj.pop("status", None)  # a new object starts with the status the server gives it
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now()
             if "spec" in obj:
