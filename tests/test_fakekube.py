@@ -35,6 +35,7 @@ NS = "fns"
 def kube() -> Iterator[FakeKube]:
     with FakeKube() as fake:
         yield fake
+    assert fake.errors == []
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ Usage::
         kube.inject_errors(r"/deployments", 429, count=3)      # next 3 matching requests: 429 (also 500, 409)
         kube.compact()                           # old resourceVersions now answer 410 Gone
         kube.requests                            # [(method, path?query), ...] seen so far
+        kube.errors                              # requests the fake itself failed on (a bug: answered 500)
 
     from tests.fakekube import Kubelet
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from .replicasets import ReplicaSetController
 from .selectors import Requirement, SelectorError, fields_match, matches, parse_fields, parse_labels
 from .store import Event, Store
 
+log = logging.getLogger(__name__)
 #: How long a watch stays open when the client gives no timeoutSeconds (the real server: 30 to 60 min).
 DEFAULT_WATCH_TIMEOUT_S = 1800
 
@@ -121,6 +123,7 @@ class FakeKube:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, for tests
+        self.errors: list[str] = []  # requests that failed by a bug of the fake itself (answered 500)
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -268,6 +271,10 @@ class FakeKube:
             return await self._dispatch(request, target)
         except ApiError as exc:
             return _error(exc)
+        except Exception as exc:  # a bug of the fake: kept for the test to see, answered as a real 500
+            log.exception("fake API server: %s %s failed", request.method, request.path_qs)
+            self.errors.append(f"{request.method} {request.path_qs}: {exc!r}")
+            return _error(ApiError(500, f"fake API server bug: {exc!r}"))
 
     async def _body(self, request: web.Request) -> Any:
         text = await request.text()
