@@ -136,7 +136,7 @@ class KubeApi:
         """Run one API call; retry 429, 5xx and connection failures with backoff; map errors."""
         loop = asyncio.get_running_loop()
         kwargs.setdefault("_preload_content", False)
-        kwargs.setdefault("_request_timeout", 30)
+        kwargs.setdefault("_request_timeout", 10)
         attempt = 0
         while True:
             try:
