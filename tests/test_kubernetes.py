@@ -196,6 +196,7 @@ class Sleeps:
 def kube() -> Iterator[FakeKube]:
     with FakeKube() as fake:
         yield fake
+        assert not fake.errors  # every 500 the controller saw was one the test injected
 
 
 @pytest.fixture(scope="module")

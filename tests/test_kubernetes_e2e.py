@@ -148,6 +148,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     kubelet.stop()
     cluster.stop()
     nats.stop()
+    assert not cluster.errors
 
 
 def _invoke(lam, name: str, payload: dict | None = None) -> dict:  # type: ignore[no-untyped-def]
