@@ -2,23 +2,34 @@
 
 Prints ``kambda-controller ready grpc=HOST:PORT`` on stdout once it serves; ``kambda up`` reads
 that line. SIGTERM or SIGINT stop it: stop accepting, drain calls, stop the invokers, close NATS.
+
+With leader election (KAMBDA_LEADER_ELECTION=true, on Kubernetes) the controller serves Ping as
+a standby and nothing else until it holds the Lease; then it loads the registry and starts the
+orchestrator, autoscaler, async poller and event sources. A leader that loses the Lease stops
+all of that at once and exits, to start again as a standby. On SIGTERM it gives the Lease up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Mapping
 
+import grpc
 from grpc import aio
+from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from controller.async_events import AsyncMetrics, AsyncPoller
 from controller.decider import ScaleResult
 from controller.event_router import EventRouter
 from controller.event_sources import EventSources
+from controller.leader import LeaderElector, label_pod
+from controller.orchestrators.k8s_api import KubeApi, KubeError, load_client
+from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
 from controller.scaler import Autoscaler, Key, interval_ticks
@@ -28,9 +39,39 @@ from kambda import bus, rpc, runner
 from kambda.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
+from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invoker_pb2 import ScaleEvent
 
 log = logging.getLogger("controller")
+
+
+class StandbyGate(aio.ServerInterceptor):
+    """Until this controller leads, every call but Ping is refused as UNAVAILABLE (the gateway
+    reports the controller unreachable): a standby's registry is not loaded and it must not act."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        if self.open or handler_call_details.method.endswith("/Ping"):
+            return await continuation(handler_call_details)
+
+        async def refuse(request: object, context: aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this controller is a standby")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry, environ: Mapping[str, str],
+                      kube: KubeApi | None) -> LocalOrchestrator | KubernetesOrchestrator:
+    if settings.orchestrator == "kubernetes":
+        assert kube is not None
+
+        def known(function: str, version: str) -> FunctionConfig | None:
+            return registry.get_version(function, version) if registry.has_version(function, version) else None
+
+        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known)
+    return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
 
 
 async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> None:
@@ -44,11 +85,10 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await bus.ensure_platform(js)
     arns = Arns(settings.region, settings.account)
     registry = Registry(js, arns)
-    await registry.load()
-    # The sync queue lives in memory: after a NATS restart its consumers must be made again.
-    for config in registry.all():
-        await bus.ensure_consumer(js, config.name, config.version, config.timeout)
-    orchestrator = LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
+    k8s = settings.kubernetes
+    kube = KubeApi(load_client(k8s.kubeconfig)) if settings.orchestrator == "kubernetes" or k8s.leader_election \
+        else None
+    orchestrator = make_orchestrator(settings, nc, registry, environ, kube)
 
     delivered: dict[Key, int] = {}
     queued: dict[Key, int] = {}
@@ -66,6 +106,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
 
     async def apply(key: Key, desired: int) -> None:
         if not registry.has_version(*key):
+            if isinstance(orchestrator, KubernetesOrchestrator):
+                await orchestrator.forget(*key)  # the version is deleted: so is its Deployment
             return
         await orchestrator.apply(registry.get_version(*key), desired)
 
@@ -101,7 +143,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     event_sources = EventSources(nc, js, registry, dispatcher, poller, arns, metrics_registry,
                                  retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
     router = EventRouter(nc, js, registry, dispatcher, poller, arns)
-    server = aio.server(options=rpc.CHANNEL_OPTIONS)
+    gate = StandbyGate()
+    server = aio.server(options=rpc.CHANNEL_OPTIONS, interceptors=[gate])
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
                           time.monotonic, metrics_registry, event_sources),
@@ -110,27 +153,91 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     port = server.add_insecure_port(settings.listen)
     host = settings.listen.rsplit(":", 1)[0]
     await server.start()
-    await orchestrator.start()
-    await dispatcher.start()
-    await poller.start()
-    await event_sources.start()
-    await router.start()
-    for config in registry.all():  # provisioned concurrency is warm from the start
-        if config.provisioned_concurrency:
-            await autoscaler.reapply((config.name, config.version), time.monotonic())
-    scaling = asyncio.create_task(autoscaler.run(interval_ticks(settings.tick, time.monotonic)))
-    print(f"kambda-controller ready grpc={host}:{port}", flush=True)
+    scaling: list[asyncio.Task[None]] = []
+    started: list[object] = []
 
-    await stop.wait()
+    async def lead() -> None:
+        """Everything that acts: only the leader runs it."""
+        await registry.load()
+        # The sync queue lives in memory: after a NATS restart its consumers must be made again.
+        for config in registry.all():
+            await bus.ensure_consumer(js, config.name, config.version, config.timeout)
+        for part in (orchestrator, dispatcher, poller, event_sources, router):
+            await part.start()
+            started.append(part)
+        now = time.monotonic()
+        for config in registry.all():  # provisioned concurrency is warm from the start
+            if config.provisioned_concurrency:
+                await autoscaler.reapply((config.name, config.version), now)
+        if isinstance(orchestrator, KubernetesOrchestrator):
+            for key, replicas in orchestrator.adopted().items():  # a restart keeps what runs
+                await autoscaler.activate(key, now, replicas)
+        scaling.append(asyncio.create_task(autoscaler.run(interval_ticks(settings.tick, time.monotonic))))
+        gate.open = True
+
+    async def stop_acting() -> None:
+        """Stop deciding at once (a deposed leader must be quiet before another can take over)."""
+        gate.open = False
+        for task in scaling:
+            task.cancel()
+        for part in reversed(started):
+            await part.stop()  # type: ignore[attr-defined]
+        started.clear()
+
+    lost = asyncio.Event()
+    elector: LeaderElector | None = None
+    electing: asyncio.Task[None] | None = None
+    if k8s.leader_election:
+        assert kube is not None
+        elector = LeaderElector(KubeApi(kube.api_client, max_attempts=1), k8s.pod_namespace, k8s.lease_name,
+                                k8s.pod_name)
+
+        async def started_leading() -> None:
+            await lead()
+            try:
+                await label_pod(kube, k8s.pod_namespace, k8s.pod_name, leading=True)
+            except KubeError as exc:  # it leads all the same; the Service finds it once the label is there
+                log.error("cannot label this controller's pod as the leader: %s", exc)
+
+        async def stopped_leading() -> None:
+            await stop_acting()
+            if not stop.is_set():
+                lost.set()
+
+        print(f"kambda-controller ready grpc={host}:{port} (standby until it leads)", flush=True)
+        electing = asyncio.create_task(elector.run(started_leading, stopped_leading))
+    else:
+        await lead()
+        print(f"kambda-controller ready grpc={host}:{port}", flush=True)
+
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+    await asyncio.wait([*waits, *([electing] if electing else [])], return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     log.info("controller stopping")
+    was_leading = elector is not None and elector.leading
+    if electing is not None:
+        if electing.done():
+            lost.set()
+            if not electing.cancelled() and electing.exception() is not None:
+                log.error("leading failed: %r", electing.exception())
+        else:
+            electing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await electing
+    await stop_acting()
+    if elector is not None and kube is not None and (was_leading or lost.is_set()):
+        with contextlib.suppress(KubeError):
+            await label_pod(kube, k8s.pod_namespace, k8s.pod_name, leading=False)
+            if not lost.is_set():
+                await elector.release()  # a standby takes over at once instead of after the lease runs out
     await server.stop(grace=2.0)
-    await router.stop()
-    await event_sources.stop()
-    await poller.stop()
-    await dispatcher.stop()
-    scaling.cancel()
-    await orchestrator.stop()
     await nc.drain()
+    if kube is not None:
+        kube.close()
+    if lost.is_set():
+        log.error("leadership lost; exiting so that this controller starts again as a standby")
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -2,20 +2,85 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from controller.decider import ScalerConfig
 from kambda.settings import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
     SettingsError,
+    env_bool,
     env_float,
     env_int,
     env_str,
     state_dir,
 )
+
+#: Where a pod finds the namespace it runs in.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+INVOKER_SETTINGS = ("KAMBDA_REGION", "KAMBDA_ACCOUNT_ID", "KAMBDA_ZYGOTE", "KAMBDA_RUNTIME_CHANNEL",
+                    "KAMBDA_INVOKER_DRAIN_TIMEOUT", "KAMBDA_LOG_LEVEL", "KAMBDA_LOG_FORMAT")
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """The Kubernetes orchestrator's and the leader elector's settings (the Helm chart sets them)."""
+
+    namespace: str = "default"       # where function and pool Deployments live
+    invoker_image: str = "kambda:latest"
+    pool_size: int = 2               # warm pool pods per runtime; 0 disables the pool
+    pool_runtimes: tuple[str, ...] = ("python3.12",)
+    pod_template: dict[str, Any] = field(default_factory=dict)  # partial PodSpec merged into every pod
+    nats_url: str = ""               # the NATS address pods use (may differ from the controller's)
+    kubeconfig: str = ""             # empty: in-cluster config, else ~/.kube/config
+    leader_election: bool = False
+    lease_name: str = "kambda-controller"
+    pod_name: str = ""               # this controller's pod: the leader's identity and the pod it labels
+    pod_namespace: str = "default"   # where the Lease and this controller's pod live
+    #: Settings the controller passes on to every invoker pod (region and account make the ARNs
+    #: functions see; zygote and runtime channel tune the invoker), as set in its own environment.
+    invoker_env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], nats_url: str,
+                 sa_namespace: Path = SERVICE_ACCOUNT_NAMESPACE) -> KubernetesSettings:
+        try:
+            default_ns = sa_namespace.read_text().strip() or "default"
+        except OSError:
+            default_ns = "default"
+        runtimes = tuple(r.strip() for r in env_str(environ, "KAMBDA_K8S_POOL_RUNTIMES", "python3.12").split(",")
+                         if r.strip())
+        raw_template = env_str(environ, "KAMBDA_K8S_POD_TEMPLATE", "{}")
+        try:
+            template = json.loads(raw_template)
+        except ValueError as exc:
+            raise SettingsError(f"KAMBDA_K8S_POD_TEMPLATE={raw_template!r} is not JSON ({exc})") from None
+        if not isinstance(template, dict):
+            raise SettingsError(f"KAMBDA_K8S_POD_TEMPLATE={raw_template!r} is not a JSON object (a partial PodSpec)")
+        pod_name = env_str(environ, "KAMBDA_POD_NAME", "")
+        leader_election = env_bool(environ, "KAMBDA_LEADER_ELECTION", False)
+        if leader_election and not pod_name:
+            raise SettingsError("KAMBDA_LEADER_ELECTION=true needs KAMBDA_POD_NAME (the leader's identity)")
+        return cls(
+            namespace=env_str(environ, "KAMBDA_K8S_NAMESPACE", default_ns),
+            invoker_image=env_str(environ, "KAMBDA_K8S_INVOKER_IMAGE", "kambda:latest"),
+            pool_size=env_int(environ, "KAMBDA_K8S_POOL_SIZE", 2, 0, 1000),
+            pool_runtimes=runtimes,
+            pod_template=template,
+            nats_url=env_str(environ, "KAMBDA_K8S_NATS_URL", nats_url),
+            kubeconfig=env_str(environ, "KAMBDA_KUBECONFIG", ""),
+            leader_election=leader_election,
+            lease_name=env_str(environ, "KAMBDA_LEADER_LEASE_NAME", "kambda-controller"),
+            pod_name=pod_name,
+            pod_namespace=env_str(environ, "KAMBDA_POD_NAMESPACE", default_ns),
+            invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
+        )
 
 
 @dataclass(frozen=True)
@@ -32,14 +97,16 @@ class ControllerSettings:
     tick: float                     # seconds between autoscaler passes
     queue_timeout: float            # how long an async attempt may wait for an environment
     async_retry_base: float         # first retry delay of a failed async event; doubles per retry
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ControllerSettings:
         orchestrator = env_str(environ, "KAMBDA_ORCHESTRATOR", "local")
-        if orchestrator not in ("local",):
-            raise SettingsError(f"KAMBDA_ORCHESTRATOR={orchestrator!r} is not one of: local")
+        if orchestrator not in ("local", "kubernetes"):
+            raise SettingsError(f"KAMBDA_ORCHESTRATOR={orchestrator!r} is not one of: local, kubernetes")
+        nats_url = env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222")
         return cls(
-            nats_url=env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url=nats_url,
             listen=env_str(environ, "KAMBDA_CONTROLLER_LISTEN", "127.0.0.1:0"),
             state_dir=state_dir(environ),
             region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
@@ -58,4 +125,5 @@ class ControllerSettings:
             tick=env_float(environ, "KAMBDA_SCALER_TICK", 0.5, 0.01, 60.0),
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
             async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
+            kubernetes=KubernetesSettings.from_env(environ, nats_url),
         )

@@ -21,8 +21,12 @@ async def serve(settings: InvokerSettings) -> None:
     nc = await bus.connect(settings.nats_url, f"kambda-invoker-{settings.invoker_id}")
     host = InvokerHost(nc, settings)
     await host.start()
+    # The pod's readiness probe looks for this file: Ready means connected and taking assignments.
+    settings.ready_file.write_text(settings.invoker_id)
     log.info("invoker %s ready", settings.invoker_id)
     await stop.wait()
+    settings.ready_file.unlink(missing_ok=True)
+    await host.drain(settings.drain_timeout)
     await host.stop()
     await nc.drain()
 

@@ -76,6 +76,19 @@ class InvokerHost:
             await self._zygote.stop()
         await self._api.stop()
 
+    async def drain(self, timeout: float) -> None:
+        """Take no new work and let running requests finish, for at most ``timeout`` seconds.
+
+        On Kubernetes a pod is deleted whenever its Deployment scales down, busy or not: the
+        SIGTERM it gets must not cost the request it is running."""
+        async with self._lock:
+            for pool in self._pools.values():
+                await pool.apply(pool.config, 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(not pool.empty for pool in self._pools.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
     async def _on_assign(self, msg: Msg) -> None:
         try:
             assignment = Assignment.FromString(msg.data)

@@ -14,6 +14,7 @@ from kambda.settings import (
     DEFAULT_REGION,
     SettingsError,
     env_bool,
+    env_float,
     env_int,
     env_str,
     state_dir,
@@ -71,11 +72,19 @@ class InvokerSettings:
     #: default: ~10x cheaper per call) or "http" (the Lambda Runtime API, as every other runtime).
     runtime_channel: str = "pipe"
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    #: Seconds a stopping invoker waits for running requests (KAMBDA_INVOKER_DRAIN_TIMEOUT; keep it
+    #: below the pod's terminationGracePeriodSeconds, 30).
+    drain_timeout: float = 20.0
 
     @property
     def code_dir(self) -> Path:
         """Extracted code packages, by sha256; shared by the invokers of one machine."""
         return self.state_dir / "code"
+
+    @property
+    def ready_file(self) -> Path:
+        """Exists while the invoker takes assignments (a pod's readiness probe tests for it)."""
+        return self.work_dir / "ready"
 
     @property
     def work_dir(self) -> Path:
@@ -95,6 +104,7 @@ class InvokerSettings:
             zygote=env_bool(environ, "KAMBDA_ZYGOTE", True),
             runtime_channel=_channel(env_str(environ, "KAMBDA_RUNTIME_CHANNEL", "pipe")),
             sandbox=SandboxSettings.from_env(environ, state, root),
+            drain_timeout=env_float(environ, "KAMBDA_INVOKER_DRAIN_TIMEOUT", 20.0, 0.0, 3600.0),
         )
 
 
