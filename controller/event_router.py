@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from controller.registry import Registry
 from kambda import bus, event_input, eventbus, patterns, schedules
 from kambda.dispatch import Dispatcher
 from kambda.eventbus import Record, Store
-from kambda.names import LATEST, Arns, parse_function
+from kambda.names import LATEST, Arns, parse_function, pick_version
 from kambda.v1.invocation_pb2 import Invocation
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,12 @@ class EventRouter:
                        msg_id: str | None = None) -> None:
         rule_arn = self._arns.rule(rule["EventBusName"], rule["Name"])
         payload = event_input.render(target, event, rule_arn, rule["Name"], ingestion_time)
-        function = parse_function(target["Arn"]).name
+        ref = parse_function(target["Arn"])
+        function, version = ref.name, self._version_of(ref.name, ref.qualifier)
         dead_letter = (target.get("DeadLetterConfig") or {}).get("Arn", "")
-        inv = Invocation(request_id=str(uuid.uuid4()), function=function, version=LATEST,
-                         invoked_arn=self._arns.function(function), payload=payload, invocation_type="Event",
+        inv = Invocation(request_id=str(uuid.uuid4()), function=function, version=version or LATEST,
+                         invoked_arn=self._arns.function(function, ref.qualifier), payload=payload,
+                         invocation_type="Event",
                          enqueued_ms=int(self._clock() * 1000), dead_letter_arn=dead_letter)
         inv.dead_letter_headers.update({"RULE_ARN": rule_arn, "TARGET_ARN": target["Arn"]})
         policy = target.get("RetryPolicy") or {}
@@ -192,17 +195,29 @@ class EventRouter:
             inv.maximum_retry_attempts = policy["MaximumRetryAttempts"]
         if policy.get("MaximumEventAgeInSeconds") is not None:
             inv.maximum_event_age = policy["MaximumEventAgeInSeconds"]
-        if function not in self._registry:
-            # No function to run it: the event goes where a failed one would.
+        if version is None:
+            # No function (version, alias) to run it: the event goes where a failed one would.
             if dead_letter:
                 await self._poller.deliver(dead_letter, payload, {
                     **inv.dead_letter_headers, "ERROR_CODE": "ResourceNotFoundException",
-                    "ERROR_MESSAGE": f"Function {function} does not exist"})
+                    "ERROR_MESSAGE": f"Function {inv.invoked_arn} does not exist"})
             else:
-                log.warning("rule %s targets %s, which does not exist: event dropped", rule_arn, function)
+                log.warning("rule %s targets %s, which does not exist: event dropped", rule_arn, inv.invoked_arn)
             return
-        await self._dispatcher.store(bus.async_subject(function, LATEST), inv.SerializeToString(),
+        await self._dispatcher.store(bus.async_subject(function, version), inv.SerializeToString(),
                                      headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+
+    def _version_of(self, function: str, qualifier: str | None) -> str | None:
+        """The version a target's ARN runs ($LATEST, a published version, or an alias's pick by its
+        weights, as an Event invoke of that ARN would), or None when it does not exist."""
+        if function not in self._registry:
+            return None
+        if not qualifier or qualifier == LATEST:
+            return LATEST
+        if self._registry.has_alias(function, qualifier):
+            alias = self._registry.get_alias(function, qualifier)
+            qualifier = pick_version(alias.function_version, alias.additional_version_weights, random.random())
+        return qualifier if self._registry.has_version(function, qualifier) else None
 
     # -- schedules ----------------------------------------------------------------------------
 

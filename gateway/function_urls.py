@@ -137,6 +137,8 @@ class FunctionUrls:
             raise _invalid("qualifier", qualifier, f"Member must satisfy regular expression pattern: {ALIAS_PATTERN}")
         if await self._cache.get(ref.name) is None:
             raise errors.function_not_found(self._arns.function(ref.name))
+        if qualifier and await self._cache.get_alias(ref.name, qualifier) is None:
+            raise errors.function_not_found(self._arns.function(ref.name, qualifier))
         return ref.name, qualifier
 
     def url(self, request: web.Request, uid: str) -> str:

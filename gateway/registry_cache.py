@@ -24,7 +24,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from kambda import bus, errors
-from kambda.names import LATEST, Arns, is_alias_name, is_published_version
+from kambda.names import LATEST, Arns, is_alias_name, is_published_version, pick_version
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 
 log = logging.getLogger(__name__)
@@ -175,14 +175,8 @@ class RegistryCache:
         return Resolved(config, version, function)
 
     def choose(self, alias: Alias) -> str:
-        """The version one call to ``alias`` runs: each additional version with its weight, the
-        alias's own version with what is left."""
-        draw = self._rng()
-        for version, weight in alias.additional_version_weights.items():
-            if draw < weight:
-                return version
-            draw -= weight
-        return alias.function_version
+        """The version one call to ``alias`` runs, drawn with this cache's random source."""
+        return pick_version(alias.function_version, alias.additional_version_weights, self._rng())
 
     async def _lookup(self, name: str, version: str) -> FunctionConfig | None:
         assert self._kv is not None

@@ -7,6 +7,7 @@ ARN (``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kambda import errors
@@ -123,6 +124,17 @@ def is_published_version(qualifier: str | None) -> bool:
 
 def is_alias_name(qualifier: str | None) -> bool:
     return bool(qualifier) and len(qualifier or "") <= 128 and _ALIAS_NAME_RE.fullmatch(qualifier or "") is not None
+
+
+def pick_version(function_version: str, additional_version_weights: Mapping[str, float], draw: float) -> str:
+    """The version one call to an alias runs, for a uniform ``draw`` in [0, 1): each additional version
+    with its weight, the alias's own version with what is left (the gateway and the event router both
+    route through aliases with it)."""
+    for version, weight in additional_version_weights.items():
+        if draw < weight:
+            return version
+        draw -= weight
+    return function_version
 
 
 def check_alias_name(name: str) -> None:

@@ -248,6 +248,23 @@ def test_matching_events_reach_the_function_in_the_envelope(events_platform, eve
     assert [r["detail"]["order"] for r in records(out)] == ["big"]  # nothing else matched
 
 
+def test_a_target_on_an_alias_runs_the_aliased_version(events_platform, events, tmp_path) -> None:
+    published, latest = tmp_path / "published", tmp_path / "latest"
+    name = deploy(events_platform, RECORDER, published)
+    lam = events_platform.lambda_client()
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"OUT": str(latest)}})
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    rule = unique("aliased")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["aliased.app"]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "live", "Arn": f"{ARN}{name}:live"},
+                                           {"Id": "gone", "Arn": f"{ARN}{name}:missing"}])
+    assert events.put_events(Entries=[entry({"n": 1}, source="aliased.app")])["FailedEntryCount"] == 0
+    got = wait_for(lambda: records(published), timeout=60, what="the event on the aliased version")
+    assert [r["detail"] for r in got] == [{"n": 1}]
+    assert not latest.exists()  # $LATEST (with the new configuration) did not run it
+
+
 def test_targets_get_input_paths_and_transformed_input(events_platform, events, tmp_path) -> None:
     out = tmp_path / "events"
     name = deploy(events_platform, RECORDER, out)

@@ -144,6 +144,22 @@ def test_aws_iam_without_credentials_serves_loopback(platform, lam, create) -> N
     assert preflight.status == 200 and preflight.headers["Access-Control-Allow-Methods"] == "GET,POST"
 
 
+TAGGED = "import os\ndef handler(event, context):\n    return {'tag': os.environ['TAG']}\n"
+
+
+def test_a_url_on_an_alias_runs_the_aliased_version(platform, lam, create) -> None:  # type: ignore[no-untyped-def]
+    fn = create(TAGGED)
+    with pytest.raises(ClientError) as missing:
+        lam.create_function_url_config(FunctionName=fn, Qualifier="live", AuthType="NONE")
+    assert error_code(missing) == "ResourceNotFoundException"
+    lam.update_function_configuration(FunctionName=fn, Environment={"Variables": {"TAG": "one"}})
+    version = lam.publish_version(FunctionName=fn)["Version"]
+    lam.update_function_configuration(FunctionName=fn, Environment={"Variables": {"TAG": "latest"}})
+    lam.create_alias(FunctionName=fn, Name="live", FunctionVersion=version)
+    url = lam.create_function_url_config(FunctionName=fn, Qualifier="live", AuthType="NONE")["FunctionUrl"]
+    assert request(platform.url, "GET", path_of(url)).json() == {"tag": "one"}
+
+
 def test_function_errors_and_deleting_the_function(platform, lam, create) -> None:  # type: ignore[no-untyped-def]
     fn = create(ECHO)
     path = path_of(lam.create_function_url_config(FunctionName=fn, AuthType="NONE")["FunctionUrl"])
