@@ -25,6 +25,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from controller.settings import ControllerSettings
 from gateway.settings import GatewaySettings
 from kambda import natsserver
 from tests.chart import (
@@ -264,6 +265,18 @@ def test_controller_contract(rendered) -> None:
         assert c["readinessProbe"]["tcpSocket"]["port"] == "grpc"
         assert c["ports"][0] == {"name": "grpc", "containerPort": 50051, "protocol": "TCP"}
         assert controller["spec"]["template"]["spec"]["serviceAccountName"] == "kambda-controller"
+
+
+def test_controller_settings_read_the_environment_the_chart_gives(rendered) -> None:
+    env = env_of(container(one(rendered["functions-namespace"], "Deployment", "kambda-controller"), "controller"))
+    downward = {"KAMBDA_POD_NAME": "kambda-controller-abc12", "KAMBDA_POD_NAMESPACE": "kambda"}  # the kubelet's part
+    settings = ControllerSettings.from_env({**{k: v for k, v in env.items() if isinstance(v, str)}, **downward})
+    k8s = settings.kubernetes
+    assert (settings.orchestrator, settings.listen) == ("kubernetes", "0.0.0.0:50051")
+    assert (k8s.namespace, k8s.pool_size, k8s.pool_runtimes) == ("kambda-fn", 2, ("python3.12",))
+    assert (k8s.leader_election, k8s.lease_name, k8s.pod_name) == (True, "kambda-controller", "kambda-controller-abc12")
+    assert k8s.nats_url == env["KAMBDA_K8S_NATS_URL"] and k8s.invoker_image == env["KAMBDA_K8S_INVOKER_IMAGE"]
+    assert k8s.pod_template == json.loads(env["KAMBDA_K8S_POD_TEMPLATE"])
 
 
 def test_controller_service_reaches_only_the_leader(rendered) -> None:
