@@ -14,7 +14,7 @@ from controller.event_router import EventRouter
 from controller.registry import Registry
 from kambda import bus, eventbus
 from kambda.dispatch import Dispatcher
-from kambda.names import Arns
+from kambda.names import LATEST, Arns
 from kambda.natsserver import NatsServer
 from kambda.v1.function_pb2 import FunctionConfig
 
@@ -46,7 +46,8 @@ async def _race(tmp_path) -> None:  # type: ignore[no-untyped-def]
         setup = await nats.connect(url)
         js = setup.jetstream()
         await bus.ensure_platform(js)
-        await (await js.key_value(bus.FUNCTIONS_BUCKET)).create("tick", FunctionConfig(name="tick").SerializeToString())
+        functions = await js.key_value(bus.FUNCTIONS_BUCKET)
+        await functions.create("tick", FunctionConfig(name="tick", version=LATEST).SerializeToString())
         await eventbus.Store(js).create(eventbus.rule_key("default", "every-minute"), {
             "Name": "every-minute", "EventBusName": "default", "ScheduleExpression": "rate(1 minute)",
             "State": "ENABLED", "ScheduleAnchor": T0.timestamp(), "CreatedAt": T0.timestamp(),
