@@ -170,22 +170,11 @@ async def ensure_platform(js: JetStreamContext) -> None:
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
     ))
-    try:
-        await js.key_value(EVENTS_BUCKET)
-    except NotFoundError:
-        await js.create_key_value(bucket=EVENTS_BUCKET, history=1, storage=StorageType.FILE)
-    try:
-        await js.key_value(FUNCTIONS_BUCKET)
-    except NotFoundError:
-        await js.create_key_value(bucket=FUNCTIONS_BUCKET, history=1, storage=StorageType.FILE)
-    try:
-        await js.key_value(HTTP_BUCKET)
-    except NotFoundError:
-        await js.create_key_value(bucket=HTTP_BUCKET, history=1, storage=StorageType.FILE)
-    try:
-        await js.key_value(ALIASES_BUCKET)
-    except NotFoundError:
-        await js.create_key_value(bucket=ALIASES_BUCKET, history=1, storage=StorageType.FILE)
+    for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET):
+        try:
+            await js.key_value(bucket)
+        except NotFoundError:
+            await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE)
     try:
         await js.object_store(CODE_BUCKET)
     except NotFoundError:
