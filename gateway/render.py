@@ -219,3 +219,15 @@ def _epoch_seconds(timestamp: str) -> float:
     if not timestamp:
         return 0.0
     return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def max_items(raw: str, default: int, most: int = 10_000) -> int:
+    """A MaxItems query parameter: an integer from 1 to ``most`` (AWS's ValidationException otherwise)."""
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw[:64]!r}") from None
+    if not 1 <= value <= most:
+        raise errors.Validation(f"1 validation error detected: Value '{value}' at 'maxItems' failed to "
+                                f"satisfy constraint: Member must have value between 1 and {most}")
+    return value
