@@ -602,21 +602,20 @@ def test_a_trigger_event_over_6_mb_gets_413(platform: Platform, echo: str, trigg
     _still_serving(platform, echo)
 
 
-@pytest.mark.parametrize("request_line", [
-    b"GET %s/\xff\xfe\x80 HTTP/1.1",
-    b"GET %s/%%FF%%FE%%80?q=%%FF HTTP/1.1",
-    b"GET %s/a%%00b HTTP/1.1",
-    b"GET %s/" + b"a" * 7000 + b" HTTP/1.1",
+@pytest.mark.parametrize(("request_line", "shaped"), [
+    (b"GET {}/\xff\xfe\x80 HTTP/1.1", False),  # refused by the HTTP parser itself, before any handler
+    (b"GET {}/%FF%FE%80?q=%FF HTTP/1.1", True),
+    (b"GET {}/a%00b HTTP/1.1", True),
+    (b"GET {}/" + b"a" * 7000 + b" HTTP/1.1", True),
 ], ids=["raw bytes", "percent-encoded", "NUL", "long path"])
 def test_trigger_paths_that_are_not_utf8_are_answered(platform: Platform, echo: str, trigger: str,
-                                                       request_line: bytes) -> None:
+                                                       request_line: bytes, shaped: bool) -> None:
     url = urlsplit(platform.url)
-    line = request_line.replace(b"%s", trigger.encode()) if b"%s" in request_line else request_line
-    line = line.replace(b"%%", b"%")
+    line = request_line.replace(b"{}", trigger.encode())
     status, _, body = _raw(platform, line + f"\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n".encode())
-    assert status < 500, (status, body[:300])
-    if status >= 400:
-        assert json.loads(body), body[:300]
+    assert status == 200 or 400 <= status < 500, (status, body[:300])
+    if status != 200 and shaped:
+        assert isinstance(json.loads(body).get("message"), str), body[:300]
     _still_serving(platform, echo)
 
 
