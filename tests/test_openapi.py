@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.request
 from typing import Any
 
+import boto3
 import pytest
 import schemathesis
 import yaml
@@ -84,6 +86,50 @@ def known_function(lam) -> str:  # type: ignore[no-untyped-def]
         pass  # a generated DeleteFunction got there first
 
 
+def _routes(platform: Platform) -> set[str]:
+    code, body = platform.get_json("/_kambda/v1/http/routes")
+    assert code == 200 and isinstance(body, dict), body
+    return {route["RouteId"] for route in body["Items"]}
+
+
+def _all(call: Any, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated EventBridge listing."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call(**params)
+        items += page[key]
+        if not page.get("NextToken"):
+            return items
+        params["NextToken"] = page["NextToken"]
+
+
+@pytest.fixture
+def leaves_no_routes_or_rules(platform: Platform) -> None:  # type: ignore[misc]
+    """Generated requests create HTTP routes, buses and rules on the shared platform: they are removed
+    afterwards, so that a generated ``$default`` route does not answer other tests' requests."""
+    events = boto3.client("events", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")
+    routes_before = _routes(platform)
+    buses_before = {bus["Name"] for bus in _all(events.list_event_buses, "EventBuses")}
+    rules_before = {(bus, rule["Name"]) for bus in buses_before
+                    for rule in _all(events.list_rules, "Rules", EventBusName=bus)}
+    yield
+    for route_id in _routes(platform) - routes_before:
+        request = urllib.request.Request(f"{platform.url}/_kambda/v1/http/routes/{route_id}", method="DELETE")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 204
+    for bus in [bus["Name"] for bus in _all(events.list_event_buses, "EventBuses")]:
+        for rule in _all(events.list_rules, "Rules", EventBusName=bus):
+            if (bus, rule["Name"]) in rules_before:
+                continue
+            ids = [t["Id"] for t in _all(events.list_targets_by_rule, "Targets", Rule=rule["Name"], EventBusName=bus)]
+            if ids:
+                events.remove_targets(Rule=rule["Name"], EventBusName=bus, Ids=ids)
+            events.delete_rule(Name=rule["Name"], EventBusName=bus)
+        if bus not in buses_before:
+            events.delete_event_bus(Name=bus)
+
+
 def _aimed_at(function: str, strategy: st.SearchStrategy[schemathesis.Case]) -> st.SearchStrategy[schemathesis.Case]:
     """Half of the cases name the existing function instead of a generated name."""
 
@@ -95,6 +141,7 @@ def _aimed_at(function: str, strategy: st.SearchStrategy[schemathesis.Case]) -> 
     return st.builds(aim, strategy, st.booleans())
 
 
+@pytest.mark.usefixtures("leaves_no_routes_or_rules")
 def test_the_gateway_answers_as_described(platform: Platform, known_function: str) -> None:
     loaded = schemathesis.openapi.from_path(SPEC)
     loaded.config.update(base_url=platform.url)
@@ -125,6 +172,7 @@ def _one_events_operation(name: str) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.usefixtures("leaves_no_routes_or_rules")
 @pytest.mark.parametrize("name", _events_operations())
 def test_each_eventbridge_operation_answers_as_described(platform: Platform, name: str) -> None:
     loaded = schemathesis.openapi.from_dict(_one_events_operation(name))
