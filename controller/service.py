@@ -247,7 +247,7 @@ class ControllerService(ControllerServicer):
                     raise errors.ResourceNotFound(f"The function {arn} doesn't have an EventInvokeConfig")
                 eic = config.event_invoke_config
                 for field in request.fields:
-                    if request.config.HasField(field) or field in ("on_success", "on_failure"):
+                    if field in ("on_success", "on_failure") or request.config.HasField(field):
                         setattr(eic, field, getattr(request.config, field))
             else:
                 config.event_invoke_config.CopyFrom(request.config)

@@ -9,7 +9,6 @@ KAMBDA_EVENTS) and reports it accepted only once JetStream acknowledged it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -92,7 +91,7 @@ class EventsApi:
             return _error(errors.UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}"))
         try:
             try:
-                body = json.loads(await request.read() or b"{}")
+                body = orjson.loads(await request.read() or b"{}")
             except ValueError:
                 raise errors.Validation("The request body is not valid JSON") from None
             if not isinstance(body, dict):
@@ -347,7 +346,7 @@ class EventsApi:
     async def test_event_pattern(self, body: dict[str, Any]) -> dict[str, Any]:
         node = patterns.parse(_str(body, "EventPattern", required=True))
         try:
-            event = json.loads(_str(body, "Event", required=True))
+            event = orjson.loads(_str(body, "Event", required=True))
         except ValueError:
             raise errors.Validation("Parameter Event is not valid: it is not JSON.") from None
         missing = [k for k in ("id", "account", "source", "time", "region", "detail-type")
@@ -374,7 +373,7 @@ class EventsApi:
                 return {"ErrorCode": "InvalidArgument",
                         "ErrorMessage": f"Parameter {key} is not valid. Reason: {key} is a required argument."}
         try:
-            detail = json.loads(entry["Detail"])
+            detail = orjson.loads(entry["Detail"])  # refuses lone surrogates and nesting past 1024
         except ValueError:
             detail = None
         if not isinstance(detail, dict):
@@ -392,7 +391,11 @@ class EventsApi:
                                    "resources": resources, "detail": detail, "time": when},
                                   self._arns.account, self._arns.region, datetime.now(UTC))
         try:
-            await self._dispatcher.store(bus.events_subject(event_bus), orjson.dumps(event))
+            data = orjson.dumps(event)
+        except orjson.JSONEncodeError:
+            return {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is nested too deeply."}
+        try:
+            await self._dispatcher.store(bus.events_subject(event_bus), data)
         except errors.KambdaError as exc:
             return {"ErrorCode": "InternalFailure", "ErrorMessage": exc.message}
         return {"EventId": event["id"]}

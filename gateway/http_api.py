@@ -23,7 +23,7 @@ import yaml
 from aiohttp import web
 
 from gateway import auth
-from gateway.http_config import HttpConfig, Route, route_id
+from gateway.http_config import HttpConfig, Route, is_id, route_id
 from gateway.lambda_api import json_body
 from gateway.routes import parse_route_key
 from kambda import errors
@@ -121,6 +121,12 @@ class HttpRoutesApi:
     def _missing(self, ident: str) -> errors.NotFound:
         return errors.NotFound(f"Invalid Route identifier specified {ident}")
 
+    def _ident(self, request: web.Request) -> str:
+        ident = request.match_info["route_id"]
+        if not is_id(ident):
+            raise self._missing(ident[:64])
+        return ident
+
     @auth.requires("kambda:GetRoutes")
     async def list(self, request: web.Request) -> web.Response:
         routes = sorted(self._config.routes.values(), key=lambda r: r.route_key)
@@ -135,7 +141,7 @@ class HttpRoutesApi:
 
     @auth.requires("kambda:GetRoute")
     async def get(self, request: web.Request) -> web.Response:
-        ident = request.match_info["route_id"]
+        ident = self._ident(request)
         route = self._config.routes.get(ident)
         if route is None:
             raise self._missing(ident)
@@ -144,7 +150,7 @@ class HttpRoutesApi:
     @auth.requires("kambda:UpdateRoute")
     async def update(self, request: web.Request) -> web.Response:
         """Points a route at another target or payload format; the route key itself stays."""
-        ident = request.match_info["route_id"]
+        ident = self._ident(request)
         body = await json_body(request)
         unknown = sorted(set(body) - set(FIELDS))
         if unknown:
@@ -167,7 +173,7 @@ class HttpRoutesApi:
 
     @auth.requires("kambda:DeleteRoute")
     async def delete(self, request: web.Request) -> web.Response:
-        ident = request.match_info["route_id"]
+        ident = self._ident(request)
         await self._config.delete(f"route.{ident}", self._missing(ident))
         return web.Response(status=204)
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -37,6 +38,15 @@ UPDATE_BACKOFF_S = 0.005
 
 def _digest(text: str, length: int) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode().lower()[:length]
+
+
+#: What _digest can produce: anything else is no id of ours (and may not even be a valid KV key).
+_ID_RE = re.compile(r"[a-z2-7]{1,32}")
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` can be a route id or url id (checked before it is used as a KV key)."""
+    return _ID_RE.fullmatch(text) is not None
 
 
 def route_id(route_key: str) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway import auth
 from gateway.lambda_api import json_body
-from gateway.render import expect
+from gateway.render import expect, max_items
 from kambda import errors, rpc
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
@@ -119,13 +119,11 @@ class MappingsApi:
     @auth.requires("lambda:ListEventSourceMappings")
     async def list(self, request: web.Request) -> web.Response:
         function = request.query.get("FunctionName", "")
-        raw = request.query.get("MaxItems", "")
-        if raw and not raw.isdigit():
-            raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}")
+        most = max_items(request.query.get("MaxItems", ""), 100)
         answer = await self._call(pb.MappingRequest(
             op="list", function=parse_function(function).name if function else "",
             event_source_arn=request.query.get("EventSourceArn", ""), marker=request.query.get("Marker", ""),
-            max_items=int(raw) if raw else 100))
+            max_items=most))
         body: dict[str, Any] = {"EventSourceMappings": [render(m, self._arns) for m in answer.mappings]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker

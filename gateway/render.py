@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Any
 
 from kambda import errors
@@ -173,7 +174,7 @@ def event_invoke_config(config: FunctionConfig, arns: Arns) -> dict[str, Any]:
     """FunctionEventInvokeConfig as AWS returns it."""
     eic = config.event_invoke_config
     body: dict[str, Any] = {"FunctionArn": arns.function(config.name, config.version),
-                            "LastModified": eic.last_modified,
+                            "LastModified": _epoch_seconds(eic.last_modified),
                             "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}}}
     if eic.HasField("maximum_retry_attempts"):
         body["MaximumRetryAttempts"] = eic.maximum_retry_attempts
@@ -210,3 +211,23 @@ def parse_event_invoke_config(body: dict[str, Any]) -> tuple[EventInvokeConfig, 
             setattr(eic, field, target)
             fields.append(field)
     return eic, fields
+
+
+def _epoch_seconds(timestamp: str) -> float:
+    """AWS's REST JSON protocol sends a Timestamp (EventInvokeConfig's LastModified) as epoch seconds;
+    kambda stores it as FunctionConfiguration's LastModified string."""
+    if not timestamp:
+        return 0.0
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def max_items(raw: str, default: int, most: int = 10_000) -> int:
+    """A MaxItems query parameter: an integer from 1 to ``most`` (AWS's ValidationException otherwise)."""
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw[:64]!r}") from None
+    if not 1 <= value <= most:
+        raise errors.Validation(f"1 validation error detected: Value '{value}' at 'maxItems' failed to "
+                                f"satisfy constraint: Member must have value between 1 and {most}")
+    return value

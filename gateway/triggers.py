@@ -416,7 +416,10 @@ class Triggers:
 
     async def _answer(self, ref: FunctionRef, event: dict[str, Any], payload_format: str, trace_id: str,
                       extra: dict[str, str], missing: HttpError) -> web.Response:
-        payload = orjson.dumps(event)
+        try:
+            payload = orjson.dumps(event)
+        except orjson.JSONEncodeError:  # bytes that are not UTF-8 in the path or a header: no event can carry them
+            raise HttpError(400, "Bad Request") from None
         if len(payload) > MAX_BODY:
             raise HttpError(413, "Request Entity Too Large")
         try:

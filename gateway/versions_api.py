@@ -169,11 +169,7 @@ def _parse_alias(body: dict[str, Any]) -> tuple[Alias, list[str]]:
 
 
 def _max_items(request: web.Request) -> int:
-    raw = request.query.get("MaxItems", "")
-    try:
-        return int(raw) if raw else 50
-    except ValueError:
-        raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}") from None
+    return render.max_items(request.query.get("MaxItems", ""), 50)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import json
 import math
 import re
 from collections import defaultdict
@@ -35,9 +34,13 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kambda.errors import InvalidEventPattern
 
 MAX_PATTERN_LENGTH = 4096
+#: kambda's bound on nesting (matching walks a pattern recursively; real patterns are a few levels deep).
+MAX_PATTERN_DEPTH = 100
 NUMERIC_LIMIT = 5.0e9
 _NUMERIC_OPS = ("<", "<=", "=", ">", ">=")
 _MISSING = object()
@@ -133,15 +136,17 @@ def parse(pattern: str | dict[str, Any]) -> Node:
         if len(pattern) > MAX_PATTERN_LENGTH:
             raise _invalid(f"the pattern is longer than {MAX_PATTERN_LENGTH} characters")
         try:
-            pattern = json.loads(pattern)
+            pattern = orjson.loads(pattern)
         except ValueError as exc:
             raise _invalid(f"Filter is not valid JSON: {exc}") from None
     if not isinstance(pattern, dict):
         raise _invalid("Filter is not an object")
-    return _parse_object(pattern, "")
+    return _parse_object(pattern, "", 1)
 
 
-def _parse_object(obj: dict[str, Any], path: str) -> Node:
+def _parse_object(obj: dict[str, Any], path: str, depth: int) -> Node:
+    if depth > MAX_PATTERN_DEPTH:
+        raise _invalid(f"the pattern is nested deeper than {MAX_PATTERN_DEPTH} levels", path[:200])
     if not obj:
         raise _invalid("Empty objects are not allowed", path)
     node = Node()
@@ -152,9 +157,9 @@ def _parse_object(obj: dict[str, Any], path: str) -> Node:
                 raise _invalid("\"$or\" must be an array of at least two objects", where)
             if not all(isinstance(alt, dict) for alt in value):
                 raise _invalid("every element of \"$or\" must be an object", where)
-            node.ors.append([_parse_object(alt, where) for alt in value])
+            node.ors.append([_parse_object(alt, where, depth + 1) for alt in value])
         elif isinstance(value, dict):
-            node.children[key] = _parse_object(value, where)
+            node.children[key] = _parse_object(value, where, depth + 1)
         elif isinstance(value, list):
             if not value:
                 raise _invalid("Empty arrays are not allowed", where)

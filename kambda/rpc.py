@@ -38,12 +38,18 @@ _STATUS_BY_HTTP = {
 T = TypeVar("T")
 
 
+#: The longest error message sent across gRPC (it is percent-encoded on the wire, so up to 3x longer).
+MAX_ERROR_MESSAGE = 2048
+
+
 async def abort_with(context: aio.ServicerContext, err: errors.KambdaError) -> None:
-    """Server side: end the call with ``err`` (raises, as grpc's abort does)."""
+    """Server side: end the call with ``err`` (raises, as grpc's abort does). The message travels as
+    metadata, which the client refuses past 16 KB: a message quoting a huge input is cut short."""
     metadata: tuple[tuple[str, str], ...] = ((CODE_KEY, err.code),)
     if err.extra:
         metadata += ((EXTRA_KEY, json.dumps(err.extra)),)
-    await context.abort(_STATUS_BY_HTTP.get(err.status, grpc.StatusCode.INTERNAL), err.message,
+    message = err.message if len(err.message) <= MAX_ERROR_MESSAGE else err.message[:MAX_ERROR_MESSAGE] + "..."
+    await context.abort(_STATUS_BY_HTTP.get(err.status, grpc.StatusCode.INTERNAL), message,
                         trailing_metadata=metadata)
 
 
