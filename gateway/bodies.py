@@ -30,6 +30,10 @@ async def read_capped(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it is larger than ``limit`` bytes (the caller answers in its own shape)."""
     if request.content_length is not None and request.content_length > limit:
         return None
+    if request.content.is_eof():
+        # All of it is here (a small body arrives with the headers): nothing to wait for, no deadline.
+        body = await request.read()
+        return body if len(body) <= limit else None
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
             return await _read_capped(request, limit)

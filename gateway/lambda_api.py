@@ -10,7 +10,6 @@ import base64
 import binascii
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from gateway.metrics import Metrics
 from gateway.registry_cache import RegistryCache
 from kambda import bus, errors, logs, rpc
 from kambda.dispatch import Dispatcher
-from kambda.names import Arns, FunctionRef, parse_function
+from kambda.names import Arns, FunctionRef, new_request_id, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.function_pb2 import FunctionConfig
@@ -302,7 +301,7 @@ class LambdaApi:
         if invocation_type == "DryRun":
             return web.Response(status=204)
         payload = _checked_json(payload)
-        rid = str(uuid.uuid4())
+        rid = new_request_id()
         logs.request_id.set(rid)  # every log line of this request carries it
         if log.isEnabledFor(logging.DEBUG):
             log.debug("invoke received", extra={"event": "invoke.received", "function": ref.name})
@@ -369,7 +368,7 @@ class LambdaApi:
         started = time.monotonic()
         config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
         inv = Invocation(
-            request_id=str(uuid.uuid4()), function=ref.name, version=version,
+            request_id=new_request_id(), function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier), payload=payload, trace_id=trace_id,
             invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
         )

@@ -21,7 +21,6 @@ import binascii
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,7 @@ from gateway.http_config import HttpConfig, Route, UrlConfig, url_id
 from gateway.routes import DEFAULT
 from gateway.settings import GatewaySettings
 from kambda import errors
-from kambda.names import FunctionRef
+from kambda.names import FunctionRef, new_request_id
 from kambda.v1.invocation_pb2 import InvocationResult
 
 log = logging.getLogger(__name__)
@@ -380,7 +379,7 @@ class Triggers:
 
     async def serve_url(self, request: web.Request, url_id: str, raw_path: str) -> web.StreamResponse:
         config = self._config.urls.get(url_id)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         extra = {"x-amzn-RequestId": request_id}
         try:
             if config is None:

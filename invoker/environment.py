@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from invoker import runtime_api, runtimes
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import privileges
@@ -222,7 +224,7 @@ class Environment:
         try:
             while True:
                 meta_len, body_len = _FRAME.unpack(await reader.readexactly(_FRAME.size))
-                meta = json.loads(await reader.readexactly(meta_len))
+                meta = orjson.loads(await reader.readexactly(meta_len))
                 too_large = body_len > runtime_api.MAX_RESPONSE
                 if too_large:
                     while body_len:  # read past it in chunks, never holding it
@@ -235,7 +237,7 @@ class Environment:
                     event = await self.next_event()
                     if event is None:
                         return
-                    raw = json.dumps(event.headers).encode()
+                    raw = orjson.dumps(event.headers)
                     writer.write(_FRAME.pack(len(raw), len(event.payload)) + raw + event.payload)
                 elif op == "response":
                     self.post_response(str(meta.get("id")), body, too_large)

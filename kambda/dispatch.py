@@ -97,7 +97,10 @@ class Dispatcher:
         inv.reply_to = f"{self._prefix}.r.{token}"
         key = (inv.function, inv.version)
         self.in_flight[key] += 1
-        throttled = errors.TooManyRequests("Rate Exceeded.", Reason=throttle_reason)
+
+        def throttled() -> errors.KambdaError:  # built only when needed, not per request
+            return errors.TooManyRequests("Rate Exceeded.", Reason=throttle_reason)
+
         try:
             await self._nc.publish(bus.sync_subject(inv.function, inv.version), inv.SerializeToString(),
                                    reply=f"{self._prefix}.a.{token}")
@@ -105,8 +108,8 @@ class Dispatcher:
             if started is not None and start_wait_s is not None:
                 await asyncio.wait({started, result}, timeout=start_wait_s, return_when=asyncio.FIRST_COMPLETED)
                 if not started.done() and not result.done():
-                    raise throttled
-            timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled))
+                    raise throttled()
+            timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled()))
             try:
                 return await result
             finally:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 
 from kambda import errors
-from kambda.names import Arns, FunctionRef, parse_function
+from kambda.names import Arns, FunctionRef, new_request_id, parse_function
 
 
 @pytest.mark.parametrize(("given", "qualifier", "expected"), [
@@ -58,3 +61,25 @@ def test_error_bodies_follow_the_contract() -> None:
     assert throttled.body()["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
     assert errors.from_code("ResourceConflictException", "x").status == 409
     assert isinstance(errors.from_code("NoSuchCode", "x"), errors.ServiceError)
+
+
+def test_request_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_draws_other_request_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(new_request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    parent = [new_request_id() for _ in range(3)]
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    assert len(child) == 3 and not set(child) & set(parent)

@@ -469,6 +469,7 @@ class ChannelClient:
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(True)
         self._outbox = []  # a posted result travels with the next "next", in one write
+        self._inbox = bytearray()  # received, not yet taken: a whole frame usually comes in one recv
 
     def close(self):
         self._sock.close()
@@ -485,17 +486,18 @@ class ChannelClient:
             raise RuntimeApiError(f"channel: {e!r}") from None
 
     def _recv_exactly(self, n):
-        chunks = []
-        while n:
+        inbox = self._inbox
+        while len(inbox) < n:
             try:
-                chunk = self._sock.recv(min(n, 1 << 20))
+                chunk = self._sock.recv(min(max(n - len(inbox), 1 << 16), 1 << 20))
             except OSError as e:
                 raise RuntimeApiError(f"channel: {e!r}") from None
             if not chunk:
                 raise RuntimeApiError("channel closed by the invoker")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+            inbox += chunk
+        data = bytes(inbox[:n])
+        del inbox[:n]
+        return data
 
     def wait_next_invocation(self):
         self._send({"op": "next"})
