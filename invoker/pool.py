@@ -67,6 +67,9 @@ class _Slot:
     provisioned: bool = False
     task: asyncio.Task[None] | None = None
     waiter: asyncio.Future[Msg | None] | None = None
+    #: A message handed to this slot while it was not waiting (starting its environment, or
+    #: between two messages): it runs it next.
+    pending: Msg | None = None
     env: Environment | None = field(default=None, repr=False)
 
 
@@ -94,7 +97,6 @@ class FunctionPool:
         self._log_bytes = 0
         self._log_timer: asyncio.TimerHandle | None = None
         self._slots: list[_Slot] = []
-        self._ready: deque[Msg] = deque()
         self._waiters: deque[_Slot] = deque()
         self._puller = bus.Puller(nc, bus.SYNC_STREAM, bus.consumer_name(config.name, config.version),
                                   self._on_message)
@@ -155,8 +157,6 @@ class FunctionPool:
                 slot.task.cancel()
         await asyncio.gather(*(s.task for s in self._slots if s.task), return_exceptions=True)
         await self._puller.stop()
-        while self._ready:
-            await bus.nak(self._nc, self._ready.popleft())
         await self._flush_logs()
         for snap in self._snap_zygotes.values():
             await snap.stop()
@@ -165,16 +165,29 @@ class FunctionPool:
     # -- work distribution -------------------------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
+        """The puller counted one free slot less for ``msg``: bind it to one free slot now.
+
+        The slot stops counting as free at once, not when its task next runs, so that a slot
+        retired in between is not taken off the free count a second time (the count would drift
+        below the slots that wait, and their queue would stop being pulled)."""
         while self._waiters:
             slot = self._waiters.popleft()
             if slot.waiter is not None and not slot.waiter.done():
+                slot.free = False
                 slot.waiter.set_result(msg)
                 return
-        self._ready.append(msg)  # a slot between two messages takes it next
+        for slot in self._slots:
+            if slot.free and not slot.retiring and slot.pending is None and slot.waiter is None:
+                slot.free = False
+                slot.pending = msg
+                return
+        log.warning("no free environment of %s for a pulled message: given back", self.config.name)
+        await bus.nak(self._nc, msg)
 
     async def _next_message(self, slot: _Slot) -> Msg | None:
-        if self._ready:
-            msg: Msg | None = self._ready.popleft()
+        if slot.pending is not None:
+            msg: Msg | None = slot.pending
+            slot.pending = None
         else:
             slot.waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(slot)
@@ -229,9 +242,9 @@ class FunctionPool:
                 slot.env = None
             if slot in self._slots:
                 self._slots.remove(slot)
-            if not any(not s.retiring for s in self._slots):
-                while self._ready:  # nobody will take these here: give them back at once
-                    await bus.nak(self._nc, self._ready.popleft())
+            if slot.pending is not None:  # retired before it came to it: give it back at once
+                await bus.nak(self._nc, slot.pending)
+                slot.pending = None
             self._on_change()
 
     async def _fresh_env(self, slot: _Slot) -> None:
