@@ -49,6 +49,8 @@ class Dispatcher:
         self._acks: dict[str, asyncio.Future[None]] = {}
         self.in_flight: defaultdict[Key, int] = defaultdict(int)
         self._capacity: dict[Key, int] = {}
+        #: Scale events seen per key: an Activate answer older than one of them must not replace it.
+        self._scale_events: defaultdict[Key, int] = defaultdict(int)
         self._activating: dict[Key, asyncio.Task[None]] = {}
         #: When the controller last heard of this key's demand, and how much it was.
         self._told: dict[Key, tuple[float, int]] = {}
@@ -166,16 +168,22 @@ class Dispatcher:
             while attempt < 5:
                 attempt += 1
                 before = self._capacity.get(key, 0)
+                events_before = self._scale_events[key]
                 try:
                     wanted = self.in_flight.get(key, 0)
                     self._told[key] = (time.monotonic(), wanted)
                     granted = await self._activate(key[0], key[1], wanted)
-                    self._capacity[key] = granted
-                    # More arrived while we asked, and the controller could still grant more.
-                    if self.in_flight.get(key, 0) > granted > before:
-                        attempt = 0
-                        continue
-                    return
+                    if self._scale_events[key] == events_before:
+                        self._capacity[key] = granted
+                        # More arrived while we asked, and the controller could still grant more.
+                        if self.in_flight.get(key, 0) > granted > before:
+                            attempt = 0
+                            continue
+                        return
+                    # A scale event came while we asked and may be newer than this answer (a
+                    # scale-down to zero, say): it stands, and if it is short we ask again below.
+                    if self.in_flight.get(key, 0) <= self._capacity.get(key, 0):
+                        return
                 except errors.KambdaError as exc:
                     log.warning("activate %s:%s failed: %s", key[0], key[1], exc.message)
                 if not self.in_flight.get(key):
@@ -192,6 +200,7 @@ class Dispatcher:
         self._on_scale_event(event)
         key = (event.function, event.version)
         self._capacity[key] = event.desired
+        self._scale_events[key] += 1
         if self.in_flight.get(key, 0) > event.desired and key not in self._activating:
             # Scaled below what is waiting here (a race with scale-down): ask again.
             self._activating[key] = asyncio.create_task(self._nudge(key))
