@@ -226,8 +226,13 @@ def test_new_code_reaches_running_pods(k8s: Platform) -> None:
     lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": HANDLER.replace(
         'return {"invoker": invoker_id()}', 'return {"invoker": invoker_id(), "version": 2}')}))
     wait_for(lambda: _invoke(lam, name).get("version") == 2, 60, interval=0.5, what="the new code to run")
-    code, status = k8s.status(name)
-    assert code == 200 and status["environments"] >= 1, status  # from the pods' invokers' reports
+
+    def reported() -> bool:  # by the pods' invokers; an idle function may scale to zero (after 3 s) at any time
+        _invoke(lam, name)
+        code, status = k8s.status(name)
+        return code == 200 and status["environments"] >= 1
+
+    wait_for(reported, 60, interval=0.5, what="the pods' invokers to report an environment")
 
 
 def test_controller_restart_adopts_and_cleans_up(k8s: Platform) -> None:
