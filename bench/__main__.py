@@ -306,7 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await deploy(session, url, "bench-async")
                 events_per_s = await async_throughput(session, url, "bench-async", args.events)
                 esm_per_s = await event_source_rate(session, url, Path(tmp), args.messages)
-                bus_per_s = await events.put_events_rate(session, url, Path(tmp), args.bus_events)
+                bus_per_s = await events.put_events_rate(session, url, args.bus_events)
                 await deploy(session, url, "bench-burst", SLEEPY)
                 burst_s, timeline, burst_envs = await burst_from_zero(session, url, "bench-burst", args.burst)
                 await deploy(session, url, "bench-cold")
