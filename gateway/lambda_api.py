@@ -367,14 +367,22 @@ class LambdaApi:
         """
         started = time.monotonic()
         config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
+        rid = new_request_id()
+        logs.request_id.set(rid)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("invoke received", extra={"event": "invoke.received", "function": ref.name})
         inv = Invocation(
-            request_id=new_request_id(), function=ref.name, version=version,
+            request_id=rid, function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier), payload=payload, trace_id=trace_id,
             invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
         )
         result = await self._run(inv, config, function)
-        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success",
-                              time.monotonic() - started, result.cold_start)
+        elapsed = time.monotonic() - started
+        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success", elapsed,
+                              result.cold_start)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
+                      extra={"event": "invoke.answered", "function": ref.name})
         return result
 
 

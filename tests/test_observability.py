@@ -58,7 +58,7 @@ def test_json_logs_of_one_invocation_carry_its_request_id(tmp_path: Path) -> Non
         response, _ = invoke_json(lam, name)
         rid = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
 
-        def lines() -> list[dict]:
+        def lines(function: str = name) -> list[dict]:
             found = []
             for path in (platform.state_dir / "logs").glob("*.log"):
                 for line in path.read_text().splitlines():
@@ -66,7 +66,7 @@ def test_json_logs_of_one_invocation_carry_its_request_id(tmp_path: Path) -> Non
                         entry = json.loads(line)  # every line is one JSON object
                     except ValueError:
                         raise AssertionError(f"not a JSON log line in {path.name}: {line!r}") from None
-                    if entry.get("function") == name and entry.get("event", "").startswith(("invoke.", "run.")):
+                    if entry.get("function") == function and entry.get("event", "").startswith(("invoke.", "run.")):
                         found.append(entry)
             return found
 
@@ -75,5 +75,23 @@ def test_json_logs_of_one_invocation_carry_its_request_id(tmp_path: Path) -> Non
         assert set(events) == {"invoke.received", "invoke.answered", "run.started", "run.finished"}
         assert {entry["request_id"] for entry in lines()} == {rid}
         assert {entry["component"] for entry in lines()} == {"gateway", "invoker"}
+
+        # A request through an HTTP route logs the same way, under the request id of its invocation.
+        routed = unique("routed")
+        lam.create_function(FunctionName=routed, Runtime="python3.12", Handler="app.handler", Role="r",
+                            Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return 1\n"})})
+        lam.get_waiter("function_active_v2").wait(FunctionName=routed)
+        route = urllib.request.Request(f"{platform.url}/_kambda/v1/http/routes", method="POST",
+                                       data=json.dumps({"RouteKey": f"GET /{routed}", "FunctionName": routed}).encode(),
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(route, timeout=30) as answer:
+            assert answer.status == 201
+        with urllib.request.urlopen(f"{platform.url}/http/{routed}", timeout=30) as answer:
+            assert answer.status == 200
+        wait_for(lambda: len(lines(routed)) >= 4, what="the routed invocation's log lines")
+        assert {entry["event"] for entry in lines(routed)} == {"invoke.received", "invoke.answered", "run.started",
+                                                               "run.finished"}
+        assert len({entry["request_id"] for entry in lines(routed)}) == 1
+        assert {entry["component"] for entry in lines(routed)} == {"gateway", "invoker"}
     finally:
         platform.stop()
