@@ -82,7 +82,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
 
     nc = await bus.connect(settings.nats_url, "kambda-controller")
     js = nc.jetstream()
-    await bus.ensure_platform(js)
+    await bus.ensure_platform(js, settings.stream_replicas)
     arns = Arns(settings.region, settings.account)
     registry = Registry(js, arns)
     k8s = settings.kubernetes

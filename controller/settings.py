@@ -98,6 +98,8 @@ class ControllerSettings:
     queue_timeout: float            # how long an async attempt may wait for an environment
     async_retry_base: float         # first retry delay of a failed async event; doubles per retry
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    #: Servers of the NATS cluster that keep each stream and bucket (3 on a 3-server cluster).
+    stream_replicas: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ControllerSettings:
@@ -126,4 +128,5 @@ class ControllerSettings:
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
             async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
             kubernetes=KubernetesSettings.from_env(environ, nats_url),
+            stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
         )

@@ -37,6 +37,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DiscardPolicy,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -130,10 +131,16 @@ async def connect(url: str, name: str, **options: object) -> NATS:
     )
 
 
-async def ensure_platform(js: JetStreamContext) -> None:
-    """Create the streams and buckets the platform needs (idempotent)."""
+async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the streams and buckets the platform needs (idempotent).
+
+    ``replicas``: how many servers of a NATS cluster keep each of them (JetStream's Raft
+    replication; 3 survives the loss of one server). Streams and buckets made with another count
+    are changed to this one, so a platform moved onto a 3-server NATS keeps its data and gains
+    the replicas."""
     await _ensure_stream(js, StreamConfig(
         name=SYNC_STREAM,
+        num_replicas=replicas,
         subjects=["kambda.sync.>"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.MEMORY,
@@ -144,6 +151,7 @@ async def ensure_platform(js: JetStreamContext) -> None:
     ))
     await _ensure_stream(js, StreamConfig(
         name=ASYNC_STREAM,
+        num_replicas=replicas,
         subjects=["kambda.async.>"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,  # an accepted event survives any restart
@@ -153,6 +161,7 @@ async def ensure_platform(js: JetStreamContext) -> None:
     ))
     await _ensure_stream(js, StreamConfig(
         name=LOGS_STREAM,
+        num_replicas=replicas,
         subjects=["kambda.logs.>"],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
@@ -163,6 +172,7 @@ async def ensure_platform(js: JetStreamContext) -> None:
     ))
     await _ensure_stream(js, StreamConfig(
         name=EVENTS_STREAM,
+        num_replicas=replicas,
         subjects=[EVENTS_PREFIX + ">"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
@@ -174,11 +184,16 @@ async def ensure_platform(js: JetStreamContext) -> None:
         try:
             await js.key_value(bucket)
         except NotFoundError:
-            await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE)
+            await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+        else:
+            await _ensure_replicas(js, f"KV_{bucket}", replicas)
     try:
         await js.object_store(CODE_BUCKET)
     except NotFoundError:
-        await js.create_object_store(CODE_BUCKET, storage=StorageType.FILE)
+        await js.create_object_store(CODE_BUCKET, config=ObjectStoreConfig(
+            bucket=CODE_BUCKET, storage=StorageType.FILE, replicas=replicas))
+    else:
+        await _ensure_replicas(js, f"OBJ_{CODE_BUCKET}", replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
@@ -187,8 +202,20 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     except NotFoundError:
         await js.add_stream(config)
         return
+    changes: dict[str, object] = {}
     if config.max_consumers and info.config.max_consumers != config.max_consumers:
-        await js.update_stream(info.config.evolve(max_consumers=config.max_consumers))
+        changes["max_consumers"] = config.max_consumers
+    if config.num_replicas and (info.config.num_replicas or 1) != config.num_replicas:
+        changes["num_replicas"] = config.num_replicas
+    if changes:
+        await js.update_stream(info.config.evolve(**changes))
+
+
+async def _ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """A bucket's stream (``KV_<bucket>``, ``OBJ_<bucket>``) kept by ``replicas`` servers."""
+    info = await js.stream_info(stream)
+    if (info.config.num_replicas or 1) != replicas:
+        await js.update_stream(info.config.evolve(num_replicas=replicas))
 
 
 async def ensure_consumer(js: JetStreamContext, function: str, version: str, timeout_s: int) -> None:

@@ -279,6 +279,20 @@ def test_controller_settings_read_the_environment_the_chart_gives(rendered) -> N
     assert k8s.pod_template == json.loads(env["KAMBDA_K8S_POD_TEMPLATE"])
 
 
+def test_streams_are_replicated_on_every_bundled_nats_server(rendered) -> None:
+    def replicas(objs: list[dict[str, Any]]) -> int:
+        env = env_of(container(one(objs, "Deployment", "kambda-controller"), "controller"))
+        downward = {"KAMBDA_POD_NAME": "kambda-controller-abc12", "KAMBDA_POD_NAMESPACE": "kambda"}
+        given = {k: v for k, v in env.items() if isinstance(v, str)}
+        return ControllerSettings.from_env({**given, **downward}).stream_replicas
+
+    assert replicas(rendered["default"]) == 1
+    assert replicas(rendered["nats-cluster"]) == 3
+    assert replicas(rendered["external-nats"]) == 1  # one cannot know how many servers it has...
+    external_cluster = {"nats": {"external": {"url": EXTERNAL_NATS}, "streamReplicas": 3}}
+    assert replicas(objects_of(render(external_cluster))) == 3  # ...so one says
+
+
 def test_controller_service_reaches_only_the_leader(rendered) -> None:
     objs = rendered["default"]
     service = one(objs, "Service", "kambda-controller")

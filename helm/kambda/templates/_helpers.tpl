@@ -69,6 +69,17 @@ helm.sh/chart: {{ include "kambda.chart" .ctx }}
 {{- end }}
 {{- end }}
 
+{{/* Servers that keep each of kambda's streams and buckets: as set, else every bundled server. */}}
+{{- define "kambda.streamReplicas" -}}
+{{- if .Values.nats.streamReplicas }}
+{{- .Values.nats.streamReplicas }}
+{{- else if .Values.nats.external.url }}
+{{- 1 }}
+{{- else }}
+{{- .Values.nats.replicas }}
+{{- end }}
+{{- end }}
+
 {{/* NATS as function pods see it (possibly another namespace, so fully qualified). */}}
 {{- define "kambda.functionsNatsUrl" -}}
 {{- if .Values.nats.external.url }}
