@@ -72,7 +72,7 @@ async def put_events_rate(session: aiohttp.ClientSession, url: str, n: int) -> f
     try:
         shared.chmod(0o777)
         out = shared / "counter"
-        out.touch(mode=0o666)
+        out.touch()
         out.chmod(0o666)
         return await _put_events_rate(session, url, n, out)
     finally:

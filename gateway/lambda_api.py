@@ -301,12 +301,8 @@ class LambdaApi:
         if invocation_type == "DryRun":
             return web.Response(status=204)
         payload = _checked_json(payload)
-        rid = new_request_id()
-        logs.request_id.set(rid)  # every log line of this request carries it
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("invoke received", extra={"event": "invoke.received", "function": ref.name})
         inv = Invocation(
-            request_id=rid, function=ref.name, version=version,
+            request_id=_received(ref.name), function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier),
             payload=payload, client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
             trace_id=request.headers.get("X-Amzn-Trace-Id", ""), log_tail=log_type == "Tail",
@@ -325,15 +321,19 @@ class LambdaApi:
             headers["X-Amz-Function-Error"] = result.function_error
         if inv.log_tail:
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
-        elapsed = time.monotonic() - started
         if result.cold_start:
             headers["Kambda-Cold-Start"] = "true"
-        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success", elapsed,
+        self._answered(ref.name, started, result)
+        return web.Response(body=result.payload, headers=headers)
+
+    def _answered(self, function: str, started: float, result: InvocationResult) -> None:
+        """Count a sync invocation answered (metrics, and the debug line that ends its log)."""
+        elapsed = time.monotonic() - started
+        self._metrics.invoked(function, "function_error" if result.function_error else "success", elapsed,
                               result.cold_start)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
-                      extra={"event": "invoke.answered", "function": ref.name})
-        return web.Response(body=result.payload, headers=headers)
+                      extra={"event": "invoke.answered", "function": function})
 
     async def _run(self, inv: Invocation, config: FunctionConfig, function: FunctionConfig) -> InvocationResult:
         """Queue a sync invocation of ``config`` (the version that runs) and wait for its result, with the
@@ -367,23 +367,23 @@ class LambdaApi:
         """
         started = time.monotonic()
         config, version, function = await self._cache.resolve(ref.name, ref.qualifier)
-        rid = new_request_id()
-        logs.request_id.set(rid)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("invoke received", extra={"event": "invoke.received", "function": ref.name})
         inv = Invocation(
-            request_id=rid, function=ref.name, version=version,
+            request_id=_received(ref.name), function=ref.name, version=version,
             invoked_arn=self._arns.function(ref.name, ref.qualifier), payload=payload, trace_id=trace_id,
             invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
         )
         result = await self._run(inv, config, function)
-        elapsed = time.monotonic() - started
-        self._metrics.invoked(ref.name, "function_error" if result.function_error else "success", elapsed,
-                              result.cold_start)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
-                      extra={"event": "invoke.answered", "function": ref.name})
+        self._answered(ref.name, started, result)
         return result
+
+
+def _received(function: str) -> str:
+    """A new invocation's request id, which every log line of the request now carries."""
+    rid = new_request_id()
+    logs.request_id.set(rid)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("invoke received", extra={"event": "invoke.received", "function": function})
+    return rid
 
 
 #: The largest count the registry stores (protobuf int32).

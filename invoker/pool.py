@@ -177,7 +177,7 @@ class FunctionPool:
                 slot.waiter.set_result(msg)
                 return
         for slot in self._slots:
-            if slot.free and not slot.retiring and slot.pending is None and slot.waiter is None:
+            if slot.free:  # starting its environment, or between two messages (a waiting one took it above)
                 slot.free = False
                 slot.pending = msg
                 return
@@ -195,8 +195,6 @@ class FunctionPool:
                 msg = await slot.waiter
             finally:
                 slot.waiter = None
-        if msg is not None:
-            slot.free = False
         return msg
 
     async def _free_again(self, slot: _Slot, msg: Msg | None = None) -> None:

@@ -181,41 +181,33 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         discard=DiscardPolicy.NEW,
     ))
     for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET):
-        try:
-            await js.key_value(bucket)
-        except NotFoundError:
+        if not await _reconcile(js, f"KV_{bucket}", replicas):
             await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
-        else:
-            await _ensure_replicas(js, f"KV_{bucket}", replicas)
-    try:
-        await js.object_store(CODE_BUCKET)
-    except NotFoundError:
+    if not await _reconcile(js, f"OBJ_{CODE_BUCKET}", replicas):
         await js.create_object_store(CODE_BUCKET, config=ObjectStoreConfig(
             bucket=CODE_BUCKET, storage=StorageType.FILE, replicas=replicas))
-    else:
-        await _ensure_replicas(js, f"OBJ_{CODE_BUCKET}", replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        info = await js.stream_info(config.name or "")
-    except NotFoundError:
+    if not await _reconcile(js, config.name or "", config.num_replicas or 1, config.max_consumers):
         await js.add_stream(config)
-        return
+
+
+async def _reconcile(js: JetStreamContext, stream: str, replicas: int, max_consumers: int | None = None) -> bool:
+    """Bring an existing stream (a bucket's too: ``KV_<bucket>``, ``OBJ_<bucket>``) to these settings;
+    False when there is no such stream."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return False
     changes: dict[str, object] = {}
-    if config.max_consumers and info.config.max_consumers != config.max_consumers:
-        changes["max_consumers"] = config.max_consumers
-    if config.num_replicas and (info.config.num_replicas or 1) != config.num_replicas:
-        changes["num_replicas"] = config.num_replicas
+    if max_consumers and info.config.max_consumers != max_consumers:
+        changes["max_consumers"] = max_consumers
+    if (info.config.num_replicas or 1) != replicas:
+        changes["num_replicas"] = replicas
     if changes:
         await js.update_stream(info.config.evolve(**changes))
-
-
-async def _ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
-    """A bucket's stream (``KV_<bucket>``, ``OBJ_<bucket>``) kept by ``replicas`` servers."""
-    info = await js.stream_info(stream)
-    if (info.config.num_replicas or 1) != replicas:
-        await js.update_stream(info.config.evolve(num_replicas=replicas))
+    return True
 
 
 async def ensure_consumer(js: JetStreamContext, function: str, version: str, timeout_s: int) -> None:

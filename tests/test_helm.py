@@ -43,7 +43,7 @@ from tests.chart import (
     selects,
     workloads,
 )
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()}, key=Version)
 CRDS = {"ServiceMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
@@ -473,12 +473,6 @@ def accepting(port: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(rendered, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import stat
 import time
 import urllib.parse
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -56,6 +57,14 @@ def _aws_error(status: int, headers: dict[str, str], body: bytes, code: str | No
     if code is not None:
         assert headers["x-amzn-errortype"] == code, (headers, parsed)
     return parsed
+
+
+def _each_answers(platform: Platform, expected: int, requests: Iterable[tuple[str, str]]) -> None:
+    """Every (method, path) is answered ``expected`` (a 4xx) with an AWS-shaped error body."""
+    for method, path in requests:
+        status, headers, body = _request(platform, method, path, b"{}" if method == "POST" else b"")
+        assert status == expected, (method, path[:80], status, body[:300])
+        _aws_error(status, headers, body)
 
 
 def _still_serving(platform: Platform, name: str) -> None:
@@ -253,13 +262,10 @@ NAME_CASES = [
                          ids=[f"{len(n)}-{e}-{i}" for i, (n, e) in enumerate(NAME_CASES)])
 def test_names_and_arns_at_and_past_every_bound(platform: Platform, echo: str, name: str, expected: int) -> None:
     quoted = urllib.parse.quote(name, safe="")
-    for method, path in (("GET", f"/2015-03-31/functions/{quoted}"),
-                         ("GET", f"/2015-03-31/functions/{quoted}/configuration"),
-                         ("POST", f"/2015-03-31/functions/{quoted}/invocations"),
-                         ("DELETE", f"/2015-03-31/functions/{quoted}")):
-        status, headers, body = _request(platform, method, path, b"{}" if method == "POST" else b"")
-        assert status == expected, (method, path[:80], status, body[:300])
-        _aws_error(status, headers, body)
+    _each_answers(platform, expected, (("GET", f"/2015-03-31/functions/{quoted}"),
+                                       ("GET", f"/2015-03-31/functions/{quoted}/configuration"),
+                                       ("POST", f"/2015-03-31/functions/{quoted}/invocations"),
+                                       ("DELETE", f"/2015-03-31/functions/{quoted}")))
     _still_serving(platform, echo)
 
 
@@ -338,15 +344,12 @@ def _json_request(platform: Platform, method: str, path: str, body: object) -> t
 def test_names_at_and_past_every_bound_on_versions_aliases_and_urls(platform: Platform, echo: str, name: str,
                                                                       expected: int) -> None:
     quoted = urllib.parse.quote(name, safe="")
-    for method, path in (("GET", f"/2015-03-31/functions/{quoted}/versions"),
-                         ("POST", f"/2015-03-31/functions/{quoted}/versions"),
-                         ("GET", f"/2015-03-31/functions/{quoted}/aliases"),
-                         ("GET", f"/2015-03-31/functions/{quoted}/aliases/live"),
-                         ("GET", f"/2021-10-31/functions/{quoted}/url"),
-                         ("GET", f"/2021-10-31/functions/{quoted}/urls")):
-        status, headers, body = _request(platform, method, path, b"{}" if method == "POST" else b"")
-        assert status == expected, (method, path[:80], status, body[:300])
-        _aws_error(status, headers, body)
+    _each_answers(platform, expected, (("GET", f"/2015-03-31/functions/{quoted}/versions"),
+                                       ("POST", f"/2015-03-31/functions/{quoted}/versions"),
+                                       ("GET", f"/2015-03-31/functions/{quoted}/aliases"),
+                                       ("GET", f"/2015-03-31/functions/{quoted}/aliases/live"),
+                                       ("GET", f"/2021-10-31/functions/{quoted}/url"),
+                                       ("GET", f"/2021-10-31/functions/{quoted}/urls")))
     _still_serving(platform, echo)
 
 

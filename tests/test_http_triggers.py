@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ import pytest
 from gateway.http_api import parse_route
 from gateway.http_config import HttpConfig
 from gateway.triggers import clf_time
-from tests.conftest import REPO, Platform, make_zip, unique, wait_for
+from tests.conftest import REPO, Platform, make_zip, unique, until, wait_for
 
 HTTP_HOST = "api.kambda.test"
 
@@ -431,15 +431,6 @@ def test_bad_routes_file_stops_kambda_up_with_a_clear_message(tmp_path: Path) ->
     assert "routes[0]" in done.stderr and "must be the last segment" in done.stderr, done.stderr
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """``wait_for`` for a test that runs on the event loop (the watch must keep running meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_every_replica_sees_changes_and_no_update_is_lost(web) -> None:  # type: ignore[no-untyped-def]
     """Two more copies of the HTTP config (as two more gateway replicas would hold) on the platform's NATS."""
     ports = next((web[0].state_dir / "nats" / "run").glob("*.ports"))
@@ -452,7 +443,7 @@ async def test_every_replica_sees_changes_and_no_update_is_lost(web) -> None:  #
         created = api(web[0].url, "POST", "", {"RouteKey": "GET /replicated", "FunctionName": web[1]})
         route_id = created.json()["RouteId"]  # type: ignore[index]
         for replica in replicas:
-            await until(lambda r=replica: route_id in r.routes, "the watch to deliver the new route")
+            await until(lambda r=replica: route_id in r.routes, what="the watch to deliver the new route")
         # Concurrent read-modify-writes from both replicas: each retries on the other's revision, none is lost.
         seen: list[str] = []
 
@@ -468,7 +459,7 @@ async def test_every_replica_sees_changes_and_no_update_is_lost(web) -> None:  #
         assert sorted(final[len(web[1]):].split("-")[1:]) == [str(i) for i in range(6)]
         assert api(web[0].url, "DELETE", f"/{route_id}").status == 204
         for replica in replicas:
-            await until(lambda r=replica: route_id not in r.routes, "the watch to deliver the deletion")
+            await until(lambda r=replica: route_id not in r.routes, what="the watch to deliver the deletion")
     finally:
         for replica in replicas:
             await replica.stop()

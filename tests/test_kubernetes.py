@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.settings import ControllerSettings, KubernetesSettings
 from kambda.settings import SettingsError
 from kambda.v1.function_pb2 import FunctionConfig
+from tests.conftest import free_port, until
 from tests.fakekube import ApiError, FakeKube
 from tests.k8s_harness import NatsProcess
 
@@ -220,18 +219,6 @@ def mark_ready(kube: FakeKube, selector: str) -> list[str]:
         kube.store.mutate("pods", NS, pod["metadata"]["name"], ready)
         names.append(pod["metadata"]["name"])
     return names
-
-
-async def until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
-    """wait_for for async tests: polls without blocking the loop the orchestrator runs on."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Harness:
@@ -489,9 +476,7 @@ async def test_a_deposed_leader_stops_before_anyone_else_can_lead(kube: FakeKube
 
 
 def unreachable_client() -> kubernetes.client.ApiClient:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: connections are refused
+    port = free_port()  # nothing listens there: connections are refused
     configuration = kubernetes.client.Configuration()
     configuration.host = f"http://127.0.0.1:{port}"
     configuration.retries = 0

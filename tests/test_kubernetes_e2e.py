@@ -10,7 +10,6 @@ which tells a claimed pool pod from one of the function's own Deployment.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from botocore.config import Config
 
 from controller.orchestrators import k8s_objects as objects
 from controller.settings import KubernetesSettings
-from tests.conftest import REPO, make_zip, unique, wait_for
+from tests.conftest import REPO, free_port, make_zip, unique, wait_for
 from tests.fakekube import FakeKube
 from tests.fakekube.kubelet import Kubelet
 from tests.k8s_harness import NatsProcess, Service, service_env, start_controller, start_gateway, write_kubeconfig
@@ -54,12 +53,6 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {"invoker": invoker_id()}
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -136,7 +129,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     controller_env = service_env(
         KAMBDA_ORCHESTRATOR="kubernetes", KAMBDA_KUBECONFIG=str(kubeconfig), KAMBDA_NATS_URL=nats.url,
         KAMBDA_STATE_DIR=str(root / "controller"), KAMBDA_K8S_NAMESPACE=NAMESPACE, KAMBDA_K8S_POOL_SIZE="1",
-        KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{_free_port()}", KAMBDA_SCALE_TO_ZERO_AFTER="3",
+        KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{free_port()}", KAMBDA_SCALE_TO_ZERO_AFTER="3",
         KAMBDA_STABLE_WINDOW="3", KAMBDA_PANIC_WINDOW="1",
         KAMBDA_K8S_POD_TEMPLATE=json.dumps({"containers": [{"name": "invoker", "env": [
             {"name": "KAMBDA_STATE_DIR", "value": str(root / "pods")}]}]}),
@@ -305,7 +298,7 @@ def test_two_controllers_one_leads_and_the_standby_takes_over(tmp_path: Path) ->
                 KAMBDA_ORCHESTRATOR="kubernetes", KAMBDA_KUBECONFIG=str(kubeconfig), KAMBDA_NATS_URL=nats.url,
                 KAMBDA_STATE_DIR=str(tmp_path / pod), KAMBDA_K8S_NAMESPACE="fns", KAMBDA_K8S_POOL_SIZE="1",
                 KAMBDA_LEADER_ELECTION="true", KAMBDA_POD_NAME=pod, KAMBDA_POD_NAMESPACE="kambda",
-                KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{_free_port()}")
+                KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{free_port()}")
             controllers[pod], addresses[pod] = start_controller(env, log_dir, name=pod)
 
         def role(pod: str) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,19 +15,14 @@ from nats.js.api import StreamInfo
 
 from kambda import bus, procs
 from kambda.natsserver import find_binary
+from tests.conftest import free_port
 
 SERVERS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start_cluster(root: Path) -> tuple[list[asyncio.subprocess.Process], list[str]]:
-    routes = [_free_port() for _ in range(SERVERS)]
-    clients = [_free_port() for _ in range(SERVERS)]
+    routes = [free_port() for _ in range(SERVERS)]
+    clients = [free_port() for _ in range(SERVERS)]
     processes = []
     for i in range(SERVERS):
         home = root / f"n{i}"

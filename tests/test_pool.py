@@ -16,20 +16,13 @@ from kambda.names import LATEST, new_request_id
 from kambda.natsserver import NatsServer
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
+from tests.conftest import until
 
 HANDLER = "def handler(event, context):\n    return {'echo': event}\n"
 
 
 async def _no_activation(function: str, version: str, n: int) -> int:
     return 1
-
-
-async def _until(condition, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def _scale_down_while_a_message_is_handed_over(tmp_path: Path) -> None:
@@ -65,7 +58,7 @@ async def _scale_down_while_a_message_is_handed_over(tmp_path: Path) -> None:
             return result.payload
 
         await pool.apply(config, 2)
-        await _until(lambda: pool is not None and pool.stats().environments == 2, "two environments")
+        await until(lambda: pool is not None and pool.stats().environments == 2, what="two environments")
         puller = pool._puller  # noqa: SLF001 - the hook below stands where the bus hands a message over
         handed = puller._on_message  # noqa: SLF001
 
