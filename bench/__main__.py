@@ -7,6 +7,10 @@ hop in Python here). This run measures, from this process as the client:
 
 - warm sync invoke latency, sequential (p50 / p99), kambda vs baseline, and the ratio;
 - throughput with 1 and 32 concurrent clients, kambda vs baseline;
+- two floors (bench/floor.py: gateway, NATS, relay and environment process with none of the
+  Lambda work; over core NATS, and over a JetStream work queue as ARCHITECTURE.md prescribes) on
+  the same figures, so the ratios can be read against what a platform of this shape can reach on
+  the machine;
 - the same handler behind an HTTP API route (``POST /http/bench``, payload format 2.0): p50 / p99
   sequentially and throughput with 32 clients, against the bare baseline;
 - a burst of 200 concurrent requests at a function scaled to zero: time until all are answered;
@@ -40,10 +44,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import events, report
+from bench import events, floor, report
 from kambda.procs import service_pids
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+#: Environments of each floor: kambda's default cap on one function's (KAMBDA_MAX_ENVIRONMENTS).
+FLOOR_ENVIRONMENTS = 10
 SLEEPY = "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 1\n"
 
 BASELINE = """
@@ -317,6 +323,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             kambda.wait(30)
             baseline.terminate()
             baseline.wait(10)
+    floors: dict[str, dict[str, float]] = {}
+    floor_samples: dict[str, list[float]] = {}
+    for bus in floor.BUSES:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with floor.Floor(tmp, FLOOR_ENVIRONMENTS, bus) as bare, aiohttp.ClientSession() as session:
+                await sequential(session, bare.url, args.warmup, 30)
+                samples = floor_samples[bus] = await sequential(session, bare.url, args.calls, 120)
+                rps, latencies = await concurrent(bare.url, args.clients, args.seconds)
+        floors[bus] = {"p50_us": statistics.median(samples), "p99_us": percentile(samples, 99),
+                       "calls": len(samples), "throughput_n": rps, "p99_n_ms": percentile(latencies, 99) / 1000}
     with tempfile.TemporaryDirectory() as tmp:
         kambda, url = start_kambda(Path(tmp), scale_to_zero_after=1.0, zygote=False)
         try:
@@ -336,6 +352,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                        "baseline_1": baseline_1, "kambda_n": kambda_n, "baseline_n": baseline_n,
                        "kambda_n_p99_ms": percentile(kambda_n_lat, 99) / 1000,
                        "baseline_n_p99_ms": percentile(baseline_n_lat, 99) / 1000},
+        "floors": {"environments": FLOOR_ENVIRONMENTS, **floors},
         "http_route": {"p50_us": statistics.median(route), "p99_us": percentile(route, 99), "calls": len(route),
                        "throughput_n": route_n, "p99_n_ms": percentile(route_n_lat, 99) / 1000,
                        "ratio_p50_to_baseline": statistics.median(route) / statistics.median(base),
@@ -350,7 +367,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "event_bus": {"events": args.bus_events, "events_per_second": bus_per_s,
                       **events.matching_times(args.match_events, max(1, args.match_events // 10))},
     }
-    written = report.write(result, {"kambda": warm, "baseline (bare aiohttp)": base}, timeline, Path(args.out))
+    written = report.write(result, {"kambda": warm, "floor, JetStream queue": floor_samples["jetstream"],
+                                    "floor, core NATS": floor_samples["core"], "baseline (bare aiohttp)": base},
+                           timeline, Path(args.out))
     result["files"] = [str(p) for p in written]
     return result
 

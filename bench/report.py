@@ -6,10 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: How the table names bench/floor.py's two buses.
+FLOOR_LABELS = {"core": "core NATS", "jetstream": "JetStream work queue"}
+
 
 def markdown(result: dict[str, Any]) -> str:
     w, b, t = result["warm"], result["baseline"], result["throughput"]
     c, f, burst, h = result["cold"], result["idle_fleet"], result["burst"], result["http_route"]
+    floors = result["floors"]
+    js = floors["jetstream"]
     return "\n".join([
         f"Machine: {result['machine']}",
         "",
@@ -24,6 +29,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"| throughput, {t['clients']} clients | {t['kambda_n']:.0f} req/s | {t['baseline_n']:.0f} req/s | "
         f"{t['kambda_n'] / t['baseline_n']:.0%} |",
         f"| p99 at {t['clients']} clients | {t['kambda_n_p99_ms']:.1f} ms | {t['baseline_n_p99_ms']:.1f} ms | |",
+        *(f"| floor ({label}): warm p50 / p99, 1 client | {floors[bus]['p50_us']:.0f} / {floors[bus]['p99_us']:.0f} us "
+          f"| {b['p50_us']:.0f} / {b['p99_us']:.0f} us | {floors[bus]['p50_us'] / b['p50_us']:.2f}x |"
+          for bus, label in FLOOR_LABELS.items()),
+        *(f"| floor ({label}): throughput, {t['clients']} clients (p99) | {floors[bus]['throughput_n']:.0f} req/s "
+          f"({floors[bus]['p99_n_ms']:.1f} ms) | {t['baseline_n']:.0f} req/s "
+          f"| {floors[bus]['throughput_n'] / t['baseline_n']:.0%} |"
+          for bus, label in FLOOR_LABELS.items()),
+        f"| kambda against the JetStream floor: warm p50, throughput at {t['clients']} clients "
+        f"| {w['p50_us'] / js['p50_us']:.2f}x, {t['kambda_n'] / js['throughput_n']:.0%} | | |",
         f"| HTTP route p50 / p99, 1 client | {h['p50_us']:.0f} / {h['p99_us']:.0f} us "
         f"| {b['p50_us']:.0f} / {b['p99_us']:.0f} us | {h['ratio_p50_to_baseline']:.2f}x |",
         f"| HTTP route throughput, {t['clients']} clients (p99) | {h['throughput_n']:.0f} req/s "
