@@ -73,6 +73,7 @@ def write(result: dict[str, Any], samples: dict[str, list[float]], timeline: lis
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:  # plots are optional: pip install matplotlib (the test extra has it)
         return written
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -83,6 +84,9 @@ def write(result: dict[str, Any], samples: dict[str, list[float]], timeline: lis
     ax.set_ylabel("fraction of requests")
     ax.set_title("Warm sync invoke, 1 client: latency CDF")
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.3, not 3x10^-1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     _save(plt, fig, ax, out / "latency_cdf.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.step([t for t, _, _ in timeline], [e for _, e, _ in timeline], where="post", label="environments")
