@@ -131,11 +131,19 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             cap = min(cap, config.reserved_concurrency) if config.reserved_concurrency else 0
         return cap
 
+    def reserved_of(function: str) -> int | None:
+        """The function's reserved concurrency, which all its versions share."""
+        if function not in registry:
+            return None
+        config = registry.get(function)
+        return config.reserved_concurrency if config.HasField("reserved_concurrency") else None
+
     def floor_of(key: Key) -> int:
         return registry.get_version(*key).provisioned_concurrency if registry.has_version(*key) else 0
 
     autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of, report,
-                            total_limit=settings.concurrency_limit)
+                            total_limit=settings.concurrency_limit, shared_cap_of=reserved_of,
+                            running_of=lambda key: orchestrator.stats(*key).environments)
     metrics_registry = CollectorRegistry()
     dispatcher = Dispatcher(nc, lambda f, v, n: autoscaler.activate((f, v), time.monotonic(), n))
     poller = AsyncPoller(nc, js, registry, dispatcher, arns, AsyncMetrics(metrics_registry),

@@ -14,7 +14,8 @@ Knative's KPA, with Lambda's numbers (STYLE.md, "Knative Serving's autoscaler"):
   environment idle that long is stopped, and a function idle that long scales to zero. (A
   ``scale_to_zero_after`` shorter than the stable window shortens both windows to it.)
 - Bounds: never below the provisioned floor, never above the cap (reserved concurrency or the
-  per-function limit).
+  per-function limit). The cap may be a version's share of its function's reserved concurrency,
+  which every version of a function draws from (:func:`shares`).
 
 Nothing here reads a clock: every method takes ``now``.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from kambda.settings import SettingsError
 
@@ -61,6 +63,30 @@ class ScaleResult:
     panic: bool
     stable_average: float
     panic_average: float
+    #: What the version would hold without its floor and cap.
+    wanted: int = 0
+
+
+def shares(limit: int, wants: dict[Any, int]) -> dict[Any, int]:
+    """Split a limit shared by several claimants (a function's reserved concurrency, by its
+    versions): each gets all it wants when that fits; otherwise shares in proportion to what each
+    wants (largest remainders), and no claimant that wants any is left with none while another
+    holds more than one. Never more in all than ``limit``."""
+    total = sum(wants.values())
+    if total <= limit:
+        return dict(wants)
+    exact = {k: limit * w / total for k, w in wants.items()}
+    got = {k: math.floor(x) for k, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda k: (got[k] - exact[k], -wants[k]))
+    for k in by_remainder[: limit - sum(got.values())]:
+        got[k] += 1
+    for k in sorted((k for k in wants if wants[k] > 0 and got[k] == 0), key=lambda k: -wants[k]):
+        donor = max(got, key=lambda d: got[d])
+        if got[donor] <= 1:
+            break
+        got[donor] -= 1
+        got[k] = 1
+    return got
 
 
 class WindowMax:
@@ -148,7 +174,13 @@ class Decider:
         desired = max(desired_panic, self._last_desired) if panicking else desired_stable
         desired = min(desired, math.ceil(c.max_scale_up_rate * max(1, ready)))
         self._recent_desired.record(now, desired)
-        desired = self._recent_desired.max(now)
-        desired = max(self.floor, min(self.cap, desired))
+        wanted = self._recent_desired.max(now)
+        desired = max(self.floor, min(self.cap, wanted))
         self._last_desired = desired
-        return ScaleResult(desired=desired, panic=panicking, stable_average=stable_avg, panic_average=panic_avg)
+        return ScaleResult(desired=desired, panic=panicking, stable_average=stable_avg, panic_average=panic_avg,
+                           wanted=wanted)
+
+    @property
+    def latest(self) -> int:
+        """The concurrency recorded last (requests running and waiting right then)."""
+        return self._latest

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from controller.decider import Decider, ScalerConfig, ScaleResult
+from controller.decider import Decider, ScalerConfig, ScaleResult, shares
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,24 @@ class Autoscaler:
     """Runs the deciders of the active function versions and applies their answers.
 
     ``observe(key)`` returns the current concurrency of a version (running + queued);
-    ``apply(key, desired)`` makes the orchestrator hold that many environments.
+    ``apply(key, desired)`` makes the orchestrator hold that many environments; ``cap_of(key)``
+    bounds one version; ``shared_cap_of(function)`` bounds all versions of a function together
+    (its reserved concurrency, None when it has none), as AWS applies reserved concurrency;
+    ``running_of(key)`` is how many environments of a version still run (one told to stop finishes
+    its request first), so that what one version gives back is not handed to another too soon.
     """
 
     def __init__(self, config: ScalerConfig, observe: Observe, apply: Apply,
                  cap_of: Callable[[Key], int], floor_of: Callable[[Key], int] = lambda key: 0,
-                 report: Report = _no_report, total_limit: int = 1_000_000) -> None:
+                 report: Report = _no_report, total_limit: int = 1_000_000,
+                 shared_cap_of: Callable[[str], int | None] = lambda function: None,
+                 running_of: Callable[[Key], int] = lambda key: 0) -> None:
         self.config = config
         self._observe = observe
         self._apply = apply
         self._cap_of = cap_of
+        self._shared_cap_of = shared_cap_of
+        self._running_of = running_of
         self._floor_of = floor_of
         self._report = report
         #: The platform-wide limit on environments, shared by every function.
@@ -136,9 +144,25 @@ class Autoscaler:
             self._active[key] = state
         return state
 
+    def _share(self, key: Key, state: _Active, limit: int) -> int:
+        """How many environments ``key`` may hold of its function's ``limit``: the room its other
+        versions leave, and under contention no more than its proportional share (a version above
+        its share gives the excess back at its next decision, so a canary is not starved)."""
+        siblings = {k: s for k, s in self._active.items() if k[0] == key[0] and k != key}
+        room = limit - sum(max(s.desired, self._running_of(k)) for k, s in siblings.items())
+        wants = {k: max(s.last.wanted if s.last else 0, s.desired) for k, s in siblings.items()}
+        wants[key] = max(state.last.wanted if state.last else 0, state.decider.latest)
+        if sum(wants.values()) <= limit:
+            return max(0, room)  # no contention: the version may grow into all the room there is
+        return max(0, min(room, shares(limit, wants)[key]))
+
     async def _decide(self, key: Key, state: _Active, now: float) -> None:
         others = sum(s.desired for k, s in self._active.items() if k != key)
-        state.decider.cap = max(0, min(self._cap_of(key), self.total_limit - others))
+        cap = min(self._cap_of(key), self.total_limit - others)
+        limit = self._shared_cap_of(key[0])
+        if limit is not None:
+            cap = min(cap, self._share(key, state, limit))
+        state.decider.cap = max(0, cap)
         state.decider.floor = min(state.decider.cap, self._floor_of(key))
         result = state.decider.scale(now, ready=state.desired)
         state.last = result

@@ -1,7 +1,7 @@
 """Published versions: what a version snapshots of $LATEST, and when publishing makes a new one.
 
 A version is an immutable copy of $LATEST's code and configuration. Function-wide settings are
-not part of it: reserved concurrency stays on $LATEST (and caps every version), and provisioned
+not part of it: reserved concurrency stays on $LATEST (and bounds all versions together), and provisioned
 concurrency and event-invoke configuration are set per version afterwards. Like AWS, publishing a
 function whose code and configuration did not change since its last version returns that
 version instead of a new one; the comparison is a digest of the snapshot, kept on the version.

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.decider import Decider, ScalerConfig, WindowAverage, WindowMax
+from controller.decider import Decider, ScalerConfig, WindowAverage, WindowMax, shares
 from controller.scaler import Autoscaler, Key
 from kambda.settings import SettingsError
 
@@ -191,3 +191,54 @@ async def test_platform_limit_is_shared_and_every_decision_is_reported() -> None
     assert await scaler.activate(KEY, now=0, in_flight=3) == 3
     assert await scaler.activate(other, now=0, in_flight=4) == 2  # only 2 of the 5 are left
     assert reports == [(KEY, 3, True), (other, 2, True)]
+
+
+def test_shares_give_all_when_it_fits_and_split_in_proportion_when_not() -> None:
+    assert shares(10, {"a": 3, "b": 4}) == {"a": 3, "b": 4}
+    assert shares(4, {"a": 8, "b": 4}) == {"a": 3, "b": 1}
+    assert shares(10, {"a": 90, "b": 10, "c": 0}) == {"a": 9, "b": 1, "c": 0}
+    assert shares(4, {"a": 100, "b": 1}) == {"a": 3, "b": 1}  # a canary is never starved
+    assert shares(2, {"a": 5, "b": 5, "c": 5}) == {"a": 1, "b": 1, "c": 0}  # fewer than claimants
+    for limit in range(0, 12):
+        for wants in ({"a": 7, "b": 3, "c": 1}, {"a": 1, "b": 1}, {"a": 20}):
+            got = shares(limit, wants)
+            assert sum(got.values()) == min(limit, sum(wants.values()))
+            assert all(0 <= got[k] <= wants[k] for k in wants)
+
+
+async def test_reserved_concurrency_is_shared_by_every_version_of_a_function() -> None:
+    """AWS applies reserved concurrency to the function, not to each version: two versions under
+    load hold no more than it together, split by demand, and neither is starved."""
+    held: dict[Key, int] = {}
+    demand: dict[Key, int] = {}
+    worst = 0
+
+    async def observe(key: Key) -> int:
+        return demand.get(key, 0)
+
+    async def apply(key: Key, desired: int) -> None:
+        nonlocal worst
+        held[key] = desired
+        worst = max(worst, held.get(V1, 0) + held.get(V2, 0))
+
+    V1, V2, OTHER = ("fn", "1"), ("fn", "2"), ("other", "$LATEST")
+    running: dict[Key, int] = {}  # environments still finishing a request after a scale-down
+    scaler = Autoscaler(ScalerConfig(scale_to_zero_after=10, stable_window=5, panic_window=1), observe, apply,
+                        lambda k: 10, shared_cap_of=lambda function: 4 if function == "fn" else None,
+                        running_of=lambda key: running.get(key, 0))
+    demand[V1], demand[V2] = 8, 4
+    assert await scaler.activate(V1, now=0, in_flight=8) == 4  # alone, it may use all of it
+    assert await scaler.activate(V2, now=0, in_flight=4) == 0  # nothing left until V1 gives back
+    assert await scaler.activate(OTHER, now=0, in_flight=6) == 6  # another function is not limited
+    running[V1] = 4
+    await scaler.tick(1)
+    assert (scaler.desired(V1), scaler.desired(V2)) == (3, 0)  # V1's fourth still finishes its request
+    running[V1] = 3
+    for now in (2, 3):
+        await scaler.tick(now)
+    assert (scaler.desired(V1), scaler.desired(V2)) == (3, 1)  # 8:4 of 4, by largest remainder
+    assert worst == 4  # never more than the reserved concurrency at any moment
+    demand[V1], running[V1] = 0, 0  # V1 idles: once its environments stop, V2 may have them all
+    for now in range(4, 30):
+        await scaler.tick(now)
+    assert (scaler.desired(V1), scaler.desired(V2)) == (0, 4) and worst == 4

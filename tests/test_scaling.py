@@ -89,6 +89,41 @@ def test_reserved_concurrency_caps_environments_and_throttles_the_excess(quick_p
         lam.delete_function(FunctionName=name)
 
 
+TIMED = ("import time\ndef handler(event, context):\n    started = time.time()\n"
+         "    time.sleep(event['sleep'])\n    return {'started': started, 'ended': time.time()}\n")
+
+
+def test_reserved_concurrency_is_shared_by_the_versions_of_a_function(quick_platform) -> None:
+    """As on AWS, reserved concurrency bounds the function: its versions together never run more."""
+    lam = quick_platform.lambda_client()
+    name = unique("shared")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                        Code={"ZipFile": make_zip({"app.py": TIMED})}, Publish=True)
+    try:
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+
+        async def both() -> list[tuple[int, dict]]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+                async def one(qualifier: str) -> tuple[int, dict]:
+                    async with session.post(f"{quick_platform.url}/2015-03-31/functions/{name}/invocations",
+                                            params={"Qualifier": qualifier}, data=json.dumps({"sleep": 1.5})) as r:
+                        return r.status, json.loads(await r.read())
+
+                return await asyncio.gather(*(one(q) for q in ("$LATEST", "1") * 4))
+
+        results = asyncio.run(both())
+        assert {status for status, _ in results} <= {200, 429}
+        runs = [(body["started"], body["ended"]) for status, body in results if status == 200]
+        assert len(runs) >= 2 and len(runs) < len(results)
+        edges = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
+        running = [0]
+        for _, step in edges:
+            running.append(running[-1] + step)
+        assert max(running) <= 2, runs  # never more than 2 at once over both versions
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
 def test_provisioned_concurrency_stays_warm_through_idle_periods(quick_platform) -> None:
     lam = quick_platform.lambda_client()
     warm, idle = unique("provisioned"), unique("ondemand")
