@@ -1,8 +1,14 @@
-"""Code packages on local disk, fetched from the object store once and kept by sha256."""
+"""Code packages on local disk, fetched from the object store once and kept by sha256.
+
+A package is kept while it may run again here; one that a newer deploy superseded is dropped
+(:meth:`CodeCache.drop`) once nothing runs it, so a node that sees many deploys does not fill its
+disk. The directory belongs to this invoker alone (one per state directory or pod).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from nats.js import JetStreamContext
@@ -30,3 +36,8 @@ class CodeCache:
                 await asyncio.to_thread(codepkg.extract_package, result.data or b"", dest)
         self._locks.pop(sha256_hex, None)
         return dest
+
+    def drop(self, sha256_hex: str) -> None:
+        """Delete an extracted package (blocking: call in a thread). One being fetched is kept."""
+        if sha256_hex and sha256_hex not in self._locks:
+            shutil.rmtree(self._root / sha256_hex, ignore_errors=True)

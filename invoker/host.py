@@ -46,6 +46,9 @@ class InvokerHost:
         self._sub: object | None = None
         self._stats_due = asyncio.Event()
         self._reporter: asyncio.Task[None] | None = None
+        #: The package each function version was last assigned, and packages a newer one replaced.
+        self._code_of: dict[tuple[str, str], str] = {}
+        self._superseded: set[str] = set()
 
     async def start(self) -> None:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,11 @@ class InvokerHost:
         config = assignment.config
         key = (config.name, config.version)
         async with self._lock:
+            old = self._code_of.get(key)
+            if old is not None and old != config.code_sha256:
+                self._superseded.add(old)
+                self._stats_due.set()  # _reap drops it once nothing runs it
+            self._code_of[key] = config.code_sha256
             pool = self._pools.get(key)
             if pool is None and assignment.desired > 0:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
@@ -123,12 +131,24 @@ class InvokerHost:
             await asyncio.sleep(0.05)  # coalesce bursts of changes into one report
 
     async def _reap(self) -> None:
-        """Drop pools that were scaled to zero and have no environment left."""
+        """Drop pools that were scaled to zero and have no environment left, and superseded code
+        packages that nothing runs any more (a function's current package stays, for its next cold
+        start, even at zero)."""
         async with self._lock:
             for key, pool in list(self._pools.items()):
                 if pool.desired == 0 and pool.empty:
                     await pool.stop()
                     del self._pools[key]
+            if not self._superseded:
+                return
+            in_use = set(self._code_of.values()).union(*(pool.code_in_use() for pool in self._pools.values()))
+            unused = self._superseded - in_use
+            self._superseded -= unused
+            for sha in unused:
+                await asyncio.to_thread(self._code.drop, sha)
+                if self._sandbox is not None:
+                    await asyncio.to_thread(self._sandbox.drop_code, sha)
+                log.info("dropped code package %s: superseded and no longer running", sha[:12])
 
     async def _publish_stats(self, hello: bool = False) -> None:
         stats = InvokerStats(invoker_id=self._settings.invoker_id, time_ms=int(time.time() * 1000),

@@ -108,6 +108,10 @@ class FunctionPool:
     def empty(self) -> bool:
         return not self._slots
 
+    def code_in_use(self) -> set[str]:
+        """The packages this pool runs or is about to (a retiring slot may still run older code)."""
+        return {self.config.code_sha256} | {slot.config.code_sha256 for slot in self._slots}
+
     def stats(self) -> FunctionStats:
         alive = [s for s in self._slots if s.env is not None and s.env.alive]
         busy = sum(1 for s in self._slots if s.busy)

@@ -223,6 +223,13 @@ class Sandbox:
             shutil.rmtree(staging, ignore_errors=True)
         return dest
 
+    def drop_code(self, sha256_hex: str) -> None:
+        """Delete every function's copy of a package (blocking: call in a thread)."""
+        if not sha256_hex:
+            return
+        for ident in list(self._identities.values()):
+            shutil.rmtree(ident.code_root / sha256_hex, ignore_errors=True)  # sealed, but this is root
+
     def tmp_dir(self, ident: Identity, prefix: str) -> Path:
         """A fresh private TMPDIR owned by the function's uid."""
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=ident.tmp_root))

@@ -15,7 +15,7 @@ import pytest
 from invoker.sandbox import Sandbox, SandboxError, mask_plan
 from invoker.settings import InvokerSettings, SandboxSettings
 from kambda.procs import service_pids
-from tests.conftest import Platform, invoke_json, make_zip, unique
+from tests.conftest import Platform, invoke_json, make_zip, unique, wait_for
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox applies only when kambda runs as root")
 
@@ -251,3 +251,26 @@ def test_mask_plan_keeps_only_the_subtree_below_the_private_directory() -> None:
         assert mask_plan(str(python)) is None
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@as_root
+def test_superseded_code_leaves_the_disk_once_nothing_runs_it(sandboxed: Platform) -> None:
+    """A node that sees many deploys keeps only the packages that may still run, not every old one."""
+    lam = sandboxed.lambda_client()
+    name, old = _create(lam, "def handler(event, context):\n    return 'old'\n")
+    sandbox_root = Path(sandboxed.env["KAMBDA_SANDBOX_DIR"])
+
+    def copies(package: bytes) -> list[Path]:  # the shared extraction and the function's sealed copy
+        sha = hashlib.sha256(package).hexdigest()
+        return [p for p in [sandboxed.state_dir / "code" / sha, *sandbox_root.glob(f"*/code/{sha}")] if p.is_dir()]
+
+    try:
+        assert invoke_json(lam, name, {})[1] == "old"
+        assert len(copies(old)) == 2
+        new = make_zip({"app.py": "def handler(event, context):\n    return 'new'\n"})
+        lam.update_function_code(FunctionName=name, ZipFile=new)
+        wait_for(lambda: invoke_json(lam, name, {})[1] == "new", what="the new code to serve")
+        wait_for(lambda: not copies(old), what="the old package to leave the disk")
+        assert len(copies(new)) == 2 and invoke_json(lam, name, {})[1] == "new"
+    finally:
+        lam.delete_function(FunctionName=name)
