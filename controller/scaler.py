@@ -116,6 +116,7 @@ class Autoscaler:
         if state is not None and state.desired:
             async with state.lock:
                 await self._apply(key, 0)
+                await self._report(key, ScaleResult(desired=0, panic=False, stable_average=0.0, panic_average=0.0))
 
     async def reapply(self, key: Key, now: float) -> None:
         """The version's configuration changed: hand the orchestrator the new one, re-deciding the

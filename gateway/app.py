@@ -94,6 +94,7 @@ class Gateway:
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
+        self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version
         self._stats_sub: Any = None
         self.authenticator = authenticator or auth.from_settings(settings)
 
@@ -156,9 +157,13 @@ class Gateway:
         await self._channel.close()
 
     def _on_scale(self, event: ScaleEvent) -> None:
-        self.metrics.desired.labels(event.function).set(event.desired)
-        self.metrics.queue_depth.labels(event.function).set(event.queued)
-        self.metrics.panic.labels(event.function).set(1 if event.panic else 0)
+        """Scale events come per version; the gauges are per function: the sum of its versions'
+        desired environments and queues, and panic while any version panics."""
+        versions = self._scale.setdefault(event.function, {})
+        versions[event.version] = event
+        self.metrics.desired.labels(event.function).set(sum(e.desired for e in versions.values()))
+        self.metrics.queue_depth.labels(event.function).set(sum(e.queued for e in versions.values()))
+        self.metrics.panic.labels(event.function).set(1 if any(e.panic for e in versions.values()) else 0)
 
     async def _on_stats(self, msg: Msg) -> None:
         stats = InvokerStats.FromString(msg.data)

@@ -173,10 +173,16 @@ async def test_provisioned_floor_activates_a_version_by_itself() -> None:
 
 async def test_forget_scales_a_deleted_function_to_zero() -> None:
     fake = Fake()
-    scaler = Autoscaler(ScalerConfig(), fake.observe, fake.apply, lambda k: 10)
+    reports: list[tuple[Key, int]] = []
+
+    async def report(key: Key, result) -> None:  # type: ignore[no-untyped-def]
+        reports.append((key, result.desired))
+
+    scaler = Autoscaler(ScalerConfig(), fake.observe, fake.apply, lambda k: 10, report=report)
     await scaler.activate(KEY, now=0, in_flight=2)
     await scaler.forget(KEY)
     assert fake.applied[-1] == (KEY, 0) and not scaler.active_keys()
+    assert reports[-1] == (KEY, 0)  # the gateways hear of it too (their gauges, their capacity)
 
 
 async def test_platform_limit_is_shared_and_every_decision_is_reported() -> None:

@@ -8,6 +8,7 @@ import collections
 import json
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -329,6 +330,30 @@ def _two_versions(lam, create) -> str:  # type: ignore[no-untyped-def]
     update_code(lam, name, "second")
     lam.publish_version(FunctionName=name)
     return name
+
+
+def test_function_gauges_add_up_the_versions(platform, lam, create) -> None:
+    """Scale events come per version; the per-function gauges are their sums, not the last one."""
+    name = create(code("one"))
+    lam.publish_version(FunctionName=name)
+    update_code(lam, name, "two")
+    lam.publish_version(FunctionName=name)
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=2)
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="2", ProvisionedConcurrentExecutions=1)
+    try:
+        def gauges() -> dict[str, str]:
+            with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
+                lines = response.read().decode().splitlines()
+            wanted = ("kambda_function_desired_environments", "kambda_function_environments")
+            return {line.split("{")[0]: line.rsplit(" ", 1)[1] for line in lines
+                    if line.startswith(wanted) and f'function="{name}"' in line}
+
+        wait_for(lambda: gauges() == {"kambda_function_desired_environments": "3.0",
+                                      "kambda_function_environments": "3.0"},
+                 timeout=60, what="3 environments over the two versions in the gauges")
+    finally:
+        for version in ("1", "2"):
+            lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
 
 
 def test_weighted_alias_sends_its_share_to_the_second_version(fast_lam, create) -> None:
