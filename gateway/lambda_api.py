@@ -52,8 +52,8 @@ class LambdaApi:
         #: Called with a function's name after DeleteFunction (its triggers go with it).
         self.on_delete: list[Callable[[str], Awaitable[None]]] = []
 
-    def _throttled(self, function: str, reason: str) -> None:
-        self._metrics.invocations.labels(function, "throttled").inc()
+    def _throttled(self, function: str, version: str, reason: str) -> None:
+        self._metrics.invocations.labels(function, version, "throttled").inc()
         self._metrics.throttles.labels(function, reason).inc()
 
     def routes(self) -> list[web.RouteDef]:
@@ -312,7 +312,7 @@ class LambdaApi:
         if invocation_type == "Event":
             # Stored durably first (file-backed stream), then 202; the controller runs and retries it.
             await self._dispatcher.store(bus.async_subject(ref.name, version), inv.SerializeToString())
-            self._metrics.invocations.labels(ref.name, "queued").inc()
+            self._metrics.invocations.labels(ref.name, version, "queued").inc()
             return web.Response(status=202, headers={"x-amzn-RequestId": inv.request_id})
         result = await self._run(inv, config, function)
         headers = {"X-Amz-Executed-Version": result.executed_version or version,
@@ -323,14 +323,14 @@ class LambdaApi:
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
         if result.cold_start:
             headers["Kambda-Cold-Start"] = "true"
-        self._answered(ref.name, started, result)
+        self._answered(ref.name, version, started, result)
         return web.Response(body=result.payload, headers=headers)
 
-    def _answered(self, function: str, started: float, result: InvocationResult) -> None:
+    def _answered(self, function: str, version: str, started: float, result: InvocationResult) -> None:
         """Count a sync invocation answered (metrics, and the debug line that ends its log)."""
         elapsed = time.monotonic() - started
-        self._metrics.invoked(function, "function_error" if result.function_error else "success", elapsed,
-                              result.cold_start)
+        self._metrics.invoked(function, result.executed_version or version,
+                              "function_error" if result.function_error else "success", elapsed, result.cold_start)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("invoke answered in %.2f ms%s", elapsed * 1000, " (cold start)" if result.cold_start else "",
                       extra={"event": "invoke.answered", "function": function})
@@ -343,7 +343,7 @@ class LambdaApi:
             # Past its reserved concurrency a request waits only briefly for an environment.
             queue_wait, reason = self._throttle_wait, "ReservedFunctionConcurrentInvocationLimitExceeded"
             if function.reserved_concurrency == 0:
-                self._throttled(inv.function, reason)
+                self._throttled(inv.function, inv.version, reason)
                 raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
             inv.notify_start = True
         inv.start_deadline_ms = inv.enqueued_ms + int(queue_wait * 1000)
@@ -352,10 +352,10 @@ class LambdaApi:
                 inv, queue_wait + config.timeout + RESULT_MARGIN_S,
                 start_wait_s=queue_wait if inv.notify_start else None, throttle_reason=reason)
         except errors.TooManyRequests as exc:
-            self._throttled(inv.function, str(exc.extra.get("Reason", reason)))
+            self._throttled(inv.function, inv.version, str(exc.extra.get("Reason", reason)))
             raise
         if result.error_code:
-            self._metrics.invocations.labels(inv.function, "error").inc()
+            self._metrics.invocations.labels(inv.function, inv.version, "error").inc()
             raise errors.from_code(result.error_code, result.error_message)
         return result
 
@@ -373,7 +373,7 @@ class LambdaApi:
             invocation_type="RequestResponse", enqueued_ms=int(time.time() * 1000), code_sha256=config.code_sha256,
         )
         result = await self._run(inv, config, function)
-        self._answered(ref.name, started, result)
+        self._answered(ref.name, version, started, result)
         return result
 
 

@@ -13,26 +13,27 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._children: dict[tuple[str, str], tuple] = {}  # type: ignore[type-arg]
+        self._children: dict[tuple[str, str, str], tuple] = {}  # type: ignore[type-arg]
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.invocations = Counter(
-            "kambda_invocations", "Invocations answered by the gateway, by outcome "
-            "(success, function_error, throttled, error).", ["function", "outcome"], registry=self.registry)
+            "kambda_invocations", "Invocations answered by the gateway, by the version that ran (or was to "
+            "run) and outcome (success, function_error, throttled, error, queued).", ["function", "version", "outcome"],
+            registry=self.registry)
         self.duration = Histogram(
             "kambda_invocation_duration_seconds", "Time from request to answer at the gateway.",
-            ["function"], registry=self.registry,
+            ["function", "version"], registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
         self.cold_starts = Counter(
-            "kambda_cold_starts", "Invocations that started a new execution environment.", ["function"],
+            "kambda_cold_starts", "Invocations that started a new execution environment.", ["function", "version"],
             registry=self.registry)
         self.throttles = Counter(
             "kambda_throttles", "Invocations answered 429, by reason.", ["function", "reason"],
             registry=self.registry)
         self.cold_start_duration = Histogram(
             "kambda_cold_start_duration_seconds", "Time from request to answer of invocations that "
-            "started a new execution environment.", ["function"], registry=self.registry,
+            "started a new execution environment.", ["function", "version"], registry=self.registry,
             buckets=(0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.desired = Gauge(
             "kambda_function_desired_environments", "Environments the autoscaler wants.", ["function"],
@@ -47,12 +48,14 @@ class Metrics:
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)
 
-    def invoked(self, function: str, outcome: str, seconds: float, cold: bool) -> None:
-        children = self._children.get((function, outcome))
+    def invoked(self, function: str, version: str, outcome: str, seconds: float, cold: bool) -> None:
+        key = (function, version, outcome)
+        children = self._children.get(key)
         if children is None:
-            children = (self.invocations.labels(function, outcome), self.duration.labels(function),
-                        self.cold_starts.labels(function), self.cold_start_duration.labels(function))
-            self._children[(function, outcome)] = children
+            children = (self.invocations.labels(function, version, outcome), self.duration.labels(function, version),
+                        self.cold_starts.labels(function, version),
+                        self.cold_start_duration.labels(function, version))
+            self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
         if cold:

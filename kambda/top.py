@@ -35,10 +35,13 @@ def parse(text: str, at: float) -> Snapshot:
             fn = sample.labels.get("function")
             if fn is None:
                 continue
+            # Invocations and latency come per version: a function's row adds its versions up.
             if sample.name == "kambda_invocations_total":
-                snap.invocations[(fn, sample.labels.get("outcome", ""))] = sample.value
+                key = (fn, sample.labels.get("outcome", ""))
+                snap.invocations[key] = snap.invocations.get(key, 0.0) + sample.value
             elif sample.name == "kambda_invocation_duration_seconds_bucket":
-                snap.buckets[fn][float(sample.labels["le"])] = sample.value
+                le = float(sample.labels["le"])
+                snap.buckets[fn][le] = snap.buckets[fn].get(le, 0.0) + sample.value
             elif sample.name in GAUGES:
                 snap.gauges[sample.name][fn] = sample.value
     return snap

@@ -104,3 +104,22 @@ def test_top_quantiles_from_histogram_deltas() -> None:
     assert quantile(0.5, before, after) == pytest.approx(0.01)
     assert 0.09 < quantile(0.99, before, after) <= 0.1
     assert quantile(0.5, after, after) is None  # nothing happened in between
+
+
+def test_top_adds_up_the_versions_of_a_function() -> None:
+    from kambda.top import parse
+
+    text = "\n".join([
+        "# TYPE kambda_invocations counter",
+        'kambda_invocations_total{function="f",outcome="success",version="1"} 3.0',
+        'kambda_invocations_total{function="f",outcome="success",version="2"} 4.0',
+        "# TYPE kambda_invocation_duration_seconds histogram",
+        'kambda_invocation_duration_seconds_bucket{function="f",le="0.01",version="1"} 3.0',
+        'kambda_invocation_duration_seconds_bucket{function="f",le="0.01",version="2"} 4.0',
+        'kambda_invocation_duration_seconds_bucket{function="f",le="+Inf",version="1"} 3.0',
+        'kambda_invocation_duration_seconds_bucket{function="f",le="+Inf",version="2"} 4.0',
+        "",
+    ])
+    snap = parse(text, at=0.0)
+    assert snap.invocations == {("f", "success"): 7.0}
+    assert snap.buckets["f"] == {0.01: 7.0, float("inf"): 7.0}

@@ -46,10 +46,10 @@ def test_health_status_and_metrics(platform, lam, create) -> None:
     assert code == 404
     with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    assert f'kambda_invocations_total{{function="{name}",outcome="success"}} 1.0' in metrics
-    assert f'kambda_cold_starts_total{{function="{name}"}} 1.0' in metrics
-    assert f'kambda_invocation_duration_seconds_count{{function="{name}"}} 1.0' in metrics
-    assert f'kambda_cold_start_duration_seconds_count{{function="{name}"}} 1.0' in metrics
+    assert f'kambda_invocations_total{{function="{name}",outcome="success",version="$LATEST"}} 1.0' in metrics
+    assert f'kambda_cold_starts_total{{function="{name}",version="$LATEST"}} 1.0' in metrics
+    assert f'kambda_invocation_duration_seconds_count{{function="{name}",version="$LATEST"}} 1.0' in metrics
+    assert f'kambda_cold_start_duration_seconds_count{{function="{name}",version="$LATEST"}} 1.0' in metrics
 
     def scraped() -> str:
         with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:

@@ -332,8 +332,9 @@ def _two_versions(lam, create) -> str:  # type: ignore[no-untyped-def]
     return name
 
 
-def test_function_gauges_add_up_the_versions(platform, lam, create) -> None:
-    """Scale events come per version; the per-function gauges are their sums, not the last one."""
+def test_invocations_are_counted_per_version_and_gauges_add_the_versions_up(platform, lam, create) -> None:
+    """A canary's outcomes can be told from the stable version's; scale events come per version and
+    the per-function gauges are their sums, not the last one."""
     name = create(code("one"))
     lam.publish_version(FunctionName=name)
     update_code(lam, name, "two")
@@ -351,6 +352,13 @@ def test_function_gauges_add_up_the_versions(platform, lam, create) -> None:
         wait_for(lambda: gauges() == {"kambda_function_desired_environments": "3.0",
                                       "kambda_function_environments": "3.0"},
                  timeout=60, what="3 environments over the two versions in the gauges")
+        for qualifier in ("1", "1", "2"):
+            invoke_json(lam, name, {}, Qualifier=qualifier)
+        with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        for version, count in (("1", 2), ("2", 1)):
+            line = f'kambda_invocations_total{{function="{name}",outcome="success",version="{version}"}} {count}.0'
+            assert line in metrics
     finally:
         for version in ("1", "2"):
             lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
