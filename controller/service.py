@@ -140,7 +140,12 @@ class ControllerService(ControllerServicer):
             raise errors.InvalidParameterValue(
                 f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy "
                 "constraint: Member must have value between 1 and 10000")
-        page, marker = self._registry.list(request.marker, max_items)
+        if request.all_versions:
+            names = sorted({c.name for c in self._registry.all()})
+            every = [c for name in names for c in self._registry.versions(name)]
+            page, marker = _page(every, lambda c: f"{c.name}:{c.version}", request.marker, max_items)
+        else:
+            page, marker = self._registry.list(request.marker, max_items)
         return pb.ListFunctionsResponse(functions=page, next_marker=marker)
 
     @_guard

@@ -133,10 +133,16 @@ class LambdaApi:
         if not 1 <= max_items <= 10_000:
             raise errors.Validation(f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
                                     "satisfy constraint: Member must have value between 1 and 10000")
+        version = request.query.get("FunctionVersion")
+        if version not in (None, "ALL"):
+            raise errors.Validation(f"1 validation error detected: Value '{version}' at 'functionVersion' failed "
+                                    "to satisfy constraint: Member must satisfy enum value set: [ALL]")
         answer = await rpc.call(self._controller.ListFunctions,
-                                pb.ListFunctionsRequest(marker=request.query.get("Marker", ""),
-                                                        max_items=max_items))
-        body: dict[str, Any] = {"Functions": [render.configuration(c, self._arns) for c in answer.functions]}
+                                pb.ListFunctionsRequest(marker=request.query.get("Marker", ""), max_items=max_items,
+                                                        all_versions=version == "ALL"))
+        # With every version listed, each entry names its version in its ARN (as ListVersionsByFunction).
+        body: dict[str, Any] = {"Functions": [render.configuration(c, self._arns, qualified=version == "ALL")
+                                              for c in answer.functions]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker
         return _json(body)

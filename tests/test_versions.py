@@ -120,6 +120,26 @@ def test_list_versions_starts_with_latest_and_pages(lam, create) -> None:
     assert every == ["$LATEST", "1", "2", "3"]
 
 
+def test_list_functions_with_every_version(lam, create) -> None:
+    first = create(code("a"), name=unique("all-a"))
+    second = create(code("b"), name=unique("all-b"))
+    for _ in range(2):
+        update_code(lam, first, unique("a"))
+        lam.publish_version(FunctionName=first)
+    ours = sorted([first, second])
+    pages = lam.get_paginator("list_functions").paginate(FunctionVersion="ALL", PaginationConfig={"PageSize": 2})
+    listed = [(f["FunctionName"], f["Version"], f["FunctionArn"]) for f in pages.build_full_result()["Functions"]
+              if f["FunctionName"] in ours]
+    expected = {first: ["$LATEST", "1", "2"], second: ["$LATEST"]}
+    assert listed == [(n, v, f"{ACCOUNT_ARN}:{n}:{v}") for n in ours for v in expected[n]]
+    plain = [(f["FunctionName"], f["Version"]) for f in lam.list_functions(MaxItems=10000)["Functions"]
+             if f["FunctionName"] in ours]
+    assert plain == [(n, "$LATEST") for n in ours]  # without it, only $LATEST, as on AWS
+    with pytest.raises(ClientError) as excinfo:
+        lam.list_functions(FunctionVersion="LATEST")
+    assert error_of(excinfo)[0] == "ValidationException"
+
+
 def test_alias_create_get_list_update_delete(lam, create) -> None:
     name = create(code("a1"))
     lam.publish_version(FunctionName=name)

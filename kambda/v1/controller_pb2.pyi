@@ -55,12 +55,14 @@ class GetFunctionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
 
 class ListFunctionsRequest(_message.Message):
-    __slots__ = ("marker", "max_items")
+    __slots__ = ("marker", "max_items", "all_versions")
     MARKER_FIELD_NUMBER: _ClassVar[int]
     MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ALL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     marker: str
     max_items: int
-    def __init__(self, marker: _Optional[str] = ..., max_items: _Optional[int] = ...) -> None: ...
+    all_versions: bool
+    def __init__(self, marker: _Optional[str] = ..., max_items: _Optional[int] = ..., all_versions: _Optional[bool] = ...) -> None: ...
 
 class ListFunctionsResponse(_message.Message):
     __slots__ = ("functions", "next_marker")
