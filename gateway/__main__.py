@@ -40,7 +40,10 @@ async def serve(settings: GatewaySettings) -> None:
     (log.warning if settings.insecure else log.info)("auth: %s", authenticator.describe())
     nc = await bus.connect(settings.nats_url, "kambda-gateway")
     gateway = Gateway(settings, nc, authenticator)
-    app_runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0)
+    # aiohttp's keep-alive timer runs from a connection's start and is not pushed back by a partial
+    # request head, so it also cuts off a client that sends its headers a byte at a time.
+    app_runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False, shutdown_timeout=8.0,
+                               keepalive_timeout=settings.idle_timeout)
     try:
         await app_runner.setup()
     except RoutesFileError as exc:

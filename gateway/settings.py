@@ -33,6 +33,9 @@ class GatewaySettings:
     insecure: bool = False
     #: Serve /metrics unsigned to any address (for a Prometheus scraper that cannot sign).
     public_metrics: bool = False
+    #: A connection that has not sent a whole request head this long after it opened (or after its
+    #: last answer) is closed: idle keep-alive connections and slow-header clients alike.
+    idle_timeout: float = 75.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -51,4 +54,5 @@ class GatewaySettings:
             credentials_file=env_str(environ, "KAMBDA_CREDENTIALS_FILE", ""),
             insecure=env_bool(environ, "KAMBDA_INSECURE", False),
             public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
+            idle_timeout=env_float(environ, "KAMBDA_IDLE_TIMEOUT", 75.0, 1.0, 3600.0),
         )

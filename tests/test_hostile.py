@@ -11,6 +11,7 @@ import socket
 import stat
 import time
 import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -238,6 +239,34 @@ def test_a_slow_client_holds_nothing_up_and_is_cut_off(platform: Platform, echo:
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert b"RequestTimeoutException" in reply
         assert served_meanwhile > 1
+
+
+def test_a_client_sending_its_headers_slowly_is_cut_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Slowloris: a connection that never completes its request head is closed after
+    KAMBDA_IDLE_TIMEOUT, however steadily it trickles bytes, and the gateway serves on."""
+    running = Platform(tmp_path, env={"KAMBDA_IDLE_TIMEOUT": "2"}).start()
+    try:
+        url = urlsplit(running.url)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as slow:
+            slow.sendall(b"GET /2015-03-31/functions HTTP/1.1\r\nHost: x\r\n")
+            slow.setblocking(False)
+            deadline, trickled, closed = time.monotonic() + 30, 0, False
+            while not closed and time.monotonic() < deadline:
+                try:
+                    slow.send(b"X")  # a header line that never ends
+                    trickled += 1
+                    closed = slow.recv(65536) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                time.sleep(0.25)  # the slow client's pace, not a wait for luck
+        assert closed, "the slow connection was never closed"
+        assert trickled > 4  # it was still sending when it was cut off
+        with urllib.request.urlopen(running.url + "/2015-03-31/functions", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        running.stop()
 
 
 NAME_CASES = [
