@@ -106,8 +106,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
 
     async def apply(key: Key, desired: int) -> None:
         if not registry.has_version(*key):
-            if isinstance(orchestrator, KubernetesOrchestrator):
-                await orchestrator.forget(*key)  # the version is deleted: so is its Deployment
+            await orchestrator.forget(*key)  # the version is deleted: so is what it left behind
             return
         await orchestrator.apply(registry.get_version(*key), desired)
 

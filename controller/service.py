@@ -323,6 +323,7 @@ class ControllerService(ControllerServicer):
         orchestrator could be told): no queue, no consumer left for it. The gateways hear that it has
         no environment, so a version made again under the same name is activated afresh."""
         await self._nc.publish(bus.scale_subject(name), ScaleEvent(function=name, version=version).SerializeToString())
+        await self._orchestrator.forget(name, version)
         await bus.delete_consumer(self._js, name, version)
         try:
             await self._js.purge_stream(bus.SYNC_STREAM, subject=bus.sync_subject(name, version))

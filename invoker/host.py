@@ -101,12 +101,10 @@ class InvokerHost:
         config = assignment.config
         key = (config.name, config.version)
         async with self._lock:
-            old = self._code_of.get(key)
-            if old is not None and old != config.code_sha256:
-                self._superseded.add(old)
-                self._stats_due.set()  # _reap drops it once nothing runs it
-            self._code_of[key] = config.code_sha256
+            self._note_code(key, config.code_sha256, assignment.deleted)
             pool = self._pools.get(key)
+            if pool is not None and assignment.deleted:
+                config = pool.config  # a deleted version's assignment names it and nothing more
             if pool is None and assignment.desired > 0:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
@@ -120,6 +118,16 @@ class InvokerHost:
         if msg.reply:
             ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)
             await self._nc.publish(msg.reply, ack.SerializeToString())
+
+    def _note_code(self, key: tuple[str, str], sha256_hex: str, deleted: bool) -> None:
+        """Remember the package a version runs; one it runs no more (replaced, or the version
+        deleted) is dropped from disk by _reap once no environment runs it."""
+        old = self._code_of.pop(key, None)
+        if not deleted:
+            self._code_of[key] = sha256_hex
+        if old is not None and old != self._code_of.get(key):
+            self._superseded.add(old)
+            self._stats_due.set()
 
     async def _report(self) -> None:
         while True:

@@ -254,8 +254,9 @@ def test_mask_plan_keeps_only_the_subtree_below_the_private_directory() -> None:
 
 
 @as_root
-def test_superseded_code_leaves_the_disk_once_nothing_runs_it(sandboxed: Platform) -> None:
-    """A node that sees many deploys keeps only the packages that may still run, not every old one."""
+def test_superseded_and_deleted_code_leaves_the_disk_once_nothing_runs_it(sandboxed: Platform) -> None:
+    """A node that sees many deploys keeps only the packages that may still run, not every old one,
+    nor those of deleted functions."""
     lam = sandboxed.lambda_client()
     name, old = _create(lam, "def handler(event, context):\n    return 'old'\n")
     sandbox_root = Path(sandboxed.env["KAMBDA_SANDBOX_DIR"])
@@ -274,3 +275,4 @@ def test_superseded_code_leaves_the_disk_once_nothing_runs_it(sandboxed: Platfor
         assert len(copies(new)) == 2 and invoke_json(lam, name, {})[1] == "new"
     finally:
         lam.delete_function(FunctionName=name)
+    wait_for(lambda: not copies(new), what="a deleted function's package to leave the disk")

@@ -16,6 +16,9 @@ class Orchestrator(Protocol):
     async def apply(self, config: FunctionConfig, desired: int) -> None:
         """Hold ``desired`` environments running exactly ``config`` (0 frees everything)."""
 
+    async def forget(self, function: str, version: str) -> None:
+        """The version is deleted: nothing it left behind (environments, code on disk) is kept."""
+
     def stats(self, function: str, version: str) -> FunctionStats:
         """What is running now, as last reported."""
         ...

@@ -72,6 +72,10 @@ class LocalOrchestrator:
             self._desired[key] = assignment
         await self._send(assignment)
 
+    async def forget(self, function: str, version: str) -> None:
+        self._desired.pop((function, version), None)
+        await self._send(Assignment(config=FunctionConfig(name=function, version=version), desired=0, deleted=True))
+
     async def _send(self, assignment: Assignment) -> None:
         async with self._send_lock:
             try:
