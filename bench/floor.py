@@ -28,7 +28,10 @@ import socket
 import struct
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kambda.natsserver import NatsServer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -43,13 +46,13 @@ STREAM = "BENCH_FLOOR"
 CONSUMER = "relay"
 
 
-def handler(event: dict[str, object], context: object) -> dict[str, object]:
-    """The bench's handler (bench.__main__.HANDLER), here as code."""
-    return {"hello": event.get("name", "world")}
-
-
 def environment(fd: int) -> None:
-    """Serve frames from the relay forever: one JSON event in, one JSON result out."""
+    """Serve frames from the relay forever: one JSON event in, the bench's handler's JSON result out."""
+    from bench.__main__ import HANDLER
+
+    namespace: dict[str, Any] = {}
+    exec(HANDLER, namespace)  # the very source kambda runs
+    handler = namespace["handler"]
     sock = socket.socket(fileno=fd)
     buffer = b""
     while True:
@@ -184,10 +187,6 @@ class Floor:
     """nats-server, a relay with ``environments`` environment processes, and a gateway."""
 
     def __init__(self, state_dir: str, environments: int, bus: str = "core") -> None:
-        from pathlib import Path
-
-        from kambda.natsserver import NatsServer
-
         self._nats = NatsServer(Path(state_dir))
         self._environments = environments
         self._bus = bus

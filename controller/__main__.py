@@ -122,13 +122,10 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         await nc.publish(bus.scale_subject(key[0]), event.SerializeToString())
 
     def cap_of(key: Key) -> int:
+        """One version's cap (reserved concurrency bounds all versions together: reserved_of)."""
         if key[0] not in registry:
             return 0
-        config = registry.get(key[0])
-        cap = config.max_environments or settings.max_environments
-        if config.HasField("reserved_concurrency"):
-            cap = min(cap, config.reserved_concurrency) if config.reserved_concurrency else 0
-        return cap
+        return registry.get(key[0]).max_environments or settings.max_environments
 
     def reserved_of(function: str) -> int | None:
         """The function's reserved concurrency, which all its versions share."""

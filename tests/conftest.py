@@ -125,6 +125,11 @@ class Platform:
             with exc:
                 return exc.code, json.loads(exc.read() or b"null")
 
+    def metrics(self) -> str:
+        """The gateway's /metrics text (public from loopback)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:
+            return response.read().decode()
+
     def status(self, name: str) -> dict:
         code, body = self.get_json(f"/_kambda/v1/functions/{name}")
         assert code == 200, body

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,10 +84,9 @@ def ledger(directory: Path) -> Counter[int]:
 
 
 def metric(platform: Platform, line_start: str) -> float:
-    with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(line_start):
-                return float(line.rsplit(" ", 1)[1])
+    for line in platform.metrics().splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 

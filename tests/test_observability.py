@@ -24,8 +24,7 @@ SUFFIXES = {"counter": ("",), "histogram": ("_bucket", "_count", "_sum"), "gauge
 
 def exported(platform: Platform) -> set[str]:
     """Every sample name the gateway's /metrics can produce, from its # TYPE lines."""
-    with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
+    text = platform.metrics()
     names: set[str] = set()
     for family, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
         names.update(family + suffix for suffix in SUFFIXES.get(kind, ("",)))

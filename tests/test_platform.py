@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,22 +43,17 @@ def test_health_status_and_metrics(platform, lam, create) -> None:
     assert status["busy"] == 0 and status["queued"] == 0 and status["desired"] == 1
     code, body = platform.get_json("/_kambda/v1/functions/missing-fn")
     assert code == 404
-    with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-        metrics = response.read().decode()
+    metrics = platform.metrics()
     assert f'kambda_invocations_total{{function="{name}",outcome="success",version="$LATEST"}} 1.0' in metrics
     assert f'kambda_cold_starts_total{{function="{name}",version="$LATEST"}} 1.0' in metrics
     assert f'kambda_invocation_duration_seconds_count{{function="{name}",version="$LATEST"}} 1.0' in metrics
     assert f'kambda_cold_start_duration_seconds_count{{function="{name}",version="$LATEST"}} 1.0' in metrics
 
-    def scraped() -> str:
-        with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-            return response.read().decode()
-
     for line in (f'kambda_function_environments{{function="{name}"}} 1.0',
                  f'kambda_function_desired_environments{{function="{name}"}} 1.0',
                  f'kambda_function_queue_depth{{function="{name}"}} 0.0',
                  f'kambda_autoscaler_panic{{function="{name}"}}'):
-        wait_for(lambda line=line: line in scraped(), what=line)
+        wait_for(lambda line=line: line in platform.metrics(), what=line)
 
 
 def test_scale_to_zero_then_cold_start(tmp_path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
@@ -73,10 +72,9 @@ def test_reserved_concurrency_caps_environments_and_throttles_the_excess(quick_p
             assert headers["x-amzn-ErrorType"] == "TooManyRequestsException"
             assert body["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
         assert quick_platform.status(name)["desired"] <= 2
-        with urllib.request.urlopen(quick_platform.url + "/metrics", timeout=10) as metrics:
-            assert (f'kambda_throttles_total{{function="{name}",'
-                    f'reason="ReservedFunctionConcurrentInvocationLimitExceeded"}} {len(throttled)}.0'
-                    in metrics.read().decode())
+        assert (f'kambda_throttles_total{{function="{name}",'
+                f'reason="ReservedFunctionConcurrentInvocationLimitExceeded"}} {len(throttled)}.0'
+                in quick_platform.metrics())
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
         with pytest.raises(ClientError) as excinfo:  # boto3 sees the same error
             lam.invoke(FunctionName=name)

@@ -8,7 +8,6 @@ import collections
 import json
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -363,8 +362,7 @@ def test_invocations_are_counted_per_version_and_gauges_add_the_versions_up(plat
     lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="2", ProvisionedConcurrentExecutions=1)
     try:
         def gauges() -> dict[str, str]:
-            with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-                lines = response.read().decode().splitlines()
+            lines = platform.metrics().splitlines()
             wanted = ("kambda_function_desired_environments", "kambda_function_environments")
             return {line.split("{")[0]: line.rsplit(" ", 1)[1] for line in lines
                     if line.startswith(wanted) and f'function="{name}"' in line}
@@ -374,8 +372,7 @@ def test_invocations_are_counted_per_version_and_gauges_add_the_versions_up(plat
                  timeout=60, what="3 environments over the two versions in the gauges")
         for qualifier in ("1", "1", "2"):
             invoke_json(lam, name, {}, Qualifier=qualifier)
-        with urllib.request.urlopen(platform.url + "/metrics", timeout=10) as response:
-            metrics = response.read().decode()
+        metrics = platform.metrics()
         for version, count in (("1", 2), ("2", 1)):
             line = f'kambda_invocations_total{{function="{name}",outcome="success",version="{version}"}} {count}.0'
             assert line in metrics
