@@ -9,6 +9,9 @@ RUN python -m venv /opt/kambda
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY kambda ./kambda
+COPY functions ./functions
+COPY apis ./apis
+COPY events ./events
 COPY gateway ./gateway
 COPY controller ./controller
 COPY invoker ./invoker

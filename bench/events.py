@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from kambda import patterns
+from events import patterns
 
 RULE_COUNTS = (10, 1000, 10000)
 COUNTER = "import os\ndef handler(event, context):\n    open(os.environ['OUT'], 'a').write('x')\n"

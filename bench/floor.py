@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kambda.natsserver import NatsServer
+from kambda.bus.natsserver import NatsServer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

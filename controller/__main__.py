@@ -23,10 +23,7 @@ from grpc import aio
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
-from controller.async_events import AsyncMetrics, AsyncPoller
 from controller.decider import ScaleResult
-from controller.event_router import EventRouter
-from controller.event_sources import EventSources
 from controller.leader import LeaderElector, label_pod
 from controller.orchestrators.k8s_api import KubeApi, KubeError, load_client
 from controller.orchestrators.kubernetes import KubernetesOrchestrator
@@ -35,8 +32,11 @@ from controller.registry import Registry
 from controller.scaler import Autoscaler, Key, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
+from events.async_invoke import AsyncMetrics, AsyncPoller
+from events.router import EventRouter
+from events.sources import EventSources
 from kambda import bus, rpc, runner
-from kambda.dispatch import Dispatcher
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
 from kambda.v1.function_pb2 import FunctionConfig

@@ -21,7 +21,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from kambda import bus, codepkg, errors
+from kambda import bus, codepkg
+from kambda.aws import errors
 from kambda.names import LATEST, Arns
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 

@@ -13,11 +13,12 @@ from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from controller import validation, versions
-from controller.event_sources import EventSources
 from controller.orchestrators.base import Orchestrator
 from controller.registry import Registry, now_timestamp
 from controller.scaler import Autoscaler
-from kambda import bus, errors, rpc
+from events.sources import EventSources
+from kambda import bus, rpc
+from kambda.aws import errors
 from kambda.names import LATEST, Arns, check_qualifier, is_published_version
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerServicer

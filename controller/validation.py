@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Callable
 
-from kambda import errors
+from kambda.aws import errors
 from kambda.names import LATEST, Arns, check_alias_name, check_function_version, destination_arn_error, parse_function
 from kambda.v1.function_pb2 import Alias, EventInvokeConfig, FunctionConfig
 

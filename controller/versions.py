@@ -14,7 +14,7 @@ import hashlib
 import uuid
 
 from controller.registry import now_timestamp
-from kambda import errors
+from kambda.aws import errors
 from kambda.v1.function_pb2 import FunctionConfig
 
 #: Fields that are bookkeeping or function-wide, never part of what a version snapshots.

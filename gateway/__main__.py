@@ -13,11 +13,11 @@ import sys
 
 from aiohttp import web
 
-from gateway import auth
-from gateway.app import Gateway
-from gateway.http_api import RoutesFileError
+from apis.api import RoutesFileError
+from gateway.app import Gateway, authenticator_of
 from gateway.settings import GatewaySettings
 from kambda import bus, runner
+from kambda.aws import auth
 from kambda.settings import bind_refusal
 
 log = logging.getLogger("gateway")
@@ -33,7 +33,7 @@ async def serve(settings: GatewaySettings) -> None:
         print(f"kambda-gateway: {refusal}", file=sys.stderr, flush=True)
         raise SystemExit(1)
     try:
-        authenticator = auth.from_settings(settings)
+        authenticator = authenticator_of(settings)
     except auth.CredentialsError as exc:
         print(f"kambda-gateway: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None

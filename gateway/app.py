@@ -21,21 +21,21 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import auth
-from gateway.events_api import EventsApi
-from gateway.function_urls import FunctionUrls
-from gateway.http_api import HttpRoutesApi, load_routes_file
-from gateway.http_config import HttpConfig, UrlConfig
-from gateway.lambda_api import LambdaApi
-from gateway.mappings import MappingsApi
-from gateway.metrics import Metrics
-from gateway.registry_cache import RegistryCache
+from apis.api import HttpRoutesApi, load_routes_file
+from apis.config import HttpConfig, UrlConfig
+from apis.triggers import Triggers
+from events.api import EventsApi
+from events.store import Store
+from functions.api import LambdaApi
+from functions.mappings_api import MappingsApi
+from functions.metrics import Metrics
+from functions.registry_cache import RegistryCache
+from functions.urls import FunctionUrls
+from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
-from gateway.triggers import Triggers
-from gateway.versions_api import VersionsApi
-from kambda import bus, errors, rpc
-from kambda.dispatch import Dispatcher
-from kambda.eventbus import Store
+from kambda import bus, rpc
+from kambda.aws import auth, errors
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 MAX_REQUEST = 72 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def authenticator_of(settings: GatewaySettings) -> auth.Authenticator:
+    """Raises CredentialsError when the configured file cannot be used."""
+    store = auth.CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
+    return auth.Authenticator(store, Arns(settings.region, settings.account), settings.insecure,
+                              settings.public_metrics)
 
 
 def error_response(err: errors.KambdaError, json11: bool = False) -> web.Response:
@@ -96,7 +103,7 @@ class Gateway:
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version
         self._stats_sub: Any = None
-        self.authenticator = authenticator or auth.from_settings(settings)
+        self.authenticator = authenticator or authenticator_of(settings)
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,

@@ -21,13 +21,13 @@ class GatewaySettings:
     queue_timeout: float
     #: How long a request to a function at its reserved concurrency waits before its 429.
     throttle_wait: float = 1.0
-    #: A YAML or JSON file of HTTP API routes, added or updated at start (gateway/http_api.py).
+    #: A YAML or JSON file of HTTP API routes, added or updated at start (apis/api.py).
     routes_file: str = ""
     #: Requests whose Host is this name are HTTP API traffic with the full path (besides /http/...).
     http_host: str = ""
     #: Function URLs are also served on <url-id>.lambda-url.<region>.<url_domain>, and FunctionUrl says so.
     url_domain: str = ""
-    #: JSON credentials file (see gateway/auth.py); empty: unsigned requests from loopback only.
+    #: JSON credentials file (see kambda/aws/auth.py); empty: unsigned requests from loopback only.
     credentials_file: str = ""
     #: Serve unsigned requests from anywhere when no credentials are configured.
     insecure: bool = False

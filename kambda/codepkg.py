@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from kambda.errors import InvalidParameterValue, RequestEntityTooLarge
+from kambda.aws.errors import InvalidParameterValue, RequestEntityTooLarge
 
 MAX_ZIPPED = 52_428_800
 MAX_UNZIPPED = 262_144_000

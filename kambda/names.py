@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda import errors
+from kambda.aws import errors
 
 LATEST = "$LATEST"
 

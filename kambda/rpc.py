@@ -1,6 +1,6 @@
 """gRPC plumbing shared by the controller (server) and the gateway (client).
 
-A :class:`~kambda.errors.KambdaError` crosses gRPC as a status whose trailing metadata carries the
+A :class:`~kambda.aws.errors.KambdaError` crosses gRPC as a status whose trailing metadata carries the
 AWS error code (``kambda-error-code``) and any extra body fields as JSON (``kambda-error-extra``);
 :func:`call` turns that back into the same exception on the client side, and turns a transport
 failure into a ServiceError, so grpc's exceptions never reach the gateway's handlers.
@@ -15,7 +15,7 @@ from typing import TypeVar
 import grpc
 from grpc import aio
 
-from kambda import errors
+from kambda.aws import errors
 
 CODE_KEY = "kambda-error-code"
 EXTRA_KEY = "kambda-error-extra"

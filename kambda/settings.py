@@ -11,9 +11,26 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
+
+
+class Site(Protocol):
+    """Where the platform answers, as the products that name endpoints need it (function URLs, HTTP
+    APIs); the gateway's settings are one."""
+
+    @property
+    def region(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    #: Function URLs are also served on <url-id>.lambda-url.<region>.<url_domain>.
+    @property
+    def url_domain(self) -> str: ...
+    #: Requests whose Host is this name are HTTP API traffic with the full path.
+    @property
+    def http_host(self) -> str: ...
 
 
 class SettingsError(ValueError):

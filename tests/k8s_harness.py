@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from kambda.natsserver import find_binary, write_config
+from kambda.bus.natsserver import find_binary, write_config
 from tests.conftest import REPO
 
 

@@ -24,13 +24,12 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from gateway import sigv4
-from gateway.auth import CredentialsError, CredentialStore, parse_credentials
-from gateway.policy import Permissions, Policy, PolicyError
-from kambda import errors
+from kambda.aws import errors, sigv4
+from kambda.aws.auth import CredentialsError, CredentialStore, parse_credentials
+from kambda.aws.policy import Permissions, Policy, PolicyError
+from kambda.cli.up import Platform as UpPlatform
+from kambda.cli.up import UpOptions
 from kambda.settings import bind_refusal
-from kambda.up import Platform as UpPlatform
-from kambda.up import UpOptions
 from tests.conftest import REPO, Platform, make_zip, unique, wait_for
 
 ACCOUNT = "000000000000"
@@ -608,8 +607,8 @@ async def test_hooks_for_trigger_paths_and_undeclared_routes(tmp_path: Path) -> 
     from aiohttp import ClientSession, web
     from aiohttp.test_utils import TestServer
 
-    from gateway import auth
     from gateway.app import aws_errors
+    from kambda.aws import auth
     from kambda.names import Arns
 
     creds = tmp_path / "credentials.json"
@@ -653,8 +652,8 @@ async def test_without_credentials_only_loopback_is_served(insecure: bool, publi
     from aiohttp import ClientSession, web
     from aiohttp.test_utils import TestServer
 
-    from gateway import auth
     from gateway.app import aws_errors
+    from kambda.aws import auth
     from kambda.names import Arns
 
     @web.middleware

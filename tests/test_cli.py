@@ -97,7 +97,7 @@ def test_top_shows_live_rates(platform, lam, create) -> None:
 
 
 def test_top_quantiles_from_histogram_deltas() -> None:
-    from kambda.top import quantile
+    from kambda.cli.top import quantile
 
     before = {0.001: 10.0, 0.01: 10.0, 0.1: 10.0, float("inf"): 10.0}
     after = {0.001: 10.0, 0.01: 60.0, 0.1: 110.0, float("inf"): 110.0}  # 50 in (1, 10] ms, 50 in (10, 100]
@@ -107,7 +107,7 @@ def test_top_quantiles_from_histogram_deltas() -> None:
 
 
 def test_top_adds_up_the_versions_of_a_function() -> None:
-    from kambda.top import parse
+    from kambda.cli.top import parse
 
     text = "\n".join([
         "# TYPE kambda_invocations counter",

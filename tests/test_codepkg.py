@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kambda.aws.errors import InvalidParameterValue, KambdaError, RequestEntityTooLarge
 from kambda.codepkg import extract_package, inspect_package, make_zip
-from kambda.errors import InvalidParameterValue, KambdaError, RequestEntityTooLarge
 
 UNZIP = "Could not unzip uploaded file. Please check your file, then try to upload again."
 UNZIPPED_TOO_LARGE = "Unzipped size must be smaller than 262144000 bytes"

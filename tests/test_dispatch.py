@@ -10,9 +10,9 @@ from pathlib import Path
 import nats
 
 from kambda import bus
-from kambda.dispatch import Dispatcher
+from kambda.bus.dispatch import Dispatcher
+from kambda.bus.natsserver import NatsServer
 from kambda.names import LATEST, new_request_id
-from kambda.natsserver import NatsServer
 from kambda.v1.invocation_pb2 import Invocation
 from kambda.v1.invoker_pb2 import ScaleEvent
 

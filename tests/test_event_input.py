@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from kambda import errors, event_input
+from events import input_transform as event_input
+from kambda.aws import errors
 
 EVENT = {"version": "0", "id": "e1", "source": "shop", "detail-type": "order", "account": "1", "time": "t",
          "region": "r", "resources": [], "detail": {"name": 'Ada "the first"', "n": 3, "items": [1, 2],

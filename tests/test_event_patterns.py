@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kambda import patterns
+from events import patterns
 
 EC2_EVENT = {
     "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import nats
 from prometheus_client import CollectorRegistry
 
-from controller.async_events import AsyncMetrics, AsyncPoller
-from controller.event_router import EventRouter
 from controller.registry import Registry
-from kambda import bus, eventbus
-from kambda.dispatch import Dispatcher
+from events import store as eventbus
+from events.async_invoke import AsyncMetrics, AsyncPoller
+from events.router import EventRouter
+from kambda import bus
+from kambda.bus.dispatch import Dispatcher
+from kambda.bus.natsserver import NatsServer
 from kambda.names import LATEST, Arns
-from kambda.natsserver import NatsServer
 from kambda.v1.function_pb2 import FunctionConfig
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from controller.settings import ControllerSettings
 from gateway.settings import GatewaySettings
-from kambda import natsserver
+from kambda.bus import natsserver
 from tests.chart import (
     CHART,
     EXTERNAL_NATS,

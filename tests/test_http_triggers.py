@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 
-from gateway.http_api import parse_route
-from gateway.http_config import HttpConfig
-from gateway.triggers import clf_time
+from apis.api import parse_route
+from apis.config import HttpConfig
+from apis.triggers import clf_time
 from tests.conftest import REPO, Platform, make_zip, unique, until, wait_for
 
 HTTP_HOST = "api.kambda.test"

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kambda import errors
+from kambda.aws import errors
 from kambda.names import Arns, FunctionRef, new_request_id, parse_function
 
 

@@ -14,7 +14,7 @@ import nats
 from nats.js.api import StreamInfo
 
 from kambda import bus, procs
-from kambda.natsserver import find_binary
+from kambda.bus.natsserver import find_binary
 from tests.conftest import free_port
 
 SERVERS = 3

@@ -11,9 +11,9 @@ import nats
 from invoker.pool import FunctionPool
 from invoker.runtime_api import RuntimeApi
 from kambda import bus
-from kambda.dispatch import Dispatcher
+from kambda.bus.dispatch import Dispatcher
+from kambda.bus.natsserver import NatsServer
 from kambda.names import LATEST, new_request_id
-from kambda.natsserver import NatsServer
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
 from tests.conftest import until

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from gateway.routes import Router, parse_route_key
-from gateway.triggers import is_text, map_response
-from kambda import errors
+from apis.routes import Router, parse_route_key
+from apis.triggers import is_text, map_response
+from kambda.aws import errors
 
 KEYS = ["GET /pets/dog/1", "GET /pets/dog/{id}", "GET /pets/{kind}/{id}", "ANY /pets/cat/{id}",
         "DELETE /pets/cat/{id}", "ANY /pets/{proxy+}", "GET /pets/dog/{proxy+}", "GET /{a}/dog/x", "$default"]

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kambda import errors, schedules
+from events import schedules
+from kambda.aws import errors
 
 T0 = datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC)  # a Monday
 

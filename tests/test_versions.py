@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.registry_cache import RegistryCache
+from functions.registry_cache import RegistryCache
 from kambda.names import Arns
 from kambda.v1.function_pb2 import Alias
 from tests.conftest import Platform, invoke_json, make_zip, unique, wait_for

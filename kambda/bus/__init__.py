@@ -18,7 +18,7 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
   storage, a work queue the controller's event router consumes).
 - ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
-  each schedule (kambda/eventbus.py names the keys).
+  each schedule (events/store.py names the keys).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from kambda import errors
+from kambda.aws import errors
 from kambda.names import Arns
 from kambda.v1.function_pb2 import EventInvokeConfig, FunctionConfig
 

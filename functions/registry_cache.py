@@ -23,7 +23,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from kambda import bus, errors
+from kambda import bus
+from kambda.aws import errors
 from kambda.names import LATEST, Arns, is_alias_name, is_published_version, pick_version
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 

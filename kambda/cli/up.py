@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from kambda import procs
-from kambda.natsserver import NatsServer, NatsServerError
+from kambda.bus.natsserver import NatsServer, NatsServerError
 from kambda.settings import bind_refusal, env_bool
 
 
@@ -38,7 +38,7 @@ class UpOptions:
     state_dir: Path
     scale_to_zero_after: float | None = None
     routes_file: Path | None = None
-    #: The gateway's credentials file (see gateway/auth.py); None: KAMBDA_CREDENTIALS_FILE or none.
+    #: The gateway's credentials file (see kambda/aws/auth.py); None: KAMBDA_CREDENTIALS_FILE or none.
     credentials: Path | None = None
     #: Serve unsigned requests from anywhere when there are no credentials.
     insecure: bool = False

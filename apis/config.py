@@ -25,8 +25,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from gateway.routes import Router, parse_route_key
-from kambda import bus, errors
+from apis.routes import Router, parse_route_key
+from kambda import bus
+from kambda.aws import errors
 
 log = logging.getLogger(__name__)
 

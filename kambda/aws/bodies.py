@@ -4,10 +4,12 @@ within a deadline, so a client that trickles its body costs only its own request
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import orjson
 from aiohttp import web
 
-from kambda import errors
+from kambda.aws import errors
 
 #: A body that has not fully arrived after this long is answered 408.
 BODY_READ_TIMEOUT_S = 30.0
@@ -53,3 +55,14 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await read_whole(request)
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidRequestContent("Could not parse request body into json: expected an object")
+    return body

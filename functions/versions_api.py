@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import auth, render
-from gateway.lambda_api import json_body
-from gateway.registry_cache import RegistryCache
-from kambda import errors, rpc
+from functions import render
+from functions.registry_cache import RegistryCache
+from kambda import rpc
+from kambda.aws import auth, errors
+from kambda.aws.bodies import json_body
 from kambda.names import Arns, check_alias_name, check_function_version, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub

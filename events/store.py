@@ -29,7 +29,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from kambda import bus, errors
+from kambda import bus
+from kambda.aws import errors
 
 DEFAULT_BUS = "default"
 NAME_RE = re.compile(r"[.\-_A-Za-z0-9]{1,64}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from kambda.errors import InvalidEventPattern
+from kambda.aws.errors import InvalidEventPattern
 
 MAX_PATTERN_LENGTH = 4096
 #: kambda's bound on nesting (matching walks a pattern recursively; real patterns are a few levels deep).

@@ -38,11 +38,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from gateway import sigv4
-from gateway.bodies import read_whole
-from gateway.policy import ADMIN, Permissions, PolicyError
-from gateway.settings import GatewaySettings
-from kambda import errors
+from kambda.aws import errors, sigv4
+from kambda.aws.bodies import read_whole
+from kambda.aws.policy import ADMIN, Permissions, PolicyError
 from kambda.names import Arns, parse_function
 from kambda.settings import is_loopback
 
@@ -311,9 +309,3 @@ def _action_of(handler: Any, path: str) -> str:
     if path == METRICS_PATH:
         return "kambda:GetMetrics"
     return str(getattr(handler, "iam_action", UNDECLARED))
-
-
-def from_settings(settings: GatewaySettings) -> Authenticator:
-    """Raises CredentialsError when the configured file cannot be used."""
-    store = CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
-    return Authenticator(store, Arns(settings.region, settings.account), settings.insecure, settings.public_metrics)

@@ -30,13 +30,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.bodies import read_capped
-from gateway.function_urls import cors_headers, is_preflight
-from gateway.http_config import HttpConfig, Route, UrlConfig, url_id
-from gateway.routes import DEFAULT
-from gateway.settings import GatewaySettings
-from kambda import errors
+from apis.config import HttpConfig, Route, UrlConfig, url_id
+from apis.routes import DEFAULT
+from functions.urls import cors_headers, is_preflight
+from kambda.aws import errors
+from kambda.aws.bodies import read_capped
 from kambda.names import FunctionRef, new_request_id
+from kambda.settings import Site
 from kambda.v1.invocation_pb2 import InvocationResult
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ def _trace_id() -> str:
 
 
 class Triggers:
-    def __init__(self, config: HttpConfig, call: Call, settings: GatewaySettings,
+    def __init__(self, config: HttpConfig, call: Call, settings: Site,
                  now: Callable[[], float] = time.time) -> None:
         self._config = config
         self._call = call
@@ -440,7 +440,7 @@ class Triggers:
         return web.Response(status=status, headers=headers, body=body)
 
 
-def api_id(settings: GatewaySettings) -> str:
+def api_id(settings: Site) -> str:
     """The one HTTP API's id: stable for an account and region (10 characters, like API Gateway's)."""
     return url_id(settings.account, settings.region, "http-api", "")[:10]
 

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from kambda import bus, errors
+from kambda import bus
+from kambda.aws import errors
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 from kambda.v1.invoker_pb2 import ScaleEvent
 

@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import auth
-from gateway.lambda_api import json_body
-from gateway.render import expect, max_items
-from kambda import errors, rpc
+from functions.render import expect, max_items
+from kambda import rpc
+from kambda.aws import auth, errors
+from kambda.aws.bodies import json_body
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub

@@ -39,9 +39,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from controller.registry import Registry
-from kambda import bus, errors
-from kambda.dispatch import Dispatcher
+from functions.lookup import FunctionLookup
+from kambda import bus
+from kambda.aws import errors
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import LATEST, NATS_DESTINATION, Arns, parse_function
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
@@ -67,7 +68,7 @@ class AsyncMetrics:
 
 
 class AsyncPoller:
-    def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, dispatcher: Dispatcher, arns: Arns,
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher, arns: Arns,
                  metrics: AsyncMetrics, retry_base_s: float, queue_timeout_s: float, concurrency: int = 64,
                  clock: Callable[[], float] = time.time) -> None:
         self._nc = nc

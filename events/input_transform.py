@@ -22,7 +22,7 @@ from typing import Any
 from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 
-from kambda import errors
+from kambda.aws import errors
 
 RESERVED = ("aws.events.rule-arn", "aws.events.rule-name", "aws.events.event.ingestion-time",
             "aws.events.event", "aws.events.event.json")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from kambda import errors
+from kambda.aws import errors
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _CRON = re.compile(r"cron\((.*)\)")

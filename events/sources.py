@@ -40,10 +40,11 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller.async_events import AsyncPoller
-from controller.registry import Registry
-from kambda import bus, errors
-from kambda.dispatch import Dispatcher
+from events.async_invoke import AsyncPoller
+from functions.lookup import FunctionLookup
+from kambda import bus
+from kambda.aws import errors
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import LATEST, Arns, destination_arn_error
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 from kambda.v1.mapping_pb2 import EventSourceMapping
@@ -67,7 +68,7 @@ def consumer_name(mapping: EventSourceMapping) -> str:
 class EventSources:
     """The mappings (in KV) and a runner for each enabled one."""
 
-    def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, dispatcher: Dispatcher,
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher,
                  poller: AsyncPoller, arns: Arns, metrics: CollectorRegistry, retry_base_s: float,
                  queue_timeout_s: float, clock: Callable[[], float] = time.time) -> None:
         self._nc = nc

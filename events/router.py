@@ -2,7 +2,7 @@
 
 Routing: the router consumes the KAMBDA_EVENTS stream (subjects ``kambda.events.<bus>``; the
 gateway's PutEvents and any other service publish there) with one durable consumer. Each event is
-matched against the bus's compiled :class:`~kambda.patterns.RuleIndex` (rebuilt when the
+matched against the bus's compiled :class:`~events.patterns.RuleIndex` (rebuilt when the
 ``kambda_events`` bucket changes), and for every target of every matching enabled rule, one
 asynchronous invocation is stored on the async path, carrying the rule's RetryPolicy and
 DeadLetterConfig. The async poller does the rest (retries, age limit, dead letters). The event is
@@ -36,11 +36,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import KeyWrongLastSequenceError
 
-from controller.async_events import AsyncPoller
-from controller.registry import Registry
-from kambda import bus, event_input, eventbus, patterns, schedules
-from kambda.dispatch import Dispatcher
-from kambda.eventbus import Record, Store
+from events import input_transform as event_input
+from events import patterns, schedules
+from events import store as eventbus
+from events.async_invoke import AsyncPoller
+from events.store import Record, Store
+from functions.lookup import FunctionLookup
+from kambda import bus
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import LATEST, Arns, parse_function, pick_version
 from kambda.v1.invocation_pb2 import Invocation
 
@@ -52,7 +55,7 @@ SCHEDULE_EVERY_S = 1.0
 
 
 class EventRouter:
-    def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, dispatcher: Dispatcher,
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher,
                  poller: AsyncPoller, arns: Arns, clock: Callable[[], float] = time.time) -> None:
         self._nc = nc
         self._js = js

@@ -1,7 +1,7 @@
 """Amazon EventBridge's API on the wire (JSON 1.1: ``POST /`` with ``X-Amz-Target: AWSEvents.<Op>``).
 
 ``boto3.client("events", endpoint_url=...)`` works unchanged. Buses, rules and targets are kept in
-the ``kambda_events`` KV bucket (kambda/eventbus.py), written here with compare-and-set; the
+the ``kambda_events`` KV bucket (events/store.py), written here with compare-and-set; the
 controller watches that bucket. PutEvents stores each entry on ``kambda.events.<bus>`` (stream
 KAMBDA_EVENTS) and reports it accepted only once JetStream acknowledged it.
 """
@@ -19,10 +19,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import auth
-from kambda import bus, errors, event_input, eventbus, patterns, schedules
-from kambda.dispatch import Dispatcher
-from kambda.eventbus import DEFAULT_BUS, Record, Store
+from events import input_transform as event_input
+from events import patterns, schedules
+from events import store as eventbus
+from events.store import DEFAULT_BUS, Record, Store
+from kambda import bus
+from kambda.aws import auth, errors
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, destination_arn_error, parse_function
 
 log = logging.getLogger(__name__)

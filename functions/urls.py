@@ -17,13 +17,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import auth
-from gateway.http_config import HttpConfig, UrlConfig, url_id
-from gateway.lambda_api import json_body
-from gateway.registry_cache import RegistryCache
-from gateway.settings import GatewaySettings
-from kambda import errors
+from apis.config import HttpConfig, UrlConfig, url_id
+from functions.registry_cache import RegistryCache
+from kambda.aws import auth, errors
+from kambda.aws.bodies import json_body
 from kambda.names import Arns, parse_function
+from kambda.settings import Site
 
 BASE = "/2021-10-31/functions/{name}"
 AUTH_TYPES = ("NONE", "AWS_IAM")
@@ -115,7 +114,7 @@ def _now() -> str:
 
 
 class FunctionUrls:
-    def __init__(self, config: HttpConfig, cache: RegistryCache, settings: GatewaySettings,
+    def __init__(self, config: HttpConfig, cache: RegistryCache, settings: Site,
                  now: Callable[[], str] = _now) -> None:
         self._config = config
         self._cache = cache

@@ -16,12 +16,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import auth, render
-from gateway.bodies import read_capped, read_whole
-from gateway.metrics import Metrics
-from gateway.registry_cache import RegistryCache
-from kambda import bus, errors, logs, rpc
-from kambda.dispatch import Dispatcher
+from functions import render
+from functions.metrics import Metrics
+from functions.registry_cache import RegistryCache
+from kambda import bus, logs, rpc
+from kambda.aws import auth, errors
+from kambda.aws.bodies import json_body, read_capped
+from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, FunctionRef, new_request_id, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -448,17 +449,6 @@ def _client_context(header: str | None) -> str:
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise errors.InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.") from None
     return decoded.decode()
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await read_whole(request)
-    try:
-        body = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequestContent("Could not parse request body into json: expected an object")
-    return body
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

@@ -22,11 +22,10 @@ import orjson
 import yaml
 from aiohttp import web
 
-from gateway import auth
-from gateway.http_config import HttpConfig, Route, is_id, route_id
-from gateway.lambda_api import json_body
-from gateway.routes import parse_route_key
-from kambda import errors
+from apis.config import HttpConfig, Route, is_id, route_id
+from apis.routes import parse_route_key
+from kambda.aws import auth, errors
+from kambda.aws.bodies import json_body
 from kambda.names import Arns, check_qualifier, parse_function
 
 BASE = "/_kambda/v1/http/routes"

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from kambda import codepkg, errors
+from kambda import codepkg
+from kambda.aws import errors
 from kambda.settings import state_dir
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8042"
@@ -115,8 +116,8 @@ def _quote(name: str) -> str:
 # -- commands --------------------------------------------------------------------------------
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from kambda.up import UpOptions
-    from kambda.up import main as up_main
+    from kambda.cli.up import UpOptions
+    from kambda.cli.up import main as up_main
 
     routes = Path(args.routes).expanduser() if args.routes else None
     if routes is not None and not routes.is_file():
@@ -298,7 +299,7 @@ def cmd_alias(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_top(args: argparse.Namespace, client: Client) -> int:
-    from kambda import top
+    from kambda.cli import top
 
     try:
         top.run(client.endpoint, args.interval, iterations=1 if args.once else None,
@@ -429,6 +430,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
