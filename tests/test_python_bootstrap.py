@@ -1,4 +1,4 @@
-"""The built-in Python runtime (invoker/runtimes/python_bootstrap.py), end to end.
+"""The built-in Python runtime (invoker/runtimes/kambda_runtime/), end to end.
 
 Each test serves the Runtime API from a real aiohttp server on 127.0.0.1, writes handler code
 to a temporary task root and runs the bootstrap as a real subprocess, then checks what arrives
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "invoker" / "runtimes" / "python_bootstrap.py"
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "invoker" / "runtimes" / "kambda_runtime" / "bootstrap.py"
 PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
 TIMEOUT = 10.0
@@ -278,7 +278,7 @@ ECHO = {
 
 
 def assert_no_runtime_frames(stack_trace: list[str]) -> None:
-    assert not [f for f in stack_trace if "python_bootstrap.py" in f], stack_trace
+    assert not [f for f in stack_trace if "kambda_runtime" in f], stack_trace
 
 
 # --------------------------------------------------------------------------- invocations
@@ -406,7 +406,7 @@ async def test_handler_exception_and_loop_goes_on(api: RuntimeApi, start: StartF
     await proc.wait_output(lambda: "[ERROR] ValueError: bad input here\n" in proc.stderr)
     await proc.wait_output(lambda: f'{NBSP * 4}raise ValueError("bad input " + x)\n' in proc.stderr)
     assert "[ERROR] ValueError: bad input here\nTraceback (most recent call last):\n" in proc.stderr
-    assert "python_bootstrap.py" not in proc.stderr
+    assert "kambda_runtime" not in proc.stderr
 
     # The loop goes on.
     posted = await api.call({"fail": False})

@@ -1,6 +1,6 @@
 """Built-in runtimes: how an execution environment's process is started for each runtime name.
 
-- ``python3.11``, ``python3.12``, ``python3.13``: kambda's Python runtime (python_bootstrap.py) on
+- ``python3.11``, ``python3.12``, ``python3.13``: kambda's Python runtime (kambda_runtime/) on
   the interpreter kambda runs on, started by its full path (a version-manager shim costs ~75 ms).
 - ``nodejs18.x``, ``nodejs20.x``, ``nodejs22.x``: kambda's Node.js runtime (node_bootstrap.js) on
   the ``node`` found on PATH (or KAMBDA_NODE).
@@ -19,7 +19,7 @@ from pathlib import Path
 from kambda.v1.function_pb2 import FunctionConfig
 
 RUNTIME_DIR = Path(__file__).resolve().parent
-PYTHON_BOOTSTRAP = RUNTIME_DIR / "python_bootstrap.py"
+PYTHON_BOOTSTRAP = RUNTIME_DIR / "kambda_runtime" / "bootstrap.py"
 NODE_BOOTSTRAP = RUNTIME_DIR / "node_bootstrap.js"
 
 

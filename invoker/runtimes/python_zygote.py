@@ -37,9 +37,8 @@ import time
 import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("kambda_python_bootstrap", os.path.join(_HERE, "python_bootstrap.py"))
-bootstrap = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bootstrap)
+sys.path.insert(0, _HERE)  # started by path, so it is there already; the runtime takes it off for user code
+from kambda_runtime import bootstrap  # noqa: E402
 _spec = importlib.util.spec_from_file_location("kambda_privileges", os.path.join(_HERE, "privileges.py"))
 privileges = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(privileges)
