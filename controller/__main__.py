@@ -23,13 +23,13 @@ from grpc import aio
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
-from controller.decider import ScaleResult
+from controller.collector import Collector, Effects
 from controller.leader import LeaderElector, label_pod
 from controller.orchestrators.k8s_api import KubeApi, KubeError, load_client
 from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.orchestrators.local import LocalOrchestrator, default_environ
 from controller.registry import Registry
-from controller.scaler import Autoscaler, Key, interval_ticks
+from controller.scaler import Autoscaler, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from events.async_invoke import AsyncMetrics, AsyncPoller
@@ -40,7 +40,6 @@ from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
 from kambda.v1.function_pb2 import FunctionConfig
-from kambda.v1.invoker_pb2 import ScaleEvent
 
 log = logging.getLogger("controller")
 
@@ -90,56 +89,11 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         else None
     orchestrator = make_orchestrator(settings, nc, registry, environ, kube)
 
-    delivered: dict[Key, int] = {}
-    queued: dict[Key, int] = {}
-    reported: dict[Key, tuple[int, int, bool, int]] = {}
-
-    async def observe(key: Key) -> int:
-        """Running + waiting requests; at least 1 if any request was delivered since the last look
-        (sequential traffic can fall between two samples and must not read as idle)."""
-        info = await js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(*key))
-        seq = info.delivered.consumer_seq if info.delivered else 0
-        moved = seq != delivered.get(key, seq)
-        delivered[key] = seq or 0
-        queued[key] = info.num_pending or 0
-        return max((info.num_pending or 0) + (info.num_ack_pending or 0), 1 if moved else 0)
-
-    async def apply(key: Key, desired: int) -> None:
-        if not registry.has_version(*key):
-            await orchestrator.forget(*key)  # the version is deleted: so is what it left behind
-            return
-        await orchestrator.apply(registry.get_version(*key), desired)
-
-    async def report(key: Key, result: ScaleResult) -> None:
-        """Tell the gateways (scale events) whenever a version's scale, queue or panic changes."""
-        stats = orchestrator.stats(*key)
-        now = (result.desired, queued.get(key, 0), result.panic, stats.environments)
-        if reported.get(key) == now:
-            return
-        reported[key] = now
-        event = ScaleEvent(function=key[0], version=key[1], desired=result.desired,
-                           environments=stats.environments, queued=now[1], panic=result.panic)
-        await nc.publish(bus.scale_subject(key[0]), event.SerializeToString())
-
-    def cap_of(key: Key) -> int:
-        """One version's cap (reserved concurrency bounds all versions together: reserved_of)."""
-        if key[0] not in registry:
-            return 0
-        return registry.get(key[0]).max_environments or settings.max_environments
-
-    def reserved_of(function: str) -> int | None:
-        """The function's reserved concurrency, which all its versions share."""
-        if function not in registry:
-            return None
-        config = registry.get(function)
-        return config.reserved_concurrency if config.HasField("reserved_concurrency") else None
-
-    def floor_of(key: Key) -> int:
-        return registry.get_version(*key).provisioned_concurrency if registry.has_version(*key) else 0
-
-    autoscaler = Autoscaler(settings.scaler, observe, apply, cap_of, floor_of, report,
-                            total_limit=settings.concurrency_limit, shared_cap_of=reserved_of,
-                            running_of=lambda key: orchestrator.stats(*key).environments)
+    collector = Collector(js)
+    effects = Effects(nc, registry, orchestrator, collector, settings.max_environments)
+    autoscaler = Autoscaler(settings.scaler, collector.observe, effects.apply, effects.cap_of, effects.floor_of,
+                            effects.report, total_limit=settings.concurrency_limit,
+                            shared_cap_of=effects.reserved_of, running_of=effects.running_of)
     metrics_registry = CollectorRegistry()
     dispatcher = Dispatcher(nc, lambda f, v, n: autoscaler.activate((f, v), time.monotonic(), n))
     poller = AsyncPoller(nc, js, registry, dispatcher, arns, AsyncMetrics(metrics_registry),

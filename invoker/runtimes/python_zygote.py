@@ -39,6 +39,7 @@ import traceback
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)  # started by path, so it is there already; the runtime takes it off for user code
 from kambda_runtime import bootstrap  # noqa: E402
+
 _spec = importlib.util.spec_from_file_location("kambda_privileges", os.path.join(_HERE, "privileges.py"))
 privileges = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(privileges)
