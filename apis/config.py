@@ -14,7 +14,6 @@ import base64
 import contextlib
 import hashlib
 import logging
-import random
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -28,13 +27,13 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from apis.routes import Router, parse_route_key
 from kambda import bus
 from kambda.aws import errors
+from kambda.backoff import CAS_RETRY
 
 log = logging.getLogger(__name__)
 
-#: How often an update re-reads and retries when another writer got in between, and the longest
-#: pause (jittered, growing with each attempt) before it tries again.
+#: How often an update re-reads and retries when another writer got in between (pausing as
+#: kambda.backoff.CAS_RETRY says before each new try).
 UPDATE_ATTEMPTS = 20
-UPDATE_BACKOFF_S = 0.005
 
 
 def _digest(text: str, length: int) -> str:
@@ -162,7 +161,7 @@ class HttpConfig:
         kind = Route if key.startswith("route.") else UrlConfig
         for attempt in range(UPDATE_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(random.uniform(0, UPDATE_BACKOFF_S * attempt))
+                await asyncio.sleep(CAS_RETRY.delay(attempt - 1))
             try:
                 entry = await self._kv.get(key)
             except KeyNotFoundError:

@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from functions.lookup import FunctionLookup
 from kambda import bus
 from kambda.aws import errors
+from kambda.backoff import Backoff
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import LATEST, NATS_DESTINATION, Arns, parse_function
 from kambda.v1.function_pb2 import FunctionConfig
@@ -77,7 +78,9 @@ class AsyncPoller:
         self._dispatcher = dispatcher
         self._arns = arns
         self._metrics = metrics
-        self._retry_base = retry_base_s
+        #: A throttled run is tried again later without counting as an attempt; a failed one counts.
+        self._throttle_backoff = Backoff.exponential(retry_base_s, 60.0, 6)
+        self._retry_backoff = Backoff.exponential(retry_base_s, MAX_RETRY_DELAY_S, 12)
         self._queue_timeout = queue_timeout_s
         self._concurrency = concurrency
         self._clock = clock
@@ -140,7 +143,7 @@ class AsyncPoller:
             keepalive.cancel()
         if result is None:  # throttled: try again later, without counting an attempt
             self._throttled[seq] += 1
-            await self._finish(msg, "retry", seq, delay=min(60.0, self._retry_base * 2 ** min(6, self._throttled[seq])))
+            await self._finish(msg, "retry", seq, delay=self._throttle_backoff.delay(self._throttled[seq]))
             return
         if not result.function_error and not result.error_code:
             await self._deliver(eic.on_success, self._record(config, inv, attempt, "Success", result))
@@ -148,7 +151,7 @@ class AsyncPoller:
             return
         if attempt <= max_retries:
             self._metrics.retries.labels(inv.function).inc()
-            delay = min(MAX_RETRY_DELAY_S, self._retry_base * 2 ** min(12, attempt - 1))
+            delay = self._retry_backoff.delay(attempt - 1)
             await self._finish(msg, "retry", seq, delay=delay)
             return
         self._metrics.dropped.labels(inv.function, "retries").inc()

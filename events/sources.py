@@ -40,10 +40,11 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Gauge
 
-from events.async_invoke import AsyncPoller
+from events.async_invoke import MAX_RETRY_DELAY_S, AsyncPoller
 from functions.lookup import FunctionLookup
 from kambda import bus
 from kambda.aws import errors
+from kambda.backoff import Backoff
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import LATEST, Arns, destination_arn_error
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
@@ -77,7 +78,7 @@ class EventSources:
         self._dispatcher = dispatcher
         self._poller = poller
         self._arns = arns
-        self._retry_base = retry_base_s
+        self._retry_backoff = Backoff.exponential(retry_base_s, MAX_RETRY_DELAY_S, 12)
         self._queue_timeout = queue_timeout_s
         self._clock = clock
         self._kv: KeyValue | None = None
@@ -318,7 +319,7 @@ class EventSources:
             retries = mapping.maximum_retry_attempts if mapping.HasField("maximum_retry_attempts") else 2
             delivered = msg.metadata.num_delivered
             if delivered <= retries:
-                await bus.nak_after(self._nc, msg, self._retry_base * 2 ** (delivered - 1))
+                await bus.nak_after(self._nc, msg, self._retry_backoff.delay(delivered - 1))
                 continue
             await self._give_up(mapping, record, result, delivered)
             await bus.term(self._nc, msg)

@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 
 from controller.leader import LeaderElector, label_pod
 from controller.orchestrators import k8s_objects as objects
-from controller.orchestrators.k8s_api import BACKOFF, KubeApi, KubeError, KubeUnavailable, NotFound, backoff_delay
+from controller.orchestrators.k8s_api import KubeApi, KubeError, KubeUnavailable, NotFound
 from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.settings import ControllerSettings, KubernetesSettings
 from kambda.settings import SettingsError
@@ -125,16 +125,6 @@ def test_claiming_moves_a_pod_out_of_the_pool_selector_and_into_the_function() -
 
 
 # -- backoff and settings ------------------------------------------------------------------------
-
-def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
-    rng = random.Random(1)
-    delays = [backoff_delay(i, None, rng) for i in range(len(BACKOFF) + 2)]
-    for i, delay in enumerate(delays):
-        base = BACKOFF[min(i, len(BACKOFF) - 1)]
-        assert 0.75 * base <= delay <= 1.25 * base
-    assert len({round(d, 6) for d in delays}) == len(delays)  # jittered, not a fixed sequence
-    assert backoff_delay(0, 4.0, rng) == 4.0
-
 
 def test_kubernetes_settings_from_env(tmp_path: Path) -> None:
     ns_file = tmp_path / "namespace"

@@ -32,11 +32,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from kambda.backoff import KUBE_API
+
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 #: Delays between retries of a throttled or failing call (seconds, before jitter), kopf-style as data.
-BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 MERGE_PATCH = "application/merge-patch+json"
 #: How long one watch request stays open before it is renewed from the last resourceVersion.
 WATCH_TIMEOUT_S = 60
@@ -87,13 +88,6 @@ def retryable(err: KubeError) -> bool:
     return err.status == 0 or err.status == 429 or err.status >= 500
 
 
-def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -> float:
-    """The delay before retry number ``attempt`` (0-based): the sequence with +-25% jitter, at least Retry-After."""
-    base = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-    delay = base * rng.uniform(0.75, 1.25)
-    return max(delay, retry_after or 0.0)
-
-
 def load_client(kubeconfig: str = "") -> client.ApiClient:
     """KAMBDA_KUBECONFIG if set; else the in-cluster service account; else ~/.kube/config."""
     if kubeconfig:
@@ -117,7 +111,7 @@ class KubeApi:
     ``sleep`` and ``rng`` are injectable so that tests can see the backoff without waiting for it.
     """
 
-    def __init__(self, api_client: client.ApiClient, max_attempts: int = len(BACKOFF) + 1,
+    def __init__(self, api_client: client.ApiClient, max_attempts: int = len(KUBE_API.steps) + 1,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rng: random.Random | None = None) -> None:
         self.api_client = api_client
         self.apps = client.AppsV1Api(api_client)
@@ -155,7 +149,7 @@ class KubeApi:
             attempt += 1
             if attempt >= self._max_attempts:
                 raise KubeUnavailable(f"giving up after {attempt} attempts: {err}", err.status) from None
-            delay = backoff_delay(attempt - 1, err.retry_after, self._rng)
+            delay = KUBE_API.delay(attempt - 1, self._rng, at_least=err.retry_after or 0.0)
             log.info("Kubernetes API %s; retrying in %.2f s", err, delay)
             await self._sleep(delay)
 
@@ -248,7 +242,7 @@ class Informer:
                 await self._relist_until_done()
             elif error is not None:
                 failures += 1
-                delay = backoff_delay(failures - 1, getattr(error, "retry_after", None), self.api._rng)
+                delay = KUBE_API.delay(failures - 1, self.api._rng, at_least=getattr(error, "retry_after", None) or 0.0)
                 log.warning("watch of %s failed (%s); resuming in %.2f s", self.label_selector, error, delay)
                 await self.api._sleep(delay)
 

@@ -20,12 +20,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from kambda import bus, procs
+from kambda.backoff import PROCESS_RESTART
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
 
 log = logging.getLogger(__name__)
 
-RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 class LocalOrchestrator:
@@ -118,7 +118,7 @@ class LocalOrchestrator:
             self._stats.clear()
             ran_for = asyncio.get_running_loop().time() - started
             failures = 0 if ran_for > 30 else failures + 1
-            delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)]
+            delay = PROCESS_RESTART.delay(failures)
             log.error("invoker %s exited with %s after %.1f s; restarting in %.1f s",
                       self.invoker_id, code, ran_for, delay)
             await asyncio.sleep(delay)
