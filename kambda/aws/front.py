@@ -1,0 +1,266 @@
+"""The one front door: an aiohttp handler that routes any AWS request to its service's operation handler.
+
+A request is routed (:mod:`kambda.aws.router`), its operation found in the service's model (X-Amz-Target, Query
+``Action``, or method and path), authorized as ``<iam-prefix>:<Operation>`` by the injected hook, its body read
+under the size cap (S3's streaming forms decoded and verified chunk by chunk on the way), parsed into params, handed
+to the handler, and the handler's dict serialised in the protocol's own shape. Every KambdaError becomes the
+protocol's error shape; anything else is logged and answered as the protocol's internal error, no traceback leaked.
+
+Wiring: one catch-all route, after the gateway's own routes so that those keep matching first::
+
+    front = Front(authorize=auth_hook, account="123456789012")
+    sts.register(front, account="123456789012")
+    app.router.add_route("*", "/{tail:.*}", front.handle)
+
+Services without a model (``execute-api``, ``lambda-url``) are mounted whole with :meth:`Front.mount`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from botocore.model import OperationModel, ServiceModel
+
+from kambda.aws import bodies, chunked, errors, model, protocol, sigv4
+from kambda.aws.protocol import faults
+from kambda.aws.router import PSEUDO, Route, Router, action_of, credential_scope
+
+log = logging.getLogger(__name__)
+
+#: CreateFunction carries a 50 MB zip as base64 inside JSON.
+MAX_BODY = 72 * 1024 * 1024
+#: The IAM action prefix of each service (``states:StartExecution``, not ``stepfunctions:``).
+IAM_PREFIX = {
+    "lambda": "lambda", "events": "events", "stepfunctions": "states", "s3": "s3", "dynamodb": "dynamodb",
+    "dynamodbstreams": "dynamodb", "ecs": "ecs", "ecr": "ecr", "cloudformation": "cloudformation", "sts": "sts",
+    "apigateway": "apigateway", "apigatewayv2": "apigateway", "execute-api": "execute-api", "sqs": "sqs",
+    "sns": "sns", "lambda-url": "lambda",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler knows of its request beyond the params."""
+
+    request: web.Request
+    service: str
+    operation: OperationModel
+    request_id: str
+    region: str
+    account: str
+    #: The access key the request was signed with, if it was (the auth hook has verified it by now).
+    access_key: str | None
+    route: Route
+
+    @property
+    def bucket(self) -> str | None:
+        return self.route.bucket
+
+
+Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
+Authorize = Callable[[web.Request, str], Awaitable[None]]
+Mounted = Callable[[web.Request, Route], Awaitable[web.StreamResponse]]
+#: The secret of an access key, for verifying a signed streaming body (None: unknown key).
+SecretOf = Callable[[str], str | None]
+
+
+async def _allow(request: web.Request, action: str) -> None:
+    return None
+
+
+def _internal(service: ServiceModel) -> errors.KambdaError:
+    message = "An internal error occurred."
+    kind = model.protocol_of(service)
+    if kind == "rest-xml":
+        return faults.InternalError("We encountered an internal error. Please try again.")
+    if kind == "rest-json":
+        return errors.ServiceError(message)
+    return faults.InternalFailure(message)
+
+
+def _too_large(service: ServiceModel, limit: int) -> errors.KambdaError:
+    message = f"Request must be smaller than {limit} bytes."
+    kind = model.protocol_of(service)
+    if kind == "rest-xml":
+        return faults.EntityTooLarge("Your proposed upload exceeds the maximum allowed size")
+    if kind == "query":
+        return faults.RequestEntityTooLargeQuery(message)
+    return errors.RequestEntityTooLarge(message)
+
+
+def _unknown(service: ServiceModel, what: str) -> errors.KambdaError:
+    kind = model.protocol_of(service)
+    if kind == "json":
+        return faults.UnknownOperation(f"Unknown operation {what}")
+    if kind == "query":
+        return faults.InvalidAction(f"Could not find operation {what} for version "
+                                    f"{service.metadata.get('apiVersion')}")
+    if kind == "rest-xml":
+        return faults.MethodNotAllowed("The specified method is not allowed against this resource.")
+    return errors.UnknownOperation(f"Unknown operation {what}")
+
+
+class Front:
+    """Routes, parses, authorizes, calls and serialises; see the module docstring for the wiring."""
+
+    def __init__(self, *, account: str = "000000000000", region: str = "us-east-1", domain: str = "localhost",
+                 authorize: Authorize = _allow, max_body: int = MAX_BODY, fallback: str | None = None,
+                 secret_of: SecretOf | None = None) -> None:
+        self.account, self.region, self.domain = account, region, domain
+        self.authorize, self.max_body, self.fallback, self.secret_of = authorize, max_body, fallback, secret_of
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._mounted: dict[str, Mounted] = {}
+        self._services: dict[str, None] = {}
+        self._router: Router | None = None
+
+    # -- registration ---------------------------------------------------------------------------------------------
+
+    def register(self, service: str, operation: str, handler: Handler) -> None:
+        if model.service_model(service).operation_model(operation) is None:
+            raise ValueError(f"{service} has no operation {operation}")
+        self._handlers[(service, operation)] = handler
+        self._services[service] = None
+        self._router = None
+
+    def operation(self, service: str, operation: str) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`."""
+
+        def mark(handler: Handler) -> Handler:
+            self.register(service, operation, handler)
+            return handler
+
+        return mark
+
+    def mount(self, service: str, handler: Mounted) -> None:
+        """A service without a botocore model (``execute-api``, ``lambda-url``), handed the request whole."""
+        if service not in PSEUDO:
+            raise ValueError(f"only {sorted(PSEUDO)} are mounted whole, not {service}")
+        self._mounted[service] = handler
+        self._services[service] = None
+        self._router = None
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            self._router = Router(self._services, self.domain, self.fallback)
+        return self._router
+
+    # -- the request path -----------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        raw_path = request.raw_path.partition("?")[0]
+        query = request.query
+        headers = request.headers
+        body: bytes | None = None
+        route = self.router.route(request.method, raw_path, query, headers)
+        if route is None and headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            body = await bodies.read_capped(request, self.max_body)
+            action, version = action_of(query, headers.get("Content-Type"), body)
+            route = self.router.route(request.method, raw_path, query, headers, action, version)
+        if route is None:
+            err = errors.UnknownOperation(f"No service answers {request.method} {raw_path}")
+            return web.Response(status=err.status, body=orjson.dumps({"message": err.message}),
+                                content_type="application/json",
+                                headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id})
+        if route.service in self._mounted:
+            return await self._mounted[route.service](request, route)
+        service = model.service_model(route.service)
+        try:
+            return await self._serve(request, route, service, raw_path, body, request_id)
+        except errors.KambdaError as err:
+            return self._error(request, service, err, request_id)
+        except Exception:
+            log.exception("%s %s failed (request %s)", request.method, raw_path, request_id)
+            return self._error(request, service, _internal(service), request_id)
+
+    async def _serve(self, request: web.Request, route: Route, service: ServiceModel, raw_path: str,
+                     body: bytes | None, request_id: str) -> web.StreamResponse:
+        if route.bucket is not None:
+            raw_path = f"/{route.bucket}{raw_path}" if raw_path != "/" else f"/{route.bucket}"
+        operation, body = await self._operation(request, service, raw_path, body)
+        handler = self._handlers.get((service.service_name, operation.name))
+        if handler is None:
+            raise _unknown(service, operation.name)
+        await self.authorize(request, f"{IAM_PREFIX.get(service.service_name, service.service_name)}:"
+                                      f"{operation.name}")
+        if body is None:
+            body = await self._body(request, service)
+        params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers, body)
+        scope = credential_scope(request.headers, request.query)
+        ctx = Context(request, service.service_name, operation, request_id, route.region or self.region,
+                      self.account, scope.access_key if scope else None, route)
+        result = await handler(ctx, params)
+        status, headers, payload = protocol.serialize_response(operation, result or {}, request_id)
+        headers.update(protocol.request_id_headers(service, request_id))
+        if request.method == "HEAD":
+            return web.Response(status=status, headers=headers)
+        if isinstance(payload, bytes | bytearray):
+            return web.Response(status=status, headers=headers, body=payload)
+        return await self._stream(request, status, headers, payload)
+
+    async def _operation(self, request: web.Request, service: ServiceModel, raw_path: str,
+                         body: bytes | None) -> tuple[OperationModel, bytes | None]:
+        """The operation, and the body when finding it took reading it (a Query ``Action``)."""
+        index = model.index(service.service_name)
+        if index.protocol == "json":
+            target = request.headers.get("X-Amz-Target", "")
+            found = index.by_target(target)
+            if found is None:
+                raise _unknown(service, target or "(no X-Amz-Target)")
+            return found, body
+        if index.protocol == "query":
+            if body is None:
+                body = await self._body(request, service)
+            action, _ = action_of(request.query, request.headers.get("Content-Type"), body)
+            op = index.by_name(action) if action else None
+            if op is None:
+                raise _unknown(service, action or "(no Action)")
+            return op, body
+        matched = index.match(request.method, raw_path, request.query, request.headers)
+        if matched is None:
+            raise _unknown(service, f"{request.method} {raw_path}")
+        return matched[0], body
+
+    async def _body(self, request: web.Request, service: ServiceModel) -> bytes:
+        headers = request.headers
+        mode = headers.get("x-amz-content-sha256")
+        if chunked.is_streaming(headers) or (mode is not None and service.service_name == "s3"):
+            reader = chunked.BodyReader(request.content, headers, self._signer(request, mode))
+            decoded = await reader.read_all(self.max_body)
+        else:
+            decoded = await bodies.read_capped(request, self.max_body)
+        if decoded is None:
+            raise _too_large(service, self.max_body)
+        return decoded
+
+    def _signer(self, request: web.Request, mode: str | None) -> chunked.ChunkSigner | None:
+        if mode not in (chunked.SIGNED, chunked.SIGNED_TRAILER):
+            return None
+        signed = sigv4.parse(request.headers, request.query)
+        secret = self.secret_of(signed.access_key) if signed is not None and self.secret_of else None
+        if signed is None or secret is None:
+            raise chunked.SignatureDoesNotMatch("A signed streaming payload needs a known signing credential.")
+        return chunked.ChunkSigner.for_request(signed, secret)
+
+    async def _stream(self, request: web.Request, status: int, headers: dict[str, str],
+                      chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    def _error(self, request: web.Request, service: ServiceModel, err: errors.KambdaError,
+               request_id: str) -> web.Response:
+        status, headers, body = protocol.serialize_error(service, err, request_id)
+        if request.method == "HEAD":
+            return web.Response(status=status, headers=headers)
+        return web.Response(status=status, headers=headers, body=body)

@@ -1,0 +1,27 @@
+"""STS, as far as kambda needs it: ``GetCallerIdentity``, which every SDK and the AWS CLI use to ask "who am I"
+(``aws sts get-caller-identity``, SAM CLI, Terraform's provider at start-up).
+
+A signed caller is the IAM user named by its access key, ``arn:aws:iam::<account>:user/<access key>``; an
+unsigned caller (only served on loopback, where it acts as admin) is the account's root,
+``arn:aws:iam::<account>:root``, with the account id as its user id, as AWS answers for root credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kambda.aws.front import Context, Front
+
+
+def identity(account: str, access_key: str | None) -> dict[str, str]:
+    if access_key is None:
+        return {"Account": account, "Arn": f"arn:aws:iam::{account}:root", "UserId": account}
+    return {"Account": account, "Arn": f"arn:aws:iam::{account}:user/{access_key}", "UserId": access_key}
+
+
+def register(front: Front, account: str) -> None:
+    """Serve STS's GetCallerIdentity through ``front`` for ``account``."""
+
+    @front.operation("sts", "GetCallerIdentity")
+    async def get_caller_identity(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return identity(account, ctx.access_key)
