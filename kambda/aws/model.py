@@ -11,8 +11,8 @@ parameter is the handler's ValidationException rather than "unknown operation".
 
 Most specific wins: more literal segments, then more literal query keys, then more required query keys and
 headers, then fewer greedy labels, non-deprecated before deprecated, then by name. Candidates are bucketed by
-method and first literal path segment, and within a bucket by the literal query keys, so a lookup tries only the
-few templates that can match (S3's ``GET /{Bucket}/{Key+}`` without a query tries three, not fifty).
+method, first literal path segment and segment count, and within a bucket by the literal query keys, so a lookup
+tries only the few templates that can match (S3's ``GET /{Bucket}/{Key+}`` without a query tries two, not fifty).
 """
 
 from __future__ import annotations
@@ -61,27 +61,33 @@ class UriTemplate:
     regex: re.Pattern[str]
     labels: tuple[str, ...]             # regex group i+1 is labels[i] (the template's names)
     first: str | None                   # the first path segment when literal, else None
+    depth: int | None                   # how many segments the path has; None with a greedy label
     literal_query: tuple[tuple[str, str | None], ...]
     required_query: tuple[str, ...]     # required querystring members' names on the wire
     required_headers: tuple[str, ...]   # lower case
     rank: tuple[Any, ...] = field(compare=False)
+    #: Whether any query or header condition applies (most templates have none).
+    conditioned: bool = field(default=False, compare=False)
 
     def match_path(self, raw_path: str) -> dict[str, str] | None:
         """The labels' decoded values when the (percent-encoded) path fits, else None."""
         found = self.regex.fullmatch(raw_path)
         if found is None:
             return None
-        return {label: unquote(value) for label, value in zip(self.labels, found.groups(), strict=True)}
+        return {label: unquote(value) if "%" in value else value
+                for label, value in zip(self.labels, found.groups(), strict=True)}
 
     def conditions_hold(self, query: Mapping[str, Any], headers: Mapping[str, str], strict: bool) -> bool:
         for key, value in self.literal_query:
             if key not in query or (value is not None and _first(query[key]) != value):
                 return False
         if strict:
-            if any(key not in query for key in self.required_query):
-                return False
-            if any(name not in headers for name in self.required_headers):
-                return False
+            for key in self.required_query:
+                if key not in query:
+                    return False
+            for name in self.required_headers:
+                if name not in headers:
+                    return False
         return True
 
 
@@ -130,10 +136,12 @@ def uri_template(operation: OperationModel) -> UriTemplate:
             elif location == "header":
                 required_headers.append(wire.lower())
     literal_segments = sum(1 for s in segments if "{" not in s)
+    depth = None if greedy else len(segments)
     rank = (-literal_segments, -len(literal_query), -(len(required_query) + len(required_headers)), greedy,
             bool(getattr(operation, "deprecated", False)), operation.name)
-    return UriTemplate(operation, re.compile("".join(pattern)), tuple(labels), first, tuple(literal_query),
-                       tuple(required_query), tuple(required_headers), rank)
+    return UriTemplate(operation, re.compile("".join(pattern)), tuple(labels), first, depth, tuple(literal_query),
+                       tuple(required_query), tuple(required_headers), rank,
+                       bool(literal_query or required_query or required_headers))
 
 
 @dataclass
@@ -148,10 +156,11 @@ class _Bucket:
             self.plain.append(template)
 
     def candidates(self, query: Mapping[str, Any]) -> list[UriTemplate]:
+        if not self.by_query_key or not query:
+            return self.plain
         found = list(self.plain)
-        if self.by_query_key:
-            for key in query:
-                found.extend(self.by_query_key.get(key, ()))
+        for key in query:
+            found.extend(self.by_query_key.get(key, ()))
         return found
 
 
@@ -164,13 +173,13 @@ class OperationIndex:
         self._by_name = {name: service.operation_model(name) for name in service.operation_names}
         prefix = service.metadata.get("targetPrefix")
         self._by_target = {f"{prefix}.{name}": op for name, op in self._by_name.items()} if prefix else {}
-        self._buckets: dict[tuple[str, str | None], _Bucket] = {}
+        self._buckets: dict[tuple[str, str | None, int | None], _Bucket] = {}
         self.first_segments: set[str] = set()
         if self.protocol.startswith("rest"):
             for op in self._by_name.values():
                 template = uri_template(op)
                 method = op.http.get("method", "POST").upper()
-                self._buckets.setdefault((method, template.first), _Bucket()).add(template)
+                self._buckets.setdefault((method, template.first, template.depth), _Bucket()).add(template)
                 if template.first is not None:
                     self.first_segments.add(template.first)
             for bucket in self._buckets.values():
@@ -187,22 +196,28 @@ class OperationIndex:
         """The most specific operation whose template fits, with its labels; None when none does."""
         method = method.upper()
         segment = raw_path[1:].partition("/")[0] if raw_path.startswith("/") else ""
+        depth = len([s for s in raw_path.split("/") if s])
         candidates: list[UriTemplate] = []
-        literal = self._buckets.get((method, segment)) if segment else None
-        if literal is not None:
-            candidates.extend(literal.candidates(query))
-        wild = self._buckets.get((method, None))
-        if wild is not None:
-            candidates.extend(wild.candidates(query))
+        buckets = self._buckets
+        for key in ((method, segment, depth), (method, segment, None), (method, None, depth), (method, None, None)):
+            if key[1] == "" or (bucket := buckets.get(key)) is None:
+                continue
+            found = bucket.candidates(query)
+            if found:
+                candidates = found if not candidates else candidates + found
         if not candidates:
             return None
-        candidates.sort(key=lambda t: t.rank)
+        if len(candidates) > 1:
+            candidates.sort(key=lambda t: t.rank)
         for strict in (True, False):
             for template in candidates:
-                if template.conditions_hold(query, headers, strict):
-                    labels = template.match_path(raw_path)
-                    if labels is not None:
-                        return template.operation, labels
+                if template.conditioned and not template.conditions_hold(query, headers, strict):
+                    continue
+                labels = template.match_path(raw_path)
+                if labels is not None:
+                    return template.operation, labels
+            if not any(t.conditioned for t in candidates):
+                break
         return None
 
 

@@ -95,6 +95,16 @@ def _header_value(member: Shape, text: str) -> Any:
     return values.scalar_from_text(member.type_name, text)
 
 
+def _located(shape: Shape) -> tuple[tuple[str, str | None, str, Shape], ...]:
+    """(member name, location or None, name on the wire, shape) of every member; cached on the shape."""
+    plan = shape.__dict__.get("_kambda_rest_plan")
+    if plan is None:
+        plan = tuple((name, member.serialization.get("location"), member.serialization.get("name", name), member)
+                     for name, member in shape.members.items())
+        shape.__dict__["_kambda_rest_plan"] = plan
+    return plan  # type: ignore[no-any-return]
+
+
 def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], headers: Mapping[str, str],
           body: bytes, codec: BodyCodec) -> dict[str, Any]:
     shape = operation.input_shape
@@ -107,11 +117,9 @@ def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], he
     params: dict[str, Any] = {}
     claimed = {key for key, _ in template.literal_query} | model.HINT_KEYS
     query_map: tuple[str, Shape] | None = None
-    for name, member in shape.members.items():
-        location = member.serialization.get("location")
+    for name, location, wire, member in _located(shape):
         if location is None:
             continue
-        wire = member.serialization.get("name", name)
         if location == "uri":
             if wire in labels:
                 params[name] = values.scalar_from_text(member.type_name, labels[wire])
@@ -180,8 +188,7 @@ def serialize(operation: OperationModel, result: dict[str, Any], codec: BodyCode
         return Response(status, headers, b"")
     body_value: dict[str, Any] = {}
     has_body_members = False
-    for name, member in shape.members.items():
-        location = member.serialization.get("location")
+    for name, location, wire, member in _located(shape):
         value = result.get(name)
         if location is None:
             has_body_members = True
@@ -190,7 +197,6 @@ def serialize(operation: OperationModel, result: dict[str, Any], codec: BodyCode
             continue
         if value is None:
             continue
-        wire = member.serialization.get("name", name)
         if location == "statusCode":
             status = int(value)
         elif location == "header":
