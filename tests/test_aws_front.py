@@ -123,6 +123,11 @@ def add_handlers(server: Server) -> None:
         server.objects[(params["Bucket"], params["Key"])] = params.get("Body", b"")
         return {"ETag": '"etag"'}
 
+    @front.operation("s3", "HeadObject")
+    async def head_object(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        data = server.objects[(params["Bucket"], params["Key"])]
+        return {"ContentLength": len(data), "ETag": '"etag"', "Metadata": {"who": "front"}}
+
     @front.operation("s3", "GetObject")
     async def get_object(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         data = server.objects.get((params["Bucket"], params["Key"]))
@@ -231,6 +236,8 @@ def test_rest_xml_s3(server: Server) -> None:
     got = s3.get_object(Bucket="b", Key="dir/ü x.bin")
     assert got["Body"].read() == DATA and got["Metadata"] == {"who": "front"}
     assert got["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
+    head = s3.head_object(Bucket="b", Key="dir/ü x.bin")
+    assert head["ContentLength"] == len(DATA) and head["Metadata"] == {"who": "front"}
 
 
 def test_virtual_host_bucket_and_aws_chunked_upload(server: Server) -> None:

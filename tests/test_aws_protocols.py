@@ -316,3 +316,73 @@ def test_query_error_shape() -> None:
     parsed = parsed_error("cloudformation", faults.ValidationError("x"))
     assert parsed["Error"] == {"Type": "Sender", "Code": "ValidationError", "Message": "x"}
     assert parsed_error("sts", faults.InternalFailure("boom"))["Error"]["Type"] == "Receiver"
+
+
+# -- the corners no single service exercises, on a small model of our own ------------------------------------------
+
+SYNTH = {
+    "metadata": {"protocol": "rest-json", "apiVersion": "2024-01-01", "serviceId": "Synth", "endpointPrefix": "synth",
+                 "signatureVersion": "v4"},
+    "operations": {"Do": {"name": "Do", "http": {"method": "PUT", "requestUri": "/things/{Id}/{Path+}"},
+                          "input": {"shape": "DoInput"}, "output": {"shape": "DoOutput"}}},
+    "shapes": {
+        "DoInput": {"type": "structure", "required": ["Id", "Path"], "members": {
+            "Id": {"shape": "Int", "location": "uri", "locationName": "Id"},
+            "Path": {"shape": "Str", "location": "uri", "locationName": "Path"},
+            "Since": {"shape": "Time", "location": "querystring", "locationName": "since"},
+            "Tags": {"shape": "StrList", "location": "querystring", "locationName": "tag"},
+            "Flag": {"shape": "Bool", "location": "querystring", "locationName": "flag"},
+            "Ratio": {"shape": "Dbl", "location": "header", "locationName": "x-ratio"},
+            "Names": {"shape": "StrList", "location": "header", "locationName": "x-names"},
+            "Doc": {"shape": "JsonStr", "location": "header", "locationName": "x-doc"},
+            "When": {"shape": "Time", "location": "header", "locationName": "x-when"},
+            "Epoch": {"shape": "EpochTime", "location": "header", "locationName": "x-epoch"},
+            "Meta": {"shape": "StrMap", "location": "headers", "locationName": "x-meta-"},
+            "Body": {"shape": "Nested"}}},
+        "DoOutput": {"type": "structure", "members": {
+            "Code": {"shape": "Int", "location": "statusCode"},
+            "Doc": {"shape": "JsonStr", "location": "header", "locationName": "x-doc"},
+            "Names": {"shape": "StrList", "location": "header", "locationName": "x-names"},
+            "When": {"shape": "Time", "location": "header", "locationName": "x-when"},
+            "Body": {"shape": "Nested", "locationName": "body"}}},
+        "Nested": {"type": "structure", "members": {"Blob": {"shape": "Blob"}, "Iso": {"shape": "IsoTime"},
+                                                    "F": {"shape": "Dbl"}, "L": {"shape": "Long"},
+                                                    "Renamed": {"shape": "Str", "locationName": "renamed"}}},
+        "Int": {"type": "integer"}, "Long": {"type": "long"}, "Str": {"type": "string"}, "Bool": {"type": "boolean"},
+        "Dbl": {"type": "double"}, "Blob": {"type": "blob"}, "Time": {"type": "timestamp"},
+        "IsoTime": {"type": "timestamp", "timestampFormat": "iso8601"},
+        "EpochTime": {"type": "timestamp", "timestampFormat": "unixTimestamp"},
+        "JsonStr": {"type": "string", "jsonvalue": True},
+        "StrList": {"type": "list", "member": {"shape": "Str"}},
+        "StrMap": {"type": "map", "key": {"shape": "Str"}, "value": {"shape": "Str"}},
+    },
+}
+
+
+def test_synthetic_rest_json_corners() -> None:
+    import botocore.model
+
+    sm = botocore.model.ServiceModel(SYNTH, "synth")
+    op = sm.operation_model("Do")
+    params = {"Id": 42, "Path": "a/b c/%d", "Since": T2, "Tags": ["x", "y z"], "Flag": False, "Ratio": 0.25,
+              "Names": ["plain", "with,comma", 'with"quote'], "Doc": {"k": [1, {"n": None}]}, "When": T1,
+              "Epoch": T1, "Meta": {"a": "1"},
+              "Body": {"Blob": b"\x00\x01", "Iso": T2, "F": float("inf"), "L": 2**40, "Renamed": "r"}}
+    request = botocore.serialize.create_serializer("rest-json").serialize_to_request(params, op)
+    botocore.awsrequest.prepare_request_dict(request, "https://kambda.test")
+    prepared = botocore.awsrequest.create_request_object(request).prepare()
+    url = urlsplit(prepared.url)
+    query = parse_qs(url.query, keep_blank_values=True)
+    headers = CIMultiDict(prepared.headers.items())
+    found = model.OperationIndex(sm).match("PUT", url.path, query, headers)
+    assert found is not None and found[0].name == "Do" and found[1]["Id"] == "42"
+    assert protocol.parse_request(op, "PUT", url.path, query, headers, prepared.body) == params
+    # botocore's parser splits a header list at every comma, quoted or not: no commas in the answer's items
+    result = {"Code": 202, "Doc": {"ok": True}, "Names": ["a", "b c"], "When": T1,
+              "Body": {"Blob": b"\xff", "Iso": T2, "F": float("-inf"), "L": 7, "Renamed": "r"}}
+    status, out_headers, body = protocol.serialize_response(op, result)
+    parsed = botocore.parsers.create_parser("rest-json").parse(
+        {"status_code": status, "headers": botocore.awsrequest.HeadersDict(out_headers), "body": body},
+        op.output_shape)
+    parsed.pop("ResponseMetadata")
+    assert parsed == result

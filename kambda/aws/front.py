@@ -122,7 +122,7 @@ class Front:
     # -- registration ---------------------------------------------------------------------------------------------
 
     def register(self, service: str, operation: str, handler: Handler) -> None:
-        if model.service_model(service).operation_model(operation) is None:
+        if operation not in model.service_model(service).operation_names:
             raise ValueError(f"{service} has no operation {operation}")
         self._handlers[(service, operation)] = handler
         self._services[service] = None

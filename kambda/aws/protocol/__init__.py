@@ -34,10 +34,9 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
 
 def serialize_response(operation: OperationModel, result: dict[str, Any],
                        request_id: str = "") -> tuple[int, dict[str, str], Any]:
-    module = _module(operation.service_model)
-    if module is query:
-        return query.serialize_response(operation, result, request_id)
-    return module.serialize_response(operation, result)  # type: ignore[no-any-return]
+    """``request_id`` goes into the body where the protocol puts it there (Query's ResponseMetadata)."""
+    return _module(operation.service_model).serialize_response(  # type: ignore[no-any-return]
+        operation, result, request_id)
 
 
 def serialize_error(service: ServiceModel, err: errors.KambdaError,

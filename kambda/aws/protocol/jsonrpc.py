@@ -33,7 +33,8 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
         raise Serialization(str(exc)) from None
 
 
-def serialize_response(operation: OperationModel, result: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def serialize_response(operation: OperationModel, result: dict[str, Any],
+                       request_id: str = "") -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": content_type(operation.service_model)}
     shape = operation.output_shape
     body = jsonbody.dumps(jsonbody.encode(shape, result)) if shape is not None else b"{}"

@@ -43,7 +43,8 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
         raise error(f"Could not parse request: {exc}") from None
 
 
-def serialize_response(operation: OperationModel, result: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+def serialize_response(operation: OperationModel, result: dict[str, Any],
+                       request_id: str = "") -> tuple[int, dict[str, str], Any]:
     response = rest.serialize(operation, result, CODEC, b"{}")
     return response.status, response.headers, response.body
 

@@ -80,7 +80,8 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
         raise InvalidArgument(str(exc)) from None
 
 
-def serialize_response(operation: OperationModel, result: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+def serialize_response(operation: OperationModel, result: dict[str, Any],
+                       request_id: str = "") -> tuple[int, dict[str, str], Any]:
     response = rest.serialize(operation, result, _codec(operation.service_model), b"")
     return response.status, response.headers, response.body
 
