@@ -17,6 +17,7 @@ Services without a model (``execute-api``, ``lambda-url``) are mounted whole wit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel, ServiceModel  # type: ignore[import-untyped]
 
 from kambda.aws import bodies, chunked, errors, model, protocol, sigv4
 from kambda.aws.protocol import faults
@@ -231,11 +232,18 @@ class Front:
     async def _body(self, request: web.Request, service: ServiceModel) -> bytes:
         headers = request.headers
         mode = headers.get("x-amz-content-sha256")
-        if chunked.is_streaming(headers) or (mode is not None and service.service_name == "s3"):
-            reader = chunked.BodyReader(request.content, headers, self._signer(request, mode))
-            decoded = await reader.read_all(self.max_body)
-        else:
-            decoded = await bodies.read_capped(request, self.max_body)
+        try:
+            if chunked.is_streaming(headers) or (mode is not None and service.service_name == "s3"):
+                reader = chunked.BodyReader(request.content, headers, self._signer(request, mode))
+                async with asyncio.timeout(bodies.BODY_READ_TIMEOUT_S):
+                    decoded = await reader.read_all(self.max_body)
+            else:
+                decoded = await bodies.read_capped(request, self.max_body)
+        except web.HTTPRequestEntityTooLarge:  # the app's client_max_size is below max_body
+            decoded = None
+        except TimeoutError:
+            raise errors.RequestTimeout(f"The request body did not arrive within "
+                                        f"{bodies.BODY_READ_TIMEOUT_S:.0f} seconds") from None
         if decoded is None:
             raise _too_large(service, self.max_body)
         return decoded

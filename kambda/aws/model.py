@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-import botocore.loaders
-from botocore.model import OperationModel, ServiceModel
+import botocore.loaders  # type: ignore[import-untyped]
+from botocore.model import OperationModel, ServiceModel  # type: ignore[import-untyped]
 
 #: The protocols the layer speaks, in the order botocore would pick one from a model's ``protocols`` list.
 SUPPORTED = ("json", "rest-json", "rest-xml", "query")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel, ServiceModel  # type: ignore[import-untyped]
 
 from kambda.aws import errors
 from kambda.aws.model import protocol_of
@@ -28,20 +28,20 @@ def _module(service: ServiceModel) -> Any:
 def parse_request(operation: OperationModel, method: str, path: str, query: Mapping[str, Any],
                   headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """``path`` as sent (percent-encoded, without the query); ``query`` a MultiDict or a dict of lists."""
-    return _module(operation.service_model).parse_request(  # type: ignore[no-any-return]
+    return _module(operation.service_model).parse_request(
         operation, method, path, query, headers, body)
 
 
 def serialize_response(operation: OperationModel, result: dict[str, Any],
                        request_id: str = "") -> tuple[int, dict[str, str], Any]:
     """``request_id`` goes into the body where the protocol puts it there (Query's ResponseMetadata)."""
-    return _module(operation.service_model).serialize_response(  # type: ignore[no-any-return]
+    return _module(operation.service_model).serialize_response(
         operation, result, request_id)
 
 
 def serialize_error(service: ServiceModel, err: errors.KambdaError,
                     request_id: str) -> tuple[int, dict[str, str], bytes]:
-    return _module(service).serialize_error(service, err, request_id)  # type: ignore[no-any-return]
+    return _module(service).serialize_error(service, err, request_id)
 
 
 def request_id_headers(service: ServiceModel, request_id: str) -> dict[str, str]:

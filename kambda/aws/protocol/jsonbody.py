@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from botocore.model import Shape
+from botocore.model import Shape  # type: ignore[import-untyped]
 
 from kambda.aws.protocol import values
 from kambda.aws.protocol.faults import Malformed
@@ -52,7 +52,7 @@ def decode(shape: Shape, value: Any) -> Any:
 
 def _decode_structure(shape: Shape, value: Any) -> dict[str, Any]:
     if getattr(shape, "is_document_type", False):
-        return value  # type: ignore[no-any-return]
+        return value
     if not isinstance(value, dict):
         raise Malformed(f"{shape.name} must be an object")
     out: dict[str, Any] = {}
@@ -66,14 +66,14 @@ def _decode_structure(shape: Shape, value: Any) -> dict[str, Any]:
 def _decode_list(shape: Shape, value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise Malformed(f"{shape.name} must be an array")
-    member = shape.member  # type: ignore[attr-defined]
+    member = shape.member
     return [None if item is None else decode(member, item) for item in value]
 
 
 def _decode_map(shape: Shape, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Malformed(f"{shape.name} must be an object")
-    inner = shape.value  # type: ignore[attr-defined]
+    inner = shape.value
     return {key: None if item is None else decode(inner, item) for key, item in value.items()}
 
 
@@ -145,12 +145,12 @@ def _encode_structure(shape: Shape, value: Any) -> Any:
 
 
 def _encode_list(shape: Shape, value: Any) -> list[Any]:
-    member = shape.member  # type: ignore[attr-defined]
+    member = shape.member
     return [None if item is None else encode(member, item) for item in value]
 
 
 def _encode_map(shape: Shape, value: Any) -> dict[str, Any]:
-    inner = shape.value  # type: ignore[attr-defined]
+    inner = shape.value
     return {key: None if item is None else encode(inner, item) for key, item in value.items()}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel, ServiceModel  # type: ignore[import-untyped]
 
 from kambda.aws import errors
 from kambda.aws.protocol import jsonbody
@@ -28,7 +28,7 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
     if shape is None or not body.strip():
         return {}
     try:
-        return jsonbody.decode(shape, jsonbody.loads(body))  # type: ignore[no-any-return]
+        return jsonbody.decode(shape, jsonbody.loads(body))
     except Malformed as exc:
         raise Serialization(str(exc)) from None
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from botocore.model import OperationModel, ServiceModel, Shape
+from botocore.model import OperationModel, ServiceModel, Shape  # type: ignore[import-untyped]
 
 from kambda.aws import errors
 from kambda.aws.protocol import rest, values, xmlbody
@@ -60,7 +60,7 @@ def _decode(shape: Shape, data: _Form, prefix: str) -> Any:
                 out[name] = _decode(member, data, full)
         return out
     if kind == "list":
-        member = shape.member  # type: ignore[attr-defined]
+        member = shape.member
         if data.params.get(prefix) == "":
             return []
         if shape.serialization.get("flattened"):
@@ -77,7 +77,7 @@ def _decode(shape: Shape, data: _Form, prefix: str) -> Any:
             i += 1
         return items
     if kind == "map":
-        key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+        key_shape, value_shape = shape.key, shape.value
         base = prefix if shape.serialization.get("flattened") else f"{prefix}.entry"
         key_name = key_shape.serialization.get("name", "key")
         value_name = value_shape.serialization.get("name", "value")
@@ -103,7 +103,7 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
     if shape is None:
         return {}
     try:
-        return _decode(shape, _Form(form(query, headers, body)), "")  # type: ignore[no-any-return]
+        return _decode(shape, _Form(form(query, headers, body)), "")
     except Malformed as exc:
         raise ValidationError(str(exc)) from None
 

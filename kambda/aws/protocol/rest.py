@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.model import OperationModel, Shape, StructureShape
+from botocore.model import OperationModel, Shape, StructureShape  # type: ignore[import-untyped]
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from kambda.aws import model
@@ -85,7 +85,7 @@ def split_header_list(text: str) -> list[str]:
 
 def _header_value(member: Shape, text: str) -> Any:
     if member.type_name == "list":
-        inner = member.member  # type: ignore[attr-defined]
+        inner = member.member
         return [values.scalar_from_text(inner.type_name, item) for item in split_header_list(text)]
     if member.type_name == "string" and member.serialization.get("jsonvalue"):
         try:
@@ -102,7 +102,7 @@ def _located(shape: Shape) -> tuple[tuple[str, str | None, str, Shape], ...]:
         plan = tuple((name, member.serialization.get("location"), member.serialization.get("name", name), member)
                      for name, member in shape.members.items())
         shape.__dict__["_kambda_rest_plan"] = plan
-    return plan  # type: ignore[no-any-return]
+    return plan
 
 
 def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], headers: Mapping[str, str],
@@ -132,7 +132,7 @@ def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], he
             if not found:
                 continue
             if member.type_name == "list":
-                inner = member.member  # type: ignore[attr-defined]
+                inner = member.member
                 params[name] = [values.scalar_from_text(inner.type_name, item) for item in found]
             else:
                 params[name] = values.scalar_from_text(member.type_name, found[0])
@@ -148,7 +148,7 @@ def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], he
                 params[name] = found_map
     if query_map is not None:
         name, member = query_map
-        list_values = member.value.type_name == "list"  # type: ignore[attr-defined]
+        list_values = member.value.type_name == "list"
         found_query: dict[str, Any] = {key: vals if list_values else vals[0] for key, vals in qs.items()
                                        if key not in claimed}
         if found_query:
@@ -161,7 +161,7 @@ def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], he
         elif member.type_name == "string":
             params[payload] = body.decode("utf-8", "replace")
         elif body:
-            params[payload] = codec.decode_body(member, body)  # type: ignore[arg-type]
+            params[payload] = codec.decode_body(member, body)
     elif body:
         params.update(codec.decode_body(shape, body))
     return params
@@ -170,7 +170,7 @@ def parse(operation: OperationModel, raw_path: str, query: Mapping[str, Any], he
 def _header_text(member: Shape, value: Any) -> str:
     kind = member.type_name
     if kind == "list":
-        inner = member.member  # type: ignore[attr-defined]
+        inner = member.member
         texts = [_header_text(inner, item) for item in value if item is not None]
         return ",".join('"' + t.replace('"', '\\"') + '"' if ('"' in t or "," in t) else t for t in texts)
     if kind == "string" and member.serialization.get("jsonvalue"):

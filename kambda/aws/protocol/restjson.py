@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import (  # type: ignore[import-untyped]
+    OperationModel,
+    ServiceModel,
+    Shape,
+    StructureShape,
+)
 
 from kambda.aws import errors
 from kambda.aws.protocol import jsonbody, rest
@@ -23,7 +28,7 @@ class _JsonCodec:
     content_type = CONTENT_TYPE
 
     def decode_body(self, shape: StructureShape, body: bytes) -> dict[str, Any]:
-        return jsonbody.decode(shape, jsonbody.loads(body))  # type: ignore[no-any-return]
+        return jsonbody.decode(shape, jsonbody.loads(body))
 
     def encode_body(self, shape: Shape, value: dict[str, Any], root: str) -> bytes:
         return jsonbody.dumps(jsonbody.encode(shape, value))

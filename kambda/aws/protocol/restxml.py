@@ -14,7 +14,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import (  # type: ignore[import-untyped]
+    OperationModel,
+    ServiceModel,
+    Shape,
+    StructureShape,
+)
 
 from kambda.aws import errors
 from kambda.aws.protocol import rest, xmlbody
@@ -49,7 +54,7 @@ class _XmlCodec:
         except Malformed as exc:
             raise MalformedXML("The XML you provided was not well-formed or did not validate against our "
                                f"published schema ({exc}).") from None
-        return xmlbody.decode(shape, root)  # type: ignore[no-any-return]
+        return xmlbody.decode(shape, root)
 
     def encode_body(self, shape: Shape, value: dict[str, Any], root: str) -> bytes:
         root = ROOTS.get(root, root)

@@ -15,7 +15,7 @@ import xml.parsers.expat
 from typing import Any
 from xml.etree.ElementTree import Element, TreeBuilder
 
-from botocore.model import Shape
+from botocore.model import Shape  # type: ignore[import-untyped]
 
 from kambda.aws.protocol import values
 from kambda.aws.protocol.faults import Malformed
@@ -64,7 +64,7 @@ def _text(node: Element) -> str:
 def member_tag(name: str, member: Shape) -> str:
     """botocore's rule: a flattened list is named by its member's locationName when it has one."""
     if member.type_name == "list" and member.serialization.get("flattened"):
-        inner = member.member.serialization.get("name")  # type: ignore[attr-defined]
+        inner = member.member.serialization.get("name")
         if inner:
             return str(inner)
     return str(member.serialization.get("name", name))
@@ -107,13 +107,13 @@ def _decode_structure(shape: Shape, node: Element) -> dict[str, Any]:
 
 
 def _decode_list(shape: Shape, node: Element | list[Element]) -> list[Any]:
-    member = shape.member  # type: ignore[attr-defined]
+    member = shape.member
     items = node if isinstance(node, list) else list(node)
     return [decode(member, item) for item in items]
 
 
 def _decode_map(shape: Shape, node: Element | list[Element]) -> dict[str, Any]:
-    key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+    key_shape, value_shape = shape.key, shape.value
     key_tag = key_shape.serialization.get("name") or "key"
     value_tag = value_shape.serialization.get("name") or "value"
     entries = node if isinstance(node, list) else list(node)
@@ -154,7 +154,7 @@ def element(out: list[str], tag: str, shape: Shape, value: Any, attrs: str = "")
         members(out, shape, value)
         out.append(f"</{tag}>")
     elif kind == "list":
-        member = shape.member  # type: ignore[attr-defined]
+        member = shape.member
         if shape.serialization.get("flattened"):
             for item in value:
                 element(out, tag, member, item)
@@ -165,7 +165,7 @@ def element(out: list[str], tag: str, shape: Shape, value: Any, attrs: str = "")
             element(out, inner, member, item)
         out.append(f"</{tag}>")
     elif kind == "map":
-        key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+        key_shape, value_shape = shape.key, shape.value
         key_tag = key_shape.serialization.get("name") or "key"
         value_tag = value_shape.serialization.get("name") or "value"
         flat = shape.serialization.get("flattened")
