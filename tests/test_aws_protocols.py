@@ -3,6 +3,7 @@ serialises the answer, botocore's parser reads it. No wire format is written by 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,6 +12,8 @@ import botocore.awsrequest
 import botocore.parsers
 import botocore.serialize
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from kambda.aws import errors, model, protocol
@@ -386,3 +389,36 @@ def test_synthetic_rest_json_corners() -> None:
         op.output_shape)
     parsed.pop("ResponseMetadata")
     assert parsed == result
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=3), max_leaves=12)
+FIELDS = ["Entries", "Time", "Detail", "Code", "ZipFile", "Timeout", "Item", "B", "NS", "M", "Environment",
+          "Variables", "Publish", "LocationConstraint"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([("events", "PutEvents"), ("lambda", "CreateFunction"), ("dynamodb", "PutItem"),
+                        ("stepfunctions", "StartExecution"), ("s3", "CreateBucket"), ("s3", "DeleteObjects"),
+                        ("cloudformation", "CreateStack")]),
+       st.one_of(st.binary(max_size=64),
+                 st.dictionaries(st.sampled_from(FIELDS), JSONISH, max_size=4).map(
+                     lambda d: json.dumps(d, allow_nan=True).encode()),
+                 st.lists(st.tuples(st.sampled_from(["StackName", "Parameters.member.1.ParameterKey",
+                                                     "TimeoutInMinutes", "Tags.member.x", "Capabilities.member.1"]),
+                                    st.text(max_size=6)), max_size=4).map(
+                     lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode()),
+                 st.sampled_from([b"<Delete><Object><Key>a</Key></Object><Quiet>maybe</Quiet></Delete>",
+                                  b"<CreateBucketConfiguration><LocationConstraint>",
+                                  b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY e SYSTEM 'file:///etc/hosts'>]><a>&e;</a>"])))
+def test_malformed_input_is_a_client_error_never_a_crash(op: tuple[str, str], body: bytes) -> None:
+    service, name = op
+    operation = model.service_model(service).operation_model(name)
+    path = {"lambda": "/2015-03-31/functions", "s3": "/b"}.get(service, "/")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if service == "cloudformation" else {}
+    try:
+        protocol.parse_request(operation, "POST", path, {"delete": [""]} if name == "DeleteObjects" else {},
+                               headers, body)
+    except errors.KambdaError as err:
+        assert 400 <= err.status < 500
