@@ -284,3 +284,16 @@ def test_plain_checksum_header_is_verified(server: Server) -> None:
         s3.put_object(Bucket="b", Key="sum2", Body=b"data", ChecksumAlgorithm="CRC32")
     assert caught.value.response["Error"]["Code"] == "BadDigest"
     assert ("b", "sum2") not in server.objects
+
+
+def test_unsigned_query_request_is_routed_by_its_action_and_is_root(server: Server) -> None:
+    async def post() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(server.url, data=b"Action=GetCallerIdentity&Version=2011-06-15",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+                return response.status, await response.read()
+
+    status, body = asyncio.run(post())
+    assert status == 200
+    assert f"<Arn>arn:aws:iam::{ACCOUNT}:root</Arn>".encode() in body
+    assert f"<UserId>{ACCOUNT}</UserId>".encode() in body
