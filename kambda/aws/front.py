@@ -30,7 +30,7 @@ from botocore.model import OperationModel, ServiceModel  # type: ignore[import-u
 
 from kambda.aws import bodies, chunked, errors, model, protocol, sigv4
 from kambda.aws.protocol import faults
-from kambda.aws.router import PSEUDO, Route, Router, action_of, credential_scope
+from kambda.aws.router import PSEUDO, Route, Router, action_of
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +194,8 @@ class Front:
         if body is None:
             body = await self._body(request, service)
         params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers, body)
-        scope = credential_scope(request.headers, request.query)
         ctx = Context(request, service.service_name, operation, request_id, route.region or self.region,
-                      self.account, scope.access_key if scope else None, route)
+                      self.account, route.access_key, route)
         result = await handler(ctx, params)
         status, headers, payload = protocol.serialize_response(operation, result or {}, request_id)
         headers.update(protocol.request_id_headers(service, request_id))

@@ -46,9 +46,14 @@ def service_model(name: str) -> ServiceModel:
 
 
 def protocol_of(service: ServiceModel) -> str:
+    """The protocol kambda speaks for ``service``: the first of its model's ``protocols`` that is supported."""
+    found = service.__dict__.get("_kambda_protocol")
+    if found is not None:
+        return str(found)
     md = service.metadata
     for protocol in md.get("protocols") or (md["protocol"],):
         if protocol in SUPPORTED:
+            service.__dict__["_kambda_protocol"] = str(protocol)
             return str(protocol)
     raise ValueError(f"{service.service_name}: no supported protocol in {md.get('protocols') or md['protocol']}")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,6 +43,8 @@ class Route:
     bucket: str | None = None   # virtual-hosted S3
     api_id: str | None = None   # <api-id>.execute-api.<domain>
     url_id: str | None = None   # <url-id>.lambda-url.<domain>
+    #: The access key of the credential scope, when the request is signed (not verified here).
+    access_key: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,15 @@ class Router:
               action: str | None = None, version: str | None = None) -> Route | None:
         """The request's service, or None when no rule finds a registered one. ``action``/``version``: a Query
         form body's, when the caller has read one (see :func:`action_of`)."""
-        host = self._host(headers.get("Host", ""))
         scope = credential_scope(headers, query)
+        found = self._route(method, raw_path, query, headers, action, version, scope)
+        if found is not None and scope is not None:
+            return replace(found, access_key=scope.access_key)
+        return found
+
+    def _route(self, method: str, raw_path: str, query: Mapping[str, Any], headers: Mapping[str, str],
+               action: str | None, version: str | None, scope: Scope | None) -> Route | None:
+        host = self._host(headers.get("Host", ""))
         region = scope.region if scope else None
         target = headers.get("X-Amz-Target")
         target_service = self._by_target.get(target.partition(".")[0]) if target else None
