@@ -297,3 +297,17 @@ def test_unsigned_query_request_is_routed_by_its_action_and_is_root(server: Serv
     assert status == 200
     assert f"<Arn>arn:aws:iam::{ACCOUNT}:root</Arn>".encode() in body
     assert f"<UserId>{ACCOUNT}</UserId>".encode() in body
+
+
+def test_requests_no_service_claims(server: Server) -> None:
+    async def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, server.url + path, data=body, headers=headers) as response:
+                return response.status, response.headers.get("x-amzn-ErrorType", ""), await response.read()
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert asyncio.run(send("GET", "/nowhere", b"", {}))[:2] == (404, "UnknownOperationException")
+    assert asyncio.run(send("POST", "/", b"Action=NoSuchThing", form))[:2] == (404, "UnknownOperationException")
+    big = b"Action=GetCallerIdentity&Pad=" + b"x" * MAX_BODY
+    status, code, _ = asyncio.run(send("POST", "/", big, form))
+    assert (status, code) == (413, "RequestEntityTooLargeException")

@@ -107,6 +107,13 @@ def _unknown(service: ServiceModel, what: str) -> errors.KambdaError:
     return errors.UnknownOperation(f"Unknown operation {what}")
 
 
+def _unrouted(err: errors.KambdaError, request_id: str) -> web.Response:
+    """An error for a request no service claims: in Lambda's shape, the endpoint's oldest tenant."""
+    return web.Response(status=err.status, body=orjson.dumps({"message": err.message}),
+                        content_type="application/json",
+                        headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id})
+
+
 class Front:
     """Routes, parses, authorizes, calls and serialises; see the module docstring for the wiring."""
 
@@ -160,20 +167,29 @@ class Front:
         query = request.query
         headers = request.headers
         body: bytes | None = None
+        too_large = False
         route = self.router.route(request.method, raw_path, query, headers)
         if route is None and headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-            body = await bodies.read_capped(request, self.max_body)
+            try:  # a Query request names its service only by the Action in its body
+                body = await bodies.read_capped(request, self.max_body)
+            except errors.KambdaError as err:
+                return _unrouted(err, request_id)
+            except web.HTTPRequestEntityTooLarge:
+                body = None
+            too_large = body is None
             action, version = action_of(query, headers.get("Content-Type"), body)
             route = self.router.route(request.method, raw_path, query, headers, action, version)
         if route is None:
-            err = errors.UnknownOperation(f"No service answers {request.method} {raw_path}")
-            return web.Response(status=err.status, body=orjson.dumps({"message": err.message}),
-                                content_type="application/json",
-                                headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id})
+            if too_large:
+                return _unrouted(errors.RequestEntityTooLarge(f"Request must be smaller than {self.max_body} bytes."),
+                                 request_id)
+            return _unrouted(errors.UnknownOperation(f"No service answers {request.method} {raw_path}"), request_id)
         if route.service in self._mounted:
             return await self._mounted[route.service](request, route)
         service = model.service_model(route.service)
         try:
+            if too_large:
+                raise _too_large(service, self.max_body)
             return await self._serve(request, route, service, raw_path, body, request_id)
         except errors.KambdaError as err:
             return self._error(request, service, err, request_id)
