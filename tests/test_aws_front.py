@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1}, s3={"addres
 class Server:
     def __init__(self) -> None:
         self.actions: list[str] = []
+        self.resources: list[list[str]] = []
         self.objects: dict[tuple[str, str], bytes] = {}
         self.front = Front(account=ACCOUNT, authorize=self.authorize, max_body=MAX_BODY, domain="kambda.test",
                            secret_of=lambda key: CREDS.secret_key if key == CREDS.access_key else None)
@@ -37,8 +38,9 @@ class Server:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.url = ""
 
-    async def authorize(self, request: web.Request, action: str) -> None:
+    async def authorize(self, request: web.Request, action: str, resources: Iterable[str]) -> None:
         self.actions.append(action)
+        self.resources.append(sorted(resources))
         if action == "lambda:DeleteFunction":
             raise errors.AccessDenied("not you")
 
@@ -90,7 +92,10 @@ def add_handlers(server: Server) -> None:
     async def create_function(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return {"FunctionName": params["FunctionName"], "CodeSize": len(params["Code"]["ZipFile"])}
 
-    @front.operation("lambda", "DeleteFunction")
+    def function_arn(ctx: Context, params: dict[str, Any]) -> list[str]:
+        return [f"arn:aws:lambda:{ctx.region}:{ctx.account}:function:{params['FunctionName']}"]
+
+    @front.operation("lambda", "DeleteFunction", resources=function_arn)
     async def delete_function(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return {}
 
@@ -167,6 +172,15 @@ def test_authorize_hook_refuses(server: Server) -> None:
         lam.delete_function(FunctionName="f")
     assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # the hook saw the resource the operation's params name; other operations act on "*"
+    assert server.resources[server.actions.index("lambda:DeleteFunction")] == [
+        f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:f"]  # the region it was signed for
+
+
+def test_public_operations_skip_the_hook(server: Server) -> None:
+    before = len(server.actions)
+    assert server.client("sts").get_caller_identity()["Account"] == ACCOUNT
+    assert "sts:GetCallerIdentity" not in server.actions[before:]
 
 
 def test_internal_errors_leak_nothing(server: Server) -> None:

@@ -1,9 +1,10 @@
 """The one front door: an aiohttp handler that routes any AWS request to its service's operation handler.
 
 A request is routed (:mod:`kambda.aws.router`), its operation found in the service's model (X-Amz-Target, Query
-``Action``, or method and path), authorized as ``<iam-prefix>:<Operation>`` by the injected hook, its body read
-under the size cap (S3's streaming forms decoded and verified chunk by chunk on the way), parsed into params, handed
-to the handler, and the handler's dict serialised in the protocol's own shape. Every KambdaError becomes the
+``Action``, or method and path), its body read under the size cap (S3's streaming forms decoded and verified chunk
+by chunk on the way), parsed into params, authorized as ``<iam-prefix>:<Operation>`` on the resources the operation
+names (the registration's ``resources`` function of the params; ``*`` by default) by the injected hook, handed to
+the handler, and the handler's dict serialised in the protocol's own shape. Every KambdaError becomes the
 protocol's error shape; anything else is logged and answered as the protocol's internal error, no traceback leaked.
 
 Wiring: one catch-all route, after the gateway's own routes so that those keep matching first::
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,13 +66,17 @@ class Context:
 
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
-Authorize = Callable[[web.Request, str], Awaitable[None]]
+#: The ARNs an operation acts on, from its params (IAM checks the action on each).
+Resources = Callable[[Context, dict[str, Any]], Iterable[str]]
+#: Raises AccessDenied (or another KambdaError) unless the caller may do the action on every resource.
+Authorize = Callable[[web.Request, str, Iterable[str]], Awaitable[None]]
+EVERYTHING = ("*",)
 Mounted = Callable[[web.Request, Route], Awaitable[web.StreamResponse]]
 #: The secret of an access key, for verifying a signed streaming body (None: unknown key).
 SecretOf = Callable[[str], str | None]
 
 
-async def _allow(request: web.Request, action: str) -> None:
+async def _allow(request: web.Request, action: str, resources: Iterable[str]) -> None:
     return None
 
 
@@ -122,25 +127,29 @@ class Front:
                  secret_of: SecretOf | None = None) -> None:
         self.account, self.region, self.domain = account, region, domain
         self.authorize, self.max_body, self.fallback, self.secret_of = authorize, max_body, fallback, secret_of
-        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._handlers: dict[tuple[str, str], tuple[Handler, Resources | None, bool]] = {}
         self._mounted: dict[str, Mounted] = {}
         self._services: dict[str, None] = {}
         self._router: Router | None = None
 
     # -- registration ---------------------------------------------------------------------------------------------
 
-    def register(self, service: str, operation: str, handler: Handler) -> None:
+    def register(self, service: str, operation: str, handler: Handler, resources: Resources | None = None,
+                 public: bool = False) -> None:
+        """``resources``: the ARNs the call acts on (default ``*``); ``public``: any caller may (as STS's
+        GetCallerIdentity, which needs no permission on AWS)."""
         if operation not in model.service_model(service).operation_names:
             raise ValueError(f"{service} has no operation {operation}")
-        self._handlers[(service, operation)] = handler
+        self._handlers[(service, operation)] = (handler, resources, public)
         self._services[service] = None
         self._router = None
 
-    def operation(self, service: str, operation: str) -> Callable[[Handler], Handler]:
+    def operation(self, service: str, operation: str, resources: Resources | None = None,
+                  public: bool = False) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`register`."""
 
         def mark(handler: Handler) -> Handler:
-            self.register(service, operation, handler)
+            self.register(service, operation, handler, resources, public)
             return handler
 
         return mark
@@ -202,16 +211,18 @@ class Front:
         if route.bucket is not None:
             raw_path = f"/{route.bucket}{raw_path}" if raw_path != "/" else f"/{route.bucket}"
         operation, body = await self._operation(request, service, raw_path, body)
-        handler = self._handlers.get((service.service_name, operation.name))
-        if handler is None:
+        registered = self._handlers.get((service.service_name, operation.name))
+        if registered is None:
             raise _unknown(service, operation.name)
-        await self.authorize(request, f"{IAM_PREFIX.get(service.service_name, service.service_name)}:"
-                                      f"{operation.name}")
+        handler, resources, public = registered
         if body is None:
             body = await self._body(request, service)
         params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers, body)
         ctx = Context(request, service.service_name, operation, request_id, route.region or self.region,
                       self.account, route.access_key, route)
+        if not public:
+            await self.authorize(request, f"{IAM_PREFIX.get(service.service_name, service.service_name)}:"
+                                          f"{operation.name}", resources(ctx, params) if resources else EVERYTHING)
         result = await handler(ctx, params)
         status, headers, payload = protocol.serialize_response(operation, result or {}, request_id)
         headers.update(protocol.request_id_headers(service, request_id))

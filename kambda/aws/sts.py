@@ -22,6 +22,6 @@ def identity(account: str, access_key: str | None) -> dict[str, str]:
 def register(front: Front, account: str) -> None:
     """Serve STS's GetCallerIdentity through ``front`` for ``account``."""
 
-    @front.operation("sts", "GetCallerIdentity")
+    @front.operation("sts", "GetCallerIdentity", public=True)  # no permission needed, as on AWS
     async def get_caller_identity(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return identity(account, ctx.access_key)
