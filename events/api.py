@@ -1,6 +1,6 @@
-"""Amazon EventBridge's API on the wire (JSON 1.1: ``POST /`` with ``X-Amz-Target: AWSEvents.<Op>``).
-
-``boto3.client("events", endpoint_url=...)`` works unchanged. Buses, rules and targets are kept in
+"""Amazon EventBridge's API: its operations, served through the front door (kambda/aws/front.py), which parses
+JSON 1.1 (``POST /`` with ``X-Amz-Target: AWSEvents.<Op>``) against botocore's model and renders results and
+errors; ``boto3.client("events")`` works unchanged. Buses, rules and targets are kept in
 the ``kambda_events`` KV bucket (events/store.py), written here with compare-and-set; the
 controller watches that bucket. PutEvents stores each entry on ``kambda.events.<bus>`` (stream
 KAMBDA_EVENTS) and reports it accepted only once JetStream acknowledged it.
@@ -11,41 +11,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from events import input_transform as event_input
 from events import patterns, schedules
 from events import store as eventbus
 from events.store import DEFAULT_BUS, Record, Store
 from kambda import bus
-from kambda.aws import auth, errors
+from kambda.aws import errors
+from kambda.aws.front import Context, Front, Handler
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, destination_arn_error, parse_function
 
 log = logging.getLogger(__name__)
 
-TARGET_PREFIX = "AWSEvents."
 MAX_ENTRIES = 10
 MAX_PUT_EVENTS_BYTES = 256 * 1024
 MAX_RETRY_ATTEMPTS = 185
 Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _response(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/x-amz-json-1.1",
-                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+def _handler(operation: Operation) -> Handler:
+    async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await operation(params)
 
-
-def _error(err: errors.KambdaError) -> web.Response:
-    # EventBridge answers every client error, a missing resource included, with 400.
-    status = 500 if isinstance(err, errors.ServiceError) else 400
-    return _response({"__type": err.code, "message": err.message}, status)
+    return handle
 
 
 def _str(body: dict[str, Any], key: str, required: bool = False, default: str = "") -> str:
@@ -82,31 +76,14 @@ class EventsApi:
             "TestEventPattern": self.test_event_pattern,
         }
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/", self.handle)]
+    def register(self, front: Front) -> None:
+        """Serve every operation through the front door (kambda/aws/front.py), each authorized on the ARNs
+        its params name."""
+        for name, operation in self._ops.items():
+            front.register("events", name, _handler(operation), self._resources_of(name))
 
-    @auth.requires(auth.SELF)
-    async def handle(self, request: web.Request) -> web.Response:
-        target = request.headers.get("X-Amz-Target", "")
-        name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
-        operation = self._ops.get(name)
-        if operation is None:
-            return _error(errors.UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}"))
-        try:
-            try:
-                body = orjson.loads(await request.read() or b"{}")
-            except ValueError:
-                raise errors.Validation("The request body is not valid JSON") from None
-            if not isinstance(body, dict):
-                raise errors.Validation("The request body must be a JSON object")
-            for resource in self._resources(name, body):
-                auth.authorize(request, f"events:{name}", resource)
-            return _response(await operation(body))
-        except errors.KambdaError as err:
-            return _error(err)
-        except Exception:
-            log.exception("unexpected failure in %s", target)
-            return _error(errors.ServiceError("Internal error in the gateway"))
+    def _resources_of(self, operation: str) -> Callable[[Context, dict[str, Any]], set[str]]:
+        return lambda ctx, params: self._resources(operation, params)
 
     def _resources(self, operation: str, body: dict[str, Any]) -> set[str]:
         """The ARNs an operation acts on, as EventBridge's IAM checks them: the buses events are put on,
@@ -405,7 +382,9 @@ class EventsApi:
 
 
 def _entry_time(value: Any) -> str | None:
-    """boto3 sends Time as epoch seconds; an ISO string is accepted too."""
+    """The protocol layer parses Time (epoch seconds from boto3, or ISO 8601) into a datetime."""
+    if isinstance(value, datetime):
+        return eventbus.iso(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, int | float) and not isinstance(value, bool):
         return eventbus.iso(datetime.fromtimestamp(value, UTC))
     return value if isinstance(value, str) and value else None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
 from kambda import bus, rpc
-from kambda.aws import auth, errors
+from kambda.aws import auth, sts
+from kambda.aws.front import Front, errors
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
@@ -55,6 +56,11 @@ def authenticator_of(settings: GatewaySettings) -> auth.Authenticator:
     store = auth.CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
     return auth.Authenticator(store, Arns(settings.region, settings.account), settings.insecure,
                               settings.public_metrics)
+
+
+async def _authorize(request: web.Request, action: str, resources: Iterable[str]) -> None:
+    for resource in resources:
+        auth.authorize(request, action, resource)
 
 
 def error_response(err: errors.KambdaError, json11: bool = False) -> web.Response:
@@ -128,7 +134,6 @@ class Gateway:
         app.add_routes(HttpRoutesApi(self._http, self._arns).routes())
         app.add_routes(self.triggers.routes())
         app.add_routes(MappingsApi(self._controller, self._arns).routes())
-        app.add_routes(EventsApi(Store(self._js), self._dispatcher, self._arns).routes())
         app.add_routes(VersionsApi(self._controller, self._cache, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
@@ -137,9 +142,23 @@ class Gateway:
             web.get("/_kambda/v1/code/{sha}", self.code),
             web.get("/metrics", self.prometheus),
         ])
+        self.front = Front(account=self.settings.account, region=self.settings.region,
+                           domain=self.settings.url_domain or "localhost", authorize=_authorize,
+                           max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,
+                           authenticate=auth.authenticate)
+        sts.register(self.front, self.settings.account)
+        EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
+        app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    @auth.requires(auth.ITSELF)
+    async def front_door(self, request: web.Request) -> web.StreamResponse:
+        """Every AWS API kambda speaks that has no route of its own here: the front door authenticates
+        (so that a refusal is in the service's own protocol) and authorizes each operation on the resources
+        it names."""
+        return await self.front.handle(request)
 
     async def _url_iam(self, request: web.Request, config: UrlConfig) -> bool:
         """A function URL with AuthType AWS_IAM: the caller must sign, and may InvokeFunctionUrl."""

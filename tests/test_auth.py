@@ -682,3 +682,16 @@ async def test_without_credentials_only_loopback_is_served(insecure: bool, publi
         assert remote_metrics == ((200, "") if insecure or public_metrics
                                   else (403, "MissingAuthenticationTokenException"))
         assert await status("/_kambda/health", "203.0.113.9") == (200, "")
+
+
+def test_sts_names_the_verified_caller_and_needs_no_permission(secured: Platform) -> None:
+    for key in ("ADMIN", "INVOKER"):  # the invoker role may do nothing but invoke, and still asks who it is
+        sts = boto3.client("sts", endpoint_url=secured.url, region_name="us-east-1", aws_access_key_id=key,
+                           aws_secret_access_key=f"{key}-secret", config=Config(retries={"max_attempts": 1}))
+        me = sts.get_caller_identity()
+        assert (me["Account"], me["Arn"], me["UserId"]) == (ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/{key}", key)
+    forged = boto3.client("sts", endpoint_url=secured.url, region_name="us-east-1", aws_access_key_id="ADMIN",
+                          aws_secret_access_key="not-the-secret", config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as caught:
+        forged.get_caller_identity()
+    assert _code(caught)[:2] == (403, "InvalidSignatureException")

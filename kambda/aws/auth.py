@@ -50,10 +50,12 @@ log = logging.getLogger(__name__)
 UNDECLARED = "kambda:UndeclaredOperation"
 #: ``requires(SELF)``: the handler calls :func:`authorize` itself (its resource is in the body).
 SELF = "self"
+#: A handler that authenticates the request itself (the front door: its errors take the service's protocol).
+ITSELF = "itself"
 PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
-ACCEPTED_SERVICES = frozenset({"lambda", "events"})
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -142,6 +144,10 @@ class CredentialStore:
         self._stamp = stamp
         return credentials
 
+    def secret_of(self, access_key: str) -> str | None:
+        credential = self.get(access_key)
+        return credential.secret if credential is not None else None
+
     def get(self, access_key: str) -> Credential | None:
         now = self._monotonic()
         if now - self._checked >= self._interval:
@@ -183,6 +189,10 @@ class Authenticator:
         self.insecure = insecure
         self.public_metrics = public_metrics
         self.now = now
+
+    def secret_of(self, access_key: str) -> str | None:
+        """The secret of a configured access key (None without credentials: signatures are not checked)."""
+        return self.store.secret_of(access_key) if self.store is not None else None
 
     def describe(self) -> str:
         if self.store is not None:
@@ -290,6 +300,8 @@ async def middleware(request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     path = request.path
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    if getattr(request.match_info.handler, "iam_action", None) == ITSELF:
         return await handler(request)
     auth = request.app[AUTHENTICATOR]
     if path == METRICS_PATH and (auth.public_metrics or is_loopback(request.remote)):

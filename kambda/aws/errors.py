@@ -190,6 +190,10 @@ class MissingAuthenticationToken(KambdaError):
     error_type = "User"
 
 
+#: The request's signature or credentials are missing or wrong: who is calling was not established.
+NOT_AUTHENTIC = (InvalidSignature, IncompleteSignature, UnrecognizedClient, MissingAuthenticationToken)
+
+
 _BY_CODE: dict[str, type[KambdaError]] = {
     cls.code: cls
     for cls in (

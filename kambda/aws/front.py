@@ -68,6 +68,8 @@ class Context:
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 #: The ARNs an operation acts on, from its params (IAM checks the action on each).
 Resources = Callable[[Context, dict[str, Any]], Iterable[str]]
+#: Raises the AWS error (MissingAuthenticationToken, InvalidSignature, ...) unless the request is authentic.
+Authenticate = Callable[[web.Request], Awaitable[object]]
 #: Raises AccessDenied (or another KambdaError) unless the caller may do the action on every resource.
 Authorize = Callable[[web.Request, str, Iterable[str]], Awaitable[None]]
 EVERYTHING = ("*",)
@@ -113,8 +115,9 @@ def _unknown(service: ServiceModel, what: str) -> errors.KambdaError:
 
 
 def _unrouted(err: errors.KambdaError, request_id: str) -> web.Response:
-    """An error for a request no service claims: in Lambda's shape, the endpoint's oldest tenant."""
-    return web.Response(status=err.status, body=orjson.dumps({"message": err.message}),
+    """An error for a request no service claims: in Lambda's shape (the endpoint's oldest tenant), with the JSON
+    protocols' ``__type`` too, so that whichever client sent it reads the code."""
+    return web.Response(status=err.status, body=orjson.dumps({"__type": err.code, "message": err.message}),
                         content_type="application/json",
                         headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id})
 
@@ -124,9 +127,11 @@ class Front:
 
     def __init__(self, *, account: str = "000000000000", region: str = "us-east-1", domain: str = "localhost",
                  authorize: Authorize = _allow, max_body: int = MAX_BODY, fallback: str | None = None,
-                 secret_of: SecretOf | None = None) -> None:
+                 secret_of: SecretOf | None = None, authenticate: Authenticate | None = None) -> None:
         self.account, self.region, self.domain = account, region, domain
         self.authorize, self.max_body, self.fallback, self.secret_of = authorize, max_body, fallback, secret_of
+        #: Called once the service is known, so that its failure is answered in that service's protocol.
+        self.authenticate = authenticate
         self._handlers: dict[tuple[str, str], tuple[Handler, Resources | None, bool]] = {}
         self._mounted: dict[str, Mounted] = {}
         self._services: dict[str, None] = {}
@@ -189,6 +194,11 @@ class Front:
             action, version = action_of(query, headers.get("Content-Type"), body)
             route = self.router.route(request.method, raw_path, query, headers, action, version)
         if route is None:
+            if self.authenticate is not None:
+                try:
+                    await self.authenticate(request)
+                except errors.KambdaError as err:
+                    return _unrouted(err, request_id)
             if too_large:
                 return _unrouted(errors.RequestEntityTooLarge(f"Request must be smaller than {self.max_body} bytes."),
                                  request_id)
@@ -197,6 +207,8 @@ class Front:
             return await self._mounted[route.service](request, route)
         service = model.service_model(route.service)
         try:
+            if self.authenticate is not None:
+                await self.authenticate(request)
             if too_large:
                 raise _too_large(service, self.max_body)
             return await self._serve(request, route, service, raw_path, body, request_id)

@@ -1,15 +1,17 @@
 """STS, as far as kambda needs it: ``GetCallerIdentity``, which every SDK and the AWS CLI use to ask "who am I"
 (``aws sts get-caller-identity``, SAM CLI, Terraform's provider at start-up).
 
-A signed caller is the IAM user named by its access key, ``arn:aws:iam::<account>:user/<access key>``; an
-unsigned caller (only served on loopback, where it acts as admin) is the account's root,
-``arn:aws:iam::<account>:root``, with the account id as its user id, as AWS answers for root credentials.
+The caller is who the gateway authenticated (``request[auth.PRINCIPAL]``), not the key a request merely claims:
+a verified credential is the IAM user named by its access key, ``arn:aws:iam::<account>:user/<access key>``; the
+platform's admin when no credentials are configured (unsigned, or signed with any key, on loopback) is the
+account's root, ``arn:aws:iam::<account>:root``, with the account id as its user id, as AWS answers for root.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kambda.aws import auth
 from kambda.aws.front import Context, Front
 
 
@@ -24,4 +26,5 @@ def register(front: Front, account: str) -> None:
 
     @front.operation("sts", "GetCallerIdentity", public=True)  # no permission needed, as on AWS
     async def get_caller_identity(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        return identity(account, ctx.access_key)
+        principal = ctx.request.get(auth.PRINCIPAL)
+        return identity(account, principal.access_key or None if principal is not None else ctx.access_key)

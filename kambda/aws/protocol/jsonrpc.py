@@ -46,4 +46,7 @@ def serialize_error(service: ServiceModel, err: errors.KambdaError,
     headers = {"Content-Type": content_type(service), "x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id}
     if service.metadata.get("awsQueryCompatible") is not None:
         headers["x-amzn-query-error"] = f"{err.code};{'Receiver' if err.status >= 500 else 'Sender'}"
-    return err.status, headers, jsonbody.dumps({"__type": err.code, "message": err.message, **err.extra})
+    # JSON-protocol services answer every client error with 400 (a missing resource, AccessDenied too), but a
+    # body too large (413) and a request that is not authentic (403: who is calling was not established).
+    status = err.status if err.status >= 500 or err.status == 413 or isinstance(err, errors.NOT_AUTHENTIC) else 400
+    return status, headers, jsonbody.dumps({"__type": err.code, "message": err.message, **err.extra})
