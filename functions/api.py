@@ -1,7 +1,8 @@
-"""The AWS Lambda REST API (2015-03-31) on the wire: management calls and Invoke.
+"""The AWS Lambda API (2015-03-31): management calls and Invoke.
 
-Management calls are forwarded to the controller over gRPC; Invoke goes onto the bus through the
-dispatcher. Every error leaves as a KambdaError, which the error middleware renders the AWS way.
+Management calls are operations of the front door (kambda/aws/front.py parses them against botocore's
+model and renders results and errors), forwarded to the controller over gRPC. Invoke keeps a route of its
+own, measured as the hot path: its payload is the body as it came, onto the bus through the dispatcher.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from functions.metrics import Metrics
 from functions.registry_cache import RegistryCache
 from kambda import bus, logs, rpc
 from kambda.aws import auth, errors
-from kambda.aws.bodies import json_body, read_capped
+from kambda.aws.bodies import read_capped
+from kambda.aws.front import Context, Front
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, FunctionRef, new_request_id, parse_function
 from kambda.v1 import controller_pb2 as pb
@@ -58,182 +60,155 @@ class LambdaApi:
         self._metrics.throttles.labels(function, reason).inc()
 
     def routes(self) -> list[web.RouteDef]:
-        base = "/2015-03-31/functions"
-        return [
-            web.post(base, self.create_function),
-            web.post(base + "/", self.create_function),
-            web.get(base, self.list_functions),
-            web.get(base + "/", self.list_functions),
-            web.get(base + "/{name}", self.get_function),
-            web.delete(base + "/{name}", self.delete_function),
-            web.get(base + "/{name}/configuration", self.get_function_configuration),
-            web.put(base + "/{name}/configuration", self.update_function_configuration),
-            web.put(base + "/{name}/code", self.update_function_code),
-            web.post(base + "/{name}/invocations", self.invoke),
-            web.put("/2017-10-31/functions/{name}/concurrency", self.put_concurrency),
-            web.get("/2019-09-30/functions/{name}/concurrency", self.get_concurrency),
-            web.delete("/2017-10-31/functions/{name}/concurrency", self.delete_concurrency),
-            web.put("/2019-09-30/functions/{name}/provisioned-concurrency", self.put_provisioned),
-            web.get("/2019-09-30/functions/{name}/provisioned-concurrency", self.get_provisioned),
-            web.delete("/2019-09-30/functions/{name}/provisioned-concurrency", self.delete_provisioned),
-            web.put("/2019-09-25/functions/{name}/event-invoke-config", self.put_event_invoke_config),
-            web.post("/2019-09-25/functions/{name}/event-invoke-config", self.update_event_invoke_config),
-            web.get("/2019-09-25/functions/{name}/event-invoke-config", self.get_event_invoke_config),
-            web.delete("/2019-09-25/functions/{name}/event-invoke-config", self.delete_event_invoke_config),
-        ]
+        """Invoke's fast path: a route of its own, ahead of the front door (no model parse on the hot path)."""
+        return [web.post("/2015-03-31/functions/{name}/invocations", self.invoke)]
+
+    def register(self, front: Front) -> None:
+        """Every management operation through the front door, authorized on the function's ARN (qualified
+        when the request names a qualifier)."""
+        function = function_resource(self._arns)
+        for name, handler in {
+            "CreateFunction": self.create_function, "GetFunction": self.get_function,
+            "GetFunctionConfiguration": self.get_function_configuration, "DeleteFunction": self.delete_function,
+            "UpdateFunctionConfiguration": self.update_function_configuration,
+            "UpdateFunctionCode": self.update_function_code,
+            "PutFunctionConcurrency": self.put_concurrency, "GetFunctionConcurrency": self.get_concurrency,
+            "DeleteFunctionConcurrency": self.delete_concurrency,
+            "PutProvisionedConcurrencyConfig": self.put_provisioned,
+            "GetProvisionedConcurrencyConfig": self.get_provisioned,
+            "DeleteProvisionedConcurrencyConfig": self.delete_provisioned,
+            "PutFunctionEventInvokeConfig": self.put_event_invoke_config,
+            "UpdateFunctionEventInvokeConfig": self.update_event_invoke_config,
+            "GetFunctionEventInvokeConfig": self.get_event_invoke_config,
+            "DeleteFunctionEventInvokeConfig": self.delete_event_invoke_config,
+        }.items():
+            front.register("lambda", name, handler, function)
+        front.register("lambda", "ListFunctions", self.list_functions)
 
     # -- management --------------------------------------------------------------------------
 
-    @auth.requires(auth.SELF)
-    async def create_function(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        name = body.get("FunctionName")
-        if not isinstance(name, str):
-            raise errors.InvalidParameterValue("FunctionName is required")
-        ref = parse_function(name)
-        auth.authorize(request, "lambda:CreateFunction", self._arns.function(ref.name))
-        code = body.get("Code")
+    async def create_function(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"])
+        code = params.get("Code")
         if not isinstance(code, dict) or "ZipFile" not in code:
             raise errors.InvalidParameterValue(
                 "Please provide a source for function code: kambda accepts Code.ZipFile.")
-        config, _ = render.parse_config(body, ref.name)
+        config, _ = render.parse_config(params, ref.name)
         created = await rpc.call(self._controller.CreateFunction,
                                  pb.CreateFunctionRequest(config=config, zip_file=render.decode_zip(code["ZipFile"])))
         self._cache.put(created)
-        return await self._answer(body, created, status=201)
+        return await self._answer(params, created)
 
-    @auth.requires("lambda:GetFunction")
-    async def get_function(self, request: web.Request) -> web.Response:
-        config = await self._get(request)
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        location = auth.presign(request, f"/_kambda/v1/code/{config.code_sha256}")
-        return _json({
+    async def get_function(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        config = await self._get(ref)
+        location = auth.presign(ctx.request, f"/_kambda/v1/code/{config.code_sha256}")
+        return {
             "Configuration": render.configuration(config, self._arns, qualifier=ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": dict(config.tags),
-        })
+        }
 
-    @auth.requires("lambda:GetFunctionConfiguration")
-    async def get_function_configuration(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        return _json(render.configuration(await self._get(request), self._arns, qualifier=ref.qualifier))
+    async def get_function_configuration(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        return render.configuration(await self._get(ref), self._arns, qualifier=ref.qualifier)
 
-    async def _get(self, request: web.Request) -> Any:
-        """The configuration the request's qualifier names (an alias: the version it points to)."""
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+    async def _get(self, ref: FunctionRef) -> Any:
+        """The configuration the qualifier names (an alias: the version it points to)."""
         return await rpc.call(self._controller.GetFunction,
                               pb.GetFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
 
-    @auth.requires("lambda:ListFunctions")
-    async def list_functions(self, request: web.Request) -> web.Response:
-        raw = request.query.get("MaxItems", "")
-        try:
-            max_items = int(raw) if raw else 50
-        except ValueError:
-            raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw!r}") from None
+    async def list_functions(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        max_items = params.get("MaxItems", 50)
         if not 1 <= max_items <= 10_000:
             raise errors.Validation(f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
                                     "satisfy constraint: Member must have value between 1 and 10000")
-        version = request.query.get("FunctionVersion")
+        version = params.get("FunctionVersion")
         if version not in (None, "ALL"):
             raise errors.Validation(f"1 validation error detected: Value '{version}' at 'functionVersion' failed "
                                     "to satisfy constraint: Member must satisfy enum value set: [ALL]")
         answer = await rpc.call(self._controller.ListFunctions,
-                                pb.ListFunctionsRequest(marker=request.query.get("Marker", ""), max_items=max_items,
+                                pb.ListFunctionsRequest(marker=params.get("Marker", ""), max_items=max_items,
                                                         all_versions=version == "ALL"))
         # With every version listed, each entry names its version in its ARN (as ListVersionsByFunction).
         body: dict[str, Any] = {"Functions": [render.configuration(c, self._arns, qualified=version == "ALL")
                                               for c in answer.functions]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker
-        return _json(body)
+        return body
 
-    @auth.requires("lambda:UpdateFunctionCode")
-    async def update_function_code(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"])
-        body = await json_body(request)
-        if "ZipFile" not in body:
+    async def update_function_code(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"])
+        if "ZipFile" not in params:
             raise errors.InvalidParameterValue(
                 "Please provide a source for function code: kambda accepts ZipFile.")
-        revision = body.get("RevisionId") or ""
         updated = await rpc.call(self._controller.UpdateFunctionCode, pb.UpdateFunctionCodeRequest(
-            name=ref.name, zip_file=render.decode_zip(body["ZipFile"]),
-            revision_id=revision if isinstance(revision, str) else "", dry_run=bool(body.get("DryRun"))))
+            name=ref.name, zip_file=render.decode_zip(params["ZipFile"]),
+            revision_id=params.get("RevisionId") or "", dry_run=bool(params.get("DryRun"))))
         self._cache.put(updated)
-        return await self._answer(body, updated)
+        return await self._answer(params, updated)
 
-    async def _answer(self, body: dict[str, Any], config: Any, status: int = 200) -> web.Response:
+    async def _answer(self, params: dict[str, Any], config: Any) -> dict[str, Any]:
         """The configuration, or with ``Publish: true`` (and no DryRun) the version published from it."""
-        if body.get("Publish") is not True or body.get("DryRun") is True:
-            return _json(render.configuration(config, self._arns), status=status)
+        if params.get("Publish") is not True or params.get("DryRun") is True:
+            return render.configuration(config, self._arns)
         version = await rpc.call(self._controller.PublishVersion, pb.PublishVersionRequest(name=config.name))
         self._cache.put(version)
-        return _json(render.configuration(version, self._arns, qualified=True), status=status)
+        return render.configuration(version, self._arns, qualified=True)
 
-    @auth.requires("lambda:UpdateFunctionConfiguration")
-    async def update_function_configuration(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"])
-        body = await json_body(request)
-        config, mask = render.parse_config(body, ref.name)
-        revision = body.get("RevisionId") or ""
+    async def update_function_configuration(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"])
+        config, mask = render.parse_config(params, ref.name)
         updated = await rpc.call(self._controller.UpdateFunctionConfiguration,
                                  pb.UpdateFunctionConfigurationRequest(
                                      name=ref.name, config=config, update_mask=mask,
-                                     revision_id=revision if isinstance(revision, str) else ""))
+                                     revision_id=params.get("RevisionId") or ""))
         self._cache.put(updated)
-        return _json(render.configuration(updated, self._arns))
+        return render.configuration(updated, self._arns)
 
-    @auth.requires("lambda:DeleteFunction")
-    async def delete_function(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+    async def delete_function(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
         await rpc.call(self._controller.DeleteFunction,
                        pb.DeleteFunctionRequest(name=ref.name, qualifier=ref.qualifier or ""))
         self._cache.forget(ref.name, ref.qualifier)
         if ref.qualifier is None:
             for hook in self.on_delete:
                 await hook(ref.name)
-        return web.Response(status=204)
+        return {"StatusCode": 204}  # the model's status-code member: AWS answers 204
 
     # -- concurrency ---------------------------------------------------------------------------
 
-    @auth.requires("lambda:PutFunctionConcurrency")
-    async def put_concurrency(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"])
-        value = _count((await json_body(request)).get("ReservedConcurrentExecutions"),
-                       "reservedConcurrentExecutions", 0)
+    async def put_concurrency(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"])
+        value = _count(params.get("ReservedConcurrentExecutions"), "reservedConcurrentExecutions", 0)
         config = await rpc.call(self._controller.PutFunctionConcurrency,
                                 pb.ConcurrencyRequest(name=ref.name, value=value))
         self._cache.put(config)
-        return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
+        return {"ReservedConcurrentExecutions": config.reserved_concurrency}
 
-    @auth.requires("lambda:GetFunctionConcurrency")
-    async def get_concurrency(self, request: web.Request) -> web.Response:
-        config = await self._get(request)
+    async def get_concurrency(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        config = await self._get(parse_function(params["FunctionName"]))
         if config.HasField("reserved_concurrency"):
-            return _json({"ReservedConcurrentExecutions": config.reserved_concurrency})
-        return _json({})
+            return {"ReservedConcurrentExecutions": config.reserved_concurrency}
+        return {}
 
-    @auth.requires("lambda:DeleteFunctionConcurrency")
-    async def delete_concurrency(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"])
+    async def delete_concurrency(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"])
         config = await rpc.call(self._controller.PutFunctionConcurrency,
                                 pb.ConcurrencyRequest(name=ref.name, value=-1))
         self._cache.put(config)
-        return web.Response(status=204)
+        return {}
 
-    @auth.requires("lambda:PutProvisionedConcurrencyConfig")
-    async def put_provisioned(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        value = _count((await json_body(request)).get("ProvisionedConcurrentExecutions"),
-                       "provisionedConcurrentExecutions", 1)
+    async def put_provisioned(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        value = _count(params.get("ProvisionedConcurrentExecutions"), "provisionedConcurrentExecutions", 1)
         await rpc.call(self._controller.PutProvisionedConcurrency,
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=value))
-        return _json(await self._provisioned_status(ref.name, ref.qualifier or ""), status=202)
+        return await self._provisioned_status(ref.name, ref.qualifier or "")
 
-    @auth.requires("lambda:GetProvisionedConcurrencyConfig")
-    async def get_provisioned(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        return _json(await self._provisioned_status(ref.name, ref.qualifier or ""))
+    async def get_provisioned(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        return await self._provisioned_status(ref.name, ref.qualifier or "")
 
     async def _provisioned_status(self, name: str, qualifier: str) -> dict[str, Any]:
         config = await rpc.call(self._controller.GetFunction, pb.GetFunctionRequest(name=name, qualifier=qualifier))
@@ -250,45 +225,40 @@ class LambdaApi:
                 "Status": "READY" if ready >= requested else "IN_PROGRESS",
                 "LastModified": config.provisioned_last_modified}
 
-    @auth.requires("lambda:DeleteProvisionedConcurrencyConfig")
-    async def delete_provisioned(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+    async def delete_provisioned(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
         await rpc.call(self._controller.PutProvisionedConcurrency,
                        pb.ConcurrencyRequest(name=ref.name, qualifier=ref.qualifier or "", value=-1))
-        return web.Response(status=204)
+        return {}
 
     # -- event invoke config -------------------------------------------------------------------
 
-    @auth.requires("lambda:PutFunctionEventInvokeConfig")
-    async def put_event_invoke_config(self, request: web.Request) -> web.Response:
-        return await self._event_invoke_config(request, "put")
+    async def put_event_invoke_config(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._event_invoke_config(params, "put")
 
-    @auth.requires("lambda:UpdateFunctionEventInvokeConfig")
-    async def update_event_invoke_config(self, request: web.Request) -> web.Response:
-        return await self._event_invoke_config(request, "update")
+    async def update_event_invoke_config(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._event_invoke_config(params, "update")
 
-    @auth.requires("lambda:DeleteFunctionEventInvokeConfig")
-    async def delete_event_invoke_config(self, request: web.Request) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+    async def delete_event_invoke_config(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
         await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
             name=ref.name, qualifier=ref.qualifier or "", mode="delete"))
-        return web.Response(status=204)
+        return {}
 
-    @auth.requires("lambda:GetFunctionEventInvokeConfig")
-    async def get_event_invoke_config(self, request: web.Request) -> web.Response:
-        config = await self._get(request)
+    async def get_event_invoke_config(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        config = await self._get(parse_function(params["FunctionName"], params.get("Qualifier")))
         if not config.HasField("event_invoke_config"):
             raise errors.ResourceNotFound(
                 f"The function {self._arns.function(config.name)} doesn't have an EventInvokeConfig")
-        return _json(render.event_invoke_config(config, self._arns))
+        return render.event_invoke_config(config, self._arns)
 
-    async def _event_invoke_config(self, request: web.Request, mode: str) -> web.Response:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
-        eic, fields = render.parse_event_invoke_config(await json_body(request))
+    async def _event_invoke_config(self, params: dict[str, Any], mode: str) -> dict[str, Any]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        eic, fields = render.parse_event_invoke_config(params)
         config = await rpc.call(self._controller.PutEventInvokeConfig, pb.EventInvokeConfigRequest(
             name=ref.name, qualifier=ref.qualifier or "", config=eic, mode=mode, fields=fields))
         self._cache.put(config)
-        return _json(render.event_invoke_config(config, self._arns))
+        return render.event_invoke_config(config, self._arns)
 
     # -- invoke ------------------------------------------------------------------------------
 
@@ -451,5 +421,11 @@ def _client_context(header: str | None) -> str:
     return decoded.decode()
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def function_resource(arns: Arns) -> Callable[[Context, dict[str, Any]], list[str]]:
+    """The IAM resource of an operation on one function: its ARN, qualified when the request names a qualifier."""
+
+    def resources(ctx: Context, params: dict[str, Any]) -> list[str]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
+        return [arns.function(ref.name, ref.qualifier)]
+
+    return resources

@@ -1,16 +1,14 @@
-"""The event source mapping operations of the Lambda API (2015-03-31/event-source-mappings)."""
+"""The event source mapping operations of the Lambda API (2015-03-31/event-source-mappings), served through
+the front door."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from aiohttp import web
-
 from functions.render import expect, max_items
 from kambda import rpc
-from kambda.aws import auth, errors
-from kambda.aws.bodies import json_body
+from kambda.aws import errors
+from kambda.aws.front import Context, Front
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -73,58 +71,46 @@ class MappingsApi:
         self._controller = controller
         self._arns = arns
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(BASE + "/", self.create), web.post(BASE, self.create),
-            web.get(BASE + "/", self.list), web.get(BASE, self.list),
-            web.get(BASE + "/{uuid}", self.get), web.put(BASE + "/{uuid}", self.update),
-            web.delete(BASE + "/{uuid}", self.delete),
-        ]
+    def register(self, front: Front) -> None:
+        """The mapping operations through the front door; one mapping's are authorized on its ARN."""
+        front.register("lambda", "CreateEventSourceMapping", self.create)
+        front.register("lambda", "ListEventSourceMappings", self.list)
+        for name, handler in {"GetEventSourceMapping": self.get, "UpdateEventSourceMapping": self.update,
+                              "DeleteEventSourceMapping": self.delete}.items():
+            front.register("lambda", name, handler, self._resource)
 
-    async def _call(self, request: pb.MappingRequest) -> pb.MappingResponse:
-        return await rpc.call(self._controller.EventSourceMappings, request)
+    def _resource(self, ctx: Context, params: dict[str, Any]) -> list[str]:
+        return [f"arn:aws:lambda:{self._arns.region}:{self._arns.account}:event-source-mapping:{params['UUID']}"]
 
-    def _answer(self, mapping: EventSourceMapping, status: int) -> web.Response:
-        return web.Response(body=orjson.dumps(render(mapping, self._arns)), status=status,
-                            content_type="application/json")
+    async def _call(self, request: pb.MappingRequest) -> dict[str, Any]:
+        answer = await rpc.call(self._controller.EventSourceMappings, request)
+        return render(answer.mappings[0], self._arns)
 
-    @auth.requires("lambda:CreateEventSourceMapping")
-    async def create(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        mapping, _ = parse(body)
+    async def create(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        mapping, _ = parse(params)
         if not mapping.function or not mapping.event_source_arn:
             raise errors.InvalidParameterValue("FunctionName and EventSourceArn are required")
-        if "Enabled" not in body:
+        if "Enabled" not in params:
             mapping.enabled = True
-        answer = await self._call(pb.MappingRequest(op="create", mapping=mapping))
-        return self._answer(answer.mappings[0], 202)
+        return await self._call(pb.MappingRequest(op="create", mapping=mapping))
 
-    @auth.requires("lambda:GetEventSourceMapping")
-    async def get(self, request: web.Request) -> web.Response:
-        answer = await self._call(pb.MappingRequest(op="get", uuid=request.match_info["uuid"]))
-        return self._answer(answer.mappings[0], 200)
+    async def get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(pb.MappingRequest(op="get", uuid=params["UUID"]))
 
-    @auth.requires("lambda:UpdateEventSourceMapping")
-    async def update(self, request: web.Request) -> web.Response:
-        mapping, fields = parse(await json_body(request))
-        answer = await self._call(pb.MappingRequest(op="update", uuid=request.match_info["uuid"], mapping=mapping,
-                                                    fields=fields))
-        return self._answer(answer.mappings[0], 202)
+    async def update(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        mapping, fields = parse(params)
+        return await self._call(pb.MappingRequest(op="update", uuid=params["UUID"], mapping=mapping, fields=fields))
 
-    @auth.requires("lambda:DeleteEventSourceMapping")
-    async def delete(self, request: web.Request) -> web.Response:
-        answer = await self._call(pb.MappingRequest(op="delete", uuid=request.match_info["uuid"]))
-        return self._answer(answer.mappings[0], 202)
+    async def delete(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(pb.MappingRequest(op="delete", uuid=params["UUID"]))
 
-    @auth.requires("lambda:ListEventSourceMappings")
-    async def list(self, request: web.Request) -> web.Response:
-        function = request.query.get("FunctionName", "")
-        most = max_items(request.query.get("MaxItems", ""), 100)
-        answer = await self._call(pb.MappingRequest(
+    async def list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        function = params.get("FunctionName") or ""
+        answer = await rpc.call(self._controller.EventSourceMappings, pb.MappingRequest(
             op="list", function=parse_function(function).name if function else "",
-            event_source_arn=request.query.get("EventSourceArn", ""), marker=request.query.get("Marker", ""),
-            max_items=most))
+            event_source_arn=params.get("EventSourceArn") or "", marker=params.get("Marker") or "",
+            max_items=max_items(params.get("MaxItems"), 100)))
         body: dict[str, Any] = {"EventSourceMappings": [render(m, self._arns) for m in answer.mappings]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        return body

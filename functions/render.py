@@ -86,6 +86,9 @@ def _environment(body: dict[str, Any]) -> dict[str, str] | None:
 
 
 def decode_zip(value: Any) -> bytes:
+    """A zip from a request: bytes once the protocol layer decoded the blob, or a base64 string."""
+    if isinstance(value, bytes):
+        return value
     if not isinstance(value, str):
         raise errors.InvalidParameterValue("Code.ZipFile must be a base64 string")
     try:
@@ -221,12 +224,11 @@ def _epoch_seconds(timestamp: str) -> float:
     return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-def max_items(raw: str, default: int, most: int = 10_000) -> int:
-    """A MaxItems query parameter: an integer from 1 to ``most`` (AWS's ValidationException otherwise)."""
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise errors.InvalidParameterValue(f"MaxItems must be an integer, not {raw[:64]!r}") from None
+def max_items(value: int | None, default: int, most: int = 10_000) -> int:
+    """A MaxItems parameter (parsed by the protocol layer): from 1 to ``most`` (AWS's ValidationException
+    otherwise), ``default`` when the request has none."""
+    if value is None:
+        return default
     if not 1 <= value <= most:
         raise errors.Validation(f"1 validation error detected: Value '{value}' at 'maxItems' failed to "
                                 f"satisfy constraint: Member must have value between 1 and {most}")

@@ -14,13 +14,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from apis.config import HttpConfig, UrlConfig, url_id
+from functions.api import function_resource
 from functions.registry_cache import RegistryCache
-from kambda.aws import auth, errors
-from kambda.aws.bodies import json_body
+from kambda.aws import errors
+from kambda.aws.front import Context, Front
 from kambda.names import Arns, parse_function
 from kambda.settings import Site
 
@@ -122,15 +122,16 @@ class FunctionUrls:
         self._arns = Arns(settings.region, settings.account)
         self._now = now
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(BASE + "/url", self.create), web.get(BASE + "/url", self.get),
-            web.put(BASE + "/url", self.update), web.delete(BASE + "/url", self.delete),
-            web.get(BASE + "/urls", self.list),
-        ]
+    def register(self, front: Front) -> None:
+        """The URL config operations through the front door, authorized on the function's ARN."""
+        function = function_resource(self._arns)
+        for name, handler in {"CreateFunctionUrlConfig": self.create, "GetFunctionUrlConfig": self.get,
+                              "UpdateFunctionUrlConfig": self.update, "DeleteFunctionUrlConfig": self.delete,
+                              "ListFunctionUrlConfigs": self.list}.items():
+            front.register("lambda", name, handler, function)
 
-    async def _ref(self, request: web.Request) -> tuple[str, str]:
-        ref = parse_function(request.match_info["name"], request.query.get("Qualifier"))
+    async def _ref(self, params: dict[str, Any]) -> tuple[str, str]:
+        ref = parse_function(params["FunctionName"], params.get("Qualifier"))
         qualifier = ref.qualifier or ""
         if qualifier and not _ALIAS_RE.fullmatch(qualifier):
             raise _invalid("qualifier", qualifier, f"Member must satisfy regular expression pattern: {ALIAS_PATTERN}")
@@ -162,10 +163,10 @@ class FunctionUrls:
     def _not_found(self) -> errors.ResourceNotFound:
         return errors.ResourceNotFound("The resource you requested does not exist.")
 
-    @auth.requires("lambda:CreateFunctionUrlConfig")
-    async def create(self, request: web.Request) -> web.Response:
-        name, qualifier = await self._ref(request)
-        body = await json_body(request)
+    async def create(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        request = ctx.request
+        name, qualifier = await self._ref(params)
+        body = params
         auth_type = _enum(body.get("AuthType"), "authType", AUTH_TYPES, required=True)
         now = self._now()
         config = UrlConfig(url_id=url_id(self._settings.account, self._settings.region, name, qualifier),
@@ -176,20 +177,20 @@ class FunctionUrls:
         await self._config.create(f"url.{config.url_id}", config, errors.ResourceConflict(
             f"Failed to create function url config for [functionArn = {arn}]. Error message:  "
             "FunctionUrlConfig exists for this Lambda function"))
-        return _json(self.render(request, config, modified=False), 201)
+        return self.render(request, config, modified=False)
 
-    @auth.requires("lambda:GetFunctionUrlConfig")
-    async def get(self, request: web.Request) -> web.Response:
-        name, qualifier = await self._ref(request)
+    async def get(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        request = ctx.request
+        name, qualifier = await self._ref(params)
         config = self._config.urls.get(url_id(self._settings.account, self._settings.region, name, qualifier))
         if config is None:
             raise self._not_found()
-        return _json(self.render(request, config))
+        return self.render(request, config)
 
-    @auth.requires("lambda:UpdateFunctionUrlConfig")
-    async def update(self, request: web.Request) -> web.Response:
-        name, qualifier = await self._ref(request)
-        body = await json_body(request)
+    async def update(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        request = ctx.request
+        name, qualifier = await self._ref(params)
+        body = params
         changes: dict[str, Any] = {}
         if body.get("AuthType") is not None:
             changes["auth_type"] = _enum(body["AuthType"], "authType", AUTH_TYPES)
@@ -201,28 +202,27 @@ class FunctionUrls:
         uid = url_id(self._settings.account, self._settings.region, name, qualifier)
         config = await self._config.modify(f"url.{uid}", lambda old: replace(old, **changes), self._not_found())
         assert isinstance(config, UrlConfig)
-        return _json(self.render(request, config))
+        return self.render(request, config)
 
-    @auth.requires("lambda:DeleteFunctionUrlConfig")
-    async def delete(self, request: web.Request) -> web.Response:
-        name, qualifier = await self._ref(request)
+    async def delete(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name, qualifier = await self._ref(params)
         uid = url_id(self._settings.account, self._settings.region, name, qualifier)
         await self._config.delete(f"url.{uid}", self._not_found())
-        return web.Response(status=204)
+        return {}
 
-    @auth.requires("lambda:ListFunctionUrlConfigs")
-    async def list(self, request: web.Request) -> web.Response:
-        name, _ = await self._ref(request)
-        raw = request.query.get("MaxItems", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= 50:
-            raise _invalid("maxItems", raw, "Member must have value less than or equal to 50")
-        marker = request.query.get("Marker", "")
+    async def list(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        request = ctx.request
+        name, _ = await self._ref(params)
+        most = params.get("MaxItems", 50)
+        if not 1 <= most <= 50:
+            raise _invalid("maxItems", most, "Member must have value less than or equal to 50")
+        marker = params.get("Marker") or ""
         configs = sorted((c for c in self._config.urls.values() if c.function == name), key=lambda c: c.url_id)
-        page = [c for c in configs if c.url_id > marker][: int(raw)]
+        page = [c for c in configs if c.url_id > marker][:most]
         body: dict[str, Any] = {"FunctionUrlConfigs": [self.render(request, c) for c in page]}
         if page and page[-1].url_id != configs[-1].url_id:
             body["NextMarker"] = page[-1].url_id
-        return _json(body)
+        return body
 
     async def forget_function(self, name: str) -> None:
         """DeleteFunction takes the function's URL configs with it, as on AWS."""
@@ -239,7 +239,3 @@ def _enum(value: object, field: str, allowed: tuple[str, ...], required: bool = 
     if not isinstance(value, str) or value not in allowed:
         raise _invalid(field, value, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
     return value
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

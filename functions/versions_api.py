@@ -1,22 +1,20 @@
 """PublishVersion, ListVersionsByFunction and the alias operations of the Lambda API (2015-03-31).
 
-The controller does the checking and the storing; this module maps AWS's JSON to the protobuf
-requests and back, and puts what changed into the gateway's cache at once, so that the next
-invoke through this gateway already sees a new alias.
+Operations of the front door. The controller does the checking and the storing; this module maps the
+parsed params to the protobuf requests and back, and puts what changed into the gateway's cache at
+once, so that the next invoke through this gateway already sees a new alias.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from aiohttp import web
-
 from functions import render
+from functions.api import function_resource
 from functions.registry_cache import RegistryCache
 from kambda import rpc
-from kambda.aws import auth, errors
-from kambda.aws.bodies import json_body
+from kambda.aws import errors
+from kambda.aws.front import Context, Front
 from kambda.names import Arns, check_alias_name, check_function_version, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
@@ -31,93 +29,85 @@ class VersionsApi:
         self._cache = cache
         self._arns = arns
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post(BASE + "/versions", self.publish_version),
-            web.get(BASE + "/versions", self.list_versions),
-            web.post(BASE + "/aliases", self.create_alias),
-            web.get(BASE + "/aliases", self.list_aliases),
-            web.get(BASE + "/aliases/{alias}", self.get_alias),
-            web.put(BASE + "/aliases/{alias}", self.update_alias),
-            web.delete(BASE + "/aliases/{alias}", self.delete_alias),
-        ]
+    def register(self, front: Front) -> None:
+        """The version and alias operations through the front door, authorized on the function's ARN (an alias
+        operation: the alias's ARN, as AWS checks it)."""
+        function = function_resource(self._arns)
+        for name, handler in {"PublishVersion": self.publish_version, "ListVersionsByFunction": self.list_versions,
+                              "CreateAlias": self.create_alias, "ListAliases": self.list_aliases}.items():
+            front.register("lambda", name, handler, function)
+        for name, handler in {"GetAlias": self.get_alias, "UpdateAlias": self.update_alias,
+                              "DeleteAlias": self.delete_alias}.items():
+            front.register("lambda", name, handler, self._alias_resource)
+
+    def _alias_resource(self, ctx: Context, params: dict[str, Any]) -> list[str]:
+        name, alias_name = self._names(params)
+        return [self._arns.function(name, alias_name)]
 
     # -- versions ------------------------------------------------------------------------------
 
-    @auth.requires("lambda:PublishVersion")
-    async def publish_version(self, request: web.Request) -> web.Response:
-        name = parse_function(request.match_info["name"]).name
-        body = await json_body(request)
-        publish = pb.PublishVersionRequest(
-            name=name, code_sha256=render.expect(body, "CodeSha256", str, "a string") or "",
-            revision_id=render.expect(body, "RevisionId", str, "a string") or "")
-        description = render.expect(body, "Description", str, "a string")
-        if description is not None:
-            publish.description = description
+    async def publish_version(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name = parse_function(params["FunctionName"]).name
+        publish = pb.PublishVersionRequest(name=name, code_sha256=params.get("CodeSha256") or "",
+                                           revision_id=params.get("RevisionId") or "")
+        if params.get("Description") is not None:
+            publish.description = params["Description"]
         version = await rpc.call(self._controller.PublishVersion, publish)
         self._cache.put(version)
-        return _json(render.configuration(version, self._arns, qualified=True), status=201)
+        return render.configuration(version, self._arns, qualified=True)
 
-    @auth.requires("lambda:ListVersionsByFunction")
-    async def list_versions(self, request: web.Request) -> web.Response:
-        name = parse_function(request.match_info["name"]).name
+    async def list_versions(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name = parse_function(params["FunctionName"]).name
         answer = await rpc.call(self._controller.ListVersions, pb.ListVersionsRequest(
-            name=name, marker=request.query.get("Marker", ""), max_items=_max_items(request)))
+            name=name, marker=params.get("Marker", ""), max_items=render.max_items(params.get("MaxItems"), 50)))
         body: dict[str, Any] = {
             "Versions": [render.configuration(c, self._arns, qualified=True) for c in answer.functions]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker
-        return _json(body)
+        return body
 
     # -- aliases -------------------------------------------------------------------------------
 
-    @auth.requires("lambda:CreateAlias")
-    async def create_alias(self, request: web.Request) -> web.Response:
-        name = parse_function(request.match_info["name"]).name
-        body = await json_body(request)
-        alias, _ = _parse_alias(body)
-        alias_name = render.expect(body, "Name", str, "a string")
+    async def create_alias(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name = parse_function(params["FunctionName"]).name
+        alias, _ = _parse_alias(params)
+        alias_name = params.get("Name")
         if alias_name is None:
             raise errors.InvalidParameterValue("Name is required")
         if alias.function_version == "":
             raise errors.InvalidParameterValue("FunctionVersion is required")
         alias.name = alias_name
-        return _json(self._alias(await self._call("create", name, alias)), status=201)
+        return self._alias(await self._call("create", name, alias))
 
-    @auth.requires("lambda:GetAlias")
-    async def get_alias(self, request: web.Request) -> web.Response:
-        name, alias_name = self._names(request)
-        return _json(self._alias(await self._call("get", name, Alias(name=alias_name))))
+    async def get_alias(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name, alias_name = self._names(params)
+        return self._alias(await self._call("get", name, Alias(name=alias_name)))
 
-    @auth.requires("lambda:UpdateAlias")
-    async def update_alias(self, request: web.Request) -> web.Response:
-        name, alias_name = self._names(request)
-        body = await json_body(request)
-        alias, fields = _parse_alias(body)
+    async def update_alias(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name, alias_name = self._names(params)
+        alias, fields = _parse_alias(params)
         alias.name = alias_name
-        revision = render.expect(body, "RevisionId", str, "a string") or ""
-        return _json(self._alias(await self._call("update", name, alias, fields=fields, revision_id=revision)))
+        return self._alias(await self._call("update", name, alias, fields=fields,
+                                            revision_id=params.get("RevisionId") or ""))
 
-    @auth.requires("lambda:DeleteAlias")
-    async def delete_alias(self, request: web.Request) -> web.Response:
-        name, alias_name = self._names(request)
+    async def delete_alias(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name, alias_name = self._names(params)
         await rpc.call(self._controller.Aliases, pb.AliasRequest(op="delete", name=name, alias=Alias(name=alias_name)))
         self._cache.forget(name, alias_name)
-        return web.Response(status=204)
+        return {}
 
-    @auth.requires("lambda:ListAliases")
-    async def list_aliases(self, request: web.Request) -> web.Response:
-        name = parse_function(request.match_info["name"]).name
-        version = request.query.get("FunctionVersion", "")
+    async def list_aliases(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        name = parse_function(params["FunctionName"]).name
+        version = params.get("FunctionVersion") or ""
         if version:
             check_function_version(version)
         answer = await rpc.call(self._controller.Aliases, pb.AliasRequest(
-            op="list", name=name, function_version=version, marker=request.query.get("Marker", ""),
-            max_items=_max_items(request)))
+            op="list", name=name, function_version=version, marker=params.get("Marker", ""),
+            max_items=render.max_items(params.get("MaxItems"), 50)))
         body: dict[str, Any] = {"Aliases": [self._alias(a) for a in answer.aliases]}
         if answer.next_marker:
             body["NextMarker"] = answer.next_marker
-        return _json(body)
+        return body
 
     async def _call(self, op: str, name: str, alias: Alias, **more: Any) -> Alias:
         answer = await rpc.call(self._controller.Aliases, pb.AliasRequest(op=op, name=name, alias=alias, **more))
@@ -127,10 +117,10 @@ class VersionsApi:
         return found
 
     @staticmethod
-    def _names(request: web.Request) -> tuple[str, str]:
-        alias_name = request.match_info["alias"]
+    def _names(params: dict[str, Any]) -> tuple[str, str]:
+        alias_name = params["Name"]
         check_alias_name(alias_name)
-        return parse_function(request.match_info["name"]).name, alias_name
+        return parse_function(params["FunctionName"]).name, alias_name
 
     def _alias(self, alias: Alias) -> dict[str, Any]:
         """AliasConfiguration as AWS returns it."""
@@ -167,11 +157,3 @@ def _parse_alias(body: dict[str, Any]) -> tuple[Alias, list[str]]:
             alias.additional_version_weights[str(key)] = float(weight)
         fields.append("additional_version_weights")
     return alias, fields
-
-
-def _max_items(request: web.Request) -> int:
-    return render.max_items(request.query.get("MaxItems", ""), 50)
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -129,12 +129,9 @@ class Gateway:
             middlewares.insert(0, self.triggers.by_host)
         app = web.Application(client_max_size=MAX_REQUEST, middlewares=middlewares)
         app[auth.AUTHENTICATOR] = self.authenticator
-        app.add_routes(api.routes())
-        app.add_routes(urls.routes())
+        app.add_routes(api.routes())  # Invoke's fast path
         app.add_routes(HttpRoutesApi(self._http, self._arns).routes())
         app.add_routes(self.triggers.routes())
-        app.add_routes(MappingsApi(self._controller, self._arns).routes())
-        app.add_routes(VersionsApi(self._controller, self._cache, self._arns).routes())
         app.add_routes([
             web.get("/_kambda/health", self.health),
             web.get("/_kambda/v1/functions/{name}", self.function_status),
@@ -147,6 +144,10 @@ class Gateway:
                            max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,
                            authenticate=auth.authenticate)
         sts.register(self.front, self.settings.account)
+        api.register(self.front)
+        urls.register(self.front)
+        MappingsApi(self._controller, self._arns).register(self.front)
+        VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)

@@ -4,6 +4,7 @@ boto3 clients of each protocol; errors arrive as the clients' modeled exceptions
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -325,3 +326,20 @@ def test_requests_no_service_claims(server: Server) -> None:
     big = b"Action=GetCallerIdentity&Pad=" + b"x" * MAX_BODY
     status, code, _ = asyncio.run(send("POST", "/", big, form))
     assert (status, code) == (413, "RequestEntityTooLargeException")
+
+
+def test_a_missing_required_member_or_a_null_item_is_the_protocols_validation_error(server: Server) -> None:
+    async def send(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server.url}{path}", data=body, headers=headers) as response:
+                return response.status, json.loads(await response.read())
+
+    lambda_json = {"Content-Type": "application/json"}
+    status, body = asyncio.run(send("/2015-03-31/functions", b'{"Code": {"ZipFile": ""}}', lambda_json))
+    assert status == 400 and "Value null at 'functionName'" in body["message"]
+    status, body = asyncio.run(send("/2015-03-31/functions", b'{"FunctionName": "f", "Tags": {"a": null}}',
+                                    lambda_json))
+    assert status == 400 and "null" in body["message"]
+    events = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
+    status, body = asyncio.run(send("/", b"{}", events))
+    assert (status, body["__type"]) == (400, "ValidationException") and "'entries'" in body["message"]

@@ -230,6 +230,10 @@ class Front:
         if body is None:
             body = await self._body(request, service)
         params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers, body)
+        shape = operation.input_shape
+        for member in shape.required_members if shape is not None else ():
+            if params.get(member) is None:
+                raise faults.missing(service.service_name, model.protocol_of(service), member)
         ctx = Context(request, service.service_name, operation, request_id, route.region or self.region,
                       self.account, route.access_key, route)
         if not public:

@@ -32,6 +32,18 @@ class ValidationError(errors.KambdaError):
     error_type = "User"
 
 
+def missing(service: str, protocol: str, member: str) -> errors.KambdaError:
+    """AWS's answer to a request without a required member, in the protocol's code."""
+    field = member[:1].lower() + member[1:]
+    message = f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: " \
+              "Member must not be null"
+    if protocol == "query":
+        return ValidationError(message)
+    if protocol == "rest-xml":
+        return InvalidArgument(f"{member} is required")
+    return errors.Validation(message)
+
+
 class MalformedXML(errors.KambdaError):
     code = "MalformedXML"
     status = 400

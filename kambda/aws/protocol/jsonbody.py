@@ -67,14 +67,18 @@ def _decode_list(shape: Shape, value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise Malformed(f"{shape.name} must be an array")
     member = shape.member
-    return [None if item is None else decode(member, item) for item in value]
+    if None in value:
+        raise Malformed(f"{shape.name} must not hold null")
+    return [decode(member, item) for item in value]
 
 
 def _decode_map(shape: Shape, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Malformed(f"{shape.name} must be an object")
     inner = shape.value
-    return {key: None if item is None else decode(inner, item) for key, item in value.items()}
+    if any(item is None for item in value.values()):
+        raise Malformed(f"the values of {shape.name} must not be null")
+    return {key: decode(inner, item) for key, item in value.items()}
 
 
 def _decode_string(shape: Shape, value: Any) -> Any:
