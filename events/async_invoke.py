@@ -1,8 +1,9 @@
 """Asynchronous (Event) invocations: run each stored event, retry failures, deliver outcomes.
 
 The gateway answers an Event invoke 202 once the event is stored in the file-backed KAMBDA_ASYNC
-stream. This poller, in the active controller, pulls those events (a bounded number at a time),
-runs each through the ordinary sync path, and then, as AWS Lambda does:
+stream. This poller, in every worker replica, pulls those events (a bounded number at a time per
+replica) through the one durable consumer ``async-poller`` that all replicas share (so they split the
+events between them), runs each through the ordinary sync path, and then, as AWS Lambda does:
 
 - on success, acknowledges it and sends the on-success destination a record;
 - on a function error (or a timeout, or a crash), gives it back to the stream to be redelivered
@@ -11,13 +12,10 @@ runs each through the ordinary sync path, and then, as AWS Lambda does:
   sends it to the on-failure destination (or the function's dead-letter target) and drops it;
 - when the function is throttled, retries it until its maximum age without counting an attempt.
 
-While an event runs, the poller tells JetStream it is still in progress, so a crashed controller's
-events are redelivered within ACK_WAIT_S, and a running one is never redelivered meanwhile. The
-delivery is at least once: a controller that dies between a run and its acknowledgement runs it again.
-
-Destination ARNs: a function (``arn:aws:lambda:REGION:ACCOUNT:function:NAME``), invoked
-asynchronously with the record as its event, or a NATS subject (``arn:kambda:nats:::SUBJECT``),
-which gets the record as JSON.
+While an event runs, the poller tells JetStream it is still in progress, so a crashed worker's
+events are redelivered (to the other replicas) within ACK_WAIT_S, and a running one is never
+redelivered meanwhile. The delivery is at least once: a worker that dies between a run and its
+acknowledgement has it run again. Records go to destinations through events/destinations.py.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,11 +36,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from events.destinations import Destinations
 from functions.lookup import FunctionLookup
 from kambda import bus
 from kambda.aws import errors
 from kambda.bus.dispatch import Dispatcher
-from kambda.names import LATEST, NATS_DESTINATION, Arns, parse_function
+from kambda.names import LATEST, Arns
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 
@@ -53,6 +51,9 @@ ACK_WAIT_S = 30.0
 IN_PROGRESS_EVERY_S = 10.0
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE_S = 21600
+#: Unacknowledged events of the shared consumer, all replicas together (each bounds its own by its
+#: concurrency, and so the tier scales with replicas up to this).
+MAX_ACK_PENDING = 65536
 #: An event bus target may allow up to 185 retries: their delays stop doubling here.
 MAX_RETRY_DELAY_S = 3600.0
 
@@ -68,13 +69,14 @@ class AsyncMetrics:
 
 
 class AsyncPoller:
-    def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher, arns: Arns,
-                 metrics: AsyncMetrics, retry_base_s: float, queue_timeout_s: float, concurrency: int = 64,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher,
+                 destinations: Destinations, arns: Arns, metrics: AsyncMetrics, retry_base_s: float,
+                 queue_timeout_s: float, concurrency: int = 64, clock: Callable[[], float] = time.time) -> None:
         self._nc = nc
         self._js = js
         self._registry = registry
         self._dispatcher = dispatcher
+        self._destinations = destinations
         self._arns = arns
         self._metrics = metrics
         self._retry_base = retry_base_s
@@ -89,15 +91,19 @@ class AsyncPoller:
     async def start(self) -> None:
         await self._js.add_consumer(bus.ASYNC_STREAM, ConsumerConfig(
             durable_name=bus.ASYNC_POLLER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
-            max_ack_pending=self._concurrency * 4, max_waiting=4096))
+            max_ack_pending=MAX_ACK_PENDING, max_waiting=4096))
         await self._puller.start()
         await self._puller.add_free(self._concurrency)
         self._depth_task = asyncio.create_task(self._watch_depth())
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop pulling; let running events finish for up to ``drain_s``, then cancel the rest (they
+        are redelivered, to another replica, once their ack wait has passed)."""
         if self._depth_task is not None:
             self._depth_task.cancel()
         await self._puller.stop()
+        if self._tasks and drain_s > 0:
+            await asyncio.wait(list(self._tasks), timeout=drain_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -113,7 +119,9 @@ class AsyncPoller:
         except Exception:
             await self._finish(msg, "term")
             return
-        if not self._registry.has_version(inv.function, inv.version or LATEST):
+        if not self._registry.has_version(inv.function, inv.version or LATEST) and (
+                not await self._registry.caught_up() or not self._registry.has_version(inv.function,
+                                                                                       inv.version or LATEST)):
             log.info("dropping an event for %s:%s, which no longer exists", inv.function, inv.version)
             await self._finish(msg, "term")
             return
@@ -233,21 +241,7 @@ class AsyncPoller:
     async def _deliver(self, arn: str, record: dict[str, Any] | None, raw: bytes | None = None,
                        headers: dict[str, str] | None = None) -> None:
         if arn:
-            await self.deliver(arn, raw if raw is not None else json.dumps(record).encode(), headers)
-
-    async def deliver(self, arn: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        """Send ``payload`` to a destination: a NATS subject, or a function invoked asynchronously."""
-        try:
-            if arn.startswith(NATS_DESTINATION):
-                await self._nc.publish(arn[len(NATS_DESTINATION):], payload, headers=headers)
-                return
-            target = parse_function(arn)
-            event = Invocation(request_id=str(uuid.uuid4()), function=target.name, version=LATEST,
-                               invoked_arn=self._arns.function(target.name), payload=payload,
-                               invocation_type="Event", enqueued_ms=int(self._clock() * 1000))
-            await self._dispatcher.store(bus.async_subject(target.name, LATEST), event.SerializeToString())
-        except Exception as exc:  # a broken destination must not stop the poller
-            log.warning("delivery to destination %s failed: %s", arn, exc)
+            await self._destinations.deliver(arn, raw if raw is not None else json.dumps(record).encode(), headers)
 
     async def _watch_depth(self) -> None:
         """kambda_async_queue_depth, from the stream's per-subject counts every 2 s."""

@@ -146,7 +146,7 @@ def ignored(path: str) -> bool:
     return verdict
 
 
-@pytest.mark.parametrize("package", ["kambda", "gateway", "controller", "invoker"])
+@pytest.mark.parametrize("package", ["kambda", "gateway", "controller", "worker", "invoker"])
 def test_pip_install_keeps_every_data_file(package: str) -> None:
     """A non-Python file in a package reaches the image only if package-data names it."""
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["*"]
