@@ -64,6 +64,8 @@ class AsyncMetrics:
                                ["function"], registry=registry)
         self.dropped = Counter("kambda_async_dropped", "Asynchronous events given up on, by reason (age, "
                                "retries).", ["function", "reason"], registry=registry)
+        self.succeeded = Counter("kambda_async_succeeded", "Asynchronous invocations that ran successfully.",
+                                 ["function"], registry=registry)
         self.queue_depth = Gauge("kambda_async_queue_depth", "Asynchronous events stored and not yet done.",
                                  ["function"], registry=registry)
 
@@ -151,6 +153,7 @@ class AsyncPoller:
             await self._finish(msg, "retry", seq, delay=min(60.0, self._retry_base * 2 ** min(6, self._throttled[seq])))
             return
         if not result.function_error and not result.error_code:
+            self._metrics.succeeded.labels(inv.function).inc()
             await self._deliver(eic.on_success, self._record(config, inv, attempt, "Success", result))
             await self._finish(msg, "ack", seq)
             return

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import nats
+
 from controller.registry import Registry
 from events import store as eventbus
 from events.destinations import Destinations
