@@ -32,5 +32,5 @@ ENV PATH=/opt/kambda/bin:$PATH \
     KAMBDA_STATE_DIR=/var/lib/kambda
 USER 10001:10001
 WORKDIR /home/kambda
-EXPOSE 8080 50051
+EXPOSE 8080 9102 50051
 CMD ["kambda-gateway"]
