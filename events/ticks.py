@@ -1,4 +1,4 @@
-"""Schedule ticks, fired by the leader controller alone (the worker tier routes what they store).
+"""Schedule ticks, fired by the leader controller alone (the worker tier runs what they store).
 
 Every second the ticker looks for schedule rules whose latest tick has not been fired
 (``fired/<bus>/<rule>`` in KV). Firing stores the invocations with a ``Nats-Msg-Id`` made of the

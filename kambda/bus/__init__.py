@@ -16,7 +16,7 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda.invokers.stats``: invoker -> controller stats.
 - ``kambda.scale.<function>``: controller -> gateways scale events.
 - ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
-  storage, a work queue the controller's event router consumes).
+  storage, a work queue the workers' event router consumes).
 - ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
   each schedule (events/store.py names the keys).
 """
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SYNC_STREAM = "KAMBDA_SYNC"
 ASYNC_STREAM = "KAMBDA_ASYNC"
-#: The controller's one consumer of every function's asynchronous events.
+#: The one consumer of every function's asynchronous events, shared by every worker replica.
 ASYNC_POLLER = "async-poller"
 #: Async payloads are at most 256 KB; the envelope comes on top.
 MAX_ASYNC_MESSAGE = 512 * 1024
@@ -62,7 +62,7 @@ HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
 EVENTS_STREAM = "KAMBDA_EVENTS"
 EVENTS_BUCKET = "kambda_events"
-#: The controller's one consumer of every bus's events.
+#: The one consumer of every bus's events, shared by every worker replica.
 EVENT_ROUTER = "event-router"
 EVENTS_PREFIX = "kambda.events."
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
