@@ -47,7 +47,7 @@ from tests.conftest import free_port, wait_for
 from worker.settings import WorkerSettings
 
 KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()}, key=Version)
-CRDS = {"ServiceMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
+CRDS = {"ServiceMonitor", "PodMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
 
 
 @pytest.fixture(scope="module")
@@ -573,13 +573,17 @@ def test_ingress_autoscaling_and_monitoring(rendered) -> None:
     assert hpa["spec"]["maxReplicas"] == 6
     assert "replicas" not in one(objs, "Deployment", "kambda-gateway")["spec"]  # the HPA owns it
     assert one(rendered["default"], "Deployment", "kambda-gateway")["spec"]["replicas"] == 2
-    assert not kinds(rendered["default"]) & {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor"}
+    assert not kinds(rendered["default"]) & {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor"}
 
     monitor = one(objs, "ServiceMonitor", "kambda-gateway")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    workers = one(objs, "PodMonitor", "kambda-worker")  # the workers' own figures, per pod
+    assert workers["metadata"]["labels"]["release"] == "prometheus"
+    assert selects(workers["spec"]["selector"], pod_labels(one(objs, "Deployment", "kambda-worker")))
+    assert workers["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
 
     dashboard = one(objs, "ConfigMap", "kambda-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
