@@ -15,7 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import boto3
 import nats
+from botocore.config import Config
 
 from kambda import bus
 from kambda.procs import descendants, service_pids
@@ -176,6 +178,20 @@ def test_up_with_two_workers_splits_events_and_stops_them_all(tmp_path) -> None:
         succeeded = f'kambda_async_succeeded_total{{function="{name}"}}'
         wait_for(lambda: metric(platform.metrics(), succeeded) == 300, what="the runs to be counted")
         assert platform.metrics().count(f"{succeeded} ") == 1
+
+        # The event bus through the same two workers: each event routed once, its target run once.
+        events = boto3.client("events", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+        rule = unique("split")
+        events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["split"]}))
+        events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": f"arn:aws:lambda:us-east-1:000000000000:function:"
+                                                                  f"{name}", "Input": json.dumps({"dir": str(out)})}])
+        for start in range(0, 200, 10):
+            answer = events.put_events(Entries=[{"Source": "split", "DetailType": "t", "Detail": "{}"}] * 10)
+            assert answer["FailedEntryCount"] == 0, start
+        wait_for(lambda: sum(ledger(out).values()) >= 500, timeout=120, what="every routed event to run")
+        wait_for(lambda: async_settled(nats_url(platform)), timeout=60, interval=0.5, what="the async queue to empty")
+        assert sum(ledger(out).values()) == 500 and set(ledger(out).values()) == {1}
         tree = descendants(platform.proc.pid)
         started = time.monotonic()
         assert platform.stop(timeout=20) == 0
