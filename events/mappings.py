@@ -9,6 +9,7 @@ deleting one stops the mapping and removes its consumer.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import time
 import uuid
@@ -80,7 +81,8 @@ class Mappings:
                                           f"Status Code: 404; Error Code: ResourceNotFoundException; UUID: {uid})")
         return mapping
 
-    def list(self, function: str, source: str, marker: str, max_items: int) -> tuple[list[EventSourceMapping], str]:
+    def list(self, function: str, source: str, marker: str, max_items: int
+             ) -> tuple[builtins.list[EventSourceMapping], str]:
         chosen = sorted((m for m in self._mappings.values()
                          if (not function or m.function == function) and
                          (not source or m.event_source_arn == source)), key=lambda m: m.uuid)
@@ -107,7 +109,7 @@ class Mappings:
         answer.state = "Creating"
         return answer
 
-    async def update(self, uid: str, changes: EventSourceMapping, fields: list[str]) -> EventSourceMapping:
+    async def update(self, uid: str, changes: EventSourceMapping, fields: builtins.list[str]) -> EventSourceMapping:
         mapping = EventSourceMapping()
         mapping.CopyFrom(self.get(uid))
         for field in fields:

@@ -265,7 +265,7 @@ class EventSources:
         failures = answer["batchItemFailures"]
         if not isinstance(failures, list):
             return everything
-        ids = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+        ids = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}  # no id: no match
         return ids if ids <= everything else everything
 
     async def _give_up(self, mapping: EventSourceMapping, record: dict[str, Any], result: InvocationResult | None,

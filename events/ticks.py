@@ -67,7 +67,7 @@ class ScheduleTicker:
         for rule in self._rules.all():
             if rule.get("State") != "ENABLED" or not rule.get("ScheduleExpression"):
                 continue
-            anchor = datetime.fromtimestamp(rule.get("ScheduleAnchor", rule.get("CreatedAt", 0)), UTC)
+            anchor = datetime.fromtimestamp(float(rule.get("ScheduleAnchor", rule.get("CreatedAt", 0)) or 0), UTC)
             try:
                 tick = schedules.parse(rule["ScheduleExpression"], anchor).latest_due(now)
             except Exception as exc:
