@@ -10,7 +10,9 @@ events between them), runs each through the ordinary sync path, and then, as AWS
   after a growing delay, up to the function's MaximumRetryAttempts (default 2);
 - when the retries are spent, or the event is older than MaximumEventAgeInSeconds (default 6 h),
   sends it to the on-failure destination (or the function's dead-letter target) and drops it;
-- when the function is throttled, retries it until its maximum age without counting an attempt.
+- when the function is throttled, retries it until its maximum age without counting an attempt
+  (the throttles are counted in the ``kambda_async_throttles`` bucket, so the replica that gets
+  the next delivery knows them).
 
 While an event runs, the poller tells JetStream it is still in progress, so a crashed worker's
 events are redelivered (to the other replicas) within ACK_WAIT_S, and a running one is never
@@ -34,6 +36,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from events.destinations import Destinations
@@ -85,7 +89,10 @@ class AsyncPoller:
         self._queue_timeout = queue_timeout_s
         self._concurrency = concurrency
         self._clock = clock
-        self._throttled: defaultdict[int, int] = defaultdict(int)  # stream seq -> throttled deliveries
+        #: Stream seq -> deliveries that were throttled (not attempts), this replica's copy of what
+        #: the throttles bucket holds for every replica (and across restarts).
+        self._throttled: defaultdict[int, int] = defaultdict(int)
+        self._throttles: KeyValue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._puller = bus.Puller(nc, bus.ASYNC_STREAM, bus.ASYNC_POLLER, self._on_message)
         self._depth_task: asyncio.Task[None] | None = None
@@ -94,6 +101,7 @@ class AsyncPoller:
         await self._js.add_consumer(bus.ASYNC_STREAM, ConsumerConfig(
             durable_name=bus.ASYNC_POLLER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
             max_ack_pending=MAX_ACK_PENDING, max_waiting=4096))
+        self._throttles = await self._js.key_value(bus.ASYNC_THROTTLES_BUCKET)  # bus.ensure_platform made it
         await self._puller.start()
         await self._puller.add_free(self._concurrency)
         self._depth_task = asyncio.create_task(self._watch_depth())
@@ -137,6 +145,8 @@ class AsyncPoller:
         if inv.HasField("maximum_event_age"):
             max_age = inv.maximum_event_age
         seq = msg.metadata.sequence.stream
+        if msg.metadata.num_delivered > 1 and seq not in self._throttled:
+            self._throttled[seq] = await self._load_throttles(seq)  # it may have been throttled elsewhere
         attempt = msg.metadata.num_delivered - self._throttled[seq]
         if (self._clock() * 1000 - inv.enqueued_ms) / 1000 > max_age:
             self._metrics.dropped.labels(inv.function, "age").inc()
@@ -150,6 +160,7 @@ class AsyncPoller:
             keepalive.cancel()
         if result is None:  # throttled: try again later, without counting an attempt
             self._throttled[seq] += 1
+            await self._save_throttles(seq)
             await self._finish(msg, "retry", seq, delay=min(60.0, self._retry_base * 2 ** min(6, self._throttled[seq])))
             return
         if not result.function_error and not result.error_code:
@@ -195,8 +206,30 @@ class AsyncPoller:
             else:
                 await bus.term(self._nc, msg)
             await self._puller.add_free(1)
-        if seq is not None and how != "retry":
-            self._throttled.pop(seq, None)
+        if seq is not None and how != "retry" and self._throttled.pop(seq, 0) and self._throttles is not None:
+            with contextlib.suppress(Exception):
+                await self._throttles.purge(str(seq))
+
+    async def _load_throttles(self, seq: int) -> int:
+        """How often this redelivered event was throttled, by any replica (0 when it never was)."""
+        if self._throttles is None:
+            return 0
+        try:
+            entry = await self._throttles.get(str(seq))
+            return int(entry.value or b"0")
+        except KeyNotFoundError:
+            return 0
+        except Exception as exc:  # counted as attempts then: fewer retries, never a lost event
+            log.warning("cannot read the throttle count of async event %d: %s", seq, exc)
+            return 0
+
+    async def _save_throttles(self, seq: int) -> None:
+        if self._throttles is None:
+            return
+        try:
+            await self._throttles.put(str(seq), str(self._throttled[seq]).encode())
+        except Exception as exc:
+            log.warning("cannot record the throttle count of async event %d: %s", seq, exc)
 
     def _record(self, config: FunctionConfig, inv: Invocation, attempts: int, condition: str,
                 result: InvocationResult | None) -> dict[str, Any]:
