@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: With no batching window, how long to gather the records already there after the first.
 MIN_GATHER_S = 0.01
+#: How soon a mapping whose runner could not start (its consumer not made yet, NATS away) is tried again.
+RETRY_START_S = 1.0
 
 
 class EventSources:
@@ -115,14 +117,13 @@ class EventSources:
 
     async def _follow(self) -> None:
         while True:
-            await self._changed.wait()
+            if self._wanted:  # a runner that could not start: try it again shortly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), RETRY_START_S)
+            else:
+                await self._changed.wait()
             self._changed.clear()
-            try:
-                await self._reconcile()
-            except Exception:
-                log.exception("starting or stopping event source mappings failed; trying again")
-                await asyncio.sleep(1)
-                self._changed.set()
+            await self._reconcile()
 
     async def _reconcile(self) -> None:
         """Bring the runners in line with the mappings: a changed mapping's runner starts again."""
@@ -138,14 +139,15 @@ class EventSources:
                 with contextlib.suppress(KeyError):
                     self._lag.remove(uid)
                 continue
-            self._running[uid] = mapping
             if mapping.enabled:
                 try:
                     await self._start_runner(mapping)
-                except Exception:
-                    self._running.pop(uid, None)  # tried again on the next change
+                except Exception as exc:
+                    log.warning("event source mapping %s cannot start (%s); trying again", uid, exc)
+                    await self._stop_runner(uid)
                     self._wanted.setdefault(uid, value)
-                    raise
+                    continue
+            self._running[uid] = mapping
 
     async def _start_runner(self, mapping: EventSourceMapping) -> None:
         if mapping.event_source_arn.startswith(STREAM_SOURCE):

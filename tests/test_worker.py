@@ -31,6 +31,12 @@ def handler(event, context):
     with open(os.path.join(event["dir"], "ledger"), "a") as ledger:
         ledger.write(context.aws_request_id + "\\n")
 """
+RECORD_BODIES = """
+import os
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as ledger:
+        ledger.write("".join(record["body"] + "\\n" for record in event["Records"]))
+"""
 FAST = {"KAMBDA_ASYNC_RETRY_BASE": "0.05", "KAMBDA_QUEUE_TIMEOUT": "5"}
 
 
@@ -86,6 +92,29 @@ def async_settled(url: str) -> bool:
         try:
             info = await nc.jetstream().consumer_info(bus.ASYNC_STREAM, bus.ASYNC_POLLER)
             return not info.num_pending and not info.num_ack_pending
+        finally:
+            await nc.close()
+
+    return asyncio.run(look())
+
+
+async def publish_records(url: str, stream: str, n: int) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[stream.lower()])
+        await asyncio.gather(*(js.publish(stream.lower(), str(i).encode()) for i in range(n)))
+    finally:
+        await nc.close()
+
+
+def consumer_waiting(url: str, stream: str, consumer: str) -> int:
+    """Pull requests waiting on a consumer (a batch loop of some worker each)."""
+    async def look() -> int:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().consumer_info(stream, consumer)
+            return int(info.num_waiting or 0)
         finally:
             await nc.close()
 
@@ -192,6 +221,24 @@ def test_up_with_two_workers_splits_events_and_stops_them_all(tmp_path) -> None:
         wait_for(lambda: sum(ledger(out).values()) >= 500, timeout=120, what="every routed event to run")
         wait_for(lambda: async_settled(nats_url(platform)), timeout=60, interval=0.5, what="the async queue to empty")
         assert sum(ledger(out).values()) == 500 and set(ledger(out).values()) == {1}
+
+        # An event source mapping: both workers pull from its one durable consumer; each record once.
+        records = tmp_path / "records"
+        mapped = unique("esm")
+        lam.create_function(FunctionName=mapped, Runtime="python3.12", Handler="app.handler", Role="r",
+                            Code={"ZipFile": make_zip({"app.py": RECORD_BODIES})},
+                            Environment={"Variables": {"OUT": str(records)}})
+        stream = f"SPLIT_{mapped.replace('-', '_').upper()}"
+        asyncio.run(publish_records(nats_url(platform), stream, 1000))
+        mapping = lam.create_event_source_mapping(
+            FunctionName=mapped, EventSourceArn=f"arn:kambda:nats:::stream/{stream}", BatchSize=10,
+            ScalingConfig={"MaximumConcurrency": 2})
+        wait_for(lambda: records.exists() and len(records.read_text().split()) >= 1000, timeout=120,
+                 what="every record to be delivered")
+        # Idle again, every loop of both workers waits on the consumer: 2 replicas x 2 loops.
+        wait_for(lambda: consumer_waiting(nats_url(platform), stream, f"esm-{mapping['UUID']}") >= 4, timeout=30,
+                 interval=0.2, what="both workers' batch loops to wait on the one consumer")
+        assert Counter(records.read_text().split()) == Counter(str(i) for i in range(1000))
         tree = descendants(platform.proc.pid)
         started = time.monotonic()
         assert platform.stop(timeout=20) == 0
