@@ -7,8 +7,8 @@ With leader election (KAMBDA_LEADER_ELECTION=true, on Kubernetes) the controller
 a standby and nothing else until it holds the Lease; then it loads the registry and starts the
 orchestrator, the autoscaler, the event source mappings' store and the schedule ticker. What is a
 stream of work (async invokes, event routing, running the mappings) runs in the worker tier
-(python -m worker), not here. A leader that loses the Lease stops
-all of that at once and exits, to start again as a standby. On SIGTERM it gives the Lease up.
+(python -m worker), not here. A leader that loses the Lease stops all of that at once and exits,
+to start again as a standby. On SIGTERM it gives the Lease up.
 """
 
 from __future__ import annotations
