@@ -10,9 +10,13 @@ events between them), runs each through the ordinary sync path, and then, as AWS
   after a growing delay, up to the function's MaximumRetryAttempts (default 2);
 - when the retries are spent, or the event is older than MaximumEventAgeInSeconds (default 6 h),
   sends it to the on-failure destination (or the function's dead-letter target) and drops it;
-- when the function is throttled, retries it until its maximum age without counting an attempt
-  (the throttles are counted in the ``kambda_async_throttles`` bucket, so the replica that gets
-  the next delivery knows them).
+- when the function is throttled, retries it until its maximum age without counting an attempt.
+
+JetStream's delivery count is no attempt count (a throttle, or a delivery that reached a worker as
+it stopped, is none), so a failed attempt and a throttle are recorded in the
+``kambda_async_attempts`` bucket (by stream sequence) before the event is given back, and a
+redelivery, to whichever replica, reads them there; the first delivery, the common case, costs
+nothing. A run cut short by a crash is not counted: its event is run again as the same attempt.
 
 While an event runs, the poller tells JetStream it is still in progress, so a crashed worker's
 events are redelivered (to the other replicas) within ACK_WAIT_S, and a running one is never
@@ -27,10 +31,9 @@ import contextlib
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -62,6 +65,13 @@ MAX_ACK_PENDING = 65536
 MAX_RETRY_DELAY_S = 3600.0
 
 
+class Tally(NamedTuple):
+    """What an event's deliveries so far were: attempts that failed, and throttles (no attempt)."""
+
+    failed: int = 0
+    throttled: int = 0
+
+
 class AsyncMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.retries = Counter("kambda_async_retries", "Asynchronous invocations retried after a failure.",
@@ -89,10 +99,9 @@ class AsyncPoller:
         self._queue_timeout = queue_timeout_s
         self._concurrency = concurrency
         self._clock = clock
-        #: Stream seq -> deliveries that were throttled (not attempts), this replica's copy of what
-        #: the throttles bucket holds for every replica (and across restarts).
-        self._throttled: defaultdict[int, int] = defaultdict(int)
-        self._throttles: KeyValue | None = None
+        #: Failed attempts and throttles of the events being retried, for every replica (and across
+        #: restarts): JetStream's delivery count also counts deliveries that were no attempt.
+        self._tallies: KeyValue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._puller = bus.Puller(nc, bus.ASYNC_STREAM, bus.ASYNC_POLLER, self._on_message)
         self._depth_task: asyncio.Task[None] | None = None
@@ -101,7 +110,7 @@ class AsyncPoller:
         await self._js.add_consumer(bus.ASYNC_STREAM, ConsumerConfig(
             durable_name=bus.ASYNC_POLLER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
             max_ack_pending=MAX_ACK_PENDING, max_waiting=4096))
-        self._throttles = await self._js.key_value(bus.ASYNC_THROTTLES_BUCKET)  # bus.ensure_platform made it
+        self._tallies = await self._js.key_value(bus.ASYNC_ATTEMPTS_BUCKET)  # bus.ensure_platform made it
         await self._puller.start()
         await self._puller.add_free(self._concurrency)
         self._depth_task = asyncio.create_task(self._watch_depth())
@@ -145,13 +154,13 @@ class AsyncPoller:
         if inv.HasField("maximum_event_age"):
             max_age = inv.maximum_event_age
         seq = msg.metadata.sequence.stream
-        if msg.metadata.num_delivered > 1 and seq not in self._throttled:
-            self._throttled[seq] = await self._load_throttles(seq)  # it may have been throttled elsewhere
-        attempt = msg.metadata.num_delivered - self._throttled[seq]
+        # A first delivery is the first attempt; a later one is the attempt after those that failed.
+        tally = Tally() if msg.metadata.num_delivered == 1 else await self._load(seq, msg.metadata.num_delivered)
+        attempt = tally.failed + 1
         if (self._clock() * 1000 - inv.enqueued_ms) / 1000 > max_age:
             self._metrics.dropped.labels(inv.function, "age").inc()
-            await self._give_up(config, inv, attempt - 1, "EventAgeExceeded", None)
-            await self._finish(msg, "term", seq)
+            await self._give_up(config, inv, tally.failed, "EventAgeExceeded", None)
+            await self._finish(msg, "term", seq, tally)
             return
         keepalive = asyncio.create_task(self._in_progress(msg))
         try:
@@ -159,23 +168,26 @@ class AsyncPoller:
         finally:
             keepalive.cancel()
         if result is None:  # throttled: try again later, without counting an attempt
-            self._throttled[seq] += 1
-            await self._save_throttles(seq)
-            await self._finish(msg, "retry", seq, delay=min(60.0, self._retry_base * 2 ** min(6, self._throttled[seq])))
+            tally = Tally(tally.failed, tally.throttled + 1)
+            await self._save(seq, tally)
+            delay = min(60.0, self._retry_base * 2 ** min(6, tally.throttled))
+            await self._finish(msg, "retry", seq, tally, delay=delay)
             return
         if not result.function_error and not result.error_code:
             self._metrics.succeeded.labels(inv.function).inc()
             await self._deliver(eic.on_success, self._record(config, inv, attempt, "Success", result))
-            await self._finish(msg, "ack", seq)
+            await self._finish(msg, "ack", seq, tally)
             return
         if attempt <= max_retries:
             self._metrics.retries.labels(inv.function).inc()
+            tally = Tally(attempt, tally.throttled)
+            await self._save(seq, tally)
             delay = min(MAX_RETRY_DELAY_S, self._retry_base * 2 ** min(12, attempt - 1))
-            await self._finish(msg, "retry", seq, delay=delay)
+            await self._finish(msg, "retry", seq, tally, delay=delay)
             return
         self._metrics.dropped.labels(inv.function, "retries").inc()
         await self._give_up(config, inv, attempt, "RetriesExhausted", result)
-        await self._finish(msg, "term", seq)
+        await self._finish(msg, "term", seq, tally)
 
     async def _run(self, inv: Invocation, config: FunctionConfig) -> InvocationResult | None:
         """One attempt through the sync path; None when the function was throttled."""
@@ -197,7 +209,8 @@ class AsyncPoller:
             with contextlib.suppress(Exception):
                 await self._nc.publish(msg.reply, b"+WPI")
 
-    async def _finish(self, msg: Msg, how: str, seq: int | None = None, delay: float = 0.0) -> None:
+    async def _finish(self, msg: Msg, how: str, seq: int | None = None, tally: Tally | None = None,
+                      delay: float = 0.0) -> None:
         if how == "ack":
             await self._puller.done(msg, free_again=True)
         else:
@@ -206,30 +219,31 @@ class AsyncPoller:
             else:
                 await bus.term(self._nc, msg)
             await self._puller.add_free(1)
-        if seq is not None and how != "retry" and self._throttled.pop(seq, 0) and self._throttles is not None:
-            with contextlib.suppress(Exception):
-                await self._throttles.purge(str(seq))
+        if seq is not None and how != "retry" and tally is not None and (tally.failed or tally.throttled) \
+                and self._tallies is not None:
+            with contextlib.suppress(Exception):  # the bucket's TTL removes what is left behind
+                await self._tallies.purge(str(seq))
 
-    async def _load_throttles(self, seq: int) -> int:
-        """How often this redelivered event was throttled, by any replica (0 when it never was)."""
-        if self._throttles is None:
-            return 0
-        try:
-            entry = await self._throttles.get(str(seq))
-            return int(entry.value or b"0")
-        except KeyNotFoundError:
-            return 0
-        except Exception as exc:  # counted as attempts then: fewer retries, never a lost event
-            log.warning("cannot read the throttle count of async event %d: %s", seq, exc)
-            return 0
+    async def _load(self, seq: int, delivered: int) -> Tally:
+        """The failed attempts and throttles of a redelivered event, as any replica recorded them."""
+        if self._tallies is not None:
+            try:
+                entry = await self._tallies.get(str(seq))
+                failed, throttled = (int(part) for part in (entry.value or b"0 0").split())
+                return Tally(failed, throttled)
+            except KeyNotFoundError:
+                return Tally()  # redelivered without a failed attempt: its run was cut short (a crash)
+            except Exception as exc:
+                log.warning("cannot read the attempts of async event %d: %s", seq, exc)
+        return Tally(delivered - 1, 0)  # every delivery an attempt: fewer retries, never a lost event
 
-    async def _save_throttles(self, seq: int) -> None:
-        if self._throttles is None:
+    async def _save(self, seq: int, tally: Tally) -> None:
+        if self._tallies is None:
             return
         try:
-            await self._throttles.put(str(seq), str(self._throttled[seq]).encode())
+            await self._tallies.put(str(seq), f"{tally.failed} {tally.throttled}".encode())
         except Exception as exc:
-            log.warning("cannot record the throttle count of async event %d: %s", seq, exc)
+            log.warning("cannot record the attempts of async event %d: %s", seq, exc)
 
     def _record(self, config: FunctionConfig, inv: Invocation, attempts: int, condition: str,
                 result: InvocationResult | None) -> dict[str, Any]:
