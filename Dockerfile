@@ -1,5 +1,6 @@
-# One image for the gateway, the controller and the invoker. The Helm chart picks the part with
-# `command:` (kambda-gateway, kambda-controller, kambda-invoker), so there is no ENTRYPOINT.
+# One image for the gateway, the controller, the worker and the invoker. The Helm chart picks the part
+# with `command:` (kambda-gateway, kambda-controller, kambda-worker, kambda-invoker), so there is no
+# ENTRYPOINT.
 #   docker build -t ghcr.io/kambda/kambda:0.1.0 .
 
 FROM python:3.12-slim AS builder
@@ -14,6 +15,7 @@ COPY apis ./apis
 COPY events ./events
 COPY gateway ./gateway
 COPY controller ./controller
+COPY worker ./worker
 COPY invoker ./invoker
 RUN /opt/kambda/bin/pip install . \
  && /opt/kambda/bin/python -m compileall -q /opt/kambda
@@ -30,5 +32,5 @@ ENV PATH=/opt/kambda/bin:$PATH \
     KAMBDA_STATE_DIR=/var/lib/kambda
 USER 10001:10001
 WORKDIR /home/kambda
-EXPOSE 8080 50051
+EXPOSE 8080 9102 50051
 CMD ["kambda-gateway"]

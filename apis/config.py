@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import re
@@ -22,12 +21,13 @@ from typing import Any
 import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from apis.routes import Router, parse_route_key
 from kambda import bus
 from kambda.aws import errors
 from kambda.backoff import CAS_RETRY
+from kambda.bus.kvwatch import KvWatch
 
 log = logging.getLogger(__name__)
 
@@ -88,38 +88,14 @@ class HttpConfig:
         self.routes: dict[str, Route] = {}
         self.urls: dict[str, UrlConfig] = {}
         self._router: Router[Route] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loaded = asyncio.Event()
+        self._watch = KvWatch(js, bus.HTTP_BUCKET, self._apply, "HTTP trigger")
 
     async def start(self) -> None:
-        self._kv = await self._js.key_value(bus.HTTP_BUCKET)
-        self._task = asyncio.create_task(self._watch())
-        await asyncio.wait_for(self._loaded.wait(), 30)
+        await self._watch.start()
+        self._kv = self._watch.kv
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _watch(self) -> None:
-        assert self._kv is not None
-        while True:
-            try:
-                watcher = await self._kv.watchall()
-                async for entry in watcher:
-                    if entry is None:
-                        self._loaded.set()
-                        continue
-                    if entry.operation in (KV_DEL, KV_PURGE):
-                        self._apply(entry.key, None)
-                    else:
-                        self._apply(entry.key, entry.value or b"")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the watch broke (NATS restarted): start it again
-                log.warning("HTTP trigger watch failed (%s); restarting it", exc)
-                await asyncio.sleep(0.5)
+        await self._watch.stop()
 
     def _apply(self, key: str, value: bytes | None) -> None:
         kind, _, ident = key.partition(".")

@@ -20,7 +20,10 @@ hop in Python here). This run measures, from this process as the client:
   10, 1,000 and 10,000 rules (bench/events.py);
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
-- the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions.
+- the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions;
+- the worker tier (bench/workers.py): async events/s and event-bus events/s with 1 and 2 worker
+  replicas, each on a platform of its own, and the CPU milliseconds per event of the workers (and
+  of every other part, which says what limits the rate).
 
 Every loop is bounded in count and time. ``--quick`` uses tiny counts (for CI smoke runs).
 """
@@ -44,7 +47,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import events, floor, report
+from bench import events, floor, report, workers
 from kambda.procs import service_pids
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
@@ -342,6 +345,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             kambda.terminate()
             kambda.wait(30)
+    scaling = await workers.scaling(args.worker_events, args.worker_bus_events)
     result: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
@@ -366,6 +370,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "idle_fleet": fleet,
         "event_bus": {"events": args.bus_events, "events_per_second": bus_per_s,
                       **events.matching_times(args.match_events, max(1, args.match_events // 10))},
+        "workers": scaling,
     }
     written = report.write(result, {"kambda": warm, "floor, JetStream queue": floor_samples["jetstream"],
                                     "floor, core NATS": floor_samples["core"], "baseline (bare aiohttp)": base},
@@ -386,6 +391,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000, help="messages through an event source mapping")
     parser.add_argument("--bus-events", type=int, default=5000, help="events through PutEvents to delivery")
     parser.add_argument("--match-events", type=int, default=2000, help="events matched per rule count")
+    parser.add_argument("--worker-events", type=int, default=3000,
+                        help="Event invokes per worker count (1 and 2 replicas)")
+    parser.add_argument("--worker-bus-events", type=int, default=3000, help="PutEvents events per worker count")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
@@ -395,6 +403,7 @@ def main() -> None:
         args.calls, args.warmup, args.cold, args.fleet, args.fleet_seconds = 20, 5, 2, 10, 1.0
         args.seconds, args.clients, args.burst, args.events, args.messages = 0.5, 4, 10, 50, 200
         args.bus_events, args.match_events = 50, 20
+        args.worker_events, args.worker_bus_events = 50, 50
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.workers import markdown_rows
+
 #: How the table names bench/floor.py's two buses.
 FLOOR_LABELS = {"core": "core NATS", "jetstream": "JetStream work queue"}
 
@@ -58,6 +60,8 @@ def markdown(result: dict[str, Any]) -> str:
           for n, us in result["event_bus"]["index_us"].items()),
         f"| idle fleet of {f['functions']} functions: controller | {f['controller_rss_mb']:.0f} MB RSS, "
         f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
+        *(["", "| worker tier | rate | worker CPU | CPU ms per event, by part |", "|---|---|---|---|",
+           *markdown_rows(result["workers"])] if "workers" in result else []),
         "",
     ])
 

@@ -5,8 +5,10 @@ that line. SIGTERM or SIGINT stop it: stop accepting, drain calls, stop the invo
 
 With leader election (KAMBDA_LEADER_ELECTION=true, on Kubernetes) the controller serves Ping as
 a standby and nothing else until it holds the Lease; then it loads the registry and starts the
-orchestrator, autoscaler, async poller and event sources. A leader that loses the Lease stops
-all of that at once and exits, to start again as a standby. On SIGTERM it gives the Lease up.
+orchestrator, the autoscaler, the event source mappings' store and the schedule ticker. What is a
+stream of work (async invokes, event routing, running the mappings) runs in the worker tier
+(python -m worker), not here. A leader that loses the Lease stops all of that at once and exits,
+to start again as a standby. On SIGTERM it gives the Lease up.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from controller.registry import Registry
 from controller.scaler import Autoscaler, interval_ticks
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
-from events.async_invoke import AsyncMetrics, AsyncPoller
-from events.router import EventRouter
-from events.sources import EventSources
+from events.destinations import Destinations
+from events.mappings import Mappings
+from events.rules import Rules
+from events.targets import Targets
+from events.ticks import ScheduleTicker
 from kambda import bus, rpc, runner
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
@@ -95,17 +99,16 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
                             effects.report, total_limit=settings.concurrency_limit,
                             shared_cap_of=effects.reserved_of, running_of=effects.running_of)
     metrics_registry = CollectorRegistry()
+    # The leader stores what its schedule ticks fire (the dispatcher's store); the workers run it.
     dispatcher = Dispatcher(nc, lambda f, v, n: autoscaler.activate((f, v), time.monotonic(), n))
-    poller = AsyncPoller(nc, js, registry, dispatcher, arns, AsyncMetrics(metrics_registry),
-                         retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
-    event_sources = EventSources(nc, js, registry, dispatcher, poller, arns, metrics_registry,
-                                 retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
-    router = EventRouter(nc, js, registry, dispatcher, poller, arns)
+    mappings = Mappings(js, registry, arns)
+    rules = Rules(js)
+    ticker = ScheduleTicker(js, rules, Targets(registry, dispatcher, Destinations(nc, dispatcher, arns), arns), arns)
     gate = StandbyGate()
     server = aio.server(options=rpc.CHANNEL_OPTIONS, interceptors=[gate])
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
-                          time.monotonic, metrics_registry, event_sources),
+                          time.monotonic, metrics_registry, mappings),
         server,
     )
     port = server.add_insecure_port(settings.listen)
@@ -120,7 +123,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
         # The sync queue lives in memory: after a NATS restart its consumers must be made again.
         for config in registry.all():
             await bus.ensure_consumer(js, config.name, config.version, config.timeout)
-        for part in (orchestrator, dispatcher, poller, event_sources, router):
+        for part in (orchestrator, dispatcher, mappings, rules, ticker):
             await part.start()
             started.append(part)
         now = time.monotonic()

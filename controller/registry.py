@@ -221,6 +221,10 @@ class Registry:
     def has_alias(self, name: str, alias: str) -> bool:
         return alias in self._aliases.get(name, {})
 
+    async def caught_up(self) -> bool:
+        """The writer's copy is always current (FunctionLookup)."""
+        return True
+
     async def put_alias(self, alias: Alias) -> Alias:
         """Create or replace an alias (one KV entry: a reader sees the old or the new one whole)."""
         alias.revision_id = str(uuid.uuid4())

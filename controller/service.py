@@ -16,7 +16,7 @@ from controller import validation, versions
 from controller.orchestrators.base import Orchestrator
 from controller.registry import Registry, now_timestamp
 from controller.scaler import Autoscaler
-from events.sources import EventSources
+from events.mappings import Mappings
 from kambda import bus, rpc
 from kambda.aws import errors
 from kambda.names import LATEST, Arns, check_qualifier, is_published_version
@@ -70,7 +70,7 @@ class ControllerService(ControllerServicer):
     def __init__(self, nc: NATS, js: JetStreamContext, registry: Registry, autoscaler: Autoscaler,
                  orchestrator: Orchestrator, arns: Arns, max_environments: int,
                  clock: Callable[[], float], metrics_registry: CollectorRegistry,
-                 event_sources: EventSources) -> None:
+                 mappings: Mappings) -> None:
         self._nc = nc
         self._js = js
         self._registry = registry
@@ -80,7 +80,7 @@ class ControllerService(ControllerServicer):
         self._max_environments = max_environments
         self._clock = clock
         self._metrics_registry = metrics_registry
-        self._event_sources = event_sources
+        self._mappings = mappings
 
     def _resolve(self, name: str, qualifier: str = "") -> FunctionConfig:
         """The configuration a qualifier names: $LATEST (none given), a published version, or the
@@ -264,7 +264,7 @@ class ControllerService(ControllerServicer):
     @_guard
     async def EventSourceMappings(self, request: pb.MappingRequest, context: aio.ServicerContext
                                   ) -> pb.MappingResponse:
-        sources = self._event_sources
+        sources = self._mappings
         if request.op == "create":
             return pb.MappingResponse(mappings=[await sources.create(request.mapping)])
         if request.op == "get":

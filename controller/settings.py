@@ -95,8 +95,6 @@ class ControllerSettings:
     max_environments: int           # per function version, unless the function sets its own
     concurrency_limit: int          # environments of all functions together
     tick: float                     # seconds between autoscaler passes
-    queue_timeout: float            # how long an async attempt may wait for an environment
-    async_retry_base: float         # first retry delay of a failed async event; doubles per retry
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     #: Servers of the NATS cluster that keep each stream and bucket (3 on a 3-server cluster).
     stream_replicas: int = 1
@@ -125,8 +123,6 @@ class ControllerSettings:
             max_environments=env_int(environ, "KAMBDA_MAX_ENVIRONMENTS", 10, 1, 1000),
             concurrency_limit=env_int(environ, "KAMBDA_CONCURRENCY_LIMIT", 1000, 1, 1_000_000),
             tick=env_float(environ, "KAMBDA_SCALER_TICK", 0.5, 0.01, 60.0),
-            queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
-            async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
             kubernetes=KubernetesSettings.from_env(environ, nats_url),
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
         )

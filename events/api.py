@@ -2,8 +2,9 @@
 JSON 1.1 (``POST /`` with ``X-Amz-Target: AWSEvents.<Op>``) against botocore's model and renders results and
 errors; ``boto3.client("events")`` works unchanged. Buses, rules and targets are kept in
 the ``kambda_events`` KV bucket (events/store.py), written here with compare-and-set; the
-controller watches that bucket. PutEvents stores each entry on ``kambda.events.<bus>`` (stream
-KAMBDA_EVENTS) and reports it accepted only once JetStream acknowledged it.
+workers' router and the leader's schedule ticker watch that bucket. PutEvents stores each entry
+on ``kambda.events.<bus>`` (stream KAMBDA_EVENTS) and reports it accepted only once JetStream
+acknowledged it.
 """
 
 from __future__ import annotations

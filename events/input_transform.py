@@ -1,6 +1,6 @@
 """What a rule's target receives: the event, ``Input``, ``InputPath`` or ``InputTransformer``.
 
-Validation (at PutTargets, in the gateway) and rendering (in the controller's router) live
+Validation (at PutTargets, in the gateway) and rendering (in the worker's router) live
 together so that what is accepted is exactly what can be rendered.
 
 InputTransformer follows EventBridge's rules: ``InputPathsMap`` names up to 100 JSONPath values;

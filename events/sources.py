@@ -1,8 +1,12 @@
-"""Event source mappings: NATS JetStream streams (or plain subjects) feeding functions in batches.
+"""Event source mappings at work: NATS JetStream streams (or plain subjects) feeding functions in
+batches, in every worker replica.
 
-The SQS/Kinesis role of AWS Lambda. For each enabled mapping the active controller runs up to
-``maximum_concurrency`` batch loops. A loop fetches up to ``batch_size`` records (waiting up to the
-batching window to fill the batch), invokes the function synchronously with
+The SQS/Kinesis role of AWS Lambda. The controller creates, validates and stores the mappings
+(events/mappings.py); each worker follows the ``kambda_mappings`` bucket and, for each enabled
+mapping, runs up to ``maximum_concurrency`` batch loops (per replica) on the mapping's one durable
+consumer ``esm-<uuid>``, which all replicas share: they split the records, and the records a dead
+worker held are redelivered to the others. A loop fetches up to ``batch_size`` records (waiting up
+to the batching window to fill the batch), invokes the function synchronously with
 ``{"Records": [...]}`` in SQS's shape, and then:
 
 - on success, acknowledges every record, except those the function names in
@@ -13,9 +17,9 @@ batching window to fill the batch), invokes the function synchronously with
   spent; then sends it to the mapping's on-failure destination and drops it (a poison message
   never blocks the rest).
 
-A JetStream source is at least once: the durable consumer ``esm-<uuid>`` keeps the position across
-restarts. A plain subject (``arn:kambda:nats:::subject/...``) is at most once: what arrives while
-no controller listens, or fails, is gone.
+A JetStream source is at least once: the durable consumer keeps the position across restarts. A
+plain subject (``arn:kambda:nats:::subject/...``) is at most once: the replicas listen in one queue
+group (each message reaches one of them); what arrives while no worker listens, or fails, is gone.
 """
 
 from __future__ import annotations
@@ -35,200 +39,122 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
-from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Gauge
 
-from events.async_invoke import MAX_RETRY_DELAY_S, AsyncPoller
+from events.async_invoke import MAX_RETRY_DELAY_S
+from events.destinations import Destinations
+from events.mappings import (
+    ACK_WAIT_S,
+    MAPPINGS_BUCKET,
+    STREAM_SOURCE,
+    SUBJECT_SOURCE,
+    consumer_name,
+    mappings_bucket,
+    stream_of,
+)
 from functions.lookup import FunctionLookup
 from kambda import bus
 from kambda.aws import errors
 from kambda.backoff import Backoff
 from kambda.bus.dispatch import Dispatcher
-from kambda.names import LATEST, Arns, destination_arn_error
+from kambda.bus.kvwatch import KvWatch
+from kambda.names import LATEST, Arns
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 from kambda.v1.mapping_pb2 import EventSourceMapping
 
 log = logging.getLogger(__name__)
 
-MAPPINGS_BUCKET = "kambda_mappings"
-STREAM_SOURCE = "arn:kambda:nats:::stream/"
-SUBJECT_SOURCE = "arn:kambda:nats:::subject/"
-ACK_WAIT_S = 30.0
 #: With no batching window, how long to gather the records already there after the first.
 MIN_GATHER_S = 0.01
-UPDATABLE = ("batch_size", "batching_window", "enabled", "function_response_types", "maximum_retry_attempts",
-             "on_failure", "maximum_concurrency", "function")
-
-
-def consumer_name(mapping: EventSourceMapping) -> str:
-    return f"esm-{mapping.uuid}"
+#: How soon a mapping whose runner could not start (its consumer not made yet, NATS away) is tried again.
+RETRY_START_S = 1.0
 
 
 class EventSources:
-    """The mappings (in KV) and a runner for each enabled one."""
+    """A runner for each enabled mapping, started, restarted and stopped as the bucket changes."""
 
     def __init__(self, nc: NATS, js: JetStreamContext, registry: FunctionLookup, dispatcher: Dispatcher,
-                 poller: AsyncPoller, arns: Arns, metrics: CollectorRegistry, retry_base_s: float,
+                 destinations: Destinations, arns: Arns, metrics: CollectorRegistry, retry_base_s: float,
                  queue_timeout_s: float, clock: Callable[[], float] = time.time) -> None:
         self._nc = nc
         self._js = js
         self._registry = registry
         self._dispatcher = dispatcher
-        self._poller = poller
+        self._destinations = destinations
         self._arns = arns
         self._retry_backoff = Backoff.exponential(retry_base_s, MAX_RETRY_DELAY_S, 12)
         self._queue_timeout = queue_timeout_s
         self._clock = clock
-        self._kv: KeyValue | None = None
-        self._mappings: dict[str, EventSourceMapping] = {}
+        self._watch = KvWatch(js, MAPPINGS_BUCKET, self._on_entry, "event source mappings")
+        self._wanted: dict[str, bytes | None] = {}  # uuid -> the mapping as stored (None: deleted)
+        self._changed = asyncio.Event()
+        self._running: dict[str, EventSourceMapping] = {}
         self._runners: dict[str, list[asyncio.Task[None]]] = {}
+        self._pulls: dict[str, Any] = {}  # uuid -> its pull subscription
         self._lag = Gauge("kambda_event_source_lag", "Records of a mapping's source not yet delivered.",
                           ["mapping"], registry=metrics)
-        self._lag_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        try:
-            self._kv = await self._js.key_value(MAPPINGS_BUCKET)
-        except NotFoundError:
-            self._kv = await self._js.create_key_value(bucket=MAPPINGS_BUCKET, history=1)
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            keys = []
-        for key in keys:
-            with contextlib.suppress(KeyNotFoundError):
-                entry = await self._kv.get(key)
-                self._mappings[key] = EventSourceMapping.FromString(entry.value or b"")
-        for mapping in self._mappings.values():
-            if mapping.enabled:
-                await self._start_runner(mapping)
-        self._lag_task = asyncio.create_task(self._watch_lag())
+        await mappings_bucket(self._js)
+        await self._watch.start()
+        await self._reconcile()
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._watch_lag())]
 
     async def stop(self) -> None:
-        if self._lag_task is not None:
-            self._lag_task.cancel()
+        await self._watch.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for uid in list(self._runners):
             await self._stop_runner(uid)
 
-    # -- the API -------------------------------------------------------------------------------
+    def running(self) -> list[str]:
+        """The UUIDs of the mappings this worker runs."""
+        return sorted(self._runners)
 
-    def get(self, uid: str) -> EventSourceMapping:
-        mapping = self._mappings.get(uid)
-        if mapping is None:
-            raise errors.ResourceNotFound(f"The resource you requested does not exist. (Service: Lambda; "
-                                          f"Status Code: 404; Error Code: ResourceNotFoundException; UUID: {uid})")
-        return mapping
+    def _on_entry(self, key: str, value: bytes | None) -> None:
+        self._wanted[key] = value
+        self._changed.set()
 
-    def list(self, function: str, source: str, marker: str, max_items: int) -> tuple[list[EventSourceMapping], str]:
-        chosen = sorted((m for m in self._mappings.values()
-                         if (not function or m.function == function) and
-                         (not source or m.event_source_arn == source)), key=lambda m: m.uuid)
-        start = next((i for i, m in enumerate(chosen) if m.uuid > marker), len(chosen)) if marker else 0
-        page = chosen[start:start + max_items]
-        return page, page[-1].uuid if start + max_items < len(chosen) and page else ""
-
-    async def create(self, mapping: EventSourceMapping) -> EventSourceMapping:
-        mapping.uuid = str(uuid.uuid4())
-        if not mapping.batch_size:
-            mapping.batch_size = 10
-        if not mapping.maximum_concurrency:
-            mapping.maximum_concurrency = 2
-        await self._validate(mapping)
-        if mapping.event_source_arn.startswith(STREAM_SOURCE):
-            await self._js.add_consumer(self._stream_of(mapping), ConsumerConfig(
-                durable_name=consumer_name(mapping), ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
-                deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1, max_waiting=4096))
-        mapping.state = "Enabled" if mapping.enabled else "Disabled"
-        mapping.state_transition_reason = "USER_INITIATED"
-        await self._put(mapping)
-        if mapping.enabled:
-            await self._start_runner(mapping)
-        answer = EventSourceMapping()
-        answer.CopyFrom(mapping)
-        answer.state = "Creating"
-        return answer
-
-    async def update(self, uid: str, changes: EventSourceMapping, fields: list[str]) -> EventSourceMapping:
-        mapping = EventSourceMapping()
-        mapping.CopyFrom(self.get(uid))
-        for field in fields:
-            if field not in UPDATABLE:
-                raise errors.InvalidParameterValue(f"{field} cannot be updated")
-            if field == "function_response_types":
-                del mapping.function_response_types[:]
-                mapping.function_response_types.extend(changes.function_response_types)
+    async def _follow(self) -> None:
+        while True:
+            if self._wanted:  # a runner that could not start: try it again shortly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), RETRY_START_S)
             else:
-                setattr(mapping, field, getattr(changes, field))
-        await self._validate(mapping)
-        mapping.state = "Enabled" if mapping.enabled else "Disabled"
-        await self._stop_runner(uid)
-        await self._put(mapping)
-        if mapping.enabled:
-            await self._start_runner(mapping)
-        return mapping
+                await self._changed.wait()
+            self._changed.clear()
+            await self._reconcile()
 
-    async def delete(self, uid: str) -> EventSourceMapping:
-        mapping = self.get(uid)
-        await self._stop_runner(uid)
-        if mapping.event_source_arn.startswith(STREAM_SOURCE):
-            with contextlib.suppress(NotFoundError):
-                await self._js.delete_consumer(self._stream_of(mapping), consumer_name(mapping))
-        assert self._kv is not None
-        await self._kv.purge(uid)
-        del self._mappings[uid]
-        with contextlib.suppress(KeyError):
-            self._lag.remove(uid)
-        answer = EventSourceMapping()
-        answer.CopyFrom(mapping)
-        answer.state = "Deleting"
-        return answer
-
-    async def _put(self, mapping: EventSourceMapping) -> None:
-        assert self._kv is not None
-        mapping.last_modified = self._clock()
-        await self._kv.put(mapping.uuid, mapping.SerializeToString())
-        self._mappings[mapping.uuid] = mapping
-
-    async def _validate(self, mapping: EventSourceMapping) -> None:
-        if mapping.function not in self._registry:
-            raise errors.function_not_found(self._arns.function(mapping.function))
-        if not 1 <= mapping.batch_size <= 10000:
-            raise errors.InvalidParameterValue("BatchSize must be between 1 and 10000")
-        if not 0 <= mapping.batching_window <= 300:
-            raise errors.InvalidParameterValue("MaximumBatchingWindowInSeconds must be between 0 and 300")
-        if not 1 <= mapping.maximum_concurrency <= 1000:
-            raise errors.InvalidParameterValue("ScalingConfig.MaximumConcurrency must be between 2 and 1000")
-        if mapping.HasField("maximum_retry_attempts") and not 0 <= mapping.maximum_retry_attempts <= 10000:
-            raise errors.InvalidParameterValue("MaximumRetryAttempts must be between 0 and 10000")
-        for kind in mapping.function_response_types:
-            if kind != "ReportBatchItemFailures":
-                raise errors.InvalidParameterValue(f"Unsupported FunctionResponseTypes value {kind}")
-        if mapping.on_failure:
-            problem = destination_arn_error(mapping.on_failure)
-            if problem:
-                raise errors.InvalidParameterValue(problem)
-        arn = mapping.event_source_arn
-        if arn.startswith(STREAM_SOURCE):
-            try:
-                await self._js.stream_info(self._stream_of(mapping))
-            except NotFoundError:
-                raise errors.InvalidParameterValue(f"The JetStream stream of {arn} does not exist") from None
-        elif not arn.startswith(SUBJECT_SOURCE) or not arn[len(SUBJECT_SOURCE):] or \
-                arn[len(SUBJECT_SOURCE):].startswith("kambda."):
-            raise errors.InvalidParameterValue(
-                f"EventSourceArn {arn!r} is not arn:kambda:nats:::stream/NAME or arn:kambda:nats:::subject/SUBJECT")
-
-    @staticmethod
-    def _stream_of(mapping: EventSourceMapping) -> str:
-        return mapping.event_source_arn[len(STREAM_SOURCE):]
-
-    # -- running ---------------------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        """Bring the runners in line with the mappings: a changed mapping's runner starts again."""
+        changes, self._wanted = self._wanted, {}
+        for uid, value in changes.items():
+            mapping = EventSourceMapping.FromString(value) if value else None
+            current = self._running.get(uid)
+            if mapping is not None and current is not None and mapping == current:
+                continue  # the same mapping again (a restarted watch replays every value)
+            await self._stop_runner(uid)
+            self._running.pop(uid, None)
+            if mapping is None:
+                with contextlib.suppress(KeyError):
+                    self._lag.remove(uid)
+                continue
+            if mapping.enabled:
+                try:
+                    await self._start_runner(mapping)
+                except Exception as exc:
+                    log.warning("event source mapping %s cannot start (%s); trying again", uid, exc)
+                    await self._stop_runner(uid)
+                    self._wanted.setdefault(uid, value)
+                    continue
+            self._running[uid] = mapping
 
     async def _start_runner(self, mapping: EventSourceMapping) -> None:
         if mapping.event_source_arn.startswith(STREAM_SOURCE):
-            psub = await self._js.pull_subscribe_bind(consumer_name(mapping), self._stream_of(mapping))
+            psub = self._pulls[mapping.uuid] = await self._js.pull_subscribe_bind(consumer_name(mapping),
+                                                                                  stream_of(mapping))
             tasks = [asyncio.create_task(self._stream_loop(mapping, psub)) for _ in range(mapping.maximum_concurrency)]
         else:
             tasks = [asyncio.create_task(self._subject_loop(mapping))]
@@ -239,6 +165,10 @@ class EventSources:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        psub = self._pulls.pop(uid, None)
+        if psub is not None:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
 
     async def _stream_loop(self, mapping: EventSourceMapping, psub: Any) -> None:
         while True:
@@ -288,7 +218,8 @@ class EventSources:
         }
 
     async def _invoke(self, mapping: EventSourceMapping, records: list[dict[str, Any]]) -> InvocationResult | None:
-        if mapping.function not in self._registry:
+        if mapping.function not in self._registry and not (await self._registry.caught_up()
+                                                            and mapping.function in self._registry):
             return None
         config = self._registry.get(mapping.function)
         now_ms = int(self._clock() * 1000)
@@ -338,7 +269,7 @@ class EventSources:
         failures = answer["batchItemFailures"]
         if not isinstance(failures, list):
             return everything
-        ids = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+        ids = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}  # no id: no match
         return ids if ids <= everything else everything
 
     async def _give_up(self, mapping: EventSourceMapping, record: dict[str, Any], result: InvocationResult | None,
@@ -355,7 +286,7 @@ class EventSources:
                                 "functionError": (result.function_error or result.error_code) if result else ""},
             "record": record, "eventSourceMappingUUID": mapping.uuid,
         }
-        await self._poller.deliver(mapping.on_failure, json.dumps(failure).encode())
+        await self._destinations.deliver(mapping.on_failure, json.dumps(failure).encode())
 
     async def _in_progress(self, batch: list[Msg]) -> None:
         while True:
@@ -365,7 +296,7 @@ class EventSources:
                     await msg.in_progress()
 
     async def _subject_loop(self, mapping: EventSourceMapping) -> None:
-        """At most once: batches of what arrives on a plain subject while this controller listens."""
+        """At most once: batches of what arrives on a plain subject while this worker listens."""
         queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=mapping.batch_size * 100)
 
         async def on_msg(msg: Msg) -> None:
@@ -374,7 +305,9 @@ class EventSources:
                 return
             queue.put_nowait(msg)
 
-        sub = await self._nc.subscribe(mapping.event_source_arn[len(SUBJECT_SOURCE):], cb=on_msg)
+        # One queue group per mapping: each message goes to one worker replica.
+        sub = await self._nc.subscribe(mapping.event_source_arn[len(SUBJECT_SOURCE):], queue=consumer_name(mapping),
+                                       cb=on_msg)
         try:
             while True:
                 batch = [await queue.get()]
@@ -400,9 +333,9 @@ class EventSources:
 
     async def _watch_lag(self) -> None:
         while True:
-            for mapping in list(self._mappings.values()):
+            for mapping in list(self._running.values()):
                 if mapping.event_source_arn.startswith(STREAM_SOURCE):
                     with contextlib.suppress(Exception):
-                        info = await self._js.consumer_info(self._stream_of(mapping), consumer_name(mapping))
+                        info = await self._js.consumer_info(stream_of(mapping), consumer_name(mapping))
                         self._lag.labels(mapping.uuid).set(info.num_pending or 0)
             await asyncio.sleep(2.0)

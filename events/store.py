@@ -10,7 +10,7 @@ Everything lives in the ``kambda_events`` KV bucket (kambda/bus.py), as JSON:
   compare-and-set so that two controllers never fire one tick twice.
 
 The gateway writes rules (each change is a compare-and-set against the revision it read, retried
-on a conflict); the controller watches the bucket and rebuilds its pattern index from it.
+on a conflict); the workers and the leader controller watch the bucket (events/rules.py).
 
 Events travel on ``kambda.events.<bus>`` (stream KAMBDA_EVENTS) as the EventBridge envelope in
 JSON; :func:`envelope` fills what a publisher left out.

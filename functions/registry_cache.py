@@ -12,8 +12,6 @@ the old alias or the new one; calls already sent to the old version finish there
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -21,10 +19,11 @@ from typing import NamedTuple
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from kambda import bus
 from kambda.aws import errors
+from kambda.bus.kvwatch import KvWatch
 from kambda.names import LATEST, Arns, is_alias_name, is_published_version, pick_version
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 
@@ -54,38 +53,17 @@ class RegistryCache:
         self._configs: dict[str, FunctionConfig] = {}  # $LATEST by name
         self._versions: dict[tuple[str, str], FunctionConfig] = {}
         self._aliases: dict[tuple[str, str], Alias] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._loaded = asyncio.Event()
-        self._aliases_loaded = asyncio.Event()
+        self._watches = (KvWatch(js, bus.FUNCTIONS_BUCKET, self._on_config, "registry"),
+                         KvWatch(js, bus.ALIASES_BUCKET, self._on_alias, "alias"))
 
     async def start(self) -> None:
-        self._kv = await self._js.key_value(bus.FUNCTIONS_BUCKET)
-        self._alias_kv = await self._js.key_value(bus.ALIASES_BUCKET)
-        self._tasks = [asyncio.create_task(self._watch(self._kv, self._on_config, self._loaded)),
-                       asyncio.create_task(self._watch(self._alias_kv, self._on_alias, self._aliases_loaded))]
-        await asyncio.wait_for(asyncio.gather(self._loaded.wait(), self._aliases_loaded.wait()), 30)
+        for watch in self._watches:
+            await watch.start()
+        self._kv, self._alias_kv = (watch.kv for watch in self._watches)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _watch(self, kv: KeyValue, on_entry: Callable[[str, bytes | None], None],
-                     loaded: asyncio.Event) -> None:
-        while True:
-            try:
-                watcher = await kv.watchall()
-                async for entry in watcher:
-                    if entry is None:
-                        loaded.set()
-                        continue
-                    on_entry(entry.key, None if entry.operation in (KV_DEL, KV_PURGE) else entry.value or b"")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the watch broke (NATS restarted): start it again
-                log.warning("registry watch failed (%s); restarting it", exc)
-                await asyncio.sleep(0.5)
+        for watch in self._watches:
+            await watch.stop()
 
     def _on_config(self, key: str, value: bytes | None) -> None:
         name, version = bus.split_key(key)

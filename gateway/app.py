@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from grpc import aio
@@ -33,9 +34,9 @@ from functions.registry_cache import RegistryCache
 from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
-from kambda import bus, rpc
-from kambda.aws import auth, sts
-from kambda.aws.front import Front, errors
+from kambda import bus, rpc, scrape
+from kambda.aws import auth, errors, sts
+from kambda.aws.front import Front
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
@@ -286,13 +287,25 @@ class Gateway:
         return web.Response(body=result.data or b"", content_type="application/zip")
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        """The gateway's metrics, then the controller's (async retries and drops), in one scrape."""
+        """The gateway's metrics, then the controller's, then the workers' (async retries and drops,
+        event source lag; one series per name, kambda/scrape.py), in one scrape."""
         body = generate_latest(self.metrics.registry)
         try:
             body += (await rpc.call(self._controller.Metrics, pb.PingRequest(), timeout=2)).text
         except errors.KambdaError:
             pass  # the gateway's own figures are still worth serving
+        if self.settings.worker_metrics:
+            texts = await asyncio.gather(*(self._scrape(url) for url in self.settings.worker_metrics))
+            body += scrape.merge([text for text in texts if text is not None])
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _scrape(self, url: str) -> bytes | None:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session, \
+                    session.get(url) as response:
+                return await response.read() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None  # a worker that is away leaves its figures out of this scrape
 
 
 def _log_lines(msg: Msg) -> list[bytes]:

@@ -36,6 +36,9 @@ class GatewaySettings:
     #: A connection that has not sent a whole request head this long after it opened (or after its
     #: last answer) is closed: idle keep-alive connections and slow-header clients alike.
     idle_timeout: float = 75.0
+    #: The workers' /metrics URLs, merged into the gateway's /metrics (``kambda up`` sets them; on
+    #: Kubernetes, Prometheus scrapes each worker pod itself).
+    worker_metrics: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -55,4 +58,6 @@ class GatewaySettings:
             insecure=env_bool(environ, "KAMBDA_INSECURE", False),
             public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
             idle_timeout=env_float(environ, "KAMBDA_IDLE_TIMEOUT", 75.0, 1.0, 3600.0),
+            worker_metrics=tuple(url.strip() for url in env_str(environ, "KAMBDA_WORKER_METRICS", "").split(",")
+                                 if url.strip()),
         )

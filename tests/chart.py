@@ -20,6 +20,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "gateway": {"ingress": {"enabled": True, "className": "nginx", "host": "lambda.example.org",
                                 "tls": {"enabled": True}},
                     "autoscaling": {"enabled": True, "maxReplicas": 6}},
+        "worker": {"autoscaling": {"enabled": True, "maxReplicas": 8}},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "dashboard": {"enabled": True},
     },

@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.timeout(480)  # three platforms, two floors and two more for the worker tier's figures
 def test_bench_quick_reports_every_figure(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+                          text=True, timeout=450, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     figures = [result["warm"]["p50_us"], result["warm"]["p99_us"], result["baseline"]["p50_us"],
@@ -22,10 +25,15 @@ def test_bench_quick_reports_every_figure(tmp_path) -> None:
                result["http_route"]["ratio_throughput_to_baseline"], result["event_bus"]["events_per_second"],
                *(result["floors"][bus][figure] for bus in ("core", "jetstream")
                  for figure in ("p50_us", "throughput_n"))]
+    runs = result["workers"]["runs"]
+    assert [run["workers"] for run in runs] == [1, 2]
+    figures += [run[figure] for run in runs for figure in ("async_events_per_second", "bus_events_per_second")]
     assert all(isinstance(f, float) and f > 0 for f in figures), figures
+    assert all("worker" in run["async_cpu_ms_per_event"] for run in runs)
     assert result["burst"]["requests"] == 10 and result["idle_fleet"]["functions"] == 10
     markdown = (tmp_path / "result.md").read_text()
     assert "| warm invoke p50, 1 client |" in markdown and "| idle fleet of 10 functions" in markdown
+    assert "| 2 workers against 1 (" in markdown and "| 1 worker: 50 async events |" in markdown
     assert "| HTTP route p50 / p99, 1 client |" in markdown and "| floor (JetStream work queue): warm p50" in markdown
     for plot in ("latency_cdf.png", "scale_up.png"):
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")

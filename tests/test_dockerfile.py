@@ -107,7 +107,7 @@ def kambda_commands() -> set[str]:
 
 def test_every_command_the_chart_runs_is_a_console_script() -> None:
     commands = kambda_commands()
-    assert commands == {"kambda-gateway", "kambda-controller"}
+    assert commands == {"kambda-gateway", "kambda-controller", "kambda-worker"}
     # Function and pool pods run the invoker; the controller starts them with this script.
     for command in commands | {"kambda-invoker"}:
         assert command in SCRIPTS, command
@@ -146,7 +146,7 @@ def ignored(path: str) -> bool:
     return verdict
 
 
-@pytest.mark.parametrize("package", ["kambda", "gateway", "controller", "invoker"])
+@pytest.mark.parametrize("package", ["kambda", "gateway", "controller", "worker", "invoker"])
 def test_pip_install_keeps_every_data_file(package: str) -> None:
     """A non-Python file in a package reaches the image only if package-data names it."""
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["*"]

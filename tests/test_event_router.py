@@ -1,5 +1,5 @@
 """Schedules fire exactly once per tick even when two controllers race (real nats-server, the
-controller's router in-process, an injected clock: no waiting for real ticks)."""
+leader's schedule ticker in-process, an injected clock: no waiting for real ticks)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import nats
-from prometheus_client import CollectorRegistry
 
 from controller.registry import Registry
 from events import store as eventbus
-from events.async_invoke import AsyncMetrics, AsyncPoller
-from events.router import EventRouter
+from events.destinations import Destinations
+from events.rules import Rules
+from events.targets import Targets
+from events.ticks import ScheduleTicker
 from kambda import bus
 from kambda.bus.dispatch import Dispatcher
 from kambda.bus.natsserver import NatsServer
@@ -27,17 +28,17 @@ async def _activate(function: str, version: str, n: int) -> int:
     return 1
 
 
-async def _router(url: str, now: list[float]) -> tuple[EventRouter, object]:
+async def _ticker(url: str, now: list[float]) -> tuple[ScheduleTicker, Rules, object]:
     nc = await nats.connect(url)
     js = nc.jetstream()
     registry = Registry(js, ARNS)
     await registry.load()
     dispatcher = Dispatcher(nc, _activate)
     await dispatcher.start()
-    poller = AsyncPoller(nc, js, registry, dispatcher, ARNS, AsyncMetrics(CollectorRegistry()), 1.0, 5.0)
-    router = EventRouter(nc, js, registry, dispatcher, poller, ARNS, clock=lambda: now[0])
-    await router.load()
-    return router, nc
+    rules = Rules(js)
+    await rules.start()
+    targets = Targets(registry, dispatcher, Destinations(nc, dispatcher, ARNS), ARNS, clock=lambda: now[0])
+    return ScheduleTicker(js, rules, targets, ARNS, clock=lambda: now[0]), rules, nc
 
 
 async def _race(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +55,7 @@ async def _race(tmp_path) -> None:  # type: ignore[no-untyped-def]
             "State": "ENABLED", "ScheduleAnchor": T0.timestamp(), "CreatedAt": T0.timestamp(),
             "Targets": [{"Id": "a", "Arn": ARNS.function("tick")}, {"Id": "b", "Arn": ARNS.function("tick")}]})
         now = [(T0 + timedelta(seconds=30)).timestamp()]
-        (one, nc1), (two, nc2) = await _router(url, now), await _router(url, now)
+        (one, rules1, nc1), (two, rules2, nc2) = await _ticker(url, now), await _ticker(url, now)
 
         async def stored() -> int:
             info = await js.stream_info(bus.ASYNC_STREAM)
@@ -75,8 +76,9 @@ async def _race(tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert await stored() == 4
         await race_at(T0 + timedelta(seconds=600))  # ticks missed while down: only the latest fires
         assert await stored() == 6
-        for router, nc in ((one, nc1), (two, nc2)):
-            await router.stop()
+        for ticker, rules, nc in ((one, rules1, nc1), (two, rules2, nc2)):
+            await ticker.stop()
+            await rules.stop()
             await nc.close()  # type: ignore[attr-defined]
         await setup.close()
     finally:

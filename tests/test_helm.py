@@ -44,9 +44,10 @@ from tests.chart import (
     workloads,
 )
 from tests.conftest import free_port, wait_for
+from worker.settings import WorkerSettings
 
 KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()}, key=Version)
-CRDS = {"ServiceMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
+CRDS = {"ServiceMonitor", "PodMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +131,10 @@ def test_out_of_range_values_are_rejected(bad: dict[str, Any]) -> None:
             chart.validate_schema(bad)
 
 
-def test_autoscaling_bounds_must_be_ordered() -> None:
-    with pytest.raises(helm.HelmRenderError, match="minReplicas=5 is above gateway.autoscaling.maxReplicas=3"):
-        render({"gateway": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}})
+@pytest.mark.parametrize("part", ["gateway", "worker"])
+def test_autoscaling_bounds_must_be_ordered(part: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=f"minReplicas=5 is above {part}.autoscaling.maxReplicas=3"):
+        render({part: {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}})
 
 
 def test_default_values_file_meets_the_schema() -> None:
@@ -166,7 +168,7 @@ def test_every_object_in_the_schema_is_closed() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_pod_is_locked_down(rendered, variant: str) -> None:
     pods = workloads(rendered[variant])
-    assert len(pods) == (2 if variant == "external-nats" else 3)
+    assert len(pods) == (3 if variant == "external-nats" else 4)  # gateway, controller, worker (, NATS)
     for obj in pods:
         spec = obj["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -279,6 +281,39 @@ def test_controller_settings_read_the_environment_the_chart_gives(rendered) -> N
     assert k8s.pod_template == json.loads(env["KAMBDA_K8S_POD_TEMPLATE"])
 
 
+def test_worker_contract(rendered) -> None:
+    objs = rendered["default"]
+    worker = one(objs, "Deployment", "kambda-worker")
+    assert worker["spec"]["replicas"] == 2
+    c = container(worker, "worker")
+    assert c["command"] == ["kambda-worker"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
+    env = env_of(c)
+    assert env["KAMBDA_NATS_URL"] == "nats://kambda-nats:4222"
+    assert env["KAMBDA_CONTROLLER"] == "kambda-controller:50051"
+    assert env["KAMBDA_WORKER_LISTEN"] == "0.0.0.0:9102"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", "9102")
+    assert not worker["spec"]["template"]["spec"]["automountServiceAccountToken"]  # it never calls the API
+    settings = WorkerSettings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert (settings.listen, settings.controller, settings.concurrency) == ("0.0.0.0:9102", "kambda-controller:50051",
+                                                                           64)
+    assert settings.stream_replicas == 1
+    cluster = env_of(container(one(rendered["nats-cluster"], "Deployment", "kambda-worker"), "worker"))
+    assert WorkerSettings.from_env(cluster).stream_replicas == 3  # as the controller's
+
+    scaled = rendered["ingress"]
+    hpa = one(scaled, "HorizontalPodAutoscaler", "kambda-worker")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "kambda-worker"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 8)
+    assert "replicas" not in one(scaled, "Deployment", "kambda-worker")["spec"]  # the HPA owns it
+    three = objects_of(render({"worker": {"replicas": 3, "concurrency": 16}}))
+    deployment = one(three, "Deployment", "kambda-worker")
+    assert deployment["spec"]["replicas"] == 3
+    assert env_of(container(deployment, "worker"))["KAMBDA_WORKER_CONCURRENCY"] == "16"
+
+
 def test_streams_are_replicated_on_every_bundled_nats_server(rendered) -> None:
     def replicas(objs: list[dict[str, Any]]) -> int:
         env = env_of(container(one(objs, "Deployment", "kambda-controller"), "controller"))
@@ -373,7 +408,8 @@ def test_network_policies(rendered) -> None:
     objs = rendered["functions-namespace"]
     labels = {o["metadata"]["name"]: pod_labels(o) for o in workloads(objs)}
     policies = {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "NetworkPolicy"}
-    assert set(policies) == {"kambda-gateway", "kambda-controller", "kambda-nats", "kambda-functions"}
+    assert set(policies) == {"kambda-gateway", "kambda-controller", "kambda-worker", "kambda-nats",
+                             "kambda-functions"}
 
     gateway = policies["kambda-gateway"]
     assert selects(gateway["podSelector"], labels["kambda-gateway"])
@@ -384,15 +420,19 @@ def test_network_policies(rendered) -> None:
     assert selects(controller["podSelector"], labels["kambda-controller"])
     (rule,) = controller["ingress"]
     assert policy_ports(rule) == {(50051, "TCP")}
-    (peer,) = rule["from"]
-    admitted = [n for n, pod in labels.items() if selects(peer["podSelector"], pod)]
-    assert admitted == ["kambda-gateway"]
+    admitted = sorted(n for n, pod in labels.items() if any(selects(p["podSelector"], pod) for p in rule["from"]))
+    assert admitted == ["kambda-gateway", "kambda-worker"]  # the workers call Activate
+
+    worker = policies["kambda-worker"]
+    assert selects(worker["podSelector"], labels["kambda-worker"])
+    (rule,) = worker["ingress"]
+    assert "from" not in rule and policy_ports(rule) == {(9102, "TCP")}  # its metrics, for any scraper
 
     nats_policy = policies["kambda-nats"]
     assert selects(nats_policy["podSelector"], labels["kambda-nats"])
     clients, routes = nats_policy["ingress"]
     assert policy_ports(clients) == {(4222, "TCP")} and policy_ports(routes) == {(6222, "TCP")}
-    assert all(selects(clients["from"][0]["podSelector"], pod) for pod in labels.values())
+    assert all(selects(clients["from"][0]["podSelector"], pod) for pod in labels.values())  # the workers too
     function_pod = {"app.kubernetes.io/part-of": "kambda", "kambda.dev/role": "function"}
     (from_functions,) = [p for p in clients["from"] if "namespaceSelector" in p]
     assert from_functions["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kambda-fn"}
@@ -533,13 +573,17 @@ def test_ingress_autoscaling_and_monitoring(rendered) -> None:
     assert hpa["spec"]["maxReplicas"] == 6
     assert "replicas" not in one(objs, "Deployment", "kambda-gateway")["spec"]  # the HPA owns it
     assert one(rendered["default"], "Deployment", "kambda-gateway")["spec"]["replicas"] == 2
-    assert not kinds(rendered["default"]) & {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor"}
+    assert not kinds(rendered["default"]) & {"Ingress", "HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor"}
 
     monitor = one(objs, "ServiceMonitor", "kambda-gateway")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    workers = one(objs, "PodMonitor", "kambda-worker")  # the workers' own figures, per pod
+    assert workers["metadata"]["labels"]["release"] == "prometheus"
+    assert selects(workers["spec"]["selector"], pod_labels(one(objs, "Deployment", "kambda-worker")))
+    assert workers["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
 
     dashboard = one(objs, "ConfigMap", "kambda-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"

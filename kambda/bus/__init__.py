@@ -16,9 +16,11 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda.invokers.stats``: invoker -> controller stats.
 - ``kambda.scale.<function>``: controller -> gateways scale events.
 - ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
-  storage, a work queue the controller's event router consumes).
+  storage, a work queue the workers' event router consumes).
 - ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
   each schedule (events/store.py names the keys).
+- ``kambda_async_attempts`` KV bucket: the failed attempts and throttles of each async event
+  being retried (by stream sequence), shared by the worker replicas.
 """
 
 from __future__ import annotations
@@ -50,8 +52,13 @@ log = logging.getLogger(__name__)
 
 SYNC_STREAM = "KAMBDA_SYNC"
 ASYNC_STREAM = "KAMBDA_ASYNC"
-#: The controller's one consumer of every function's asynchronous events.
+#: The one consumer of every function's asynchronous events, shared by every worker replica.
 ASYNC_POLLER = "async-poller"
+#: The failed attempts and the throttles of each async event being retried, by stream sequence: a
+#: delivery is not an attempt (a throttle, or one that reached a worker as it stopped), and the next
+#: delivery may reach another worker. Kept longer than any event may live (a day at most).
+ASYNC_ATTEMPTS_BUCKET = "kambda_async_attempts"
+ASYNC_ATTEMPTS_TTL_S = 2 * 86400
 #: Async payloads are at most 256 KB; the envelope comes on top.
 MAX_ASYNC_MESSAGE = 512 * 1024
 LOGS_STREAM = "KAMBDA_LOGS"
@@ -62,7 +69,7 @@ HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
 EVENTS_STREAM = "KAMBDA_EVENTS"
 EVENTS_BUCKET = "kambda_events"
-#: The controller's one consumer of every bus's events.
+#: The one consumer of every bus's events, shared by every worker replica.
 EVENT_ROUTER = "event-router"
 EVENTS_PREFIX = "kambda.events."
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
@@ -183,6 +190,9 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
     for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET):
         if not await _reconcile(js, f"KV_{bucket}", replicas):
             await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+    if not await _reconcile(js, f"KV_{ASYNC_ATTEMPTS_BUCKET}", replicas):
+        await js.create_key_value(bucket=ASYNC_ATTEMPTS_BUCKET, history=1, storage=StorageType.FILE,
+                                  replicas=replicas, ttl=ASYNC_ATTEMPTS_TTL_S)
     if not await _reconcile(js, f"OBJ_{CODE_BUCKET}", replicas):
         await js.create_object_store(CODE_BUCKET, config=ObjectStoreConfig(
             bucket=CODE_BUCKET, storage=StorageType.FILE, replicas=replicas))

@@ -125,7 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = UpOptions(host=args.host, port=args.port, state_dir=Path(args.state_dir).expanduser(),
                         scale_to_zero_after=args.scale_to_zero_after, routes_file=routes,
                         credentials=Path(args.credentials).expanduser() if args.credentials else None,
-                        insecure=args.insecure)
+                        insecure=args.insecure, workers=args.workers)
     return up_main(options)
 
 
@@ -358,6 +358,8 @@ def parser() -> argparse.ArgumentParser:
                     help="HTTP API routes to add at start, YAML or JSON (env KAMBDA_ROUTES_FILE)")
     up.add_argument("--credentials", metavar="FILE", default=None,
                     help="require SigV4 signatures by these credentials (env KAMBDA_CREDENTIALS_FILE)")
+    up.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="worker replicas (async invokes, event routing, event sources); default KAMBDA_WORKERS or 1")
     up.add_argument("--insecure", action="store_true",
                     help="with no credentials, serve unsigned requests from any address (env KAMBDA_INSECURE)")
 

@@ -1,9 +1,10 @@
 """``kambda up``: the whole platform on one machine (the embedded default).
 
 Starts, in order, nats-server with JetStream (state under the state directory), the controller
-with the local orchestrator, and the gateway; prints ``kambda is ready at http://HOST:PORT`` once
-the gateway's health check answers. Each part runs in a process group of its own (a Ctrl-C in
-the terminal reaches this supervisor only), and dies with it if the supervisor is killed.
+with the local orchestrator, the workers (one, or KAMBDA_WORKERS / ``--workers``), and the
+gateway; prints ``kambda is ready at http://HOST:PORT`` once the gateway's health check answers.
+Each part runs in a process group of its own (a Ctrl-C in the terminal reaches this supervisor
+only), and dies with it if the supervisor is killed.
 SIGINT or SIGTERM stop everything in reverse order within 10 s.
 """
 
@@ -24,7 +25,7 @@ import aiohttp
 
 from kambda import procs
 from kambda.bus.natsserver import NatsServer, NatsServerError
-from kambda.settings import bind_refusal, env_bool
+from kambda.settings import SettingsError, bind_refusal, env_bool, env_int
 
 
 class UpError(RuntimeError):
@@ -42,6 +43,8 @@ class UpOptions:
     credentials: Path | None = None
     #: Serve unsigned requests from anywhere when there are no credentials.
     insecure: bool = False
+    #: Worker replicas (python -m worker); None: KAMBDA_WORKERS or 1.
+    workers: int | None = None
 
 
 @dataclass
@@ -89,6 +92,12 @@ class Platform:
         return self._environ.get("KAMBDA_CREDENTIALS_FILE", "")
 
     @property
+    def workers(self) -> int:
+        if self.options.workers is not None:
+            return self.options.workers
+        return env_int(self._environ, "KAMBDA_WORKERS", 1, 1, 64)
+
+    @property
     def insecure(self) -> bool:
         return self.options.insecure or env_bool(self._environ, "KAMBDA_INSECURE", False)
 
@@ -102,6 +111,12 @@ class Platform:
         return "auth: no credentials: unsigned requests accepted from this machine only (--credentials FILE to sign)"
 
     async def start(self) -> str:
+        try:
+            workers = self.workers
+        except SettingsError as exc:
+            raise UpError(str(exc)) from None
+        if not 1 <= workers <= 64:
+            raise UpError(f"--workers {workers} is out of range (expected 1..64)")
         refusal = bind_refusal(self.options.host, self.credentials_file, self.insecure)
         if refusal is not None:
             raise UpError(refusal)
@@ -129,7 +144,14 @@ class Platform:
             env["KAMBDA_ROUTES_FILE"] = str(self.options.routes_file.resolve())
         controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
         controller = controller_line.rsplit("=", 1)[1]
-        gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_HOST": self.options.host,
+        worker_metrics = []
+        worker_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_WORKER_LISTEN": "127.0.0.1:0"}
+        for i in range(workers):
+            worker_line = await self._start_part(f"worker-{i + 1}" if workers > 1 else "worker", worker_env,
+                                                 "kambda-worker ready ", module="worker")
+            worker_metrics.append(worker_line.rsplit("=", 1)[1] + "/metrics")
+        gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_WORKER_METRICS": ",".join(worker_metrics),
+                       "KAMBDA_HOST": self.options.host,
                        "KAMBDA_PORT": str(self.options.port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
                        "KAMBDA_INSECURE": "true" if self.insecure else "false"}
         gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
@@ -138,9 +160,9 @@ class Platform:
         return self.url
 
     async def _start_part(self, name: str, env: Mapping[str, str], ready_prefix: str,
-                          timeout: float = 60.0) -> str:
+                          timeout: float = 60.0, module: str = "") -> str:
         with open(self.log_dir / f"{name}.log", "ab") as log_file:
-            proc = await procs.spawn(procs.python_argv(name), env=env, own_group=True,
+            proc = await procs.spawn(procs.python_argv(module or name), env=env, own_group=True,
                                      stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())
         part = _Part(name, proc)
         self._parts.append(part)
@@ -199,7 +221,8 @@ class Platform:
         return waits[next(iter(done))]
 
     async def stop(self) -> None:
-        """Gateway and controller first (they drain), then NATS; everything within 10 s."""
+        """Gateway, workers and controller first (they drain; signalled in reverse order of their
+        start), then NATS; everything within 10 s."""
         await asyncio.gather(*(procs.stop(p.proc, 6.0) for p in reversed(self._parts)))
         for part in self._parts:
             if part.pump is not None:

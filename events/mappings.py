@@ -1,0 +1,174 @@
+"""Event source mappings as the controller keeps them: created, validated and stored (KV bucket
+``kambda_mappings``, one entry per mapping, keyed by its UUID) through the controller's gRPC
+``EventSourceMappings``; the worker tier runs them (events/sources.py).
+
+Creating a mapping over a JetStream stream makes its durable consumer ``esm-<uuid>`` (at the start
+of the stream) before the mapping is stored, so the workers find it when they see the mapping;
+deleting one stops the mapping and removes its consumer.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
+
+from functions.lookup import FunctionLookup
+from kambda.aws import errors
+from kambda.names import Arns, destination_arn_error
+from kambda.v1.mapping_pb2 import EventSourceMapping
+
+MAPPINGS_BUCKET = "kambda_mappings"
+STREAM_SOURCE = "arn:kambda:nats:::stream/"
+SUBJECT_SOURCE = "arn:kambda:nats:::subject/"
+ACK_WAIT_S = 30.0
+UPDATABLE = ("batch_size", "batching_window", "enabled", "function_response_types", "maximum_retry_attempts",
+             "on_failure", "maximum_concurrency", "function")
+
+
+def consumer_name(mapping: EventSourceMapping) -> str:
+    return f"esm-{mapping.uuid}"
+
+
+def stream_of(mapping: EventSourceMapping) -> str:
+    return mapping.event_source_arn[len(STREAM_SOURCE):]
+
+
+async def mappings_bucket(js: JetStreamContext) -> KeyValue:
+    try:
+        return await js.key_value(MAPPINGS_BUCKET)
+    except NotFoundError:
+        return await js.create_key_value(bucket=MAPPINGS_BUCKET, history=1)
+
+
+class Mappings:
+    """The mappings (in KV), their validation, and their consumers."""
+
+    def __init__(self, js: JetStreamContext, registry: FunctionLookup, arns: Arns,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._js = js
+        self._registry = registry
+        self._arns = arns
+        self._clock = clock
+        self._kv: KeyValue | None = None
+        self._mappings: dict[str, EventSourceMapping] = {}
+
+    async def start(self) -> None:
+        self._kv = await mappings_bucket(self._js)
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            keys = []
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await self._kv.get(key)
+                self._mappings[key] = EventSourceMapping.FromString(entry.value or b"")
+
+    async def stop(self) -> None:
+        self._mappings.clear()
+
+    def get(self, uid: str) -> EventSourceMapping:
+        mapping = self._mappings.get(uid)
+        if mapping is None:
+            raise errors.ResourceNotFound(f"The resource you requested does not exist. (Service: Lambda; "
+                                          f"Status Code: 404; Error Code: ResourceNotFoundException; UUID: {uid})")
+        return mapping
+
+    def list(self, function: str, source: str, marker: str, max_items: int
+             ) -> tuple[builtins.list[EventSourceMapping], str]:
+        chosen = sorted((m for m in self._mappings.values()
+                         if (not function or m.function == function) and
+                         (not source or m.event_source_arn == source)), key=lambda m: m.uuid)
+        start = next((i for i, m in enumerate(chosen) if m.uuid > marker), len(chosen)) if marker else 0
+        page = chosen[start:start + max_items]
+        return page, page[-1].uuid if start + max_items < len(chosen) and page else ""
+
+    async def create(self, mapping: EventSourceMapping) -> EventSourceMapping:
+        mapping.uuid = str(uuid.uuid4())
+        if not mapping.batch_size:
+            mapping.batch_size = 10
+        if not mapping.maximum_concurrency:
+            mapping.maximum_concurrency = 2
+        await self._validate(mapping)
+        if mapping.event_source_arn.startswith(STREAM_SOURCE):
+            await self._js.add_consumer(stream_of(mapping), ConsumerConfig(
+                durable_name=consumer_name(mapping), ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
+                deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1, max_waiting=4096))
+        mapping.state = "Enabled" if mapping.enabled else "Disabled"
+        mapping.state_transition_reason = "USER_INITIATED"
+        await self._put(mapping)
+        answer = EventSourceMapping()
+        answer.CopyFrom(mapping)
+        answer.state = "Creating"
+        return answer
+
+    async def update(self, uid: str, changes: EventSourceMapping, fields: builtins.list[str]) -> EventSourceMapping:
+        mapping = EventSourceMapping()
+        mapping.CopyFrom(self.get(uid))
+        for field in fields:
+            if field not in UPDATABLE:
+                raise errors.InvalidParameterValue(f"{field} cannot be updated")
+            if field == "function_response_types":
+                del mapping.function_response_types[:]
+                mapping.function_response_types.extend(changes.function_response_types)
+            else:
+                setattr(mapping, field, getattr(changes, field))
+        await self._validate(mapping)
+        mapping.state = "Enabled" if mapping.enabled else "Disabled"
+        await self._put(mapping)
+        return mapping
+
+    async def delete(self, uid: str) -> EventSourceMapping:
+        mapping = self.get(uid)
+        if mapping.event_source_arn.startswith(STREAM_SOURCE):
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(stream_of(mapping), consumer_name(mapping))
+        assert self._kv is not None
+        await self._kv.purge(uid)
+        del self._mappings[uid]
+        answer = EventSourceMapping()
+        answer.CopyFrom(mapping)
+        answer.state = "Deleting"
+        return answer
+
+    async def _put(self, mapping: EventSourceMapping) -> None:
+        assert self._kv is not None
+        mapping.last_modified = self._clock()
+        await self._kv.put(mapping.uuid, mapping.SerializeToString())
+        self._mappings[mapping.uuid] = mapping
+
+    async def _validate(self, mapping: EventSourceMapping) -> None:
+        if mapping.function not in self._registry:
+            raise errors.function_not_found(self._arns.function(mapping.function))
+        if not 1 <= mapping.batch_size <= 10000:
+            raise errors.InvalidParameterValue("BatchSize must be between 1 and 10000")
+        if not 0 <= mapping.batching_window <= 300:
+            raise errors.InvalidParameterValue("MaximumBatchingWindowInSeconds must be between 0 and 300")
+        if not 1 <= mapping.maximum_concurrency <= 1000:
+            raise errors.InvalidParameterValue("ScalingConfig.MaximumConcurrency must be between 2 and 1000")
+        if mapping.HasField("maximum_retry_attempts") and not 0 <= mapping.maximum_retry_attempts <= 10000:
+            raise errors.InvalidParameterValue("MaximumRetryAttempts must be between 0 and 10000")
+        for kind in mapping.function_response_types:
+            if kind != "ReportBatchItemFailures":
+                raise errors.InvalidParameterValue(f"Unsupported FunctionResponseTypes value {kind}")
+        if mapping.on_failure:
+            problem = destination_arn_error(mapping.on_failure)
+            if problem:
+                raise errors.InvalidParameterValue(problem)
+        arn = mapping.event_source_arn
+        if arn.startswith(STREAM_SOURCE):
+            try:
+                await self._js.stream_info(stream_of(mapping))
+            except NotFoundError:
+                raise errors.InvalidParameterValue(f"The JetStream stream of {arn} does not exist") from None
+        elif not arn.startswith(SUBJECT_SOURCE) or not arn[len(SUBJECT_SOURCE):] or \
+                arn[len(SUBJECT_SOURCE):].startswith("kambda."):
+            raise errors.InvalidParameterValue(
+                f"EventSourceArn {arn!r} is not arn:kambda:nats:::stream/NAME or arn:kambda:nats:::subject/SUBJECT")

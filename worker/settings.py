@@ -1,0 +1,45 @@
+"""The worker's settings, read once from an environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    nats_url: str
+    controller: str                 # host:port of the controller's gRPC server (Activate)
+    #: host:port of the worker's own HTTP server (/metrics, /healthz); port 0 picks a free one.
+    listen: str
+    region: str
+    account: str
+    queue_timeout: float            # how long an async attempt may wait for an environment
+    async_retry_base: float         # first retry delay of a failed async event; doubles per retry
+    #: Asynchronous events this replica runs at once (the replicas' sum is the tier's).
+    concurrency: int = 64
+    #: On SIGTERM, how long running events may take to finish before they are given back.
+    drain_timeout: float = 4.0
+    #: Servers of the NATS cluster that keep each stream and bucket (as the controller's setting).
+    stream_replicas: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        listen = env_str(environ, "KAMBDA_WORKER_LISTEN", "127.0.0.1:0")
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise SettingsError(f"KAMBDA_WORKER_LISTEN={listen!r} is not HOST:PORT (port 0..65535)")
+        return cls(
+            nats_url=env_str(environ, "KAMBDA_NATS_URL", "nats://127.0.0.1:4222"),
+            controller=env_str(environ, "KAMBDA_CONTROLLER", "127.0.0.1:50051"),
+            listen=listen,
+            region=env_str(environ, "KAMBDA_REGION", DEFAULT_REGION),
+            account=env_str(environ, "KAMBDA_ACCOUNT_ID", DEFAULT_ACCOUNT),
+            queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
+            async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
+            concurrency=env_int(environ, "KAMBDA_WORKER_CONCURRENCY", 64, 1, 4096),
+            drain_timeout=env_float(environ, "KAMBDA_WORKER_DRAIN_TIMEOUT", 4.0, 0.0, 300.0),
+            stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
+        )
