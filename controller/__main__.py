@@ -71,7 +71,8 @@ def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry
             return registry.get_version(function, version) if registry.has_version(function, version) else None
 
         return KubernetesOrchestrator(nc, kube, settings.kubernetes, known)
-    return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
+    return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ,
+                             nats_creds=settings.invoker_nats_creds)
 
 
 async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> None:
@@ -80,7 +81,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    nc = await bus.connect(settings.nats_url, "kambda-controller")
+    nc = await bus.connect(settings.nats_url, "kambda-controller", settings.nats_creds)
     js = nc.jetstream()
     await bus.ensure_platform(js, settings.stream_replicas)
     arns = Arns(settings.region, settings.account)

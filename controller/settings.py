@@ -46,6 +46,9 @@ class KubernetesSettings:
     #: Settings the controller passes on to every invoker pod (region and account make the ARNs
     #: functions see; zygote and runtime channel tune the invoker), as set in its own environment.
     invoker_env: tuple[tuple[str, str], ...] = ()
+    #: A Secret of the functions' namespace whose ``invoker.json`` is the invoker pods' NATS
+    #: credentials (kambda/bus/identities.py); empty: they connect anonymously.
+    nats_creds_secret: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -80,6 +83,7 @@ class KubernetesSettings:
             pod_name=pod_name,
             pod_namespace=env_str(environ, "KAMBDA_POD_NAMESPACE", default_ns),
             invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
+            nats_creds_secret=env_str(environ, "KAMBDA_K8S_NATS_CREDS_SECRET", ""),
         )
 
 
@@ -100,6 +104,10 @@ class ControllerSettings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     #: Servers of the NATS cluster that keep each stream and bucket (3 on a 3-server cluster).
     stream_replicas: int = 1
+    #: The controller's NATS credentials file, and the one it gives the invokers it starts
+    #: (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
+    invoker_nats_creds: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ControllerSettings:
@@ -129,4 +137,6 @@ class ControllerSettings:
             async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
             kubernetes=KubernetesSettings.from_env(environ, nats_url),
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            invoker_nats_creds=env_str(environ, "KAMBDA_NATS_INVOKER_CREDS", ""),
         )

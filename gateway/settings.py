@@ -36,6 +36,8 @@ class GatewaySettings:
     #: A connection that has not sent a whole request head this long after it opened (or after its
     #: last answer) is closed: idle keep-alive connections and slow-header clients alike.
     idle_timeout: float = 75.0
+    #: The gateway's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -55,4 +57,5 @@ class GatewaySettings:
             insecure=env_bool(environ, "KAMBDA_INSECURE", False),
             public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
             idle_timeout=env_float(environ, "KAMBDA_IDLE_TIMEOUT", 75.0, 1.0, 3600.0),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
         )

@@ -18,7 +18,7 @@ async def serve(settings: InvokerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    nc = await bus.connect(settings.nats_url, f"kambda-invoker-{settings.invoker_id}")
+    nc = await bus.connect(settings.nats_url, f"kambda-invoker-{settings.invoker_id}", settings.nats_creds)
     host = InvokerHost(nc, settings)
     await host.start()
     # The pod's readiness probe looks for this file: Ready means connected and taking assignments.

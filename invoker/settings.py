@@ -75,6 +75,8 @@ class InvokerSettings:
     #: Seconds a stopping invoker waits for running requests (KAMBDA_INVOKER_DRAIN_TIMEOUT; keep it
     #: below the pod's terminationGracePeriodSeconds, 30).
     drain_timeout: float = 20.0
+    #: This invoker's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
 
     @property
     def code_dir(self) -> Path:
@@ -105,6 +107,7 @@ class InvokerSettings:
             runtime_channel=_channel(env_str(environ, "KAMBDA_RUNTIME_CHANNEL", "pipe")),
             sandbox=SandboxSettings.from_env(environ, state, root),
             drain_timeout=env_float(environ, "KAMBDA_INVOKER_DRAIN_TIMEOUT", 20.0, 0.0, 3600.0),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
         )
 
 

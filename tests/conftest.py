@@ -125,6 +125,13 @@ class Platform:
             with exc:
                 return exc.code, json.loads(exc.read() or b"null")
 
+    def nats_url(self, identity: str = "admin") -> str:
+        """The platform's NATS address, logged in as ``identity`` (its credentials file in the state dir)."""
+        ports = next((self.state_dir / "nats" / "run").glob("*.ports"))
+        url = json.loads(ports.read_text())["nats"][0]
+        login = json.loads((self.state_dir / "nats" / "creds" / f"{identity}.json").read_text())
+        return url.replace("nats://", f"nats://{login['user']}:{login['password']}@", 1)
+
     def metrics(self) -> str:
         """The gateway's /metrics text (public from loopback)."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:

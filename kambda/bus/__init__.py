@@ -119,8 +119,15 @@ def scale_subject(function: str) -> str:
     return f"kambda.scale.{function}"
 
 
-async def connect(url: str, name: str, **options: object) -> NATS:
-    """Connect with the reconnect behaviour every kambda service wants."""
+async def connect(url: str, name: str, creds: str = "", **options: object) -> NATS:
+    """Connect with the reconnect behaviour every kambda service wants, logged in with the
+    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous)."""
+    if creds:
+        from kambda.bus import identities
+
+        login = identities.read(creds)
+        options = {"user": login["user"], "password": login["password"],
+                   **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
     return await nats.connect(
         servers=[url],
         name=name,

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from kambda import procs
+from kambda.bus import identities
 from kambda.bus.natsserver import NatsServer, NatsServerError
 from kambda.settings import bind_refusal, env_bool
 
@@ -81,6 +82,8 @@ class Platform:
         self._parts: list[_Part] = []
         self.url = ""
         self.log_dir = options.state_dir / "logs"
+        #: Each component's NATS credentials file (kambda/bus/identities.py), fresh at every start.
+        self.nats_creds: dict[str, Path] = {}
 
     @property
     def credentials_file(self) -> str:
@@ -110,6 +113,8 @@ class Platform:
         check_state_dir(self.options.state_dir)
         check_port(self.options.host, self.options.port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats_creds = identities.issue(self.options.state_dir / "nats" / "creds")
+        self._nats.logins = {name: identities.read(path) for name, path in self.nats_creds.items()}
         try:
             nats_url = await self._nats.start()
         except NatsServerError as exc:
@@ -120,8 +125,10 @@ class Platform:
             "GRPC_VERBOSITY": self._environ.get("GRPC_VERBOSITY", "ERROR"),
             "KAMBDA_NATS_URL": nats_url,
             "KAMBDA_STATE_DIR": str(self.options.state_dir),
+            "KAMBDA_NATS_INVOKER_CREDS": str(self.nats_creds["invoker"]),
             **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")
-               and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT")},
+               and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT",
+                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS")},
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
@@ -139,6 +146,8 @@ class Platform:
 
     async def _start_part(self, name: str, env: Mapping[str, str], ready_prefix: str,
                           timeout: float = 60.0) -> str:
+        if name in self.nats_creds:  # every component logs in to NATS as itself
+            env = {**env, identities.CREDS_ENV: str(self.nats_creds[name])}
         with open(self.log_dir / f"{name}.log", "ab") as log_file:
             proc = await procs.spawn(procs.python_argv(name), env=env, own_group=True,
                                      stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())

@@ -129,3 +129,23 @@ invoker keeps code and TMPDIR) as an emptyDir, so the template carries no volume
 {{- $spec := dict "securityContext" .Values.podSecurityContext "containers" (list $container) "nodeSelector" .Values.nodeSelector "tolerations" .Values.tolerations "imagePullSecrets" .Values.imagePullSecrets }}
 {{- toJson $spec }}
 {{- end }}
+
+{{- define "kambda.natsCredentialsSecret" -}}
+{{- printf "%s-nats-credentials" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{- define "kambda.natsInvokerSecret" -}}
+{{- printf "%s-nats-invoker" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* nats-server's authorization block: one user per identity, with its permissions (quoted: a
+subject with $ would otherwise read as a variable). */}}
+{{- define "kambda.natsAuthorization" -}}
+authorization {
+  users = [
+    {{- range $user, $p := .identities }}
+    {user: {{ $user | quote }}, password: {{ index $.passwords $user | quote }}, permissions: {publish: {allow: [{{ range $i, $s := $p.publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ if $p.deny_publish }}, deny: [{{ range $i, $s := $p.deny_publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ end }}}, subscribe: {allow: [{{ range $i, $s := $p.subscribe }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]}{{ if $p.allow_responses }}, allow_responses: true{{ end }}}}
+    {{- end }}
+  ]
+}
+{{- end }}
