@@ -149,14 +149,19 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
                                  retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
     router = EventRouter(nc, js, registry, dispatcher, poller, arns)
     gate = StandbyGate()
-    server = aio.server(options=rpc.CHANNEL_OPTIONS, interceptors=[gate])
+    # Callers prove they are kambda's own components with the token (kambda up also serves on a
+    # Unix socket in a 0700 directory); the standby gate comes after, so a stranger learns nothing.
+    token = rpc.read_token(settings.token_file)
+    server = aio.server(options=rpc.CHANNEL_OPTIONS,
+                        interceptors=[*([rpc.TokenGate(token)] if token else []), gate])
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
                           time.monotonic, metrics_registry, event_sources),
         server,
     )
     port = server.add_insecure_port(settings.listen)
-    host = settings.listen.rsplit(":", 1)[0]
+    address = settings.listen if settings.listen.startswith("unix:") else \
+        f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     await server.start()
     scaling: list[asyncio.Task[None]] = []
     started: list[object] = []
@@ -209,11 +214,11 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             if not stop.is_set():
                 lost.set()
 
-        print(f"kambda-controller ready grpc={host}:{port} (standby until it leads)", flush=True)
+        print(f"kambda-controller ready grpc={address} (standby until it leads)", flush=True)
         electing = asyncio.create_task(elector.run(started_leading, stopped_leading))
     else:
         await lead()
-        print(f"kambda-controller ready grpc={host}:{port}", flush=True)
+        print(f"kambda-controller ready grpc={address}", flush=True)
 
     waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
     await asyncio.wait([*waits, *([electing] if electing else [])], return_when=asyncio.FIRST_COMPLETED)

@@ -108,6 +108,8 @@ class ControllerSettings:
     #: (kambda/bus/identities.py); empty: anonymous.
     nats_creds: str = ""
     invoker_nats_creds: str = ""
+    #: A file holding the token every gRPC caller must present (kambda/rpc.py); empty: none asked.
+    token_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ControllerSettings:
@@ -139,4 +141,5 @@ class ControllerSettings:
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             invoker_nats_creds=env_str(environ, "KAMBDA_NATS_INVOKER_CREDS", ""),
+            token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
         )

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from grpc import aio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -93,7 +92,7 @@ class Gateway:
         self._nc = nc
         self._js = nc.jetstream()
         self._arns = Arns(settings.region, settings.account)
-        self._channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
+        self._channel = rpc.channel(settings.controller, rpc.read_token(settings.controller_token_file))
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
         self._cache = RegistryCache(self._js, self._arns)

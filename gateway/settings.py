@@ -13,7 +13,7 @@ class GatewaySettings:
     host: str
     port: int
     nats_url: str
-    controller: str                 # host:port of the controller's gRPC server
+    controller: str                 # host:port (or unix:/path) of the controller's gRPC server
     region: str
     account: str
     #: How long a sync request may wait in the queue for an environment (the cold-start
@@ -38,6 +38,8 @@ class GatewaySettings:
     idle_timeout: float = 75.0
     #: The gateway's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
     nats_creds: str = ""
+    #: A file holding the token the controller asks of its callers (kambda/rpc.py); empty: none.
+    controller_token_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -58,4 +60,5 @@ class GatewaySettings:
             public_metrics=env_bool(environ, "KAMBDA_METRICS_PUBLIC", False),
             idle_timeout=env_float(environ, "KAMBDA_IDLE_TIMEOUT", 75.0, 1.0, 3600.0),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
         )

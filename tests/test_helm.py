@@ -678,3 +678,20 @@ def test_readme_values_table_matches_values_yaml() -> None:
             node = node[part]
     missing = [leaf for leaf in leaves(defaults) if not any(leaf == d or leaf.startswith(d + ".") for d in documented)]
     assert missing == []
+
+
+def test_gateway_and_controller_share_the_controller_token(rendered) -> None:
+    objs = rendered["default"]
+    secret = one(objs, "Secret", "kambda-controller-token")
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(secret["data"]["token"]).decode())
+    for name in ("gateway", "controller"):
+        deployment = one(objs, "Deployment", f"kambda-{name}")
+        c = container(deployment, name)
+        assert env_of(c)["KAMBDA_CONTROLLER_TOKEN_FILE"] == "/etc/kambda/controller/token"
+        (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/kambda/controller"]
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == "kambda-controller-token"
+    env = env_of(container(one(objs, "Deployment", "kambda-gateway"), "gateway"))
+    assert GatewaySettings.from_env(env).controller_token_file == "/etc/kambda/controller/token"
+    template = (CHART / "templates" / "controller-token-secret.yaml").read_text()
+    assert template.index("lookup") < template.index("randAlphaNum")

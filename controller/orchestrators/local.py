@@ -112,6 +112,7 @@ class LocalOrchestrator:
                 # Its own identity, never the controller's (which the environment above may hold).
                 "KAMBDA_NATS_CREDS": self._nats_creds,
                 "KAMBDA_NATS_INVOKER_CREDS": "",
+                "KAMBDA_CONTROLLER_TOKEN_FILE": "",  # an invoker never calls the controller
                 "KAMBDA_STATE_DIR": str(self._state_dir),
             }
             self._proc = await procs.spawn(procs.python_argv("invoker"), env=env)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from kambda import procs
+from kambda import procs, rpc
 from kambda.bus import identities
 from kambda.bus.natsserver import NatsServer, NatsServerError
 from kambda.settings import bind_refusal, env_bool
@@ -114,6 +114,7 @@ class Platform:
         check_port(self.options.host, self.options.port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.nats_creds = identities.issue(self.options.state_dir / "nats" / "creds")
+        controller_listen, token_file = self._controller_door()
         self._nats.logins = {name: identities.read(path) for name, path in self.nats_creds.items()}
         try:
             nats_url = await self._nats.start()
@@ -126,9 +127,11 @@ class Platform:
             "KAMBDA_NATS_URL": nats_url,
             "KAMBDA_STATE_DIR": str(self.options.state_dir),
             "KAMBDA_NATS_INVOKER_CREDS": str(self.nats_creds["invoker"]),
+            "KAMBDA_CONTROLLER_LISTEN": controller_listen,
             **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")
                and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT",
-                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS")},
+                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS", "KAMBDA_CONTROLLER_TOKEN_FILE")},
+            "KAMBDA_CONTROLLER_TOKEN_FILE": str(token_file),
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
@@ -143,6 +146,19 @@ class Platform:
         self.url = gateway_line.rsplit(" ", 1)[1]
         await self._wait_healthy()
         return self.url
+
+    def _controller_door(self) -> tuple[str, Path]:
+        """Where the controller serves gRPC, and the file of the token its callers present (fresh at
+        every start). The door is a Unix socket in a directory only this user enters, unless
+        KAMBDA_CONTROLLER_LISTEN says otherwise or the path is too long for a socket."""
+        folder = self.options.state_dir / "controller"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        token_file = folder / "token"
+        rpc.write_token(token_file)
+        socket_path = folder / "grpc.sock"
+        default = f"unix:{socket_path}" if len(str(socket_path)) <= 100 else "127.0.0.1:0"
+        return self._environ.get("KAMBDA_CONTROLLER_LISTEN") or default, token_file
 
     async def _start_part(self, name: str, env: Mapping[str, str], ready_prefix: str,
                           timeout: float = 60.0) -> str:

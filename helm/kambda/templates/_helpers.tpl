@@ -149,3 +149,7 @@ authorization {
   ]
 }
 {{- end }}
+
+{{- define "kambda.controllerTokenSecret" -}}
+{{- printf "%s-controller-token" (include "kambda.fullname" .) }}
+{{- end }}
