@@ -33,7 +33,7 @@ from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
 from kambda import bus, rpc
-from kambda.aws import auth, errors
+from kambda.aws import auth, errors, roles
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
@@ -53,7 +53,8 @@ def authenticator_of(settings: GatewaySettings) -> auth.Authenticator:
     """Raises CredentialsError when the configured file cannot be used."""
     store = auth.CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
     return auth.Authenticator(store, Arns(settings.region, settings.account), settings.insecure,
-                              settings.public_metrics)
+                              settings.public_metrics, role_key=roles.read_key(settings.role_key_file),
+                              sandbox_uids=settings.sandbox_uids)
 
 
 def error_response(err: errors.KambdaError, json11: bool = False) -> web.Response:

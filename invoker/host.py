@@ -24,6 +24,7 @@ from invoker.sandbox import Sandbox
 from invoker.settings import InvokerSettings
 from invoker.zygote import Zygote
 from kambda import bus
+from kambda.aws import roles
 from kambda.names import Arns
 from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
 
@@ -41,6 +42,7 @@ class InvokerHost:
         self._code = CodeCache(nc.jetstream(), settings.code_dir)
         self._pools: dict[tuple[str, str], FunctionPool] = {}
         self._sandbox = Sandbox(settings.sandbox, settings.state_dir) if settings.sandbox.enabled else None
+        self._role_key = roles.read_key(settings.role_key_file)
         self._zygote: Zygote | None = None
         self._lock = asyncio.Lock()
         self._sub: object | None = None
@@ -55,7 +57,8 @@ class InvokerHost:
         if self._sandbox is not None:
             await asyncio.to_thread(self._sandbox.prepare)
         else:
-            log.info("sandbox off: environments run as this invoker's user (uid %d)", os.geteuid())
+            log.warning("sandbox off: functions are trusted code: environments run as this invoker's user "
+                        "(uid %d) and reach everything it can", os.geteuid())
         if self._settings.zygote:
             python = self._sandbox.python if self._sandbox is not None else sys.executable
             self._zygote = Zygote(python=python) if python else None
@@ -109,7 +112,8 @@ class InvokerHost:
                 pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
-                                    channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox)
+                                    channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox,
+                                    role_key=self._role_key)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:

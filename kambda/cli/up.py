@@ -23,9 +23,10 @@ from pathlib import Path
 import aiohttp
 
 from kambda import procs, rpc
+from kambda.aws import roles
 from kambda.bus import identities
 from kambda.bus.natsserver import NatsServer, NatsServerError
-from kambda.settings import bind_refusal, env_bool
+from kambda.settings import bind_refusal, env_bool, sandbox_enabled
 
 
 class UpError(RuntimeError):
@@ -104,6 +105,14 @@ class Platform:
                     "code")
         return "auth: no credentials: unsigned requests accepted from this machine only (--credentials FILE to sign)"
 
+    def sandbox_summary(self) -> str:
+        """The line ``kambda up`` prints about what functions can reach."""
+        if sandbox_enabled(self._environ, os.geteuid() == 0):
+            return ("sandbox: functions run as uids of their own and act only with their execution role's "
+                    "credentials")
+        return ("sandbox: OFF: functions are trusted code: they run as this user and can reach the state "
+                "directory, the platform's credentials and every other function (run as root to sandbox them)")
+
     async def start(self) -> str:
         refusal = bind_refusal(self.options.host, self.credentials_file, self.insecure)
         if refusal is not None:
@@ -115,6 +124,10 @@ class Platform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.nats_creds = identities.issue(self.options.state_dir / "nats" / "creds")
         controller_listen, token_file = self._controller_door()
+        keys = self.options.state_dir / "keys"
+        keys.mkdir(exist_ok=True)
+        keys.chmod(0o700)
+        roles.write_key(keys / "roles.key")  # signs functions' execution-role credentials
         self._nats.logins = {name: identities.read(path) for name, path in self.nats_creds.items()}
         try:
             nats_url = await self._nats.start()
@@ -130,8 +143,10 @@ class Platform:
             "KAMBDA_CONTROLLER_LISTEN": controller_listen,
             **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")
                and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT",
-                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS", "KAMBDA_CONTROLLER_TOKEN_FILE")},
+                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS", "KAMBDA_CONTROLLER_TOKEN_FILE",
+                             "KAMBDA_ROLE_KEY_FILE")},
             "KAMBDA_CONTROLLER_TOKEN_FILE": str(token_file),
+            "KAMBDA_ROLE_KEY_FILE": str(keys / "roles.key"),
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
@@ -257,6 +272,7 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
         print(f"kambda: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"kambda: {platform.auth_summary()}", flush=True)
+    print(f"kambda: {platform.sandbox_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
     failed = asyncio.create_task(platform.wait_for_failure())
