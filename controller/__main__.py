@@ -16,7 +16,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -36,6 +37,7 @@ from events.async_invoke import AsyncMetrics, AsyncPoller
 from events.router import EventRouter
 from events.sources import EventSources
 from kambda import bus, rpc, runner
+from kambda.bus import callout
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
@@ -63,14 +65,15 @@ class StandbyGate(aio.ServerInterceptor):
 
 
 def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry, environ: Mapping[str, str],
-                      kube: KubeApi | None) -> LocalOrchestrator | KubernetesOrchestrator:
+                      kube: KubeApi | None, nats_token: Callable[[str, str], str] | None = None
+                      ) -> LocalOrchestrator | KubernetesOrchestrator:
     if settings.orchestrator == "kubernetes":
         assert kube is not None
 
         def known(function: str, version: str) -> FunctionConfig | None:
             return registry.get_version(function, version) if registry.has_version(function, version) else None
 
-        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known)
+        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known, nats_token=nats_token)
     return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ,
                              nats_creds=settings.invoker_nats_creds)
 
@@ -89,7 +92,16 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     k8s = settings.kubernetes
     kube = KubeApi(load_client(k8s.kubeconfig)) if settings.orchestrator == "kubernetes" or k8s.leader_election \
         else None
-    orchestrator = make_orchestrator(settings, nc, registry, environ, kube)
+    # Kubernetes: each function version's pods get a NATS credential of that version alone, which
+    # nats-server checks with this controller (auth callout); every replica answers, leader or not.
+    function_nats: callout.Callout | None = None
+    nats_token: Callable[[str, str], str] | None = None
+    if settings.orchestrator == "kubernetes" and k8s.callout_seed_file:
+        seed = Path(k8s.callout_seed_file).read_bytes().strip()
+        function_nats = callout.Callout(nc, seed, callout.token_key(seed))
+        await function_nats.start()
+        nats_token = function_nats.mint
+    orchestrator = make_orchestrator(settings, nc, registry, environ, kube, nats_token)
 
     delivered: dict[Key, int] = {}
     queued: dict[Key, int] = {}
@@ -242,6 +254,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             if not lost.is_set():
                 await elector.release()  # a standby takes over at once instead of after the lease runs out
     await server.stop(grace=2.0)
+    if function_nats is not None:
+        await function_nats.stop()
     await nc.drain()
     if kube is not None:
         kube.close()

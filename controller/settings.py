@@ -49,6 +49,9 @@ class KubernetesSettings:
     #: A Secret of the functions' namespace whose ``invoker.json`` is the invoker pods' NATS
     #: credentials (kambda/bus/identities.py); empty: they connect anonymously.
     nats_creds_secret: str = ""
+    #: The account nkey seed with which the controller answers NATS's auth callout and mints each
+    #: function version's credential (kambda/bus/callout.py); empty: no per-function credentials.
+    callout_seed_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -84,6 +87,7 @@ class KubernetesSettings:
             pod_namespace=env_str(environ, "KAMBDA_POD_NAMESPACE", default_ns),
             invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
             nats_creds_secret=env_str(environ, "KAMBDA_K8S_NATS_CREDS_SECRET", ""),
+            callout_seed_file=env_str(environ, "KAMBDA_K8S_NATS_CALLOUT_SEED_FILE", ""),
         )
 
 

@@ -25,6 +25,7 @@ from invoker.settings import InvokerSettings
 from invoker.zygote import Zygote
 from kambda import bus
 from kambda.aws import roles
+from kambda.bus import callout
 from kambda.names import Arns
 from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
 
@@ -51,6 +52,8 @@ class InvokerHost:
         #: The package each function version was last assigned, and packages a newer one replaced.
         self._code_of: dict[tuple[str, str], str] = {}
         self._superseded: set[str] = set()
+        #: Versions whose pool has a NATS connection of its own (Kubernetes: per-function credentials).
+        self._own: dict[tuple[str, str], NATS] = {}
 
     async def start(self) -> None:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +81,8 @@ class InvokerHost:
                 await self._reporter
         await asyncio.gather(*(pool.stop() for pool in self._pools.values()), return_exceptions=True)
         self._pools.clear()
+        for key in list(self._own):
+            await self._close_own(key)
         if self._zygote is not None:
             await self._zygote.stop()
         await self._api.stop()
@@ -109,7 +114,8 @@ class InvokerHost:
             if pool is not None and assignment.deleted:
                 config = pool.config  # a deleted version's assignment names it and nothing more
             if pool is None and assignment.desired > 0:
-                pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
+                nc, code = await self._connection_of(key, assignment.nats_token)
+                pool = FunctionPool(nc, config, self._api, code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
                                     channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox,
@@ -122,6 +128,22 @@ class InvokerHost:
         if msg.reply:
             ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)
             await self._nc.publish(msg.reply, ack.SerializeToString())
+
+    async def _connection_of(self, key: tuple[str, str], token: str) -> tuple[NATS, CodeCache]:
+        """The connection a version's pool uses: its own, logged in with the version's credential
+        (kambda/bus/callout.py), when the assignment brings one; else this invoker's."""
+        if not token:
+            return self._nc, self._code
+        nc = await bus.connect(self._settings.nats_url, f"kambda-invoker-{self._settings.invoker_id}-{key[0]}",
+                               token=token, inbox_prefix=callout.inbox_prefix(*key))
+        self._own[key] = nc
+        return nc, CodeCache(nc.jetstream(), self._settings.code_dir)
+
+    async def _close_own(self, key: tuple[str, str]) -> None:
+        nc = self._own.pop(key, None)
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.drain()
 
     def _note_code(self, key: tuple[str, str], sha256_hex: str, deleted: bool) -> None:
         """Remember the package a version runs; one it runs no more (replaced, or the version
@@ -151,6 +173,7 @@ class InvokerHost:
                 if pool.desired == 0 and pool.empty:
                     await pool.stop()
                     del self._pools[key]
+                    await self._close_own(key)
             if not self._superseded:
                 return
             in_use = set(self._code_of.values()).union(*(pool.code_in_use() for pool in self._pools.values()))

@@ -71,10 +71,12 @@ class _Report:
 
 class KubernetesOrchestrator:
     def __init__(self, nc: NATS, api: KubeApi, settings: KubernetesSettings,
-                 known: Callable[[str, str], FunctionConfig | None], clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        """``known(function, version)`` answers the registry's configuration, or None for a deleted function."""
+                 known: Callable[[str, str], FunctionConfig | None], clock: Callable[[], float] = time.monotonic,
+                 nats_token: Callable[[str, str], str] | None = None) -> None:
+        """``known(function, version)`` answers the registry's configuration, or None for a deleted function;
+        ``nats_token(function, version)`` mints the NATS credential an assignment carries (none: no such)."""
         self._nc = nc
+        self._nats_token = nats_token
         self._api = api
         self._settings = settings
         self._known = known
@@ -377,7 +379,9 @@ class KubernetesOrchestrator:
         try:
             config = want.config
             assignment = Assignment(config=config, desired=desired,
-                                    provisioned=1 if desired and config.provisioned_concurrency else 0)
+                                    provisioned=1 if desired and config.provisioned_concurrency else 0,
+                                    nats_token=self._nats_token(config.name, config.version)
+                                    if desired and self._nats_token is not None else "")
             try:
                 reply = await self._nc.request(bus.assign_subject(pod), assignment.SerializeToString(), timeout=10)
             except (NoRespondersError, NatsTimeoutError):

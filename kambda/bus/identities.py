@@ -89,6 +89,10 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         "kambda.logs.>", "kambda.invokers.stats", inbox("gateway"), inbox("controller"), inbox("worker"),
         *_READ_CODE,
     ), subscribe=(inbox("invoker"), "kambda.invoker.*.assign")),
+    # A Kubernetes invoker pod before and besides its functions: it hears its assignments and
+    # reports its stats; each function version it runs gets a connection with that version's own
+    # credential (kambda/bus/callout.py).
+    Identity("pod", publish=("kambda.invokers.stats",), subscribe=(inbox("pod"), "kambda.invoker.*.assign")),
     Identity("admin", publish=(">",), subscribe=(">",)),
 )}
 
@@ -143,8 +147,10 @@ def _quoted(subjects: tuple[str, ...]) -> str:
     return "[" + ", ".join(json.dumps(s) for s in subjects) + "]"
 
 
-def authorization(logins: Mapping[str, Mapping[str, str]]) -> str:
-    """nats-server's ``authorization`` block for these logins (identity name -> credentials document)."""
+def authorization(logins: Mapping[str, Mapping[str, str]], callout_issuer: str = "") -> str:
+    """nats-server's ``authorization`` block for these logins (identity name -> credentials document);
+    with ``callout_issuer`` (an account public key), any other login is asked of the auth callout
+    (kambda/bus/callout.py), which these users bypass."""
     lines = ["authorization {", "  users = ["]
     for name, document in logins.items():
         identity = IDENTITIES[name]
@@ -156,7 +162,11 @@ def authorization(logins: Mapping[str, Mapping[str, str]]) -> str:
             f"permissions: {{publish: {{{publish}}}, subscribe: {{allow: {_quoted(identity.subscribe)}}}"
             + (", allow_responses: true" if identity.allow_responses else "") + "}}"
         )
-    lines += ["  ]", "}"]
+    lines.append("  ]")
+    if callout_issuer:
+        users = _quoted(tuple(document["user"] for document in logins.values()))
+        lines.append(f"  auth_callout {{ issuer: {json.dumps(callout_issuer)}, auth_users: {users} }}")
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,7 @@ def find_binary() -> str:
 
 
 def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1,
-                 logins: Mapping[str, Mapping[str, str]] | None = None) -> Path:
+                 logins: Mapping[str, Mapping[str, str]] | None = None, callout_issuer: str = "") -> Path:
     """nats-server's configuration; with ``logins`` (identity name -> credentials,
     kambda/bus/identities.py) only those users may connect, each with its permissions. The file
     then holds their passwords: it is 0600. No monitoring port is configured."""
@@ -59,7 +59,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1,
     config.chmod(0o600)  # before any password goes in
     if logins is not None:
         with config.open("a") as out:
-            out.write(identities.authorization(logins))
+            out.write(identities.authorization(logins, callout_issuer))
     return config
 
 

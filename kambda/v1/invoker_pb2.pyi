@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Assignment(_message.Message):
-    __slots__ = ("config", "desired", "provisioned", "deleted")
+    __slots__ = ("config", "desired", "provisioned", "deleted", "nats_token")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
+    NATS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     config: _function_pb2.FunctionConfig
     desired: int
     provisioned: int
     deleted: bool
-    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
+    nats_token: str
+    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ..., nats_token: _Optional[str] = ...) -> None: ...
 
 class AssignmentAck(_message.Message):
     __slots__ = ("invoker_id", "stats")
