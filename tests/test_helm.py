@@ -21,6 +21,7 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import nats
+import nkeys
 import pytest
 import yaml
 from packaging.version import Version
@@ -695,3 +696,33 @@ def test_gateway_and_controller_share_the_controller_token(rendered) -> None:
     assert GatewaySettings.from_env(env).controller_token_file == "/etc/kambda/controller/token"
     template = (CHART / "templates" / "controller-token-secret.yaml").read_text()
     assert template.index("lookup") < template.index("randAlphaNum")
+
+
+def test_per_function_nats_credentials_turn_on_the_auth_callout(tmp_path: Path) -> None:
+    from kambda.bus import callout
+
+    seed = callout.new_account_seed()
+    issuer = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    objs = objects_of(render({"nats": {"functionCredentials": {"existingSecret": "kambda-callout", "issuer": issuer}}}))
+    auth = nats_secret(objs, "auth.conf")
+    assert f'auth_callout {{ issuer: "{issuer}", auth_users: [' in auth
+    for name in identities.IDENTITIES:  # kambda's own identities bypass the callout
+        assert f'"{name}"' in auth.split("auth_users:", 1)[1]
+    conf = write_nats_conf(objs, tmp_path)
+    result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
+                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    # Function pods hold only the identity that hears assignments; the controller holds the seed.
+    invoker = one(objs, "Secret", "kambda-nats-invoker")
+    assert json.loads(base64.b64decode(invoker["data"]["invoker.json"]))["user"] == "pod"
+    controller = one(objs, "Deployment", "kambda-controller")
+    settings = ControllerSettings.from_env(env_of(container(controller, "controller")))
+    assert settings.kubernetes.callout_seed_file == "/etc/kambda/callout/seed"
+    volumes = controller["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "nats-callout", "secret": {"secretName": "kambda-callout",
+                                               "items": [{"key": "seed", "path": "seed"}]}} in volumes
+    # Without it (the default), no callout and the invoker identity.
+    default = objects_of(render())
+    assert "auth_callout" not in nats_secret(default, "auth.conf")
+    assert json.loads(base64.b64decode(one(default, "Secret", "kambda-nats-invoker")["data"]["invoker.json"])
+                      )["user"] == "invoker"

@@ -147,9 +147,17 @@ authorization {
     {user: {{ $user | quote }}, password: {{ index $.passwords $user | quote }}, permissions: {publish: {allow: [{{ range $i, $s := $p.publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ if $p.deny_publish }}, deny: [{{ range $i, $s := $p.deny_publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ end }}}, subscribe: {allow: [{{ range $i, $s := $p.subscribe }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]}{{ if $p.allow_responses }}, allow_responses: true{{ end }}}}
     {{- end }}
   ]
+  {{- with .callout }}
+  auth_callout { issuer: {{ . | quote }}, auth_users: [{{ range $i, $u := keys $.identities | sortAlpha }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
+  {{- end }}
 }
 {{- end }}
 
 {{- define "kambda.controllerTokenSecret" -}}
 {{- printf "%s-controller-token" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* Per-function NATS credentials (kambda/bus/callout.py): bundled NATS with a callout key given. */}}
+{{- define "kambda.functionCredentials" -}}
+{{- if and (not .Values.nats.external.url) .Values.nats.functionCredentials.existingSecret .Values.nats.functionCredentials.issuer }}true{{ end }}
 {{- end }}
