@@ -37,7 +37,7 @@ from events.async_invoke import AsyncMetrics, AsyncPoller
 from events.router import EventRouter
 from events.sources import EventSources
 from kambda import bus, rpc, runner
-from kambda.bus import callout
+from kambda.bus import callout, identities
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
@@ -98,7 +98,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     nats_token: Callable[[str, str], str] | None = None
     if settings.orchestrator == "kubernetes" and k8s.callout_seed_file:
         seed = Path(k8s.callout_seed_file).read_bytes().strip()
-        function_nats = callout.Callout(nc, seed, callout.token_key(seed))
+        pods = identities.read(k8s.pod_creds_file)["password"] if k8s.pod_creds_file else ""
+        function_nats = callout.Callout(nc, seed, callout.token_key(seed), pod_password=pods)
         await function_nats.start()
         nats_token = function_nats.mint
     orchestrator = make_orchestrator(settings, nc, registry, environ, kube, nats_token)

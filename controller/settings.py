@@ -52,6 +52,8 @@ class KubernetesSettings:
     #: The account nkey seed with which the controller answers NATS's auth callout and mints each
     #: function version's credential (kambda/bus/callout.py); empty: no per-function credentials.
     callout_seed_file: str = ""
+    #: The invoker pods' credentials file (its password is what they log in with through the callout).
+    pod_creds_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -88,6 +90,7 @@ class KubernetesSettings:
             invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
             nats_creds_secret=env_str(environ, "KAMBDA_K8S_NATS_CREDS_SECRET", ""),
             callout_seed_file=env_str(environ, "KAMBDA_K8S_NATS_CALLOUT_SEED_FILE", ""),
+            pod_creds_file=env_str(environ, "KAMBDA_K8S_NATS_POD_CREDS", ""),
         )
 
 

@@ -35,8 +35,9 @@ HEARTBEAT_S = 5.0
 
 
 class InvokerHost:
-    def __init__(self, nc: NATS, settings: InvokerSettings) -> None:
+    def __init__(self, nc: NATS, settings: InvokerSettings, assign_key: str = "") -> None:
         self._nc = nc
+        self._assign_key = assign_key
         self._settings = settings
         self._arns = Arns(settings.region, settings.account)
         self._api = RuntimeApi()
@@ -66,7 +67,8 @@ class InvokerHost:
             python = self._sandbox.python if self._sandbox is not None else sys.executable
             self._zygote = Zygote(python=python) if python else None
         await self._api.start()
-        self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id), cb=self._on_assign)
+        self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id, self._assign_key),
+                                             cb=self._on_assign)
         self._reporter = asyncio.create_task(self._report())
         if self._zygote is not None:
             await self._zygote.start()
@@ -187,6 +189,7 @@ class InvokerHost:
 
     async def _publish_stats(self, hello: bool = False) -> None:
         stats = InvokerStats(invoker_id=self._settings.invoker_id, time_ms=int(time.time() * 1000),
+                             assign_key=self._assign_key,
                              hello=hello, functions=[p.stats() for p in self._pools.values()])
         with contextlib.suppress(Exception):
             await self._nc.publish(bus.STATS_SUBJECT, stats.SerializeToString())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,17 +19,24 @@ import nkeys
 import pytest
 from botocore.config import Config
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
+from controller.orchestrators import k8s_objects as objects
 from kambda import bus
 from kambda.bus import callout, identities
 from kambda.bus.natsserver import find_binary, write_config
+from kambda.v1.invoker_pb2 import InvokerStats
 from tests.conftest import REPO, free_port, make_zip, unique, until, wait_for
 from tests.fakekube import FakeKube
 from tests.fakekube.kubelet import Kubelet
 from tests.k8s_harness import service_env, start_controller, start_gateway, write_kubeconfig
 
 NAMESPACE = "kambda-fns"
-HANDLER = "def handler(event, context):\n    return {'ok': context.function_name}\n"
+HANDLER = """
+import os
+def handler(event, context):
+    return {'ok': context.function_name, 'v': os.environ.get('VERSION')}
+"""
 
 
 @dataclass
@@ -38,7 +46,13 @@ class Cluster:
     creds: dict[str, Path]
     seed: bytes
     nats_log: Path
-    stop_all: list[object]
+    kube: FakeKube
+
+    def pod_of(self, function: str) -> str:
+        for pod in self.kube.store.list("pods", NAMESPACE)[0]:
+            if objects.function_key(pod) == (function, "$LATEST") and objects.pod_ready(pod):
+                return str(pod["metadata"]["name"])
+        raise AssertionError(f"no ready pod of {function}")
 
     def lambda_client(self):  # type: ignore[no-untyped-def]
         return boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x",
@@ -55,7 +69,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     seed = callout.new_account_seed()
     (root / "callout.seed").write_bytes(seed)
     issuer = nkeys.from_seed(bytearray(seed)).public_key.decode()
-    logins = {n: identities.read(p) for n, p in creds.items()}
+    # Pods log in through the callout (pod:<id>:<key>), so "pod" is no static user; their file says so.
+    logins = {n: identities.read(p) for n, p in creds.items() if n != "pod"}
+    pod_creds = root / "creds" / "pod-bound.json"
+    pod_creds.write_text(json.dumps({**identities.read(creds["pod"]), "bind": True}))
     config = write_config(root / "nats", port=free_port(), logins=logins, callout_issuer=issuer)
     nats_log = root / "nats" / "nats.log"
     with nats_log.open("ab") as out:
@@ -66,19 +83,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     kube = FakeKube().start()
     kubelet = Kubelet(kube, NAMESPACE, {"PYTHONPATH": str(REPO), "GRPC_VERBOSITY": "ERROR", "KAMBDA_SANDBOX": "false",
                                         # What the chart's Secret volume gives every invoker pod.
-                                        "KAMBDA_NATS_CREDS": str(creds["pod"])},
+                                        "KAMBDA_NATS_CREDS": str(pod_creds)},
                       log_dir=log_dir / "pods", ready_when=r"invoker \S+ ready").start()
     kubeconfig = write_kubeconfig(root / "kubeconfig", kube.url, NAMESPACE)
     controller, address = start_controller(service_env(
         KAMBDA_ORCHESTRATOR="kubernetes", KAMBDA_KUBECONFIG=str(kubeconfig), KAMBDA_NATS_URL=nats_url,
         KAMBDA_NATS_CREDS=str(creds["controller"]), KAMBDA_K8S_NATS_CALLOUT_SEED_FILE=str(root / "callout.seed"),
+        KAMBDA_K8S_NATS_POD_CREDS=str(pod_creds),
         KAMBDA_STATE_DIR=str(root / "controller"), KAMBDA_K8S_NAMESPACE=NAMESPACE, KAMBDA_K8S_POOL_SIZE="0",
         KAMBDA_CONTROLLER_LISTEN=f"127.0.0.1:{free_port()}",
         KAMBDA_K8S_POD_TEMPLATE=json.dumps({"containers": [{"name": "invoker", "env": [
             {"name": "KAMBDA_STATE_DIR", "value": str(root / "pods")}]}]})), log_dir)
     gateway, url = start_gateway(service_env(KAMBDA_NATS_URL=nats_url, KAMBDA_NATS_CREDS=str(creds["gateway"]),
                                              KAMBDA_CONTROLLER=address, KAMBDA_PORT="0"), log_dir)
-    yield Cluster(url, nats_url, creds, seed, nats_log, [])
+    yield Cluster(url, nats_url, {**creds, "pod": pod_creds}, seed, nats_log, kube)
     gateway.stop()
     controller.stop()
     kubelet.stop()
@@ -94,7 +112,7 @@ def _deploy_and_invoke(cluster: Cluster) -> str:
     lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Timeout=30, Role="r",
                         Code={"ZipFile": make_zip({"app.py": HANDLER})})
     response = lam.invoke(FunctionName=name, Payload=b"{}")
-    assert json.loads(response["Payload"].read()) == {"ok": name}
+    assert json.loads(response["Payload"].read()) == {"ok": name, "v": None}
     return name
 
 
@@ -136,21 +154,49 @@ def test_function_pods_log_in_with_a_credential_of_their_own_function(cluster: C
         "create_consumer": f"pub $JS.API.CONSUMER.CREATE.{bus.SYNC_STREAM}",
     }
 
-    async def attack() -> tuple[dict[str, str], dict[str, str], str]:
+    victim_pod = cluster.pod_of(other)
+    guessed = secrets.token_hex(16)  # the victim pod's real key is never on a subject a pod may read
+    probes_pod = {**probes, "sub_all_assignments": "sub kambda.invoker.>",
+                  "sub_victim_assignments": f"sub kambda.invoker.{victim_pod}.*.assign"}
+    pod_password = identities.read(cluster.creds["pod"])["password"]
+
+    async def attack() -> tuple[dict[str, str], dict[str, str], str, list[bytes]]:
         results = []
-        for login in ({"token": stolen_token, "inbox_prefix": callout.inbox_prefix(mine, "$LATEST")},
-                      {"creds": str(cluster.creds["pod"])}):
+        for login, tries in (({"token": stolen_token, "inbox_prefix": callout.inbox_prefix(mine, "$LATEST")}, probes),
+                             ({"user": callout.pod_user(victim_pod, guessed), "password": pod_password,
+                               "inbox_prefix": callout.pod_inbox(guessed)}, probes_pod)):
             errors: list[Exception] = []
 
             async def on_error(exc: Exception, errors: list[Exception] = errors) -> None:
                 errors.append(exc)
 
-            creds = str(login.pop("creds", ""))
-            nc = await bus.connect(cluster.nats_url, "test-stolen", creds, error_cb=on_error, **login)
+            nc = await bus.connect(cluster.nats_url, "test-stolen", error_cb=on_error, **login)
             try:
-                results.append(await _probe(nc, errors, probes))
+                results.append(await _probe(nc, errors, tries))
             finally:
                 await nc.close()
+        # A pod that claims to be the victim, with a key of its own, to have the victim's next
+        # assignment (its function's credential) sent where it listens: the controller keeps the
+        # key the victim's first report named.
+        heard: list[bytes] = []
+
+        async def on_assignment(msg: Msg) -> None:
+            heard.append(msg.data)
+
+        thief = await bus.connect(cluster.nats_url, "test-thief", user=callout.pod_user(victim_pod, guessed),
+                                  password=pod_password, inbox_prefix=callout.pod_inbox(guessed))
+        try:
+            await thief.subscribe(bus.assign_subject(victim_pod, guessed), cb=on_assignment)
+            forged_report = InvokerStats(invoker_id=victim_pod, assign_key=guessed, hello=True)
+            await thief.publish(bus.STATS_SUBJECT, forged_report.SerializeToString())
+            await thief.flush()
+            lam = cluster.lambda_client()
+            lam.update_function_configuration(FunctionName=other, Environment={"Variables": {"VERSION": "2"}})
+            lam.get_waiter("function_updated_v2").wait(FunctionName=other)
+            wait_for(lambda: json.loads(lam.invoke(FunctionName=other, Payload=b"{}")["Payload"].read())
+                     == {"ok": other, "v": "2"}, 60, what="the victim to run its new configuration")
+        finally:
+            await thief.close()
         forged = callout.mint(b"x" * 32, other, "$LATEST", time.time())  # not the controller's key
         host, port = cluster.nats_url.rsplit("//", 1)[-1].rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -159,9 +205,10 @@ def test_function_pods_log_in_with_a_credential_of_their_own_function(cluster: C
         answer = await asyncio.wait_for(reader.readline(), 10)
         writer.close()
         await writer.wait_closed()
-        return results[0], results[1], answer.decode()
+        return results[0], results[1], answer.decode(), heard
 
-    with_token, with_pod_creds, forged = asyncio.run(attack())
+    with_token, with_pod_creds, forged, heard = asyncio.run(attack())
     assert with_token == {**{k: "refused" for k in probes}, "pull_mine": "allowed"}, with_token
-    assert with_pod_creds == {k: "refused" for k in probes}, with_pod_creds
+    assert with_pod_creds == {k: "refused" for k in probes_pod}, with_pod_creds
     assert "Authorization Violation" in forged
+    assert heard == []  # the victim's new assignment went to the victim alone (it serves the new config)

@@ -88,6 +88,9 @@ class KubernetesOrchestrator:
         self._reported = asyncio.Condition()
         self._sent: dict[str, str] = {}          # pod -> revision of the assignment it acknowledged
         self._sending: set[str] = set()
+        #: pod -> the key of its assignment subject, as its first report said (a later report naming
+        #: another key is someone else's forgery: the pod's own key never changes).
+        self._assign_keys: dict[str, str] = {}
         self._draining: set[str] = set()         # claimed pods told to hold nothing
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: object | None = None
@@ -334,6 +337,7 @@ class KubernetesOrchestrator:
     async def _on_pod(self, kind: str, pod: Obj) -> None:
         name = pod["metadata"]["name"]
         if kind == "DELETED":
+            self._assign_keys.pop(name, None)
             self._reports.pop(name, None)
             self._sent.pop(name, None)
             self._draining.discard(name)
@@ -355,6 +359,9 @@ class KubernetesOrchestrator:
         pod = self.pods.cache.get(stats.invoker_id)
         if pod is None:
             return  # not one of ours (or not listed yet: its hello is repeated by its heartbeats' check)
+        if stats.assign_key and self._assign_keys.setdefault(stats.invoker_id, stats.assign_key) != stats.assign_key:
+            log.warning("a report for pod %s with another assignment key was ignored", stats.invoker_id)
+            return
         self._reports[stats.invoker_id] = _Report(self._clock(), {(f.function, f.version): f for f in stats.functions})
         async with self._reported:
             self._reported.notify_all()
@@ -383,7 +390,8 @@ class KubernetesOrchestrator:
                                     nats_token=self._nats_token(config.name, config.version)
                                     if desired and self._nats_token is not None else "")
             try:
-                reply = await self._nc.request(bus.assign_subject(pod), assignment.SerializeToString(), timeout=10)
+                reply = await self._nc.request(bus.assign_subject(pod, self._assign_keys.get(pod, "")),
+                                               assignment.SerializeToString(), timeout=10)
             except (NoRespondersError, NatsTimeoutError):
                 return False  # the invoker is starting: its hello brings us back
             ack = AssignmentAck.FromString(reply.data)

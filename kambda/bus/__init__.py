@@ -111,8 +111,10 @@ def events_subject(event_bus: str) -> str:
     return EVENTS_PREFIX + event_bus
 
 
-def assign_subject(invoker_id: str) -> str:
-    return f"kambda.invoker.{invoker_id}.assign"
+def assign_subject(invoker_id: str, key: str = "") -> str:
+    """Where an invoker hears its assignments; with ``key`` (its own random one, Kubernetes with
+    per-function credentials) a subject no other pod can subscribe to."""
+    return f"kambda.invoker.{invoker_id}.{key}.assign" if key else f"kambda.invoker.{invoker_id}.assign"
 
 
 def scale_subject(function: str) -> str:

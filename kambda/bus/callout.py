@@ -38,7 +38,7 @@ from nacl.signing import VerifyKey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from kambda.bus import CODE_BUCKET, STATS_SUBJECT, SYNC_STREAM, consumer_name, logs_subject
+from kambda.bus import CODE_BUCKET, STATS_SUBJECT, SYNC_STREAM, assign_subject, consumer_name, logs_subject
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,22 @@ def new_account_seed() -> bytes:
 
 def inbox_prefix(function: str, version: str) -> str:
     return f"_INBOX.f.{consumer_name(function, version)}"
+
+
+def pod_user(invoker_id: str, key: str) -> str:
+    return f"pod:{invoker_id}:{key}"
+
+
+def pod_inbox(key: str) -> str:
+    return f"_INBOX.pod.{key}"
+
+
+def pod_permissions(invoker_id: str, key: str) -> dict[str, object]:
+    """An invoker pod's own login: its assignments (on a subject with its random key, which no other
+    pod knows), its stats, its inboxes."""
+    return {"pub": {"allow": [STATS_SUBJECT]},
+            "sub": {"allow": [assign_subject(invoker_id, key), f"{pod_inbox(key)}.>"]},
+            "resp": {"max": 1, "ttl": 0}}
 
 
 def function_permissions(function: str, version: str) -> dict[str, object]:
@@ -156,8 +172,10 @@ class Callout:
     """Answers nats-server's auth callout requests with function-scoped user JWTs."""
 
     def __init__(self, nc: NATS, account_seed: bytes, token_key: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pod_password: str = "") -> None:
+        """``pod_password``: what invoker pods present as ``pod:<id>:<key>`` (their Secret's); empty: none admitted."""
         self._nc = nc
+        self._pod_password = pod_password
         self._account = nkeys.from_seed(bytearray(account_seed))
         self._issuer = self._account.public_key.decode()
         self._key = token_key
@@ -179,6 +197,17 @@ class Callout:
         if self._sub is not None:
             await self._sub.unsubscribe()  # type: ignore[attr-defined]
 
+    def _pod_of(self, user: str, password: str) -> tuple[str, str] | None:
+        """(invoker id, key) of a pod's login ``pod:<id>:<key>`` with the pods' password."""
+        parts = user.split(":")
+        if len(parts) != 3 or parts[0] != "pod" or not self._pod_password:
+            return None
+        if not hmac.compare_digest(password.encode(), self._pod_password.encode()):
+            return None
+        invoker_id, key = parts[1], parts[2]
+        valid = all(p and all(c.isalnum() or c in "-_" for c in p) for p in (invoker_id, key))
+        return (invoker_id, key) if valid and len(key) >= 16 else None
+
     async def _on_request(self, msg: Msg) -> None:
         try:
             request = decode_request(msg.data.decode())
@@ -193,14 +222,19 @@ class Callout:
         token = str(opts.get("auth_token") or opts.get("pass") or "")
         now = self._clock()
         grant = verify(self._key, token, now)
+        pod = self._pod_of(str(opts.get("user") or ""), token)
         response: dict[str, object] = {"type": "authorization_response", "version": 2}
-        if grant is None:
-            response["error"] = "not a kambda function credential, or expired"
+        if grant is not None:
+            name, permissions, expires = (f"fn:{grant.function}:{grant.version}",
+                                          function_permissions(grant.function, grant.version), grant.expires)
+        elif pod is not None:
+            name, permissions, expires = pod_user(*pod), pod_permissions(*pod), int(now) + DEFAULT_TTL_S
         else:
-            user = {"sub": user_nkey, "iss": self._issuer, "aud": "$G", "iat": int(now), "exp": grant.expires,
-                    "name": f"fn:{grant.function}:{grant.version}",
-                    "nats": {**function_permissions(grant.function, grant.version), "subs": -1, "data": -1,
-                             "payload": -1, "type": "user", "version": 2}}
+            response["error"] = "not a kambda credential, or expired"
+        if "error" not in response:
+            user = {"sub": user_nkey, "iss": self._issuer, "aud": "$G", "iat": int(now), "exp": expires,
+                    "name": name, "nats": {**permissions, "subs": -1, "data": -1, "payload": -1, "type": "user",
+                                           "version": 2}}
             response["jwt"] = encode_jwt(user, self._account)
         answer = {"sub": user_nkey, "iss": self._issuer, "aud": server_id, "iat": int(now), "nats": response}
         await self._nc.publish(msg.reply, encode_jwt(answer, self._account).encode())

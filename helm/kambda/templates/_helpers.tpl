@@ -144,11 +144,14 @@ subject with $ would otherwise read as a variable). */}}
 authorization {
   users = [
     {{- range $user, $p := .identities }}
+    {{- if not (and $.callout (eq $user "pod")) }}
     {user: {{ $user | quote }}, password: {{ index $.passwords $user | quote }}, permissions: {publish: {allow: [{{ range $i, $s := $p.publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ if $p.deny_publish }}, deny: [{{ range $i, $s := $p.deny_publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ end }}}, subscribe: {allow: [{{ range $i, $s := $p.subscribe }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]}{{ if $p.allow_responses }}, allow_responses: true{{ end }}}}
+    {{- end }}
     {{- end }}
   ]
   {{- with .callout }}
-  auth_callout { issuer: {{ . | quote }}, auth_users: [{{ range $i, $u := keys $.identities | sortAlpha }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
+  {{- /* Pods log in through the callout as pod:<id>:<key> with the pod password (kambda/bus/callout.py). */}}
+  auth_callout { issuer: {{ . | quote }}, auth_users: [{{ range $i, $u := without (keys $.identities | sortAlpha) "pod" }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
   {{- end }}
 }
 {{- end }}
