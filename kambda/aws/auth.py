@@ -10,9 +10,11 @@ Modes, chosen at start-up from the settings:
 
 Functions are never that owner. A request signed with an environment's execution-role credentials
 (kambda/aws/roles.py: the session token proves them) acts with the role's rights in every mode.
-When functions are sandboxed (``sandbox_uids``), a request whose connection the kernel says belongs
-to a sandbox uid (kambda/peers.py) is served only so signed: unsigned, or signed with anything
-else, it is AccessDenied, on loopback too; /metrics is not public to it either.
+When functions are sandboxed (``sandbox_uids``) and no credentials are configured, a request whose
+connection the kernel says belongs to a sandbox uid (kambda/peers.py) is served only so signed:
+unsigned, or signed with anything else, it is AccessDenied, on loopback too; /metrics is not public
+to it either. (With credentials configured, loopback grants nothing anyway: a function signs with
+its role's credentials or with one of the file's, and gets those rights.)
 
 Always public: ``/_kambda/health``, and the HTTP trigger paths ``/http/`` and ``/url/`` (they check
 their own AuthType, calling :func:`authenticate` and :func:`authorize` for AWS_IAM). ``/metrics`` is
@@ -220,10 +222,10 @@ class Authenticator:
         signed = sigv4.parse(request.headers, request.query)
         if signed is not None and self.role_key and roles.is_role_token(signed.security_token):
             return await self._role_session(request, signed)
-        if self.from_function(request):
-            raise errors.AccessDenied("A function calls kambda only with its execution role's credentials "
-                                      "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
         if self.store is None:
+            if self.from_function(request):
+                raise errors.AccessDenied("A function calls kambda only with its execution role's credentials "
+                                          "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
             if self.insecure or is_loopback(request.remote):
                 return LOCAL
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
