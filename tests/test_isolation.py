@@ -223,6 +223,7 @@ def test_a_function_reaches_none_of_the_platform_s_insides(sandboxed: Platform) 
     secret = f"victim-secret-{uuid.uuid4().hex}"
     _, where = invoke_json(lam, victim, {"secret": secret})
     assert isinstance(where, dict) and where["uid"] >= 200_000
+    assert any("sandbox: functions run as uids of their own" in line for line in sandboxed.output)
     assert where["keys"] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
     ours = _platform_ports(sandboxed)
     nats_port = int(sandboxed.nats_url().rsplit(":", 1)[1])

@@ -220,3 +220,8 @@ def test_invoker_pods_mount_the_invoker_credentials_secret() -> None:
     assert volume["secret"]["secretName"] == "kambda-nats-invoker"
     plain = pod_spec(KubernetesSettings(), "python3.12")
     assert "KAMBDA_NATS_CREDS" not in {e["name"] for e in plain["containers"][0]["env"]}
+
+
+def test_kambda_up_says_when_functions_are_trusted_code(up: Platform) -> None:
+    """This platform runs with the sandbox off (tests/conftest.py): it says what that means."""
+    assert any("sandbox: OFF: functions are trusted code" in line for line in up.output), up.output
