@@ -262,7 +262,8 @@ async def event_source_rate(session: aiohttp.ClientSession, url: str, state: Pat
     import nats
 
     ports = next((state / "nats" / "run").glob("*.ports"))
-    nc = await nats.connect(json.loads(ports.read_text())["nats"][0])
+    admin = json.loads((state / "nats" / "creds" / "admin.json").read_text())  # kambda/bus/identities.py
+    nc = await nats.connect(json.loads(ports.read_text())["nats"][0], user=admin["user"], password=admin["password"])
     try:
         js = nc.jetstream()
         await js.add_stream(name="BENCH_ESM", subjects=["bench.esm"])

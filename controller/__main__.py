@@ -18,7 +18,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -40,6 +41,7 @@ from events.rules import Rules
 from events.targets import Targets
 from events.ticks import ScheduleTicker
 from kambda import bus, rpc, runner
+from kambda.bus import callout, identities
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
@@ -66,15 +68,17 @@ class StandbyGate(aio.ServerInterceptor):
 
 
 def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry, environ: Mapping[str, str],
-                      kube: KubeApi | None) -> LocalOrchestrator | KubernetesOrchestrator:
+                      kube: KubeApi | None, nats_token: Callable[[str, str], str] | None = None
+                      ) -> LocalOrchestrator | KubernetesOrchestrator:
     if settings.orchestrator == "kubernetes":
         assert kube is not None
 
         def known(function: str, version: str) -> FunctionConfig | None:
             return registry.get_version(function, version) if registry.has_version(function, version) else None
 
-        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known)
-    return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ)
+        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known, nats_token=nats_token)
+    return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ,
+                             nats_creds=settings.invoker_nats_creds)
 
 
 async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> None:
@@ -83,7 +87,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    nc = await bus.connect(settings.nats_url, "kambda-controller")
+    nc = await bus.connect(settings.nats_url, "kambda-controller", settings.nats_creds)
     js = nc.jetstream()
     await bus.ensure_platform(js, settings.stream_replicas)
     arns = Arns(settings.region, settings.account)
@@ -91,7 +95,17 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     k8s = settings.kubernetes
     kube = KubeApi(load_client(k8s.kubeconfig)) if settings.orchestrator == "kubernetes" or k8s.leader_election \
         else None
-    orchestrator = make_orchestrator(settings, nc, registry, environ, kube)
+    # Kubernetes: each function version's pods get a NATS credential of that version alone, which
+    # nats-server checks with this controller (auth callout); every replica answers, leader or not.
+    function_nats: callout.Callout | None = None
+    nats_token: Callable[[str, str], str] | None = None
+    if settings.orchestrator == "kubernetes" and k8s.callout_seed_file:
+        seed = Path(k8s.callout_seed_file).read_bytes().strip()
+        pods = identities.read(k8s.pod_creds_file)["password"] if k8s.pod_creds_file else ""
+        function_nats = callout.Callout(nc, seed, callout.token_key(seed), pod_password=pods)
+        await function_nats.start()
+        nats_token = function_nats.mint
+    orchestrator = make_orchestrator(settings, nc, registry, environ, kube, nats_token)
 
     collector = Collector(js)
     effects = Effects(nc, registry, orchestrator, collector, settings.max_environments)
@@ -105,14 +119,19 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     rules = Rules(js)
     ticker = ScheduleTicker(js, rules, Targets(registry, dispatcher, Destinations(nc, dispatcher, arns), arns), arns)
     gate = StandbyGate()
-    server = aio.server(options=rpc.CHANNEL_OPTIONS, interceptors=[gate])
+    # Callers prove they are kambda's own components with the token (kambda up also serves on a
+    # Unix socket in a 0700 directory); the standby gate comes after, so a stranger learns nothing.
+    token = rpc.read_token(settings.token_file)
+    server = aio.server(options=rpc.CHANNEL_OPTIONS,
+                        interceptors=[*([rpc.TokenGate(token)] if token else []), gate])
     add_ControllerServicer_to_server(
         ControllerService(nc, js, registry, autoscaler, orchestrator, arns, settings.max_environments,
                           time.monotonic, metrics_registry, mappings),
         server,
     )
     port = server.add_insecure_port(settings.listen)
-    host = settings.listen.rsplit(":", 1)[0]
+    address = settings.listen if settings.listen.startswith("unix:") else \
+        f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     await server.start()
     scaling: list[asyncio.Task[None]] = []
     started: list[object] = []
@@ -165,11 +184,11 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             if not stop.is_set():
                 lost.set()
 
-        print(f"kambda-controller ready grpc={host}:{port} (standby until it leads)", flush=True)
+        print(f"kambda-controller ready grpc={address} (standby until it leads)", flush=True)
         electing = asyncio.create_task(elector.run(started_leading, stopped_leading))
     else:
         await lead()
-        print(f"kambda-controller ready grpc={host}:{port}", flush=True)
+        print(f"kambda-controller ready grpc={address}", flush=True)
 
     waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
     await asyncio.wait([*waits, *([electing] if electing else [])], return_when=asyncio.FIRST_COMPLETED)
@@ -193,6 +212,8 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             if not lost.is_set():
                 await elector.release()  # a standby takes over at once instead of after the lease runs out
     await server.stop(grace=2.0)
+    if function_nats is not None:
+        await function_nats.stop()
     await nc.drain()
     if kube is not None:
         kube.close()

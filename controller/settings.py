@@ -46,6 +46,14 @@ class KubernetesSettings:
     #: Settings the controller passes on to every invoker pod (region and account make the ARNs
     #: functions see; zygote and runtime channel tune the invoker), as set in its own environment.
     invoker_env: tuple[tuple[str, str], ...] = ()
+    #: A Secret of the functions' namespace whose ``invoker.json`` is the invoker pods' NATS
+    #: credentials (kambda/bus/identities.py); empty: they connect anonymously.
+    nats_creds_secret: str = ""
+    #: The account nkey seed with which the controller answers NATS's auth callout and mints each
+    #: function version's credential (kambda/bus/callout.py); empty: no per-function credentials.
+    callout_seed_file: str = ""
+    #: The invoker pods' credentials file (its password is what they log in with through the callout).
+    pod_creds_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -80,6 +88,9 @@ class KubernetesSettings:
             pod_name=pod_name,
             pod_namespace=env_str(environ, "KAMBDA_POD_NAMESPACE", default_ns),
             invoker_env=tuple((key, environ[key]) for key in INVOKER_SETTINGS if environ.get(key)),
+            nats_creds_secret=env_str(environ, "KAMBDA_K8S_NATS_CREDS_SECRET", ""),
+            callout_seed_file=env_str(environ, "KAMBDA_K8S_NATS_CALLOUT_SEED_FILE", ""),
+            pod_creds_file=env_str(environ, "KAMBDA_K8S_NATS_POD_CREDS", ""),
         )
 
 
@@ -98,6 +109,12 @@ class ControllerSettings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     #: Servers of the NATS cluster that keep each stream and bucket (3 on a 3-server cluster).
     stream_replicas: int = 1
+    #: The controller's NATS credentials file, and the one it gives the invokers it starts
+    #: (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
+    invoker_nats_creds: str = ""
+    #: A file holding the token every gRPC caller must present (kambda/rpc.py); empty: none asked.
+    token_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ControllerSettings:
@@ -125,4 +142,7 @@ class ControllerSettings:
             tick=env_float(environ, "KAMBDA_SCALER_TICK", 0.5, 0.01, 60.0),
             kubernetes=KubernetesSettings.from_env(environ, nats_url),
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            invoker_nats_creds=env_str(environ, "KAMBDA_NATS_INVOKER_CREDS", ""),
+            token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
         )

@@ -38,7 +38,7 @@ async def serve(settings: GatewaySettings) -> None:
         print(f"kambda-gateway: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     (log.warning if settings.insecure else log.info)("auth: %s", authenticator.describe())
-    nc = await bus.connect(settings.nats_url, "kambda-gateway")
+    nc = await bus.connect(settings.nats_url, "kambda-gateway", settings.nats_creds)
     gateway = Gateway(settings, nc, authenticator)
     # aiohttp's keep-alive timer runs from a connection's start and is not pushed back by a partial
     # request head, so it also cuts off a client that sends its headers a byte at a time.

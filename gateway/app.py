@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from grpc import aio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -35,7 +34,7 @@ from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
 from kambda import bus, rpc, scrape
-from kambda.aws import auth, errors, sts
+from kambda.aws import auth, errors, roles, sts
 from kambda.aws.front import Front
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
@@ -56,7 +55,8 @@ def authenticator_of(settings: GatewaySettings) -> auth.Authenticator:
     """Raises CredentialsError when the configured file cannot be used."""
     store = auth.CredentialStore(Path(settings.credentials_file)) if settings.credentials_file else None
     return auth.Authenticator(store, Arns(settings.region, settings.account), settings.insecure,
-                              settings.public_metrics)
+                              settings.public_metrics, role_key=roles.read_key(settings.role_key_file),
+                              sandbox_uids=settings.sandbox_uids)
 
 
 async def _authorize(request: web.Request, action: str, resources: Iterable[str]) -> None:
@@ -100,7 +100,7 @@ class Gateway:
         self._nc = nc
         self._js = nc.jetstream()
         self._arns = Arns(settings.region, settings.account)
-        self._channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
+        self._channel = rpc.channel(settings.controller, rpc.read_token(settings.controller_token_file))
         self._controller = ControllerStub(self._channel)
         self.metrics = Metrics()
         self._cache = RegistryCache(self._js, self._arns)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_float, env_int, env_str
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_float, env_int, env_str, sandbox_uids
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class GatewaySettings:
     host: str
     port: int
     nats_url: str
-    controller: str                 # host:port of the controller's gRPC server
+    controller: str                 # host:port (or unix:/path) of the controller's gRPC server
     region: str
     account: str
     #: How long a sync request may wait in the queue for an environment (the cold-start
@@ -39,9 +40,17 @@ class GatewaySettings:
     #: The workers' /metrics URLs, merged into the gateway's /metrics (``kambda up`` sets them; on
     #: Kubernetes, Prometheus scrapes each worker pod itself).
     worker_metrics: tuple[str, ...] = ()
+    #: The gateway's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
+    #: A file holding the token the controller asks of its callers (kambda/rpc.py); empty: none.
+    controller_token_file: str = ""
+    #: The key of functions' execution-role credentials (kambda/aws/roles.py); empty: none accepted.
+    role_key_file: str = ""
+    #: The uids of sandboxed functions, whose requests are never loopback-admin (None: not sandboxed).
+    sandbox_uids: range | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
+    def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> GatewaySettings:
         return cls(
             host=env_str(environ, "KAMBDA_HOST", "127.0.0.1"),
             port=env_int(environ, "KAMBDA_PORT", 8042, 0, 65535),
@@ -60,4 +69,8 @@ class GatewaySettings:
             idle_timeout=env_float(environ, "KAMBDA_IDLE_TIMEOUT", 75.0, 1.0, 3600.0),
             worker_metrics=tuple(url.strip() for url in env_str(environ, "KAMBDA_WORKER_METRICS", "").split(",")
                                  if url.strip()),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
+            role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
+            sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
         )

@@ -23,6 +23,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from invoker.runtimes import privileges
 from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote, ZygoteChild
 from kambda import procs
+from kambda.aws import roles
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
 
@@ -70,9 +72,20 @@ class _Event:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def role_credentials(role_key: bytes, config: FunctionConfig, function_arn: str,
+                     now: float | None = None) -> dict[str, str]:
+    """The execution role's short-lived credentials (kambda/aws/roles.py); none without a role key."""
+    if not role_key:
+        return {}
+    session = roles.mint(role_key, config.role, function_arn, time.time() if now is None else now)
+    return {"AWS_ACCESS_KEY_ID": session.access_key, "AWS_SECRET_ACCESS_KEY": session.secret,
+            "AWS_SESSION_TOKEN": session.token}
+
+
 def function_environment(config: FunctionConfig, code_dir: Path, region: str, tmp: str,
                          initialization_type: str, log_stream: str, runtime_api: str,
-                         python: str | None = sys.executable) -> dict[str, str]:
+                         python: str | None = sys.executable,
+                         credentials: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment variables a function's process sees (LAMBDA_CONTRACT.md section 3), and
     nothing of the platform's own: built from scratch, never copied from the invoker's."""
     c = config
@@ -95,6 +108,7 @@ def function_environment(config: FunctionConfig, code_dir: Path, region: str, tm
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "LAMBDA_TASK_ROOT": str(code_dir),
         "LAMBDA_RUNTIME_DIR": str(runtimes.RUNTIME_DIR),
+        **(credentials or {}),  # the execution role's, after the function's own: never overridden
     }
     if not runtimes.is_custom(c.runtime):
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
@@ -109,8 +123,9 @@ class Environment:
     def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
                  work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand",
                  zygote: Zygote | None = None, channel: bool = False, sandbox: Sandbox | None = None,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None, credentials: Mapping[str, str] | None = None) -> None:
         self.env_id = env_id
+        self._credentials = credentials
         self.config = config
         self.code_dir = code_dir
         self._api = api
@@ -216,7 +231,7 @@ class Environment:
         return function_environment(
             self.config, self.code_dir, self._region, tmp=str(self._tmp),
             initialization_type=self._initialization_type, log_stream=self._log_stream,
-            runtime_api=f"127.0.0.1:{self.port}", python=self._python)
+            runtime_api=f"127.0.0.1:{self.port}", python=self._python, credentials=self._credentials)
 
     async def _serve_channel(self, sock: socket.socket) -> None:
         """The Runtime API over the private channel: the same operations as runtime_api.py."""

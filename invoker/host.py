@@ -24,6 +24,8 @@ from invoker.sandbox import Sandbox
 from invoker.settings import InvokerSettings
 from invoker.zygote import Zygote
 from kambda import bus
+from kambda.aws import roles
+from kambda.bus import callout
 from kambda.names import Arns
 from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
 
@@ -33,14 +35,16 @@ HEARTBEAT_S = 5.0
 
 
 class InvokerHost:
-    def __init__(self, nc: NATS, settings: InvokerSettings) -> None:
+    def __init__(self, nc: NATS, settings: InvokerSettings, assign_key: str = "") -> None:
         self._nc = nc
+        self._assign_key = assign_key
         self._settings = settings
         self._arns = Arns(settings.region, settings.account)
         self._api = RuntimeApi()
         self._code = CodeCache(nc.jetstream(), settings.code_dir)
         self._pools: dict[tuple[str, str], FunctionPool] = {}
         self._sandbox = Sandbox(settings.sandbox, settings.state_dir) if settings.sandbox.enabled else None
+        self._role_key = roles.read_key(settings.role_key_file)
         self._zygote: Zygote | None = None
         self._lock = asyncio.Lock()
         self._sub: object | None = None
@@ -49,18 +53,22 @@ class InvokerHost:
         #: The package each function version was last assigned, and packages a newer one replaced.
         self._code_of: dict[tuple[str, str], str] = {}
         self._superseded: set[str] = set()
+        #: Versions whose pool has a NATS connection of its own (Kubernetes: per-function credentials).
+        self._own: dict[tuple[str, str], NATS] = {}
 
     async def start(self) -> None:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
         if self._sandbox is not None:
             await asyncio.to_thread(self._sandbox.prepare)
         else:
-            log.info("sandbox off: environments run as this invoker's user (uid %d)", os.geteuid())
+            log.warning("sandbox off: functions are trusted code: environments run as this invoker's user "
+                        "(uid %d) and reach everything it can", os.geteuid())
         if self._settings.zygote:
             python = self._sandbox.python if self._sandbox is not None else sys.executable
             self._zygote = Zygote(python=python) if python else None
         await self._api.start()
-        self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id), cb=self._on_assign)
+        self._sub = await self._nc.subscribe(bus.assign_subject(self._settings.invoker_id, self._assign_key),
+                                             cb=self._on_assign)
         self._reporter = asyncio.create_task(self._report())
         if self._zygote is not None:
             await self._zygote.start()
@@ -75,6 +83,8 @@ class InvokerHost:
                 await self._reporter
         await asyncio.gather(*(pool.stop() for pool in self._pools.values()), return_exceptions=True)
         self._pools.clear()
+        for key in list(self._own):
+            await self._close_own(key)
         if self._zygote is not None:
             await self._zygote.stop()
         await self._api.stop()
@@ -106,10 +116,12 @@ class InvokerHost:
             if pool is not None and assignment.deleted:
                 config = pool.config  # a deleted version's assignment names it and nothing more
             if pool is None and assignment.desired > 0:
-                pool = FunctionPool(self._nc, config, self._api, self._code.path, self._settings.work_dir,
+                nc, code = await self._connection_of(key, assignment.nats_token)
+                pool = FunctionPool(nc, config, self._api, code.path, self._settings.work_dir,
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
-                                    channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox)
+                                    channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox,
+                                    role_key=self._role_key)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:
@@ -118,6 +130,22 @@ class InvokerHost:
         if msg.reply:
             ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)
             await self._nc.publish(msg.reply, ack.SerializeToString())
+
+    async def _connection_of(self, key: tuple[str, str], token: str) -> tuple[NATS, CodeCache]:
+        """The connection a version's pool uses: its own, logged in with the version's credential
+        (kambda/bus/callout.py), when the assignment brings one; else this invoker's."""
+        if not token:
+            return self._nc, self._code
+        nc = await bus.connect(self._settings.nats_url, f"kambda-invoker-{self._settings.invoker_id}-{key[0]}",
+                               token=token, inbox_prefix=callout.inbox_prefix(*key))
+        self._own[key] = nc
+        return nc, CodeCache(nc.jetstream(), self._settings.code_dir)
+
+    async def _close_own(self, key: tuple[str, str]) -> None:
+        nc = self._own.pop(key, None)
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.drain()
 
     def _note_code(self, key: tuple[str, str], sha256_hex: str, deleted: bool) -> None:
         """Remember the package a version runs; one it runs no more (replaced, or the version
@@ -147,6 +175,7 @@ class InvokerHost:
                 if pool.desired == 0 and pool.empty:
                     await pool.stop()
                     del self._pools[key]
+                    await self._close_own(key)
             if not self._superseded:
                 return
             in_use = set(self._code_of.values()).union(*(pool.code_in_use() for pool in self._pools.values()))
@@ -160,6 +189,7 @@ class InvokerHost:
 
     async def _publish_stats(self, hello: bool = False) -> None:
         stats = InvokerStats(invoker_id=self._settings.invoker_id, time_ms=int(time.time() * 1000),
+                             assign_key=self._assign_key,
                              hello=hello, functions=[p.stats() for p in self._pools.values()])
         with contextlib.suppress(Exception):
             await self._nc.publish(bus.STATS_SUBJECT, stats.SerializeToString())

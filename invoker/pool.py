@@ -24,7 +24,14 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from invoker.environment import TAIL_BYTES, Environment, Outcome, error_body, function_environment
+from invoker.environment import (
+    TAIL_BYTES,
+    Environment,
+    Outcome,
+    error_body,
+    function_environment,
+    role_credentials,
+)
 from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import EntrypointError
 from invoker.sandbox import Identity, Sandbox
@@ -77,8 +84,9 @@ class FunctionPool:
     def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
                  function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None,
-                 channel: bool = True, sandbox: Sandbox | None = None) -> None:
+                 channel: bool = True, sandbox: Sandbox | None = None, role_key: bytes = b"") -> None:
         self._nc = nc
+        self._role_key = role_key
         self.config = config
         self._api = api
         self._code_path = code_path
@@ -261,7 +269,8 @@ class FunctionPool:
         kind = "provisioned-concurrency" if slot.provisioned else "snap-start" if snap else "on-demand"
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
                           self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind,
-                          channel=self._channel, sandbox=self._sandbox, identity=ident)
+                          channel=self._channel, sandbox=self._sandbox, identity=ident,
+                          credentials=role_credentials(self._role_key, slot.config, self._arn))
         try:
             await env.spawn()
         except BaseException:
@@ -294,7 +303,8 @@ class FunctionPool:
                 python, confine = sys.executable, None
             preload["env"] = function_environment(config, code_dir, self._region, tmp=str(tmp),
                                                   initialization_type="snap-start", log_stream="", runtime_api="",
-                                                  python=python)
+                                                  python=python,
+                                                  credentials=role_credentials(self._role_key, config, self._arn))
             self._snap_zygotes[identity] = Zygote(preload=preload, python=python, confine=confine)
         return self._snap_zygotes[identity]
 

@@ -12,11 +12,14 @@ from pathlib import Path
 from kambda.settings import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
+    SANDBOX_UID_BASE,
+    SANDBOX_UID_COUNT,
     SettingsError,
     env_bool,
     env_float,
     env_int,
     env_str,
+    sandbox_enabled,
     state_dir,
 )
 
@@ -30,8 +33,8 @@ class SandboxSettings:
     #: KAMBDA_SANDBOX: on when the invoker runs as root (the default), off otherwise or when false.
     enabled: bool = False
     #: KAMBDA_SANDBOX_UID_BASE / _UID_COUNT: the uids (and gids) functions get, one each.
-    uid_base: int = 200_000
-    uid_count: int = 65_536
+    uid_base: int = SANDBOX_UID_BASE
+    uid_count: int = SANDBOX_UID_COUNT
     #: KAMBDA_SANDBOX_DIR: functions' code copies and /tmp; every ancestor must be traversable.
     root: Path = Path("/nonexistent")
     #: KAMBDA_SANDBOX_PYTHON (or KAMBDA_PYTHON): the interpreter of sandboxed Python functions.
@@ -41,13 +44,13 @@ class SandboxSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], state: Path, is_root: bool) -> SandboxSettings:
-        enabled = env_bool(environ, "KAMBDA_SANDBOX", True) and is_root
+        enabled = sandbox_enabled(environ, is_root)
         digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
         default_root = Path(tempfile.gettempdir()) / f"kambda-sandbox-{digest}"
         return cls(
             enabled=enabled,
-            uid_base=env_int(environ, "KAMBDA_SANDBOX_UID_BASE", 200_000, 1000, 2**31 - 2**17),
-            uid_count=env_int(environ, "KAMBDA_SANDBOX_UID_COUNT", 65_536, 16, 2**17),
+            uid_base=env_int(environ, "KAMBDA_SANDBOX_UID_BASE", SANDBOX_UID_BASE, 1000, 2**31 - 2**17),
+            uid_count=env_int(environ, "KAMBDA_SANDBOX_UID_COUNT", SANDBOX_UID_COUNT, 16, 2**17),
             root=Path(env_str(environ, "KAMBDA_SANDBOX_DIR", str(default_root))),
             python=env_str(environ, "KAMBDA_PYTHON", ""),
             limits={
@@ -75,6 +78,10 @@ class InvokerSettings:
     #: Seconds a stopping invoker waits for running requests (KAMBDA_INVOKER_DRAIN_TIMEOUT; keep it
     #: below the pod's terminationGracePeriodSeconds, 30).
     drain_timeout: float = 20.0
+    #: This invoker's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
+    #: The key that signs the execution-role credentials each environment gets (kambda/aws/roles.py).
+    role_key_file: str = ""
 
     @property
     def code_dir(self) -> Path:
@@ -105,6 +112,8 @@ class InvokerSettings:
             runtime_channel=_channel(env_str(environ, "KAMBDA_RUNTIME_CHANNEL", "pipe")),
             sandbox=SandboxSettings.from_env(environ, state, root),
             drain_timeout=env_float(environ, "KAMBDA_INVOKER_DRAIN_TIMEOUT", 20.0, 0.0, 3600.0),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
         )
 
 

@@ -8,8 +8,12 @@ failure into a ServiceError, so grpc's exceptions never reach the gateway's hand
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -67,3 +71,71 @@ async def call(method: Callable[..., Awaitable[T]], request: object, timeout: fl
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise errors.ServiceError(f"The controller is not reachable: {exc.code().name}") from None
         raise errors.ServiceError(f"Controller error: {exc.code().name}: {exc.details()}") from None
+
+
+# --- who may call the controller -------------------------------------------------------------------
+
+#: The metadata key that carries a caller's token (``Bearer <token>``).
+TOKEN_KEY = "authorization"
+
+
+class TokenError(ValueError):
+    """A token file that cannot be used; the message names the file."""
+
+
+def read_token(path: str) -> str:
+    """The token in a file (surrounding whitespace dropped); empty path: no token."""
+    if not path:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise TokenError(f"cannot read the controller token {path}: {exc.strerror or exc}") from None
+    if len(token) < 16:
+        raise TokenError(f"the controller token in {path} is shorter than 16 characters")
+    return token
+
+
+def write_token(path: Path) -> str:
+    """A fresh random token, written to ``path`` with mode 0600."""
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+class TokenGate(aio.ServerInterceptor):
+    """Refuses (UNAUTHENTICATED) every call that does not carry the token; compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        given = dict(handler_call_details.invocation_metadata or ()).get(TOKEN_KEY, "")
+        if isinstance(given, str) and hmac.compare_digest(given.encode(), self._expected):
+            return await continuation(handler_call_details)
+        return _REFUSE
+
+
+async def _unauthenticated(request: object, context: aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the controller takes calls from kambda's components only")
+
+
+_REFUSE = grpc.unary_unary_rpc_method_handler(_unauthenticated)
+
+
+class _WithToken(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._pair = (TOKEN_KEY, f"Bearer {token}")
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        metadata = aio.Metadata(*(client_call_details.metadata or ()), self._pair)
+        return await continuation(client_call_details._replace(metadata=metadata), request)
+
+
+def channel(address: str, token: str = "") -> aio.Channel:
+    """A channel to the controller (``host:port`` or ``unix:/path``) that presents ``token`` on every call."""
+    return aio.insecure_channel(address, options=CHANNEL_OPTIONS,
+                                interceptors=[_WithToken(token)] if token else None)

@@ -15,6 +15,9 @@ from typing import Protocol
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
+#: The first uid of sandboxed functions, and how many there are (invoker/sandbox.py).
+SANDBOX_UID_BASE = 200_000
+SANDBOX_UID_COUNT = 65_536
 
 
 class Site(Protocol):
@@ -98,6 +101,20 @@ def is_loopback(host: str | None) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def sandbox_enabled(environ: Mapping[str, str], is_root: bool) -> bool:
+    """KAMBDA_SANDBOX: functions are sandboxed when the platform runs as root (the default) unless false."""
+    return env_bool(environ, "KAMBDA_SANDBOX", True) and is_root
+
+
+def sandbox_uids(environ: Mapping[str, str], is_root: bool) -> range | None:
+    """The uids sandboxed functions run as (KAMBDA_SANDBOX_UID_BASE, _UID_COUNT; invoker/sandbox.py),
+    or None when functions are not sandboxed (they then run as the platform's own user)."""
+    if not sandbox_enabled(environ, is_root):
+        return None
+    base = env_int(environ, "KAMBDA_SANDBOX_UID_BASE", SANDBOX_UID_BASE, 1000, 2**31 - 2**17)
+    return range(base, base + env_int(environ, "KAMBDA_SANDBOX_UID_COUNT", SANDBOX_UID_COUNT, 16, 2**17))
 
 
 def bind_refusal(host: str, credentials_file: str, insecure: bool) -> str | None:

@@ -125,6 +125,19 @@ class Platform:
             with exc:
                 return exc.code, json.loads(exc.read() or b"null")
 
+    def nats_address(self) -> str:
+        ports = next((self.state_dir / "nats" / "run").glob("*.ports"))
+        return str(json.loads(ports.read_text())["nats"][0])
+
+    def nats_creds(self, identity: str) -> str:
+        """A component's NATS credentials file (kambda/bus/identities.py), for ``bus.connect``."""
+        return str(self.state_dir / "nats" / "creds" / f"{identity}.json")
+
+    def nats_url(self) -> str:
+        """The platform's NATS address with the operator's (admin) credentials in it."""
+        login = json.loads(Path(self.nats_creds("admin")).read_text())
+        return self.nats_address().replace("nats://", f"nats://{login['user']}:{login['password']}@", 1)
+
     def metrics(self) -> str:
         """The gateway's /metrics text (public from loopback)."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:

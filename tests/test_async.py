@@ -137,8 +137,7 @@ def test_success_goes_to_a_nats_subject_destination(async_platform) -> None:
     subject = f"test.{unique('done')}"
     lam.put_function_event_invoke_config(
         FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": f"arn:kambda:nats:::{subject}"}})
-    ports = next((async_platform.state_dir / "nats" / "run").glob("*.ports"))
-    url = json.loads(ports.read_text())["nats"][0]
+    url = async_platform.nats_url()
 
     async def receive() -> dict:
         nc = await nats.connect(url)

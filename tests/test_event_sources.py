@@ -50,8 +50,7 @@ def esm_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]
 
 
 def nats_url(platform: Platform) -> str:
-    ports = next((platform.state_dir / "nats" / "run").glob("*.ports"))
-    return json.loads(ports.read_text())["nats"][0]
+    return platform.nats_url()
 
 
 def deploy(lam, code: str, out: Path) -> str:  # type: ignore[no-untyped-def]

@@ -49,8 +49,7 @@ def events(events_platform: Platform):  # type: ignore[no-untyped-def]
 
 
 def nats_url(platform: Platform) -> str:
-    ports = next((platform.state_dir / "nats" / "run").glob("*.ports"))
-    return json.loads(ports.read_text())["nats"][0]
+    return platform.nats_url()
 
 
 def deploy(platform: Platform, code: str, out: Path) -> str:

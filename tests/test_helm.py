@@ -21,13 +21,14 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import nats
+import nkeys
 import pytest
 import yaml
 from packaging.version import Version
 
 from controller.settings import ControllerSettings
 from gateway.settings import GatewaySettings
-from kambda.bus import natsserver
+from kambda.bus import identities, natsserver
 from tests.chart import (
     CHART,
     EXTERNAL_NATS,
@@ -471,6 +472,18 @@ def nats_conf(objs: list[dict[str, Any]]) -> str:
     return one(objs, "ConfigMap", "kambda-nats")["data"]["nats.conf"]
 
 
+def nats_secret(objs: list[dict[str, Any]], key: str) -> str:
+    return base64.b64decode(one(objs, "Secret", "kambda-nats-credentials")["data"][key]).decode()
+
+
+def write_nats_conf(objs: list[dict[str, Any]], folder: Path, text: str | None = None) -> Path:
+    """nats.conf and the auth.conf it includes, side by side as the pod's projected volume has them."""
+    (folder / "auth.conf").write_text(nats_secret(objs, "auth.conf"))
+    conf = folder / "nats.conf"
+    conf.write_text(nats_conf(objs) if text is None else text)
+    return conf
+
+
 def test_bundled_nats_statefulset(rendered) -> None:
     for variant, replicas in (("default", 1), ("nats-cluster", 3)):
         objs = rendered[variant]
@@ -496,8 +509,7 @@ def test_nats_max_payload_carries_a_6mb_payload(rendered) -> None:
 
 @pytest.mark.parametrize("variant", ["default", "nats-cluster"])
 def test_real_nats_server_accepts_the_rendered_config(rendered, tmp_path: Path, variant: str) -> None:
-    conf = tmp_path / "nats.conf"
-    conf.write_text(nats_conf(rendered[variant]))
+    conf = write_nats_conf(rendered[variant], tmp_path)
     result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
                             env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -516,8 +528,8 @@ def accepting(port: int) -> bool:
 
 
 async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(rendered, tmp_path: Path) -> None:
-    conf = tmp_path / "nats.conf"
-    conf.write_text(nats_conf(rendered["default"]).replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
+    objs = rendered["default"]
+    conf = write_nats_conf(objs, tmp_path, nats_conf(objs).replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
     port, log = free_port(), tmp_path / "nats.log"
     with log.open("w") as out:
         server = subprocess.Popen(
@@ -526,7 +538,13 @@ async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(re
     try:
         wait_for(lambda: accepting(port) or server.poll() is not None, timeout=30, what="nats-server")
         assert server.poll() is None, log.read_text()
-        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        url = f"nats://127.0.0.1:{port}"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as anonymous:
+            assert anonymous.recv(4096).startswith(b"INFO {")
+            anonymous.sendall(b"CONNECT {}\r\nPING\r\n")
+            assert b"Authorization Violation" in anonymous.recv(4096)
+        login = json.loads(nats_secret(objs, "controller.json"))
+        nc = await nats.connect(url, user=login["user"], password=login["password"])
         try:
             assert nc.max_payload >= 8 * 1024 * 1024
             js = nc.jetstream()
@@ -542,9 +560,56 @@ async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(re
         server.wait(timeout=15)
 
 
+def test_chart_identities_are_the_code_s(rendered) -> None:
+    shipped = json.loads((CHART / "files" / "nats-permissions.json").read_text())
+    assert shipped == identities.permissions_document(), \
+        "stale: python -m kambda.bus.identities > helm/kambda/files/nats-permissions.json"
+    auth = nats_secret(rendered["default"], "auth.conf")
+    for name, identity in identities.IDENTITIES.items():
+        login = json.loads(nats_secret(rendered["default"], f"{name}.json"))
+        assert login["user"] == name and login["inbox_prefix"] == identity.inbox_prefix
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", login["password"])
+        assert f'{{user: "{name}", password: "{login["password"]}"' in auth
+    assert "no_auth_user" not in auth
+
+
+@pytest.mark.parametrize("variant", ["default", "functions-namespace"])
+def test_each_component_mounts_only_its_own_nats_credentials(rendered, variant: str) -> None:
+    objs = rendered[variant]
+    for name in ("gateway", "controller", "worker"):
+        deployment = one(objs, "Deployment", f"kambda-{name}")
+        c = container(deployment, name)
+        assert env_of(c)["KAMBDA_NATS_CREDS"] == f"/etc/kambda/nats/{name}.json"
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-credentials"]
+        assert volume["secret"] == {"secretName": "kambda-nats-credentials",
+                                    "items": [{"key": f"{name}.json", "path": f"{name}.json"}]}
+    namespace = "kambda-fn" if variant == "functions-namespace" else NAMESPACE
+    invoker = one(objs, "Secret", "kambda-nats-invoker")
+    assert invoker["metadata"]["namespace"] == namespace and set(invoker["data"]) == {"invoker.json"}
+    assert json.loads(base64.b64decode(invoker["data"]["invoker.json"])) == json.loads(
+        nats_secret(objs, "invoker.json"))
+    env = env_of(container(one(objs, "Deployment", "kambda-controller"), "controller"))
+    settings = ControllerSettings.from_env(env)
+    assert settings.nats_creds == "/etc/kambda/nats/controller.json"
+    assert settings.kubernetes.nats_creds_secret == "kambda-nats-invoker"
+    volumes = one(objs, "StatefulSet", "kambda-nats")["spec"]["template"]["spec"]["volumes"]
+    (config,) = [v for v in volumes if v["name"] == "config"]
+    assert {"secret": {"name": "kambda-nats-credentials", "items": [{"key": "auth.conf", "path": "auth.conf"}]}} \
+        in config["projected"]["sources"]
+    assert re.search(r"^\s*include auth.conf$", nats_conf(objs), re.M)
+
+
+def test_upgrades_keep_the_nats_passwords_through_lookup() -> None:
+    template = (CHART / "templates" / "nats-credentials.yaml").read_text()
+    assert 'lookup "v1" "Secret" .Release.Namespace $name' in template
+    assert template.index("lookup") < template.index("randAlphaNum")
+    assert "b64dec | fromJson).password" in template
+
+
 def test_external_nats_replaces_the_bundled_one(rendered) -> None:
     objs = rendered["external-nats"]
     assert not [o for o in objs if o["metadata"]["labels"]["app.kubernetes.io/component"] == "nats"]
+    assert not [o for o in objs if o["metadata"]["name"] == "kambda-nats-invoker"]
     for workload in workloads(objs):
         for c in workload["spec"]["template"]["spec"]["containers"]:
             env = env_of(c)
@@ -612,7 +677,7 @@ def test_generated_credential_is_random_per_install(rendered) -> None:
 
 def test_an_existing_secret_replaces_the_generated_one() -> None:
     objs = objects_of(render({"auth": {"existingSecret": "my-keys"}}))
-    assert not [o for o in objs if o["kind"] == "Secret"]
+    assert not [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "kambda-credentials"]
     gateway = one(objs, "Deployment", "kambda-gateway")["spec"]["template"]["spec"]
     assert {"name": "credentials", "secret": {"secretName": "my-keys"}} in gateway["volumes"]
 
@@ -658,3 +723,57 @@ def test_readme_values_table_matches_values_yaml() -> None:
             node = node[part]
     missing = [leaf for leaf in leaves(defaults) if not any(leaf == d or leaf.startswith(d + ".") for d in documented)]
     assert missing == []
+
+
+def test_gateway_workers_and_controller_share_the_controller_token(rendered) -> None:
+    objs = rendered["default"]
+    secret = one(objs, "Secret", "kambda-controller-token")
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(secret["data"]["token"]).decode())
+    for name in ("gateway", "controller", "worker"):
+        deployment = one(objs, "Deployment", f"kambda-{name}")
+        c = container(deployment, name)
+        assert env_of(c)["KAMBDA_CONTROLLER_TOKEN_FILE"] == "/etc/kambda/controller/token"
+        (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/kambda/controller"]
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == "kambda-controller-token"
+    env = env_of(container(one(objs, "Deployment", "kambda-gateway"), "gateway"))
+    assert GatewaySettings.from_env(env).controller_token_file == "/etc/kambda/controller/token"
+    env = env_of(container(one(objs, "Deployment", "kambda-worker"), "worker"))
+    worker = WorkerSettings.from_env(env)
+    assert (worker.controller_token_file, worker.nats_creds) == ("/etc/kambda/controller/token",
+                                                                 "/etc/kambda/nats/worker.json")
+    template = (CHART / "templates" / "controller-token-secret.yaml").read_text()
+    assert template.index("lookup") < template.index("randAlphaNum")
+
+
+def test_per_function_nats_credentials_turn_on_the_auth_callout(tmp_path: Path) -> None:
+    from kambda.bus import callout
+
+    seed = callout.new_account_seed()
+    issuer = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    objs = objects_of(render({"nats": {"functionCredentials": {"existingSecret": "kambda-callout", "issuer": issuer}}}))
+    auth = nats_secret(objs, "auth.conf")
+    assert f'auth_callout {{ issuer: "{issuer}", auth_users: [' in auth
+    for name in set(identities.IDENTITIES) - {"pod"}:  # kambda's own identities bypass the callout
+        assert f'"{name}"' in auth.split("auth_users:", 1)[1]
+    conf = write_nats_conf(objs, tmp_path)
+    result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
+                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    # Function pods hold only the identity that hears assignments; the controller holds the seed.
+    invoker = one(objs, "Secret", "kambda-nats-invoker")
+    login = json.loads(base64.b64decode(invoker["data"]["invoker.json"]))
+    assert login["user"] == "pod" and login["bind"] is True  # pod:<id>:<key> through the callout
+    assert '{user: "pod"' not in auth and '"pod"' not in auth.split("auth_users:", 1)[1]
+    controller = one(objs, "Deployment", "kambda-controller")
+    settings = ControllerSettings.from_env(env_of(container(controller, "controller")))
+    assert settings.kubernetes.callout_seed_file == "/etc/kambda/callout/seed"
+    assert settings.kubernetes.pod_creds_file == "/etc/kambda/nats/pod.json"
+    volumes = controller["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "nats-callout", "secret": {"secretName": "kambda-callout",
+                                               "items": [{"key": "seed", "path": "seed"}]}} in volumes
+    # Without it (the default), no callout and the invoker identity.
+    default = objects_of(render())
+    assert "auth_callout" not in nats_secret(default, "auth.conf")
+    assert json.loads(base64.b64decode(one(default, "Secret", "kambda-nats-invoker")["data"]["invoker.json"])
+                      )["user"] == "invoker"

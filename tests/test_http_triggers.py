@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nats
 import pytest
 
 from apis.api import parse_route
 from apis.config import HttpConfig
 from apis.triggers import clf_time
+from kambda import bus
 from tests.conftest import REPO, Platform, make_zip, unique, until, wait_for
 
 HTTP_HOST = "api.kambda.test"
@@ -433,8 +433,7 @@ def test_bad_routes_file_stops_kambda_up_with_a_clear_message(tmp_path: Path) ->
 
 async def test_every_replica_sees_changes_and_no_update_is_lost(web) -> None:  # type: ignore[no-untyped-def]
     """Two more copies of the HTTP config (as two more gateway replicas would hold) on the platform's NATS."""
-    ports = next((web[0].state_dir / "nats" / "run").glob("*.ports"))
-    nc = await nats.connect(json.loads(ports.read_text())["nats"][0])
+    nc = await bus.connect(web[0].nats_address(), "test-replica", web[0].nats_creds("gateway"))
     replicas = [HttpConfig(nc.jetstream()), HttpConfig(nc.jetstream())]
     try:
         for replica in replicas:

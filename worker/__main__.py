@@ -22,7 +22,6 @@ import logging
 import signal
 
 from aiohttp import web
-from grpc import aio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from events.async_invoke import AsyncMetrics, AsyncPoller
@@ -48,11 +47,11 @@ async def serve(settings: WorkerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    nc = await bus.connect(settings.nats_url, "kambda-worker")
+    nc = await bus.connect(settings.nats_url, "kambda-worker", settings.nats_creds)
     js = nc.jetstream()
     await bus.ensure_platform(js, settings.stream_replicas)
     arns = Arns(settings.region, settings.account)
-    channel = aio.insecure_channel(settings.controller, options=rpc.CHANNEL_OPTIONS)
+    channel = rpc.channel(settings.controller, rpc.read_token(settings.controller_token_file))
     controller = ControllerStub(channel)
 
     async def activate(function: str, version: str, in_flight: int) -> int:

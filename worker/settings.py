@@ -24,6 +24,10 @@ class WorkerSettings:
     drain_timeout: float = 4.0
     #: Servers of the NATS cluster that keep each stream and bucket (as the controller's setting).
     stream_replicas: int = 1
+    #: The worker's NATS credentials file (kambda/bus/identities.py); empty: anonymous.
+    nats_creds: str = ""
+    #: A file holding the token the controller asks of its callers (kambda/rpc.py); empty: none.
+    controller_token_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -42,4 +46,6 @@ class WorkerSettings:
             concurrency=env_int(environ, "KAMBDA_WORKER_CONCURRENCY", 64, 1, 4096),
             drain_timeout=env_float(environ, "KAMBDA_WORKER_DRAIN_TIMEOUT", 4.0, 0.0, 300.0),
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
+            nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
+            controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
         )

@@ -47,6 +47,8 @@ POOL_SELECTOR = f"{PART_OF}=kambda,{ROLE}={ROLE_POOL}"
 PODS_SELECTOR = f"{PART_OF}=kambda,{ROLE} in ({ROLE_FUNCTION},{ROLE_POOL})"
 
 CODE_DIR = "/tmp/kambda"
+#: Where an invoker pod finds its NATS credentials (a Secret volume).
+NATS_CREDS_DIR = "/etc/kambda/nats"
 #: The invoker's readiness file (InvokerSettings.ready_file), tested with the container's own env.
 READY_TEST = 'test -e "$KAMBDA_STATE_DIR/invokers/$KAMBDA_INVOKER_ID/ready"'
 INVOKER_COMMAND = ["kambda-invoker"]
@@ -135,6 +137,13 @@ def pod_spec(settings: KubernetesSettings, runtime: str) -> Obj:
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         "terminationGracePeriodSeconds": 30,
     }
+    if settings.nats_creds_secret:
+        env.append({"name": "KAMBDA_NATS_CREDS", "value": f"{NATS_CREDS_DIR}/invoker.json"})
+        spec["containers"][0]["volumeMounts"].append({"name": "nats-credentials", "mountPath": NATS_CREDS_DIR,
+                                                      "readOnly": True})
+        spec["volumes"].append({"name": "nats-credentials", "secret": {
+            "secretName": settings.nats_creds_secret, "defaultMode": 0o440,
+            "items": [{"key": "invoker.json", "path": "invoker.json"}]}})
     return merge(spec, settings.pod_template)
 
 

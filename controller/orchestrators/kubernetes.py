@@ -71,10 +71,12 @@ class _Report:
 
 class KubernetesOrchestrator:
     def __init__(self, nc: NATS, api: KubeApi, settings: KubernetesSettings,
-                 known: Callable[[str, str], FunctionConfig | None], clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        """``known(function, version)`` answers the registry's configuration, or None for a deleted function."""
+                 known: Callable[[str, str], FunctionConfig | None], clock: Callable[[], float] = time.monotonic,
+                 nats_token: Callable[[str, str], str] | None = None) -> None:
+        """``known(function, version)`` answers the registry's configuration, or None for a deleted function;
+        ``nats_token(function, version)`` mints the NATS credential an assignment carries (none: no such)."""
         self._nc = nc
+        self._nats_token = nats_token
         self._api = api
         self._settings = settings
         self._known = known
@@ -86,6 +88,9 @@ class KubernetesOrchestrator:
         self._reported = asyncio.Condition()
         self._sent: dict[str, str] = {}          # pod -> revision of the assignment it acknowledged
         self._sending: set[str] = set()
+        #: pod -> the key of its assignment subject, as its first report said (a later report naming
+        #: another key is someone else's forgery: the pod's own key never changes).
+        self._assign_keys: dict[str, str] = {}
         self._draining: set[str] = set()         # claimed pods told to hold nothing
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: object | None = None
@@ -332,6 +337,7 @@ class KubernetesOrchestrator:
     async def _on_pod(self, kind: str, pod: Obj) -> None:
         name = pod["metadata"]["name"]
         if kind == "DELETED":
+            self._assign_keys.pop(name, None)
             self._reports.pop(name, None)
             self._sent.pop(name, None)
             self._draining.discard(name)
@@ -353,6 +359,9 @@ class KubernetesOrchestrator:
         pod = self.pods.cache.get(stats.invoker_id)
         if pod is None:
             return  # not one of ours (or not listed yet: its hello is repeated by its heartbeats' check)
+        if stats.assign_key and self._assign_keys.setdefault(stats.invoker_id, stats.assign_key) != stats.assign_key:
+            log.warning("a report for pod %s with another assignment key was ignored", stats.invoker_id)
+            return
         self._reports[stats.invoker_id] = _Report(self._clock(), {(f.function, f.version): f for f in stats.functions})
         async with self._reported:
             self._reported.notify_all()
@@ -377,9 +386,12 @@ class KubernetesOrchestrator:
         try:
             config = want.config
             assignment = Assignment(config=config, desired=desired,
-                                    provisioned=1 if desired and config.provisioned_concurrency else 0)
+                                    provisioned=1 if desired and config.provisioned_concurrency else 0,
+                                    nats_token=self._nats_token(config.name, config.version)
+                                    if desired and self._nats_token is not None else "")
             try:
-                reply = await self._nc.request(bus.assign_subject(pod), assignment.SerializeToString(), timeout=10)
+                reply = await self._nc.request(bus.assign_subject(pod, self._assign_keys.get(pod, "")),
+                                               assignment.SerializeToString(), timeout=10)
             except (NoRespondersError, NatsTimeoutError):
                 return False  # the invoker is starting: its hello brings us back
             ack = AssignmentAck.FromString(reply.data)

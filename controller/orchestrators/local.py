@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 class LocalOrchestrator:
     def __init__(self, nc: NATS, nats_url: str, state_dir: Path, environ: Mapping[str, str],
-                 invoker_id: str = "local-0") -> None:
+                 invoker_id: str = "local-0", nats_creds: str = "") -> None:
         self._nc = nc
+        self._nats_creds = nats_creds
         self._nats_url = nats_url
         self._state_dir = state_dir
         self._environ = environ
@@ -108,6 +109,10 @@ class LocalOrchestrator:
                 **self._environ,
                 "KAMBDA_NATS_URL": self._nats_url,
                 "KAMBDA_INVOKER_ID": self.invoker_id,
+                # Its own identity, never the controller's (which the environment above may hold).
+                "KAMBDA_NATS_CREDS": self._nats_creds,
+                "KAMBDA_NATS_INVOKER_CREDS": "",
+                "KAMBDA_CONTROLLER_TOKEN_FILE": "",  # an invoker never calls the controller
                 "KAMBDA_STATE_DIR": str(self._state_dir),
             }
             self._proc = await procs.spawn(procs.python_argv("invoker"), env=env)

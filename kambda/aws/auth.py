@@ -8,6 +8,14 @@ Modes, chosen at start-up from the settings:
   from anywhere else they get MissingAuthenticationTokenException. With ``insecure`` they are
   served from anywhere. Signatures are not checked in this mode: callers act as admin.
 
+Functions are never that owner. A request signed with an environment's execution-role credentials
+(kambda/aws/roles.py: the session token proves them) acts with the role's rights in every mode.
+When functions are sandboxed (``sandbox_uids``) and no credentials are configured, a request whose
+connection the kernel says belongs to a sandbox uid (kambda/peers.py) is served only so signed:
+unsigned, or signed with anything else, it is AccessDenied, on loopback too; /metrics is not public
+to it either. (With credentials configured, loopback grants nothing anyway: a function signs with
+its role's credentials or with one of the file's, and gets those rights.)
+
 Always public: ``/_kambda/health``, and the HTTP trigger paths ``/http/`` and ``/url/`` (they check
 their own AuthType, calling :func:`authenticate` and :func:`authorize` for AWS_IAM). ``/metrics`` is
 public on loopback (and everywhere with KAMBDA_METRICS_PUBLIC), signed otherwise.
@@ -38,10 +46,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from kambda.aws import errors, sigv4
+from kambda.aws import errors, roles, sigv4
 from kambda.aws.bodies import read_whole
 from kambda.aws.policy import ADMIN, Permissions, PolicyError
 from kambda.names import Arns, parse_function
+from kambda.peers import PeerCache
 from kambda.settings import is_loopback
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,8 @@ class Credential:
     secret: str = ""
     session_token: str | None = None
     permissions: Permissions = ADMIN
+    #: The execution role a function's credential acts as (kambda/aws/roles.py); empty for others.
+    role: str = ""
 
 
 #: The caller when signatures are not required (no credentials configured).
@@ -183,12 +194,27 @@ class Authenticator:
     """Authenticates requests against a credential store (or none) with an injected clock."""
 
     def __init__(self, store: CredentialStore | None, arns: Arns, insecure: bool = False,
-                 public_metrics: bool = False, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 public_metrics: bool = False, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 role_key: bytes = b"", sandbox_uids: range | None = None,
+                 peers: PeerCache | None = None) -> None:
         self.store = store
         self.arns = arns
         self.insecure = insecure
         self.public_metrics = public_metrics
         self.now = now
+        self.role_key = role_key
+        self.sandbox_uids = sandbox_uids
+        self._peers = peers or PeerCache()
+
+    def from_function(self, request: web.Request) -> bool:
+        """Whether the caller is (or may be) a sandboxed function: its socket's uid is a sandbox uid,
+        or it is on loopback and its socket cannot be found. Read once per connection."""
+        if self.sandbox_uids is None:
+            return False
+        uid = self._peers.uid_of(request.transport)
+        if uid is None:
+            return is_loopback(request.remote)
+        return uid in self.sandbox_uids
 
     def secret_of(self, access_key: str) -> str | None:
         """The secret of a configured access key (None without credentials: signatures are not checked)."""
@@ -203,11 +229,16 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> Credential:
         """The credential that signed ``request``; raises the AWS error when there is none that did."""
+        signed = sigv4.parse(request.headers, request.query)
+        if signed is not None and self.role_key and roles.is_role_token(signed.security_token):
+            return await self._role_session(request, signed)
         if self.store is None:
+            if self.from_function(request):
+                raise errors.AccessDenied("A function calls kambda only with its execution role's credentials "
+                                          "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
             if self.insecure or is_loopback(request.remote):
                 return LOCAL
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
-        signed = sigv4.parse(request.headers, request.query)
         if signed is None:
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
         if signed.service not in ACCEPTED_SERVICES:
@@ -230,6 +261,26 @@ class Authenticator:
                                             sigv4.payload_hash(request.headers, body))
         sigv4.verify(signed, credential.secret, canonical)
         return credential
+
+    async def _role_session(self, request: web.Request, signed: sigv4.SignedRequest) -> Credential:
+        """A function's execution-role credentials: the token proves them, the signature is checked."""
+        if signed.service not in ACCEPTED_SERVICES:
+            raise errors.InvalidSignature(f"Credential should be scoped to correct service: "
+                                          f"'{signed.service}' is not one of {', '.join(sorted(ACCEPTED_SERVICES))}.")
+        now = self.now()
+        sigv4.check_time(signed, now)
+        session = roles.verify(self.role_key, signed.access_key, signed.security_token or "", now.timestamp())
+        if session is None:
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        body = await read_whole(request) if request.body_exists else b""
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        canonical = sigv4.canonical_request(request.method, request.raw_path, headers, signed.signed_headers,
+                                            sigv4.payload_hash(request.headers, body))
+        sigv4.verify(signed, session.secret, canonical)
+        return Credential(session.access_key, session.secret, session.token, roles.permissions_of(session.role),
+                          role=session.role)
 
     def resource(self, request: web.Request) -> str:
         info = request.match_info
@@ -264,7 +315,9 @@ def authorize(request: web.Request, action: str, resource: str) -> None:
     """Raise AccessDeniedException unless the request's principal may do ``action`` on ``resource``."""
     credential = request[PRINCIPAL]
     if not credential.permissions.allows(action, resource):
-        who = f"arn:aws:iam::{request.app[AUTHENTICATOR].arns.account}:user/{credential.access_key}"
+        account = request.app[AUTHENTICATOR].arns.account
+        who = f"{credential.role} (a function's execution role)" if credential.role \
+            else f"arn:aws:iam::{account}:user/{credential.access_key}"
         raise errors.AccessDenied(f"User: {who} is not authorized to perform: {action} on resource: {resource}")
 
 
@@ -304,10 +357,11 @@ async def middleware(request: web.Request,
     if getattr(request.match_info.handler, "iam_action", None) == ITSELF:
         return await handler(request)
     auth = request.app[AUTHENTICATOR]
-    if path == METRICS_PATH and (auth.public_metrics or is_loopback(request.remote)):
+    if path == METRICS_PATH and (auth.public_metrics or is_loopback(request.remote)) \
+            and not auth.from_function(request):
         return await handler(request)
-    await authenticate(request)
-    if auth.store is None:
+    credential = await authenticate(request)
+    if credential is LOCAL:
         return await handler(request)  # no credentials: whoever may call at all acts as admin
     if request.match_info.http_exception is not None:
         return await handler(request)  # no such route: the 404 (or 405) says so, now that the caller is known

@@ -118,16 +118,25 @@ def events_subject(event_bus: str) -> str:
     return EVENTS_PREFIX + event_bus
 
 
-def assign_subject(invoker_id: str) -> str:
-    return f"kambda.invoker.{invoker_id}.assign"
+def assign_subject(invoker_id: str, key: str = "") -> str:
+    """Where an invoker hears its assignments; with ``key`` (its own random one, Kubernetes with
+    per-function credentials) a subject no other pod can subscribe to."""
+    return f"kambda.invoker.{invoker_id}.{key}.assign" if key else f"kambda.invoker.{invoker_id}.assign"
 
 
 def scale_subject(function: str) -> str:
     return f"kambda.scale.{function}"
 
 
-async def connect(url: str, name: str, **options: object) -> NATS:
-    """Connect with the reconnect behaviour every kambda service wants."""
+async def connect(url: str, name: str, creds: str = "", **options: object) -> NATS:
+    """Connect with the reconnect behaviour every kambda service wants, logged in with the
+    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous)."""
+    if creds:
+        from kambda.bus import identities
+
+        login = identities.read(creds)
+        options = {"user": login["user"], "password": login["password"],
+                   **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
     return await nats.connect(
         servers=[url],
         name=name,

@@ -13,10 +13,11 @@ import shutil
 import sys
 import sysconfig
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from kambda import procs
-from kambda.bus import MAX_PAYLOAD
+from kambda.bus import MAX_PAYLOAD, identities
 
 
 class NatsServerError(RuntimeError):
@@ -35,7 +36,11 @@ def find_binary() -> str:
     return found
 
 
-def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Path:
+def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1,
+                 logins: Mapping[str, Mapping[str, str]] | None = None, callout_issuer: str = "") -> Path:
+    """nats-server's configuration; with ``logins`` (identity name -> credentials,
+    kambda/bus/identities.py) only those users may connect, each with its permissions. The file
+    then holds their passwords: it is 0600. No monitoring port is configured."""
     run_dir = state_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "jetstream").mkdir(parents=True, exist_ok=True)
@@ -51,21 +56,27 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
         "  max_memory_store: 2GB\n"
         "}\n"
     )
+    config.chmod(0o600)  # before any password goes in
+    if logins is not None:
+        with config.open("a") as out:
+            out.write(identities.authorization(logins, callout_issuer))
     return config
 
 
 class NatsServer:
     """A running nats-server; ``url`` is known once :meth:`start` returns."""
 
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> None:
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = -1,
+                 logins: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.state_dir = state_dir
+        self.logins = logins
         self.host = host
         self.port = port
         self.url = ""
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout: float = 15.0) -> str:
-        config = write_config(self.state_dir, self.host, self.port)
+        config = write_config(self.state_dir, self.host, self.port, self.logins)
         log_path = self.state_dir / "nats.log"
         with open(log_path, "ab") as log_file:
             self.proc = await procs.spawn(

@@ -23,9 +23,11 @@ from pathlib import Path
 
 import aiohttp
 
-from kambda import procs
+from kambda import procs, rpc
+from kambda.aws import roles
+from kambda.bus import identities
 from kambda.bus.natsserver import NatsServer, NatsServerError
-from kambda.settings import SettingsError, bind_refusal, env_bool, env_int
+from kambda.settings import SettingsError, bind_refusal, env_bool, env_int, sandbox_enabled
 
 
 class UpError(RuntimeError):
@@ -84,6 +86,8 @@ class Platform:
         self._parts: list[_Part] = []
         self.url = ""
         self.log_dir = options.state_dir / "logs"
+        #: Each component's NATS credentials file (kambda/bus/identities.py), fresh at every start.
+        self.nats_creds: dict[str, Path] = {}
 
     @property
     def credentials_file(self) -> str:
@@ -110,6 +114,14 @@ class Platform:
                     "code")
         return "auth: no credentials: unsigned requests accepted from this machine only (--credentials FILE to sign)"
 
+    def sandbox_summary(self) -> str:
+        """The line ``kambda up`` prints about what functions can reach."""
+        if sandbox_enabled(self._environ, os.geteuid() == 0):
+            return ("sandbox: functions run as uids of their own and act only with their execution role's "
+                    "credentials")
+        return ("sandbox: OFF: functions are trusted code: they run as this user and can reach the state "
+                "directory, the platform's credentials and every other function (run as root to sandbox them)")
+
     async def start(self) -> str:
         try:
             workers = self.workers
@@ -125,6 +137,13 @@ class Platform:
         check_state_dir(self.options.state_dir)
         check_port(self.options.host, self.options.port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats_creds = identities.issue(self.options.state_dir / "nats" / "creds")
+        controller_listen, token_file = self._controller_door()
+        keys = self.options.state_dir / "keys"
+        keys.mkdir(exist_ok=True)
+        keys.chmod(0o700)
+        roles.write_key(keys / "roles.key")  # signs functions' execution-role credentials
+        self._nats.logins = {name: identities.read(path) for name, path in self.nats_creds.items()}
         try:
             nats_url = await self._nats.start()
         except NatsServerError as exc:
@@ -135,8 +154,14 @@ class Platform:
             "GRPC_VERBOSITY": self._environ.get("GRPC_VERBOSITY", "ERROR"),
             "KAMBDA_NATS_URL": nats_url,
             "KAMBDA_STATE_DIR": str(self.options.state_dir),
+            "KAMBDA_NATS_INVOKER_CREDS": str(self.nats_creds["invoker"]),
+            "KAMBDA_CONTROLLER_LISTEN": controller_listen,
             **{k: v for k, v in self._environ.items() if k.startswith("KAMBDA_")
-               and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT")},
+               and k not in ("KAMBDA_NATS_URL", "KAMBDA_STATE_DIR", "KAMBDA_HOST", "KAMBDA_PORT",
+                             identities.CREDS_ENV, "KAMBDA_NATS_INVOKER_CREDS", "KAMBDA_CONTROLLER_TOKEN_FILE",
+                             "KAMBDA_ROLE_KEY_FILE")},
+            "KAMBDA_CONTROLLER_TOKEN_FILE": str(token_file),
+            "KAMBDA_ROLE_KEY_FILE": str(keys / "roles.key"),
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
@@ -159,8 +184,24 @@ class Platform:
         await self._wait_healthy()
         return self.url
 
+    def _controller_door(self) -> tuple[str, Path]:
+        """Where the controller serves gRPC, and the file of the token its callers present (fresh at
+        every start). The door is a Unix socket in a directory only this user enters, unless
+        KAMBDA_CONTROLLER_LISTEN says otherwise or the path is too long for a socket."""
+        folder = self.options.state_dir / "controller"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        token_file = folder / "token"
+        rpc.write_token(token_file)
+        socket_path = folder / "grpc.sock"
+        default = f"unix:{socket_path}" if len(str(socket_path)) <= 100 else "127.0.0.1:0"
+        return self._environ.get("KAMBDA_CONTROLLER_LISTEN") or default, token_file
+
     async def _start_part(self, name: str, env: Mapping[str, str], ready_prefix: str,
                           timeout: float = 60.0, module: str = "") -> str:
+        identity = module or name
+        if identity in self.nats_creds:  # every component logs in to NATS as itself (replicas share one)
+            env = {**env, identities.CREDS_ENV: str(self.nats_creds[identity])}
         with open(self.log_dir / f"{name}.log", "ab") as log_file:
             proc = await procs.spawn(procs.python_argv(module or name), env=env, own_group=True,
                                      stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())
@@ -255,6 +296,7 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
         print(f"kambda: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"kambda: {platform.auth_summary()}", flush=True)
+    print(f"kambda: {platform.sandbox_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
     failed = asyncio.create_task(platform.wait_for_failure())

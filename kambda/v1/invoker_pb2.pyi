@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Assignment(_message.Message):
-    __slots__ = ("config", "desired", "provisioned", "deleted")
+    __slots__ = ("config", "desired", "provisioned", "deleted", "nats_token")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
+    NATS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     config: _function_pb2.FunctionConfig
     desired: int
     provisioned: int
     deleted: bool
-    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
+    nats_token: str
+    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ..., nats_token: _Optional[str] = ...) -> None: ...
 
 class AssignmentAck(_message.Message):
     __slots__ = ("invoker_id", "stats")
@@ -44,16 +46,18 @@ class FunctionStats(_message.Message):
     def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., idle: _Optional[int] = ..., cold_starts: _Optional[int] = ...) -> None: ...
 
 class InvokerStats(_message.Message):
-    __slots__ = ("invoker_id", "functions", "time_ms", "hello")
+    __slots__ = ("invoker_id", "functions", "time_ms", "hello", "assign_key")
     INVOKER_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
+    ASSIGN_KEY_FIELD_NUMBER: _ClassVar[int]
     invoker_id: str
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     time_ms: int
     hello: bool
-    def __init__(self, invoker_id: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., time_ms: _Optional[int] = ..., hello: _Optional[bool] = ...) -> None: ...
+    assign_key: str
+    def __init__(self, invoker_id: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., time_ms: _Optional[int] = ..., hello: _Optional[bool] = ..., assign_key: _Optional[str] = ...) -> None: ...
 
 class ScaleEvent(_message.Message):
     __slots__ = ("function", "version", "desired", "environments", "queued", "panic")

@@ -129,3 +129,38 @@ invoker keeps code and TMPDIR) as an emptyDir, so the template carries no volume
 {{- $spec := dict "securityContext" .Values.podSecurityContext "containers" (list $container) "nodeSelector" .Values.nodeSelector "tolerations" .Values.tolerations "imagePullSecrets" .Values.imagePullSecrets }}
 {{- toJson $spec }}
 {{- end }}
+
+{{- define "kambda.natsCredentialsSecret" -}}
+{{- printf "%s-nats-credentials" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{- define "kambda.natsInvokerSecret" -}}
+{{- printf "%s-nats-invoker" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* nats-server's authorization block: one user per identity, with its permissions (quoted: a
+subject with $ would otherwise read as a variable). */}}
+{{- define "kambda.natsAuthorization" -}}
+authorization {
+  users = [
+    {{- range $user, $p := .identities }}
+    {{- if not (and $.callout (eq $user "pod")) }}
+    {user: {{ $user | quote }}, password: {{ index $.passwords $user | quote }}, permissions: {publish: {allow: [{{ range $i, $s := $p.publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ if $p.deny_publish }}, deny: [{{ range $i, $s := $p.deny_publish }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]{{ end }}}, subscribe: {allow: [{{ range $i, $s := $p.subscribe }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]}{{ if $p.allow_responses }}, allow_responses: true{{ end }}}}
+    {{- end }}
+    {{- end }}
+  ]
+  {{- with .callout }}
+  {{- /* Pods log in through the callout as pod:<id>:<key> with the pod password (kambda/bus/callout.py). */}}
+  auth_callout { issuer: {{ . | quote }}, auth_users: [{{ range $i, $u := without (keys $.identities | sortAlpha) "pod" }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
+  {{- end }}
+}
+{{- end }}
+
+{{- define "kambda.controllerTokenSecret" -}}
+{{- printf "%s-controller-token" (include "kambda.fullname" .) }}
+{{- end }}
+
+{{/* Per-function NATS credentials (kambda/bus/callout.py): bundled NATS with a callout key given. */}}
+{{- define "kambda.functionCredentials" -}}
+{{- if and (not .Values.nats.external.url) .Values.nats.functionCredentials.existingSecret .Values.nats.functionCredentials.issuer }}true{{ end }}
+{{- end }}
