@@ -48,11 +48,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def nats_url(platform: Platform) -> str:
-    ports = next((platform.state_dir / "nats" / "run").glob("*.ports"))
-    return str(json.loads(ports.read_text())["nats"][0])
-
-
 def deploy(lam) -> str:  # type: ignore[no-untyped-def]
     name = unique("worker")
     lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
@@ -129,9 +124,10 @@ def scrape(url: str) -> str:
 class Worker:
     """A worker replica this test starts itself (beside kambda up's own), so that it can kill it."""
 
-    def __init__(self, nats: str, controller: str, log: Path) -> None:
-        env = {**os.environ, **FAST, "KAMBDA_NATS_URL": nats, "KAMBDA_CONTROLLER": controller,
-               "KAMBDA_WORKER_LISTEN": "127.0.0.1:0"}
+    def __init__(self, platform: Platform, controller: str, log: Path) -> None:
+        env = {**os.environ, **FAST, "KAMBDA_NATS_URL": platform.nats_address(), "KAMBDA_CONTROLLER": controller,
+               "KAMBDA_WORKER_LISTEN": "127.0.0.1:0", "KAMBDA_NATS_CREDS": platform.nats_creds("worker"),
+               "KAMBDA_CONTROLLER_TOKEN_FILE": str(platform.state_dir / "controller" / "token")}
         self._log = log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "worker"], stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=env, cwd=REPO)
@@ -156,7 +152,7 @@ def test_kill_9_of_one_of_two_workers_runs_every_event_at_least_once_and_at_most
     platform = Platform(tmp_path / "state", env={**FAST, "KAMBDA_CONTROLLER_LISTEN": controller}).start()
     second: Worker | None = None
     try:
-        second = Worker(nats_url(platform), controller, tmp_path / "worker-2.log")
+        second = Worker(platform, controller, tmp_path / "worker-2.log")
         lam = platform.lambda_client()
         name = deploy(lam)
         answers = asyncio.run(send_events(platform.url, name,
@@ -174,7 +170,7 @@ def test_kill_9_of_one_of_two_workers_runs_every_event_at_least_once_and_at_most
         second.proc.wait(10)
         # What the dead worker held comes back to the other one once its ack wait (30 s) has passed.
         wait_for(lambda: set(ledger(out)) >= ids, timeout=180, what="every event to run")
-        wait_for(lambda: async_settled(nats_url(platform)), timeout=120, interval=0.5,
+        wait_for(lambda: async_settled(platform.nats_url()), timeout=120, interval=0.5,
                  what="the dead worker's events to be redelivered and acknowledged")
         runs = ledger(out)
         assert set(runs) == ids
@@ -219,7 +215,7 @@ def test_up_with_two_workers_splits_events_and_stops_them_all(tmp_path) -> None:
             answer = events.put_events(Entries=[{"Source": "split", "DetailType": "t", "Detail": "{}"}] * 10)
             assert answer["FailedEntryCount"] == 0, start
         wait_for(lambda: sum(ledger(out).values()) >= 500, timeout=120, what="every routed event to run")
-        wait_for(lambda: async_settled(nats_url(platform)), timeout=60, interval=0.5, what="the async queue to empty")
+        wait_for(lambda: async_settled(platform.nats_url()), timeout=60, interval=0.5, what="the async queue to empty")
         assert sum(ledger(out).values()) == 500 and set(ledger(out).values()) == {1}
 
         # An event source mapping: both workers pull from its one durable consumer; each record once.
@@ -229,14 +225,14 @@ def test_up_with_two_workers_splits_events_and_stops_them_all(tmp_path) -> None:
                             Code={"ZipFile": make_zip({"app.py": RECORD_BODIES})},
                             Environment={"Variables": {"OUT": str(records)}})
         stream = f"SPLIT_{mapped.replace('-', '_').upper()}"
-        asyncio.run(publish_records(nats_url(platform), stream, 1000))
+        asyncio.run(publish_records(platform.nats_url(), stream, 1000))
         mapping = lam.create_event_source_mapping(
             FunctionName=mapped, EventSourceArn=f"arn:kambda:nats:::stream/{stream}", BatchSize=10,
             ScalingConfig={"MaximumConcurrency": 2})
         wait_for(lambda: records.exists() and len(records.read_text().split()) >= 1000, timeout=120,
                  what="every record to be delivered")
         # Idle again, every loop of both workers waits on the consumer: 2 replicas x 2 loops.
-        wait_for(lambda: consumer_waiting(nats_url(platform), stream, f"esm-{mapping['UUID']}") >= 4, timeout=30,
+        wait_for(lambda: consumer_waiting(platform.nats_url(), stream, f"esm-{mapping['UUID']}") >= 4, timeout=30,
                  interval=0.2, what="both workers' batch loops to wait on the one consumer")
         assert Counter(records.read_text().split()) == Counter(str(i) for i in range(1000))
         tree = descendants(platform.proc.pid)
