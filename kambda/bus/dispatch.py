@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 #: A function whose demand stays above what the controller grants is nudged again at most this often.
 RENUDGE_S = 1.0
+#: How long past a request's start deadline the gateway still listens for the invoker's "started".
+START_GRACE_S = 0.25
 Activate = Callable[[str, str, int], Awaitable[int]]
 
 
@@ -109,7 +111,10 @@ class Dispatcher:
                                    reply=f"{self._prefix}.a.{token}")
             self._admit(key)
             if started is not None and start_wait_s is not None:
-                await asyncio.wait({started, result}, timeout=start_wait_s, return_when=asyncio.FIRST_COMPLETED)
+                # The invoker drops the run at its start deadline; a start just before it is
+                # announced a moment later, and must not be answered 429 while it runs.
+                await asyncio.wait({started, result}, timeout=start_wait_s + START_GRACE_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if not started.done() and not result.done():
                     raise throttled()
             timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled()))
