@@ -163,3 +163,28 @@ def test_unwritable_state_dir_is_a_one_line_error(tmp_path) -> None:
 def test_bad_arguments_are_refused(args: list[str], tmp_path) -> None:
     done = run_up([*args, "--state-dir", str(tmp_path)])
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_a_second_kambda_up_on_the_same_state_dir_is_refused_naming_the_first(tmp_path) -> None:
+    first = Platform(tmp_path / "state").start()
+    try:
+        assert first.proc is not None
+        second = subprocess.Popen([sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir",
+                                   str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=REPO, env=first.env)
+        try:
+            out, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            out, err = second.communicate()
+            raise AssertionError(f"the second kambda up started on a live state dir:\n{out}{err}") from None
+        assert second.returncode == 1, out + err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"pid {first.proc.pid}" in lines[0] and "in use" in lines[0], err
+        assert "ready" not in out
+        assert first.get_json("/_kambda/health")[0] == 200  # the first one is untouched
+    finally:
+        assert first.stop() == 0
+    # Once the first has stopped, the state dir is free again.
+    again = Platform(tmp_path / "state").start()
+    assert again.stop() == 0

@@ -24,6 +24,7 @@ import aiohttp
 
 from kambda import procs
 from kambda.bus.natsserver import NatsServer, NatsServerError
+from kambda.cli.statelock import StateDirBusy, StateLock
 from kambda.settings import bind_refusal, env_bool
 
 
@@ -78,6 +79,7 @@ class Platform:
         self.options = options
         self._environ = dict(environ)
         self._nats = NatsServer(options.state_dir / "nats")
+        self._lock = StateLock(options.state_dir)
         self._parts: list[_Part] = []
         self.url = ""
         self.log_dir = options.state_dir / "logs"
@@ -108,6 +110,10 @@ class Platform:
         if self.credentials_file and not Path(self.credentials_file).is_file():
             raise UpError(f"credentials file {self.credentials_file} does not exist")
         check_state_dir(self.options.state_dir)
+        try:
+            self._lock.acquire()
+        except StateDirBusy as exc:
+            raise UpError(str(exc)) from None
         check_port(self.options.host, self.options.port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -207,6 +213,7 @@ class Platform:
                 with contextlib.suppress(asyncio.CancelledError):
                     await part.pump
         await self._nats.stop(3.0)
+        self._lock.release()
 
 
 async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
