@@ -5,6 +5,12 @@ with the local orchestrator, and the gateway; prints ``kambda is ready at http:/
 the gateway's health check answers. Each part runs in a process group of its own (a Ctrl-C in
 the terminal reaches this supervisor only), and dies with it if the supervisor is killed.
 SIGINT or SIGTERM stop everything in reverse order within 10 s.
+
+A part that dies is restarted with backoff (kambda/cli/supervise.py), on the address it had, so
+its clients reconnect: nats-server on the same store and port (the controller, and with it the
+invoker, is restarted after it: the sync queue lives in the server's memory and the controller
+makes it again), the controller on its gRPC address, the gateway on its port. A part that keeps
+failing within a short window stops the platform with exit code 1.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +31,7 @@ import aiohttp
 from kambda import procs
 from kambda.bus.natsserver import NatsServer, NatsServerError
 from kambda.cli.statelock import StateDirBusy, StateLock
+from kambda.cli.supervise import RestartPolicy
 from kambda.settings import bind_refusal, env_bool
 
 
@@ -49,6 +56,9 @@ class UpOptions:
 class _Part:
     name: str
     proc: asyncio.subprocess.Process
+    #: How it started (a restart starts it the same way, on the address it got the first time).
+    env: Mapping[str, str]
+    ready_prefix: str
     pump: asyncio.Task[None] | None = None
 
 
@@ -120,6 +130,7 @@ class Platform:
             nats_url = await self._nats.start()
         except NatsServerError as exc:
             raise UpError(str(exc)) from None
+        self._nats.port = int(nats_url.rsplit(":", 1)[1])  # a restart comes back on the same port
         env = {k: v for k, v in self._environ.items() if not k.startswith("KAMBDA_")}
         env.update({
             # gRPC's C core logs in its own format (a fork warning, say); only its errors matter here.
@@ -134,12 +145,14 @@ class Platform:
         if self.options.routes_file is not None:
             env["KAMBDA_ROUTES_FILE"] = str(self.options.routes_file.resolve())
         controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
-        controller = controller_line.rsplit("=", 1)[1]
+        controller = controller_line.rsplit("=", 1)[1].split()[0]
+        self._part("controller").env = {**env, "KAMBDA_CONTROLLER_LISTEN": controller}
         gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_HOST": self.options.host,
                        "KAMBDA_PORT": str(self.options.port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
                        "KAMBDA_INSECURE": "true" if self.insecure else "false"}
         gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
         self.url = gateway_line.rsplit(" ", 1)[1]
+        self._part("gateway").env = {**gateway_env, "KAMBDA_PORT": self.url.rsplit(":", 1)[1]}
         await self._wait_healthy()
         return self.url
 
@@ -148,8 +161,12 @@ class Platform:
         with open(self.log_dir / f"{name}.log", "ab") as log_file:
             proc = await procs.spawn(procs.python_argv(name), env=env, own_group=True,
                                      stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())
-        part = _Part(name, proc)
-        self._parts.append(part)
+        part = _Part(name, proc, env, ready_prefix)
+        old = next((i for i, p in enumerate(self._parts) if p.name == name), None)
+        if old is None:
+            self._parts.append(part)
+        else:  # a restart: it keeps its place in the stopping order
+            self._parts[old] = part
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout
         while True:
@@ -166,6 +183,24 @@ class Platform:
             if line.startswith(ready_prefix):
                 part.pump = asyncio.create_task(self._pump(proc.stdout))
                 return line
+
+    def _part(self, name: str) -> _Part:
+        return next(p for p in self._parts if p.name == name)
+
+    async def restart(self, name: str) -> None:
+        """Start a part that died again, the way it started the first time (UpError if it cannot)."""
+        if name == "nats-server":
+            await self._nats.stop(1.0)  # reaps it and removes its ports file
+            try:
+                await self._nats.start()
+            except NatsServerError as exc:
+                raise UpError(str(exc)) from None
+            name = "controller"  # the sync queue and its consumers were in the old server's memory
+            await procs.stop(self._part(name).proc, 6.0)
+        part = self._part(name)
+        if part.pump is not None:
+            part.pump.cancel()
+        await self._start_part(name, part.env, part.ready_prefix)
 
     def _last_log_line(self, name: str) -> str:
         try:
@@ -194,15 +229,53 @@ class Platform:
                     raise UpError("the platform did not become healthy within 30 s")
                 await asyncio.sleep(0.05)
 
-    async def wait_for_failure(self) -> str:
-        """Returns the name of the first part that exits on its own."""
+    async def wait_for_failure(self) -> tuple[str, int]:
+        """The name and exit code of the first part that exits on its own."""
         waits = {asyncio.create_task(p.proc.wait()): p.name for p in self._parts}
         assert self._nats.proc is not None
         waits[asyncio.create_task(self._nats.proc.wait())] = "nats-server"
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        return waits[next(iter(done))]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        finished = next(iter(done))
+        return waits[finished], finished.result()
+
+    def log_of(self, name: str) -> Path:
+        return self.options.state_dir / "nats" / "nats.log" if name == "nats-server" else self.log_dir / f"{name}.log"
+
+    async def supervise(self, stop: asyncio.Event, clock: Callable[[], float] = time.monotonic) -> int:
+        """Restart parts that die until ``stop`` is set (0) or one keeps failing (1)."""
+        policies: dict[str, RestartPolicy] = {}
+        while True:
+            failed = asyncio.create_task(self.wait_for_failure())
+            if not await _unless_stopped(failed, stop):
+                return 0
+            name, code = failed.result()
+            while True:
+                policy = policies.setdefault(name, RestartPolicy())
+                delay = policy.failed(clock())
+                if delay is None:
+                    print(f"kambda: the {name} failed {policy.recent} times within {policy.window_s:g} s; "
+                          f"shutting down (see {self.log_of(name)})", file=sys.stderr, flush=True)
+                    return 1
+                last = self._last_log_line(name) if name != "nats-server" else ""
+                print(f"kambda: the {name} exited with code {code}{': ' + last if last else ''}; "
+                      f"restarting it in {delay:g} s (see {self.log_of(name)})", file=sys.stderr, flush=True)
+                if not await _unless_stopped(asyncio.create_task(asyncio.sleep(delay)), stop):
+                    return 0
+                restarting = asyncio.create_task(self.restart(name))
+                if not await _unless_stopped(restarting, stop):
+                    return 0
+                try:
+                    restarting.result()
+                except UpError as exc:
+                    print(f"kambda: {exc}", file=sys.stderr, flush=True)
+                    code = -1
+                    continue
+                print(f"kambda: the {name} is running again", flush=True)
+                break
 
     async def stop(self) -> None:
         """Gateway and controller first (they drain), then NATS; everything within 10 s."""
@@ -214,6 +287,19 @@ class Platform:
                     await part.pump
         await self._nats.stop(3.0)
         self._lock.release()
+
+
+async def _unless_stopped(task: asyncio.Task[object], stop: asyncio.Event) -> bool:
+    """Wait for ``task``; False (and the task cancelled) if ``stop`` is set first."""
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UpError):
+        await task
+    return False
 
 
 async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
@@ -241,16 +327,8 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
     print(f"kambda: {platform.auth_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
-    failed = asyncio.create_task(platform.wait_for_failure())
-    await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if failed.done():
-        print(f"kambda: the {failed.result()} stopped unexpectedly; shutting down "
-              f"(see {platform.log_dir})", file=sys.stderr, flush=True)
-        code = 1
-    else:
-        failed.cancel()
     stopping.cancel()
+    code = await platform.supervise(stop)
     print("kambda: stopping", flush=True)
     await platform.stop()
     return code
