@@ -236,7 +236,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
             if not lost.is_set():
                 await elector.release()  # a standby takes over at once instead of after the lease runs out
     await server.stop(grace=2.0)
-    await nc.drain()
+    await bus.drain(nc)
     if kube is not None:
         kube.close()
     if lost.is_set():

@@ -188,3 +188,22 @@ def test_a_second_kambda_up_on_the_same_state_dir_is_refused_naming_the_first(tm
     # Once the first has stopped, the state dir is free again.
     again = Platform(tmp_path / "state").start()
     assert again.stop() == 0
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_traceback_in_any_log(tmp_path) -> None:
+    platform = Platform(tmp_path / "state", own_session=True).start()
+    lam = platform.lambda_client()
+    name = unique("ctrlc")
+    create_counter(lam, name)
+    assert invoke_json(lam, name)[1] == 1
+    assert platform.proc is not None
+    tree = descendants(platform.proc.pid)
+    # A Ctrl-C in a terminal signals its whole foreground process group, not only kambda up.
+    os.killpg(platform.proc.pid, signal.SIGINT)
+    assert platform.proc.wait(20) == 0
+    platform.stop()
+    wait_for(lambda: not any(alive(pid) for pid in tree), timeout=10, what="every child to exit")
+    logs = {path.name: path.read_text(errors="replace") for path in (tmp_path / "state").rglob("*.log")}
+    assert {"controller.log", "gateway.log"} <= set(logs)
+    dirty = {name: text[-3000:] for name, text in logs.items() if "Traceback" in text or "Error" in text}
+    assert dirty == {}, dirty

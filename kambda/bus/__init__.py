@@ -30,6 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -129,6 +130,18 @@ async def connect(url: str, name: str, **options: object) -> NATS:
         connect_timeout=5,
         **options,  # type: ignore[arg-type]
     )
+
+
+async def drain(nc: NATS) -> None:
+    """Drain a service's connection on shutdown; one that is down already (the server stopped first,
+    or is restarting) is closed instead, with a line in the log rather than a traceback."""
+    try:
+        await nc.drain()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError,
+            nats.errors.FlushTimeoutError, TimeoutError) as exc:
+        log.info("NATS connection not drained (%s): closed", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:

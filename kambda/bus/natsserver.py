@@ -68,8 +68,11 @@ class NatsServer:
         config = write_config(self.state_dir, self.host, self.port)
         log_path = self.state_dir / "nats.log"
         with open(log_path, "ab") as log_file:
+            # A group of its own: a terminal's Ctrl-C must not stop it before the services that
+            # drain through it (kambda up stops it last).
             self.proc = await procs.spawn(
-                [find_binary(), "-c", str(config)], stdout=log_file.fileno(), stderr=log_file.fileno()
+                [find_binary(), "-c", str(config)], own_group=True, stdout=log_file.fileno(),
+                stderr=log_file.fileno()
             )
         ports_file = self.state_dir / "run" / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout
