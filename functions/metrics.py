@@ -48,6 +48,11 @@ class Metrics:
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)
 
+        self.nats_disconnects = Counter(
+            "kambda_nats_disconnects", "Times the gateway's NATS connection was lost (a WARNING in its log "
+            "says why; the requests waiting for results were answered with an error at once).",
+            registry=self.registry)
+
     def invoked(self, function: str, version: str, outcome: str, seconds: float, cold: bool) -> None:
         key = (function, version, outcome)
         children = self._children.get(key)

@@ -99,6 +99,9 @@ class Gateway:
         self._cache = RegistryCache(self._js, self._arns)
         self._http = HttpConfig(self._js)
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
+        watch = bus.watch_of(nc)
+        if watch is not None:
+            watch.listeners.append(lambda reason: self.metrics.nats_disconnects.inc())
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version

@@ -30,6 +30,7 @@ from invoker.runtimes import EntrypointError
 from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote
 from kambda import bus, logs
+from kambda.bus import flow
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogBatch, LogRecord
 from kambda.v1.invoker_pb2 import FunctionStats
@@ -225,8 +226,10 @@ class FunctionPool:
                 if msg is None:
                     break
                 outcome = await self._serve(slot, msg)
-                if outcome is not None and outcome.dead:
-                    eager = not outcome.init_failed
+                dead, init_failed = (outcome.dead, outcome.init_failed) if outcome is not None else (False, False)
+                msg = outcome = None  # an idle slot holds no payload (6 MB each, ten slots a function)
+                if dead:
+                    eager = not init_failed
                     if slot.env is not None:
                         await slot.env.stop()
                         slot.env = None
@@ -366,8 +369,10 @@ class FunctionPool:
         return outcome
 
     async def _reply(self, inv: Invocation, result: InvocationResult) -> None:
+        """Send the result; a large one waits until the gateway fetches it (kambda/bus/flow.py), and
+        this slot takes no new work meanwhile."""
         if inv.reply_to:
-            await self._nc.publish(inv.reply_to, result.SerializeToString())
+            await flow.send(self._nc, inv.reply_to, result.SerializeToString())
 
     def _framed_log(self, inv: Invocation, output: bytes, duration_ms: float, memory_mb: int,
                     init_ms: float) -> str:

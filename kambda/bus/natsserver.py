@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kambda import procs
 from kambda.bus import MAX_PAYLOAD
+from kambda.bus.flow import MAX_PENDING
 
 
 class NatsServerError(RuntimeError):
@@ -44,7 +45,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1) -> Pa
         f'listen: "{host}:{port}"\n'
         f'server_name: "kambda"\n'
         f"max_payload: {MAX_PAYLOAD}\n"
-        f"max_pending: {4 * MAX_PAYLOAD}\n"
+        f"max_pending: {MAX_PENDING}\n"  # what flow control lets be on its way to one connection
         f'ports_file_dir: "{run_dir}"\n'
         "jetstream {\n"
         f'  store_dir: "{state_dir / "jetstream"}"\n'
