@@ -216,6 +216,7 @@ class Gateway:
     async def function_logs(self, request: web.Request) -> web.StreamResponse:
         """Recent log records of a function as NDJSON; ``follow=true`` keeps streaming new ones."""
         ref = parse_function(request.match_info["name"])
+        await self._cache.resolve(ref.name, ref.qualifier)  # ResourceNotFound for a function that is not there
         try:
             limit = max(1, min(10_000, int(request.query.get("limit", "100"))))
         except ValueError:
