@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import pytest
 
 from kambda.procs import descendants
-from tests.conftest import REPO, Platform, invoke_json, make_zip, unique, wait_for
+from tests.conftest import REPO, Platform, free_port, invoke_json, make_zip, unique, wait_for
 
 COUNTER = "count = 0\ndef handler(event, context):\n    global count\n    count += 1\n    return count\n"
 
@@ -207,3 +209,27 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_traceback_in_any_log(tmp_path) -> No
     assert {"controller.log", "gateway.log"} <= set(logs)
     dirty = {name: text[-3000:] for name, text in logs.items() if "Traceback" in text or "Error" in text}
     assert dirty == {}, dirty
+
+
+def test_kambda_up_says_where_nats_listens_and_takes_a_fixed_nats_port(tmp_path) -> None:
+    port = free_port()
+    platform = Platform(tmp_path / "state", ["--nats-port", str(port)]).start()
+    try:
+        assert platform.proc is not None and platform.proc.stdout is not None
+        url = f"nats://127.0.0.1:{port}"
+        line = platform.proc.stdout.readline()  # the lines after the ready line
+        while line and not line.startswith("  nats:"):
+            line = platform.proc.stdout.readline()
+        assert line.split()[:2] == ["nats:", url], line
+        assert (tmp_path / "state" / "nats.url").read_text().strip() == url
+
+        async def publish() -> None:
+            nc = await nats.connect(url)
+            await nc.publish("kambda.test", b"hello")
+            await nc.flush(5)
+            await nc.close()
+
+        asyncio.run(publish())
+    finally:
+        assert platform.stop() == 0
+    assert not (tmp_path / "state" / "nats.url").exists()

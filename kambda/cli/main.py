@@ -128,7 +128,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = UpOptions(host=args.host, port=args.port, state_dir=Path(args.state_dir).expanduser(),
                         scale_to_zero_after=args.scale_to_zero_after, routes_file=routes,
                         credentials=Path(args.credentials).expanduser() if args.credentials else None,
-                        insecure=args.insecure)
+                        insecure=args.insecure, nats_port=args.nats_port)
     return up_main(options)
 
 
@@ -423,6 +423,9 @@ def parser() -> argparse.ArgumentParser:
                     help="require SigV4 signatures by these credentials (env KAMBDA_CREDENTIALS_FILE)")
     up.add_argument("--insecure", action="store_true",
                     help="with no credentials, serve unsigned requests from any address (env KAMBDA_INSECURE)")
+    up.add_argument("--nats-port", type=int, default=None, metavar="PORT",
+                    help="nats-server's port on 127.0.0.1 (default: any free one; the URL is printed and "
+                         "written to STATE_DIR/nats.url)")
 
     deploy = sub.add_parser("deploy", help="create or update a function from a directory or a zip")
     deploy.add_argument("path")

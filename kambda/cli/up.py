@@ -50,6 +50,12 @@ class UpOptions:
     credentials: Path | None = None
     #: Serve unsigned requests from anywhere when there are no credentials.
     insecure: bool = False
+    #: nats-server's port on 127.0.0.1; None: any free one.
+    nats_port: int | None = None
+
+
+#: Under the state dir: the URL nats-server listens on, for programs that publish to kambda's bus.
+NATS_URL_FILE = "nats.url"
 
 
 @dataclass
@@ -88,10 +94,11 @@ class Platform:
     def __init__(self, options: UpOptions, environ: Mapping[str, str]) -> None:
         self.options = options
         self._environ = dict(environ)
-        self._nats = NatsServer(options.state_dir / "nats")
+        self._nats = NatsServer(options.state_dir / "nats", port=-1 if options.nats_port is None else options.nats_port)
         self._lock = StateLock(options.state_dir)
         self._parts: list[_Part] = []
         self.url = ""
+        self.nats_url = ""
         self.log_dir = options.state_dir / "logs"
 
     @property
@@ -125,12 +132,16 @@ class Platform:
         except StateDirBusy as exc:
             raise UpError(str(exc)) from None
         check_port(self.options.host, self.options.port)
+        if self.options.nats_port is not None:
+            check_port("127.0.0.1", self.options.nats_port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             nats_url = await self._nats.start()
         except NatsServerError as exc:
             raise UpError(str(exc)) from None
         self._nats.port = int(nats_url.rsplit(":", 1)[1])  # a restart comes back on the same port
+        self.nats_url = nats_url
+        (self.options.state_dir / NATS_URL_FILE).write_text(nats_url + "\n")
         env = {k: v for k, v in self._environ.items() if not k.startswith("KAMBDA_")}
         env.update({
             # gRPC's C core logs in its own format (a fork warning, say); only its errors matter here.
@@ -286,6 +297,8 @@ class Platform:
                 with contextlib.suppress(asyncio.CancelledError):
                     await part.pump
         await self._nats.stop(3.0)
+        if self.nats_url:  # ours (a refused second kambda up must not remove the first one's)
+            (self.options.state_dir / NATS_URL_FILE).unlink(missing_ok=True)
         self._lock.release()
 
 
@@ -327,6 +340,7 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
     print(f"kambda: {platform.auth_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
+    print(f"  nats: {platform.nats_url}   (also in {options.state_dir / NATS_URL_FILE})", flush=True)
     stopping.cancel()
     code = await platform.supervise(stop)
     print("kambda: stopping", flush=True)
