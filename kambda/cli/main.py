@@ -300,6 +300,16 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace, client: Client) -> int:
+    """The exports that point boto3, the AWS CLI and SAM at this kambda (``eval "$(kambda env)"``)."""
+    lines = [f"export AWS_ENDPOINT_URL={client.endpoint}", f"export AWS_DEFAULT_REGION={args.region}"]
+    if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        # Unsigned mode (the default) takes any keys; AWS's clients want some to sign with.
+        lines += ["export AWS_ACCESS_KEY_ID=kambda", "export AWS_SECRET_ACCESS_KEY=kambda"]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
     out.print_json(data=client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}"))
     return 0
@@ -447,6 +457,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--output", choices=("table", "json"), default="table",
                          help="a table (plain columns when piped), or the records as JSON")
     sub.add_parser("ls", help="list functions", parents=[listing])
+    sub.add_parser("env", help="print the exports that point boto3 and the AWS CLI here: eval \"$(kambda env)\"")
     rm = sub.add_parser("rm", help="delete a function")
     rm.add_argument("name")
     logs = sub.add_parser("logs", help="show a function's recent logs")
@@ -483,7 +494,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
-            "status": cmd_status, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
+            "status": cmd_status, "env": cmd_env, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
             "alias": cmd_alias}
 
 
