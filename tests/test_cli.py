@@ -181,12 +181,19 @@ def test_listings_are_whole_when_piped_and_json_on_request(platform, tmp_path) -
     code.mkdir()
     (code / "app.py").write_text("def handler(event, context):\n    return 1\n")
     name = unique("a-function-named-long-enough-to-be-cut-at-80")
-    assert kambda(platform, "deploy", str(code), "--name", name).returncode == 0
-    narrow = subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", platform.url, "ls"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "80"})
-    rows = [line.split() for line in narrow.stdout.splitlines()]
-    assert rows[0][:3] == ["Name", "Runtime", "Handler"] and "│" not in narrow.stdout
-    assert [name, "python3.12", "app.handler", "128", "MB", "3", "s"] in [row[:7] for row in rows], narrow.stdout
+
+    def narrow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", platform.url, *args],
+                              capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "80"})
+
+    deployed = narrow("deploy", str(code), "--name", name)
+    assert deployed.returncode == 0
+    assert len(deployed.stdout.splitlines()) == 1 and "sha256" in deployed.stdout, deployed.stdout
+    assert json.loads(narrow("status", name).stdout)["function"] == name
+    listing = narrow("ls")
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert rows[0][:3] == ["Name", "Runtime", "Handler"] and "│" not in listing.stdout
+    assert [name, "python3.12", "app.handler", "128", "MB", "3", "s"] in [row[:7] for row in rows], listing.stdout
     listed = json.loads(kambda(platform, "ls", "--output", "json").stdout)
     assert [f["Handler"] for f in listed if f["FunctionName"] == name] == ["app.handler"]
     kambda(platform, "rm", name)

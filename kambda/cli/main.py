@@ -34,7 +34,8 @@ from kambda.settings import state_dir
 DEFAULT_ENDPOINT = "http://127.0.0.1:8042"
 API = "/2015-03-31/functions"
 
-out = Console()
+#: Lines are never broken at the terminal's width (a piped line stays one line).
+out = Console(soft_wrap=True)
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -311,7 +312,11 @@ def cmd_env(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    out.print_json(data=client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}"))
+    status = client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}")
+    if sys.stdout.isatty():
+        out.print_json(data=status)
+    else:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 
 
