@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,9 +10,10 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
 
-from kambda.cli.supervise import RESTART_BACKOFF_S, RestartPolicy
+from kambda.cli.supervise import RESTART_BACKOFF_S, RestartPolicy, supervise
 from kambda.procs import descendants, service_pids
 from tests.conftest import Platform, make_zip, unique, wait_for
 
@@ -33,6 +35,61 @@ def test_failures_older_than_the_window_are_forgotten() -> None:
     assert policy.failed(59.0) is None  # three within a minute
     assert policy.failed(200.0) == 0.1  # a quiet minute later, it starts over
     assert policy.recent == 1
+
+
+class CrashingPart:
+    """A platform whose gateway exits again at once after every restart (a port taken, say)."""
+
+    def __init__(self, restart_fails: bool = False) -> None:
+        self.restarts = 0
+        self.restart_fails = restart_fails
+
+    async def wait_for_failure(self) -> tuple[str, int]:
+        return "gateway", 1
+
+    async def restart(self, name: str) -> None:
+        self.restarts += 1
+        if self.restart_fails:
+            raise RuntimeError(f"the {name} exited during start-up with code 1")
+
+    def why(self, name: str) -> str:
+        return "cannot listen"
+
+    def log_of(self, name: str) -> Path:
+        return Path(f"/state/logs/{name}.log")
+
+
+def _supervised(part: CrashingPart, stop: asyncio.Event | None = None) -> tuple[int, list[float], list[str]]:
+    slept: list[float] = []
+    said: list[str] = []
+    now = [1000.0]
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        now[0] += delay
+
+    code = asyncio.run(supervise(part, stop or asyncio.Event(), clock=lambda: now[0], sleep=sleep, say=said.append))
+    return code, slept, said
+
+
+@pytest.mark.parametrize("restart_fails", [False, True])
+def test_a_part_that_keeps_failing_is_given_up_after_the_backoff_runs_out(restart_fails: bool) -> None:
+    part = CrashingPart(restart_fails)
+    code, slept, said = _supervised(part)
+    assert code == 1
+    assert slept == list(RESTART_BACKOFF_S) and part.restarts == len(RESTART_BACKOFF_S)
+    assert said[0] == "the gateway exited with code 1: cannot listen; restarting it in 0.1 s " \
+                      "(see /state/logs/gateway.log)"
+    assert said[-1] == f"the gateway failed {len(RESTART_BACKOFF_S) + 1} times within 60 s; shutting down " \
+                       "(see /state/logs/gateway.log)"
+
+
+def test_a_stop_request_ends_supervision_at_once() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    part = CrashingPart()
+    code, slept, said = _supervised(part, stop)
+    assert code == 0 and part.restarts == 0
 
 
 def _nats_pid(up_pid: int) -> int:

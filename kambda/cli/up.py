@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import aiohttp
 from kambda import procs
 from kambda.bus.natsserver import NatsServer, NatsServerError
 from kambda.cli.statelock import StateDirBusy, StateLock
-from kambda.cli.supervise import RestartPolicy
+from kambda.cli.supervise import supervise
 from kambda.settings import bind_refusal, env_bool
 
 
@@ -256,37 +256,9 @@ class Platform:
     def log_of(self, name: str) -> Path:
         return self.options.state_dir / "nats" / "nats.log" if name == "nats-server" else self.log_dir / f"{name}.log"
 
-    async def supervise(self, stop: asyncio.Event, clock: Callable[[], float] = time.monotonic) -> int:
-        """Restart parts that die until ``stop`` is set (0) or one keeps failing (1)."""
-        policies: dict[str, RestartPolicy] = {}
-        while True:
-            failed = asyncio.create_task(self.wait_for_failure())
-            if not await _unless_stopped(failed, stop):
-                return 0
-            name, code = failed.result()
-            while True:
-                policy = policies.setdefault(name, RestartPolicy())
-                delay = policy.failed(clock())
-                if delay is None:
-                    print(f"kambda: the {name} failed {policy.recent} times within {policy.window_s:g} s; "
-                          f"shutting down (see {self.log_of(name)})", file=sys.stderr, flush=True)
-                    return 1
-                last = self._last_log_line(name) if name != "nats-server" else ""
-                print(f"kambda: the {name} exited with code {code}{': ' + last if last else ''}; "
-                      f"restarting it in {delay:g} s (see {self.log_of(name)})", file=sys.stderr, flush=True)
-                if not await _unless_stopped(asyncio.create_task(asyncio.sleep(delay)), stop):
-                    return 0
-                restarting = asyncio.create_task(self.restart(name))
-                if not await _unless_stopped(restarting, stop):
-                    return 0
-                try:
-                    restarting.result()
-                except UpError as exc:
-                    print(f"kambda: {exc}", file=sys.stderr, flush=True)
-                    code = -1
-                    continue
-                print(f"kambda: the {name} is running again", flush=True)
-                break
+    def why(self, name: str) -> str:
+        """The last line a part logged (nats-server's log is its own: not read)."""
+        return self._last_log_line(name) if name != "nats-server" else ""
 
     async def stop(self) -> None:
         """Gateway and controller first (they drain), then NATS; everything within 10 s."""
@@ -300,19 +272,6 @@ class Platform:
         if self.nats_url:  # ours (a refused second kambda up must not remove the first one's)
             (self.options.state_dir / NATS_URL_FILE).unlink(missing_ok=True)
         self._lock.release()
-
-
-async def _unless_stopped(task: asyncio.Task[object], stop: asyncio.Event) -> bool:
-    """Wait for ``task``; False (and the task cancelled) if ``stop`` is set first."""
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if task.done():
-        return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, UpError):
-        await task
-    return False
 
 
 async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
@@ -342,7 +301,7 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
     print(f"  nats: {platform.nats_url}   (also in {options.state_dir / NATS_URL_FILE})", flush=True)
     stopping.cancel()
-    code = await platform.supervise(stop)
+    code = await supervise(platform, stop)
     print("kambda: stopping", flush=True)
     await platform.stop()
     return code
