@@ -42,6 +42,8 @@ _env_ids = itertools.count(1)
 LOG_FLUSH_S = 0.1
 #: ...or at once when they add up to this much (a NATS message stays well under max_payload).
 LOG_BATCH_BYTES = 512 * 1024
+#: A run still going this long before its start deadline tells its caller that it started.
+START_NOTICE_LEAD_S = 1.0
 #: Configuration fields that change how many environments run, not what runs in them.
 _SCALING_FIELDS = ("reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified",
                    "max_environments", "revision_id", "last_modified", "state", "state_reason",
@@ -319,6 +321,7 @@ class FunctionPool:
         logs.request_id.set(inv.request_id)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("run started", extra={"event": "run.started", "function": self.config.name})
+        notice = self._announce_start(inv)
         try:
             if slot.env is None or not slot.env.alive:
                 try:
@@ -329,13 +332,12 @@ class FunctionPool:
                                       function_error=True, dead=True, init_failed=True)
                     result = InvocationResult(request_id=inv.request_id, payload=outcome.payload,
                                               function_error="Unhandled", executed_version=slot.config.version)
+                    notice.cancel()
                     await self._reply(inv, result)
                     await self._free_again(slot, msg)
                     return outcome
             assert slot.env is not None
             env = slot.env
-            if inv.notify_start and inv.reply_to:
-                await self._nc.publish(inv.reply_to, b"", headers={"Kambda-Started": "1"})
             outcome, duration_ms = await env.invoke(inv)
             cold = env.cold
             output = env.take_output()
@@ -349,6 +351,7 @@ class FunctionPool:
             return Outcome(b"", dead=True)
         finally:
             slot.busy = False
+            notice.cancel()  # the result tells the caller as much
         if cold:
             self.cold_starts += 1
         text = self._framed_log(inv, output, duration_ms, memory, env.init_duration_ms if cold else 0.0)
@@ -367,6 +370,19 @@ class FunctionPool:
         await self._publish_log(inv, env, text)
         self._on_change()
         return outcome
+
+    def _announce_start(self, inv: Invocation) -> asyncio.Handle:
+        """Tell the caller that its run started, so that it does not answer 429 at the start deadline
+        while the run goes on. Only a run still going shortly before that deadline needs to say so
+        (the result of a shorter one comes first): the notice waits until then, and most runs
+        cancel it by finishing."""
+        loop = asyncio.get_running_loop()
+        if not (inv.notify_start and inv.reply_to):
+            return loop.call_soon(lambda: None)
+        lead_ms = START_NOTICE_LEAD_S * 1000
+        delay = max(0.0, (inv.start_deadline_ms - lead_ms) / 1000 - time.time()) if inv.start_deadline_ms else 0.0
+        return loop.call_later(delay, lambda: asyncio.ensure_future(
+            self._nc.publish(inv.reply_to, b"", headers={"Kambda-Started": "1"})))
 
     async def _reply(self, inv: Invocation, result: InvocationResult) -> None:
         """Send the result; a large one waits until the gateway fetches it (kambda/bus/flow.py), and
