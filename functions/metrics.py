@@ -49,9 +49,11 @@ class Metrics:
             ["function"], registry=self.registry)
 
         self.nats_disconnects = Counter(
-            "kambda_nats_disconnects", "Times the gateway's NATS connection was lost (a WARNING in its log "
-            "says why; the requests waiting for results were answered with an error at once).",
+            "kambda_nats_disconnects", "Times a NATS connection was lost: the gateway's, or the invokers' "
+            "(as they report); a WARNING in that part's log says why.", ["connection"],
             registry=self.registry)
+        for connection in ("gateway", "invokers"):
+            self.nats_disconnects.labels(connection)
 
     def invoked(self, function: str, version: str, outcome: str, seconds: float, cold: bool) -> None:
         key = (function, version, outcome)

@@ -143,7 +143,8 @@ def test_sixteen_concurrent_6_mb_calls_lose_nothing_and_hold_no_memory(platform)
     assert all(elapsed < 10 for _, elapsed in small_answers), max(small_answers, key=lambda a: a[1])
     nats_log = (platform.state_dir / "nats" / "nats.log").read_text(errors="replace")
     assert "Slow Consumer" not in nats_log
-    assert "kambda_nats_disconnects_total 0.0" in platform.metrics()
+    assert 'kambda_nats_disconnects_total{connection="gateway"} 0.0' in platform.metrics()
+    assert 'kambda_nats_disconnects_total{connection="invokers"} 0.0' in platform.metrics()
     # Payload buffers are given back once the calls are answered (they grew by 800 MB and stayed).
     grown = _services_rss_mb(platform) - before
     assert grown < 400, f"gateway and invoker grew by {grown} MB"
@@ -192,7 +193,7 @@ def test_a_request_whose_connection_dropped_is_answered_at_once_and_the_drop_is_
         assert answer[0][1] - killed < MARGIN_S + 3, "not answered at once"
         log = (platform.state_dir / "logs" / "gateway.log").read_text(errors="replace")
         assert '"level": "WARNING"' in log and "NATS connection of kambda-gateway lost (" in log
-        wait_for(lambda: "kambda_nats_disconnects_total 1.0" in platform.metrics(), timeout=30,
+        wait_for(lambda: 'kambda_nats_disconnects_total{connection="gateway"} 1.0' in platform.metrics(), timeout=30,
                  what="the disconnect in the gateway's metrics")
     finally:
         platform.stop()
