@@ -303,11 +303,11 @@ class Puller:
     Hand-rolled rather than nats-py's ``fetch`` (ARCHITECTURE.md measures why): each free slot
     holds one ``$JS.API.CONSUMER.MSG.NEXT`` request with this puller's inbox as reply, and when a
     slot finishes, its ack and its next pull go out as one ``+NXT`` message. ``free`` counts the
-    slots ready for work; the puller keeps that many pull requests outstanding, as far as the
-    connection's byte budget allows (kambda/bus/flow.py): a pull asks for one message of at most
-    ``SMALL_MESSAGE_BYTES``, and after the server said the next one is larger, of at most
-    ``MAX_PAYLOAD``. Each kind of pull has its own reply subject, so an answer tells which
-    reservation it ends.
+    slots ready for work; the puller keeps that many pull requests outstanding (kambda/bus/flow.py):
+    a pull asks for one message of at most ``SMALL_MESSAGE_BYTES``; after the server said the next
+    one is larger, one pull asks for at most ``MAX_PAYLOAD``, without waiting on the server, and
+    only while the connection's byte budget has room for it. Each kind of pull has its own reply
+    subject, so an answer tells which kind it ends.
     """
 
     def __init__(
@@ -322,7 +322,9 @@ class Puller:
 
         self._nc = nc
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._sizes = {"s": flow.SMALL_MESSAGE_BYTES, "b": MAX_PAYLOAD}
+        #: What each kind of pull reserves from the connection's budget: a small pull is bounded by
+        #: its max_bytes alone (one per free slot, thousands on an invoker of many functions).
+        self._sizes = {"s": 0, "b": MAX_PAYLOAD}
         # A large pull does not wait on the server: holding its bytes for a message that may never
         # come would starve the small pulls of every other function on this connection.
         self._requests = {kind: json.dumps(request).encode() for kind, request in (
@@ -362,7 +364,8 @@ class Puller:
         self.outstanding = max(0, self.outstanding - 1)
         if kind == "b":
             self._large = max(0, self._large - 1)
-        self._budget.give(self._sizes.get(kind, 0))
+        if self._sizes.get(kind):
+            self._budget.give(self._sizes[kind])
 
     async def stop(self) -> None:
         """Stop pulling. Pull requests already sent stay valid on the server until they expire, and
@@ -394,7 +397,7 @@ class Puller:
     def _reserve(self) -> str | None:
         """Reserve the next pull's bytes: its kind ("s" or "b"), or None (woken when bytes come back)."""
         kind = "b" if self._large > 0 else "s"
-        if self._budget.try_take(self._sizes[kind]):
+        if not self._sizes[kind] or self._budget.try_take(self._sizes[kind]):
             return kind
         self._budget.wait(self, self._wake)
         return None

@@ -5,15 +5,18 @@ connection (a "slow consumer") when the buffer passes ``max_pending``; whatever 
 pulled invocation or a result, is gone. A burst of large messages is enough: ten pulls answered
 with 6 MB invocations at once are 60 MB. So what a connection asks for is bounded in bytes:
 
-- every message it pulls from a stream (``Puller``) is pulled with a ``max_bytes`` reserved from
-  the connection's budget: ``SMALL_MESSAGE_BYTES`` for an ordinary pull, ``MAX_PAYLOAD`` once the
-  server has said the next message is larger (409 "Message Size Exceeds MaxBytes");
+- every message it pulls from a stream (``Puller``) is pulled with a ``max_bytes``: an ordinary
+  pull asks for at most ``SMALL_MESSAGE_BYTES``; once the server has said the next message is
+  larger (409 "Message Size Exceeds MaxBytes"), a pull of up to ``MAX_PAYLOAD`` goes out only with
+  that much reserved from the connection's budget, and does not wait on the server;
 - a result larger than ``SMALL_MESSAGE_BYTES`` is not pushed to the gateway that waits for it: the
   invoker announces its size, and the gateway fetches it when its budget has room
   (``kambda/bus/dispatch.py``).
 
-Small messages that are pushed (pull answers of up to ``SMALL_MESSAGE_BYTES``, small results,
-status lines) come on top of the budget; ``MAX_PENDING`` leaves them room. The budget is released
+Small messages (pull answers of up to ``SMALL_MESSAGE_BYTES``, small results, status lines) come
+on top of the budget, unreserved: an invoker of a thousand functions holds a thousand small pulls,
+and reserving 64 KiB for each would leave most of them without one. ``MAX_PENDING`` leaves them
+room: 8 MiB, a hundred and twenty-eight such messages arriving at the same instant. The budget is released
 when a message has arrived (it is then in this process, no longer in the server's buffer).
 """
 
