@@ -92,6 +92,13 @@ def test_a_stop_request_ends_supervision_at_once() -> None:
     assert code == 0 and part.restarts == 0
 
 
+def _answers(lam, name: str) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return json.loads(lam.invoke(FunctionName=name, Payload=b'{"n": 1}')["Payload"].read())
+    except Exception:
+        return None
+
+
 def _nats_pid(up_pid: int) -> int:
     for pid in descendants(up_pid):
         try:
@@ -139,6 +146,13 @@ def test_a_killed_gateway_controller_or_nats_server_is_restarted_and_calls_work_
             assert platform.proc.poll() is None, platform.logs()
         # The restarted gateway is where it was: the URL printed at start-up still answers.
         assert platform.get_json("/_kambda/health")[0] == 200
+        # And the registry still reaches the gateway: a new function, and new code of an old one.
+        fresh = unique("after")
+        lam.create_function(FunctionName=fresh, Runtime="python3.12", Handler="app.handler", Role="r",
+                            Code={"ZipFile": make_zip({"app.py": ECHO})})
+        wait_for(lambda: _answers(lam, fresh) == {"n": 1}, timeout=30, interval=0.2, what="the new function")
+        lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c):\n    return 2\n"}))
+        wait_for(lambda: _answers(lam, name) == 2, timeout=30, interval=0.2, what="the new code")
         tree = descendants(up)
     finally:
         code = platform.stop(timeout=20)
