@@ -214,7 +214,7 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     await server.stop(grace=2.0)
     if function_nats is not None:
         await function_nats.stop()
-    await nc.drain()
+    await bus.drain(nc)
     if kube is not None:
         kube.close()
     if lost.is_set():

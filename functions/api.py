@@ -322,12 +322,14 @@ class LambdaApi:
             if function.reserved_concurrency == 0:
                 self._throttled(inv.function, inv.version, reason)
                 raise errors.TooManyRequests("Rate Exceeded.", Reason=reason)
-            inv.notify_start = True
+        # The invoker says when the run starts, so a request that cannot start before its start
+        # deadline (the invoker drops it then) is answered 429 at that deadline, not after the
+        # function's timeout on top.
+        inv.notify_start = True
         inv.start_deadline_ms = inv.enqueued_ms + int(queue_wait * 1000)
         try:
             result = await self._dispatcher.invoke(
-                inv, queue_wait + config.timeout + RESULT_MARGIN_S,
-                start_wait_s=queue_wait if inv.notify_start else None, throttle_reason=reason)
+                inv, queue_wait + config.timeout + RESULT_MARGIN_S, start_wait_s=queue_wait, throttle_reason=reason)
         except errors.TooManyRequests as exc:
             self._throttled(inv.function, inv.version, str(exc.extra.get("Reason", reason)))
             raise

@@ -48,6 +48,13 @@ class Metrics:
             "kambda_function_environments", "Execution environments alive, as the invokers report.",
             ["function"], registry=self.registry)
 
+        self.nats_disconnects = Counter(
+            "kambda_nats_disconnects", "Times a NATS connection was lost: the gateway's, or the invokers' "
+            "(as they report); a WARNING in that part's log says why.", ["connection"],
+            registry=self.registry)
+        for connection in ("gateway", "invokers"):
+            self.nats_disconnects.labels(connection)
+
     def invoked(self, function: str, version: str, outcome: str, seconds: float, cold: bool) -> None:
         key = (function, version, outcome)
         children = self._children.get(key)

@@ -64,7 +64,7 @@ async def serve(settings: GatewaySettings) -> None:
     await stop.wait()
     log.info("gateway stopping")
     await app_runner.cleanup()
-    await nc.drain()
+    await bus.drain(nc)
 
 
 def main() -> None:

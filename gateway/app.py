@@ -106,6 +106,11 @@ class Gateway:
         self._cache = RegistryCache(self._js, self._arns)
         self._http = HttpConfig(self._js)
         self._dispatcher = Dispatcher(nc, self._activate, self._on_scale)
+        watch = bus.watch_of(nc)
+        if watch is not None:
+            watch.listeners.append(lambda reason: self.metrics.nats_disconnects.labels("gateway").inc())
+        #: The disconnects each invoker last reported (its stats carry its running total).
+        self._invoker_disconnects: dict[str, int] = {}
         self._environments: dict[str, dict[tuple[str, str], int]] = {}
         self._gauged: set[str] = set()  # functions the environments gauge has a series for
         self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version
@@ -197,6 +202,10 @@ class Gateway:
         stats = InvokerStats.FromString(msg.data)
         self._environments[stats.invoker_id] = {(f.function, f.version): f.environments
                                                 for f in stats.functions}
+        lost = stats.nats_disconnects - self._invoker_disconnects.get(stats.invoker_id, 0)
+        if lost > 0:
+            self._invoker_disconnects[stats.invoker_id] = stats.nats_disconnects
+            self.metrics.nats_disconnects.labels("invokers").inc(lost)
         totals: dict[str, int] = {}
         for per_invoker in self._environments.values():
             for (function, _), count in per_invoker.items():
@@ -234,6 +243,7 @@ class Gateway:
     async def function_logs(self, request: web.Request) -> web.StreamResponse:
         """Recent log records of a function as NDJSON; ``follow=true`` keeps streaming new ones."""
         ref = parse_function(request.match_info["name"])
+        await self._cache.resolve(ref.name, ref.qualifier)  # ResourceNotFound for a function that is not there
         try:
             limit = max(1, min(10_000, int(request.query.get("limit", "100"))))
         except ValueError:

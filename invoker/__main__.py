@@ -49,7 +49,7 @@ async def serve(settings: InvokerSettings) -> None:
     settings.ready_file.unlink(missing_ok=True)
     await host.drain(settings.drain_timeout)
     await host.stop()
-    await nc.drain()
+    await bus.drain(nc)
 
 
 def main() -> None:

@@ -437,6 +437,7 @@ class Environment:
                 self._watchdog = None
             self.served += 1
             self._current = None
+            self._outcome = None  # its payload goes with the caller, not held here until the next run
 
     def _timed_out(self, timeout: float) -> Outcome:
         if self.proc is not None:

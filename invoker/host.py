@@ -58,6 +58,9 @@ class InvokerHost:
 
     async def start(self) -> None:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
+        watch = bus.watch_of(self._nc)
+        if watch is not None:  # the next stats (sent once the connection is back) carry the count
+            watch.listeners.append(lambda reason: self._stats_due.set())
         if self._sandbox is not None:
             await asyncio.to_thread(self._sandbox.prepare)
         else:
@@ -188,8 +191,10 @@ class InvokerHost:
                 log.info("dropped code package %s: superseded and no longer running", sha[:12])
 
     async def _publish_stats(self, hello: bool = False) -> None:
+        watch = bus.watch_of(self._nc)
         stats = InvokerStats(invoker_id=self._settings.invoker_id, time_ms=int(time.time() * 1000),
                              assign_key=self._assign_key,
-                             hello=hello, functions=[p.stats() for p in self._pools.values()])
+                             hello=hello, functions=[p.stats() for p in self._pools.values()],
+                             nats_disconnects=watch.disconnects if watch is not None else 0)
         with contextlib.suppress(Exception):
             await self._nc.publish(bus.STATS_SUBJECT, stats.SerializeToString())

@@ -37,6 +37,7 @@ from invoker.runtimes import EntrypointError
 from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote
 from kambda import bus, logs
+from kambda.bus import flow
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult, LogBatch, LogRecord
 from kambda.v1.invoker_pb2 import FunctionStats
@@ -48,6 +49,8 @@ _env_ids = itertools.count(1)
 LOG_FLUSH_S = 0.1
 #: ...or at once when they add up to this much (a NATS message stays well under max_payload).
 LOG_BATCH_BYTES = 512 * 1024
+#: A run still going this long before its start deadline tells its caller that it started.
+START_NOTICE_LEAD_S = 1.0
 #: Configuration fields that change how many environments run, not what runs in them.
 _SCALING_FIELDS = ("reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified",
                    "max_environments", "revision_id", "last_modified", "state", "state_reason",
@@ -233,8 +236,10 @@ class FunctionPool:
                 if msg is None:
                     break
                 outcome = await self._serve(slot, msg)
-                if outcome is not None and outcome.dead:
-                    eager = not outcome.init_failed
+                dead, init_failed = (outcome.dead, outcome.init_failed) if outcome is not None else (False, False)
+                msg = outcome = None  # an idle slot holds no payload (6 MB each, ten slots a function)
+                if dead:
+                    eager = not init_failed
                     if slot.env is not None:
                         await slot.env.stop()
                         slot.env = None
@@ -326,6 +331,7 @@ class FunctionPool:
         logs.request_id.set(inv.request_id)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("run started", extra={"event": "run.started", "function": self.config.name})
+        notice = self._announce_start(inv)
         try:
             if slot.env is None or not slot.env.alive:
                 try:
@@ -336,13 +342,12 @@ class FunctionPool:
                                       function_error=True, dead=True, init_failed=True)
                     result = InvocationResult(request_id=inv.request_id, payload=outcome.payload,
                                               function_error="Unhandled", executed_version=slot.config.version)
+                    notice.cancel()
                     await self._reply(inv, result)
                     await self._free_again(slot, msg)
                     return outcome
             assert slot.env is not None
             env = slot.env
-            if inv.notify_start and inv.reply_to:
-                await self._nc.publish(inv.reply_to, b"", headers={"Kambda-Started": "1"})
             outcome, duration_ms = await env.invoke(inv)
             cold = env.cold
             output = env.take_output()
@@ -356,6 +361,7 @@ class FunctionPool:
             return Outcome(b"", dead=True)
         finally:
             slot.busy = False
+            notice.cancel()  # the result tells the caller as much
         if cold:
             self.cold_starts += 1
         text = self._framed_log(inv, output, duration_ms, memory, env.init_duration_ms if cold else 0.0)
@@ -375,9 +381,24 @@ class FunctionPool:
         self._on_change()
         return outcome
 
+    def _announce_start(self, inv: Invocation) -> asyncio.Handle:
+        """Tell the caller that its run started, so that it does not answer 429 at the start deadline
+        while the run goes on. Only a run still going shortly before that deadline needs to say so
+        (the result of a shorter one comes first): the notice waits until then, and most runs
+        cancel it by finishing."""
+        loop = asyncio.get_running_loop()
+        if not (inv.notify_start and inv.reply_to):
+            return loop.call_soon(lambda: None)
+        lead_ms = START_NOTICE_LEAD_S * 1000
+        delay = max(0.0, (inv.start_deadline_ms - lead_ms) / 1000 - time.time()) if inv.start_deadline_ms else 0.0
+        return loop.call_later(delay, lambda: asyncio.ensure_future(
+            self._nc.publish(inv.reply_to, b"", headers={"Kambda-Started": "1"})))
+
     async def _reply(self, inv: Invocation, result: InvocationResult) -> None:
+        """Send the result; a large one waits until the gateway fetches it (kambda/bus/flow.py), and
+        this slot takes no new work meanwhile."""
         if inv.reply_to:
-            await self._nc.publish(inv.reply_to, result.SerializeToString())
+            await flow.send(self._nc, inv.reply_to, result.SerializeToString())
 
     def _framed_log(self, inv: Invocation, output: bytes, duration_ms: float, memory_mb: int,
                     init_ms: float) -> str:

@@ -60,8 +60,10 @@ class Platform:
     """A running `kambda up` (real nats-server, controller, invoker and gateway processes)."""
 
     def __init__(self, state_dir: Path, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, own_session: bool = False) -> None:
         self.state_dir = state_dir
+        #: Run in a session of its own, so that a test can signal its process group as a terminal's Ctrl-C does.
+        self.own_session = own_session
         self.extra_args = extra_args or []
         # Run as root, kambda sandboxes functions (invoker/sandbox.py), and a sandboxed function cannot
         # reach pytest's private tmp_path where many tests keep the ledgers their functions write;
@@ -76,6 +78,7 @@ class Platform:
             [sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir", str(self.state_dir),
              *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=REPO,
+            start_new_session=self.own_session,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from kambda.cli.main import parser
 from tests.conftest import REPO, unique, wait_for
 
 
@@ -123,3 +124,89 @@ def test_top_adds_up_the_versions_of_a_function() -> None:
     snap = parse(text, at=0.0)
     assert snap.invocations == {("f", "success"): 7.0}
     assert snap.buckets["f"] == {0.01: 7.0, float("inf"): 7.0}
+
+
+def test_logs_of_an_unknown_function_is_resource_not_found(platform) -> None:
+    done = kambda(platform, "logs", unique("nosuch"))
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kambda: ResourceNotFoundException: Function not found"), lines
+
+
+def test_deploying_a_package_without_the_handler_module_warns(platform, tmp_path) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    name = unique("nohandler")
+    done = kambda(platform, "deploy", str(code), "--name", name)  # the default handler is app.handler
+    assert done.returncode == 0, done.stderr
+    assert "warning: the package has no app.py" in done.stderr and "Runtime.ImportModuleError" in done.stderr
+    good = kambda(platform, "deploy", str(code), "--name", name, "--handler", "main.handler")
+    assert good.returncode == 0 and good.stderr == "", good.stderr
+    assert kambda(platform, "invoke", name).stdout.strip() == "1"
+    kambda(platform, "rm", name)
+
+
+def test_a_refused_deploy_to_an_existing_function_changes_nothing(platform, tmp_path) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return 'first'\n")
+    name = unique("atomic")
+    assert kambda(platform, "deploy", str(code), "--name", name).returncode == 0
+    (code / "app.py").write_text("def handler(event, context):\n    return 'second'\n")
+    refused = kambda(platform, "deploy", str(code), "--name", name, "--memory", "5")
+    assert refused.returncode == 1 and "InvalidParameterValueException" in refused.stderr, refused.stderr
+    assert json.loads(kambda(platform, "invoke", name).stdout) == "first"
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    refused = kambda(platform, "deploy", str(broken), "--name", name, "--timeout", "9")
+    assert refused.returncode == 1, refused.stderr
+    listed = json.loads(kambda(platform, "ls", "--output", "json").stdout)
+    assert [f["Timeout"] for f in listed if f["FunctionName"] == name] == [3]
+    kambda(platform, "rm", name)
+
+
+def test_version_and_help_for_every_option_of_up(platform) -> None:
+    done = subprocess.run([sys.executable, "-m", "kambda.cli", "--version"], capture_output=True, text=True,
+                          timeout=30, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.startswith("kambda 0."), done
+    up = next(action for action in parser()._actions if action.dest == "command").choices["up"]  # noqa: SLF001
+    options = {action.option_strings[-1]: action.help for action in up._actions}  # noqa: SLF001
+    assert "--port" in options and "--state-dir" in options
+    assert [option for option, text in options.items() if not text] == []
+
+
+def test_listings_are_whole_when_piped_and_json_on_request(platform, tmp_path) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    name = unique("a-function-named-long-enough-to-be-cut-at-80")
+
+    def narrow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kambda.cli", "--endpoint", platform.url, *args],
+                              capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "80"})
+
+    deployed = narrow("deploy", str(code), "--name", name)
+    assert deployed.returncode == 0
+    assert len(deployed.stdout.splitlines()) == 1 and "sha256" in deployed.stdout, deployed.stdout
+    assert json.loads(narrow("status", name).stdout)["function"] == name
+    listing = narrow("ls")
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert rows[0][:3] == ["Name", "Runtime", "Handler"] and "│" not in listing.stdout
+    assert [name, "python3.12", "app.handler", "128", "MB", "3", "s"] in [row[:7] for row in rows], listing.stdout
+    listed = json.loads(kambda(platform, "ls", "--output", "json").stdout)
+    assert [f["Handler"] for f in listed if f["FunctionName"] == name] == ["app.handler"]
+    kambda(platform, "rm", name)
+
+
+def test_a_large_upload_says_how_it_goes(platform, tmp_path) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    (code / "blob.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+    name = unique("big")
+    done = kambda(platform, "deploy", str(code), "--name", name)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"kambda: uploading {name} (5.") and lines[1].startswith("kambda: uploaded 5."), lines
+    kambda(platform, "rm", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import pytest
 
 from kambda.procs import descendants
-from tests.conftest import REPO, Platform, invoke_json, make_zip, unique, wait_for
+from tests.conftest import REPO, Platform, free_port, invoke_json, make_zip, unique, wait_for
 
 COUNTER = "count = 0\ndef handler(event, context):\n    global count\n    count += 1\n    return count\n"
 
@@ -163,3 +165,71 @@ def test_unwritable_state_dir_is_a_one_line_error(tmp_path) -> None:
 def test_bad_arguments_are_refused(args: list[str], tmp_path) -> None:
     done = run_up([*args, "--state-dir", str(tmp_path)])
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_a_second_kambda_up_on_the_same_state_dir_is_refused_naming_the_first(tmp_path) -> None:
+    first = Platform(tmp_path / "state").start()
+    try:
+        assert first.proc is not None
+        second = subprocess.Popen([sys.executable, "-m", "kambda.cli", "up", "--port", "0", "--state-dir",
+                                   str(tmp_path / "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=REPO, env=first.env)
+        try:
+            out, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            out, err = second.communicate()
+            raise AssertionError(f"the second kambda up started on a live state dir:\n{out}{err}") from None
+        assert second.returncode == 1, out + err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"pid {first.proc.pid}" in lines[0] and "in use" in lines[0], err
+        assert "ready" not in out
+        assert first.get_json("/_kambda/health")[0] == 200  # the first one is untouched
+    finally:
+        assert first.stop() == 0
+    # Once the first has stopped, the state dir is free again.
+    again = Platform(tmp_path / "state").start()
+    assert again.stop() == 0
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_traceback_in_any_log(tmp_path) -> None:
+    platform = Platform(tmp_path / "state", own_session=True).start()
+    lam = platform.lambda_client()
+    name = unique("ctrlc")
+    create_counter(lam, name)
+    assert invoke_json(lam, name)[1] == 1
+    assert platform.proc is not None
+    tree = descendants(platform.proc.pid)
+    # A Ctrl-C in a terminal signals its whole foreground process group, not only kambda up.
+    os.killpg(platform.proc.pid, signal.SIGINT)
+    assert platform.proc.wait(20) == 0
+    platform.stop()
+    wait_for(lambda: not any(alive(pid) for pid in tree), timeout=10, what="every child to exit")
+    logs = {path.name: path.read_text(errors="replace") for path in (tmp_path / "state").rglob("*.log")}
+    assert {"controller.log", "gateway.log"} <= set(logs)
+    dirty = {name: text[-3000:] for name, text in logs.items() if "Traceback" in text or "Error" in text}
+    assert dirty == {}, dirty
+
+
+def test_kambda_up_says_where_nats_listens_and_takes_a_fixed_nats_port(tmp_path) -> None:
+    port = free_port()
+    platform = Platform(tmp_path / "state", ["--nats-port", str(port)]).start()
+    try:
+        assert platform.proc is not None and platform.proc.stdout is not None
+        url = f"nats://127.0.0.1:{port}"
+        line = platform.proc.stdout.readline()  # the lines after the ready line
+        while line and not line.startswith("  nats:"):
+            line = platform.proc.stdout.readline()
+        assert line.split()[:2] == ["nats:", url], line
+        assert (tmp_path / "state" / "nats.url").read_text().strip() == url
+
+        async def publish() -> None:
+            nc = await nats.connect(url)
+            await nc.publish("kambda.test", b"hello")
+            await nc.flush(5)
+            await nc.close()
+
+        asyncio.run(publish())
+    finally:
+        assert platform.stop() == 0
+    assert not (tmp_path / "state" / "nats.url").exists()

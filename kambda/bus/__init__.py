@@ -29,9 +29,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -128,23 +132,84 @@ def scale_subject(function: str) -> str:
     return f"kambda.scale.{function}"
 
 
+class ConnectionWatch:
+    """What happened to one service's NATS connection: every loss is a WARNING with its reason,
+    is counted (``disconnects``, exported as ``kambda_nats_disconnects_total``), and is told to the
+    listeners (a dispatcher fails the requests whose results can no longer reach it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.disconnects = 0
+        self.last_error = ""
+        self.listeners: list[Callable[[str], None]] = []
+        self.nc: NATS | None = None
+
+    async def error(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("NATS connection of %s: %s", self.name, self.last_error)
+
+    async def disconnected(self) -> None:
+        if self.nc is not None and (self.nc.is_closed or self.nc.is_draining):
+            return  # this service is shutting down: closing is no loss
+        self.disconnects += 1
+        reason = self.last_error or "closed by the server"
+        self.last_error = ""
+        log.warning("NATS connection of %s lost (%s); reconnecting", self.name, reason)
+        for listener in list(self.listeners):
+            try:
+                listener(reason)
+            except Exception:
+                log.exception("a listener of %s's disconnect failed", self.name)
+
+    async def reconnected(self) -> None:
+        log.warning("NATS connection of %s is back", self.name)
+
+
+_watches: weakref.WeakKeyDictionary[NATS, ConnectionWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(nc: NATS) -> ConnectionWatch | None:
+    """The watch of a connection made by :func:`connect` (None for one made otherwise)."""
+    return _watches.get(nc)
+
+
 async def connect(url: str, name: str, creds: str = "", **options: object) -> NATS:
     """Connect with the reconnect behaviour every kambda service wants, logged in with the
-    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous)."""
+    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous); losses are logged
+    and counted."""
     if creds:
         from kambda.bus import identities
 
         login = identities.read(creds)
         options = {"user": login["user"], "password": login["password"],
                    **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
-    return await nats.connect(
+    watch = ConnectionWatch(name)
+    nc = await nats.connect(
         servers=[url],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        error_cb=watch.error,
+        disconnected_cb=watch.disconnected,
+        reconnected_cb=watch.reconnected,
         **options,  # type: ignore[arg-type]
     )
+    watch.nc = nc
+    _watches[nc] = watch
+    return nc
+
+
+async def drain(nc: NATS) -> None:
+    """Drain a service's connection on shutdown; one that is down already (the server stopped first,
+    or is restarting) is closed instead, with a line in the log rather than a traceback."""
+    try:
+        await nc.drain()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError,
+            nats.errors.FlushTimeoutError, TimeoutError) as exc:
+        log.info("NATS connection not drained (%s): closed", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
@@ -258,7 +323,11 @@ class Puller:
     Hand-rolled rather than nats-py's ``fetch`` (ARCHITECTURE.md measures why): each free slot
     holds one ``$JS.API.CONSUMER.MSG.NEXT`` request with this puller's inbox as reply, and when a
     slot finishes, its ack and its next pull go out as one ``+NXT`` message. ``free`` counts the
-    slots ready for work; the puller keeps exactly that many pull requests outstanding.
+    slots ready for work; the puller keeps that many pull requests outstanding (kambda/bus/flow.py):
+    a pull asks for one message of at most ``SMALL_MESSAGE_BYTES``; after the server said the next
+    one is larger, one pull asks for at most ``MAX_PAYLOAD``, without waiting on the server, and
+    only while the connection's byte budget has room for it. Each kind of pull has its own reply
+    subject, so an answer tells which kind it ends.
     """
 
     def __init__(
@@ -269,9 +338,19 @@ class Puller:
         on_message: Callable[[Msg], Awaitable[None]],
         expires_s: float = PULL_EXPIRES_S,
     ) -> None:
+        from kambda.bus import flow  # flow needs this module's constants
+
         self._nc = nc
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._request = json.dumps({"batch": 1, "expires": int(expires_s * 1e9)}).encode()
+        #: What each kind of pull reserves from the connection's budget: a small pull is bounded by
+        #: its max_bytes alone (one per free slot, thousands on an invoker of many functions).
+        self._sizes = {"s": 0, "b": MAX_PAYLOAD}
+        # A large pull does not wait on the server: holding its bytes for a message that may never
+        # come would starve the small pulls of every other function on this connection.
+        self._requests = {kind: json.dumps(request).encode() for kind, request in (
+            ("s", {"batch": 1, "expires": int(expires_s * 1e9), "max_bytes": flow.SMALL_MESSAGE_BYTES}),
+            ("b", {"batch": 1, "max_bytes": MAX_PAYLOAD, "no_wait": True}))}
+        self._budget = flow.budget_of(nc)
         self._on_message = on_message
         self._inbox = nc.new_inbox()
         self._sub: object | None = None
@@ -279,9 +358,34 @@ class Puller:
         self._expires_s = expires_s
         self.free = 0
         self.outstanding = 0
+        #: Large messages the server said are next: that many pulls ask for MAX_PAYLOAD.
+        self._large = 0
+        #: When each outstanding pull went out, by kind, oldest first (answers come in that order).
+        self._issued: dict[str, deque[float]] = {"s": deque(), "b": deque()}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._receive)
+        self._sweeper = asyncio.get_running_loop().call_later(self._expires_s, self._sweep)
+
+    def _sweep(self) -> None:
+        """A pull the server never answered, not even with its expiry (it lost the pull request in a
+        restart, say), is written off: it no longer counts as outstanding nor holds bytes."""
+        lost_before = time.monotonic() - 2 * self._expires_s - 1.0
+        for kind, issued in self._issued.items():
+            while issued and issued[0] < lost_before:
+                issued.popleft()
+                self._ended(kind)
+        if not self._stopped:
+            self._sweeper = asyncio.get_running_loop().call_later(self._expires_s, self._sweep)
+            asyncio.ensure_future(self._top_up())
+
+    def _ended(self, kind: str) -> None:
+        self.outstanding = max(0, self.outstanding - 1)
+        if kind == "b":
+            self._large = max(0, self._large - 1)
+        if self._sizes.get(kind):
+            self._budget.give(self._sizes[kind])
 
     async def stop(self) -> None:
         """Stop pulling. Pull requests already sent stay valid on the server until they expire, and
@@ -291,6 +395,9 @@ class Puller:
             return
         self._stopped = True
         self.free = 0
+        self._budget.forget(self)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         sub = self._sub
         if sub is not None and self.outstanding:
             asyncio.get_running_loop().call_later(self._expires_s + 1.0,
@@ -307,24 +414,49 @@ class Puller:
         self.free += n
         await self._top_up()
 
+    def _reserve(self) -> str | None:
+        """Reserve the next pull's bytes: its kind ("s" or "b"), or None (woken when bytes come back)."""
+        kind = "b" if self._large > 0 else "s"
+        if not self._sizes[kind] or self._budget.try_take(self._sizes[kind]):
+            return kind
+        self._budget.wait(self, self._wake)
+        return None
+
+    def _wake(self) -> None:
+        asyncio.ensure_future(self._top_up())
+
     async def _top_up(self) -> None:
         while not self._stopped and self._sub is not None and self.outstanding < self.free:
+            kind = self._reserve()
+            if kind is None:
+                return
             self.outstanding += 1
-            await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
+            self._issued[kind].append(time.monotonic())
+            await self._nc.publish(self._next_subject, self._requests[kind], reply=f"{self._inbox}.{kind}")
 
     async def _receive(self, msg: Msg) -> None:
+        kind = msg.subject.rsplit(".", 1)[1]
         status = msg.headers.get("Status") if msg.headers else None
+        if status == "100":
+            return  # a heartbeat: the pull is still outstanding
+        # Any other answer ends one pull request: its reservation goes back (a message that came
+        # is in this process now, no longer queued for it on the server).
+        issued = self._issued.get(kind)
+        if issued:  # else written off by the sweep already (or not one of this puller's subjects)
+            issued.popleft()
+            self._ended(kind)
         if status is not None:
             # 404/408: the pull request ended without a message; 409: the server refused it
-            # (consumer deleted, too many waiting). Either way one pull is no longer outstanding.
-            self.outstanding = max(0, self.outstanding - 1)
-            if status in ("404", "408"):
+            # (the next message is larger than it asked for; consumer deleted, too many waiting).
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            if status == "409" and "MaxBytes" in description:
+                self._large += 1
                 await self._top_up()
-            elif status != "100":
-                log.warning("pull on %s refused: %s %s", self._next_subject, status,
-                            msg.headers.get("Description") if msg.headers else "")
+            elif status in ("404", "408"):
+                await self._top_up()
+            else:
+                log.warning("pull on %s refused: %s %s", self._next_subject, status, description)
             return
-        self.outstanding = max(0, self.outstanding - 1)
         if self._stopped or self.free <= 0:
             await nak(self._nc, msg)
             return
@@ -335,9 +467,13 @@ class Puller:
         """Acknowledge a finished message; if its slot is free again, pull the next in the same write."""
         if free_again:
             self.free += 1
+        kind = None
         if free_again and not self._stopped and self._sub is not None and self.outstanding < self.free:
+            kind = self._reserve()
+        if kind is not None:
             self.outstanding += 1
-            await self._nc.publish(msg.reply, b"+NXT " + self._request, reply=self._inbox)
+            self._issued[kind].append(time.monotonic())
+            await self._nc.publish(msg.reply, b"+NXT " + self._requests[kind], reply=f"{self._inbox}.{kind}")
         else:
             await self._nc.publish(msg.reply, b"+ACK")
         await self._top_up()

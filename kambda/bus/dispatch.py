@@ -4,6 +4,11 @@ controller's asynchronous-event poller, both use it).
 One wildcard subscription serves every request of this gateway: each request gets a token, its
 JetStream publish acknowledgement comes back on ``<inbox>.a.<token>`` and its result on
 ``<inbox>.r.<token>``. The publish and the wait thus cost one write and no extra round trip.
+A result larger than a small message is announced there instead, and fetched (on
+``<inbox>.f.<token>``) when this connection's byte budget has room (kambda/bus/flow.py): sixteen
+6 MB results finishing at once must not pile up in nats-server's buffer for this connection.
+When the connection is lost, every request waiting here is answered with an error at once (its
+result, sent meanwhile, is gone).
 
 The dispatcher also decides when to nudge the controller (Activate): when this gateway has more
 requests in flight for a function than the environments the controller last said it wants. The
@@ -20,12 +25,14 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from kambda import bus
 from kambda.aws import errors
+from kambda.bus import flow
 from kambda.v1.invocation_pb2 import Invocation, InvocationResult
 from kambda.v1.invoker_pb2 import ScaleEvent
 
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 #: A function whose demand stays above what the controller grants is nudged again at most this often.
 RENUDGE_S = 1.0
+#: How long past a request's start deadline the gateway still listens for the invoker's "started".
+START_GRACE_S = 0.25
 Activate = Callable[[str, str, int], Awaitable[int]]
 
 
@@ -56,12 +65,33 @@ class Dispatcher:
         #: When the controller last heard of this key's demand, and how much it was.
         self._told: dict[Key, tuple[float, int]] = {}
         self._subs: list[object] = []
+        self._budget = flow.budget_of(nc)
+        #: Large results being fetched, by token.
+        self._fetching: dict[str, asyncio.Future[bytes]] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._subs.append(await self._nc.subscribe(f"{self._prefix}.>", cb=self._on_reply))
         self._subs.append(await self._nc.subscribe("kambda.scale.*", cb=self._on_scale))
+        watch = bus.watch_of(self._nc)
+        if watch is not None:
+            watch.listeners.append(self.connection_lost)
+
+    def connection_lost(self, reason: str) -> None:
+        """The bus connection dropped: results on their way here are lost, so every waiting request
+        is answered now rather than at its deadline."""
+        waiting = [fut for fut in self._waiting.values() if not fut.done()]
+        for fut in waiting:
+            fut.set_exception(errors.ServiceError(f"The connection to the invocation queue was lost ({reason})"))
+        if waiting:
+            log.warning("answered %d waiting requests with an error: the NATS connection was lost", len(waiting))
 
     async def stop(self) -> None:
+        watch = bus.watch_of(self._nc)
+        if watch is not None and self.connection_lost in watch.listeners:
+            watch.listeners.remove(self.connection_lost)
+        for task in list(self._fetches):
+            task.cancel()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()  # type: ignore[attr-defined]
@@ -109,7 +139,10 @@ class Dispatcher:
                                    reply=f"{self._prefix}.a.{token}")
             self._admit(key)
             if started is not None and start_wait_s is not None:
-                await asyncio.wait({started, result}, timeout=start_wait_s, return_when=asyncio.FIRST_COMPLETED)
+                # The invoker drops the run at its start deadline; a start just before it is
+                # announced a moment later, and must not be answered 429 while it runs.
+                await asyncio.wait({started, result}, timeout=start_wait_s + START_GRACE_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if not started.done() and not result.done():
                     raise throttled()
             timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled()))
@@ -131,6 +164,14 @@ class Dispatcher:
             if started is not None and not started.done():
                 started.set_result(None)
             return
+        if kind == "r" and msg.headers and msg.headers.get(flow.SIZE_HEADER):
+            self._fetch_later(token, msg)
+            return
+        if kind == "f":
+            arrived = self._fetching.get(token)
+            if arrived is not None and not arrived.done():
+                arrived.set_result(msg.data)
+            return
         if kind == "r":
             fut = self._waiting.get(token)
             if fut is not None and not fut.done():
@@ -148,6 +189,54 @@ class Dispatcher:
             fut.set_exception(failure)
         elif token in self._acks:
             fut.set_result(None)  # type: ignore[arg-type]
+
+    # -- large results -----------------------------------------------------------------------
+
+    def _fetch_later(self, token: str, notice: Msg) -> None:
+        waiter = self._waiting.get(token)
+        if waiter is None or waiter.done() or not notice.reply:
+            if notice.reply:  # nobody waits: the invoker need not hold the result any longer
+                task = asyncio.ensure_future(self._nc.publish(notice.reply, b"", headers={flow.GONE_HEADER: "1"}))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
+            return
+        size = int(notice.headers.get(flow.SIZE_HEADER, "0")) if notice.headers else 0
+        fetch = asyncio.create_task(self._fetch(token, notice.reply, size, waiter))
+        self._fetches.add(fetch)
+        fetch.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, token: str, subject: str, size: int, waiter: asyncio.Future[InvocationResult]) -> None:
+        """Fetch a large result once the budget has room for it (or give up when its waiter is done)."""
+        loop = asyncio.get_running_loop()
+        key = object()
+        while not self._budget.try_take(size):
+            room = loop.create_future()
+            self._budget.wait(key, lambda room=room: room.done() or room.set_result(None))  # type: ignore[misc]
+            either: set[asyncio.Future[Any]] = {room, waiter}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                self._budget.forget(key)
+                await self._nc.publish(subject, b"", headers={flow.GONE_HEADER: "1"})
+                return
+        arrived: asyncio.Future[bytes] = loop.create_future()
+        self._fetching[token] = arrived
+        try:
+            await self._nc.publish(subject, b"", reply=f"{self._prefix}.f.{token}")
+            both: set[asyncio.Future[Any]] = {arrived, waiter}
+            done, _ = await asyncio.wait(both, timeout=flow.OFFER_WAIT_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                return
+            if arrived not in done:
+                waiter.set_exception(errors.ServiceError("The invocation's result did not arrive"))
+                return
+            try:
+                waiter.set_result(InvocationResult.FromString(arrived.result()))
+            except Exception:
+                waiter.set_exception(errors.ServiceError("Undecodable invocation result"))
+        finally:
+            self._fetching.pop(token, None)
+            self._budget.give(size)
 
     # -- activation --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kambda import procs
 from kambda.bus import MAX_PAYLOAD, identities
+from kambda.bus.flow import MAX_PENDING
 
 
 class NatsServerError(RuntimeError):
@@ -49,7 +50,7 @@ def write_config(state_dir: Path, host: str = "127.0.0.1", port: int = -1,
         f'listen: "{host}:{port}"\n'
         f'server_name: "kambda"\n'
         f"max_payload: {MAX_PAYLOAD}\n"
-        f"max_pending: {4 * MAX_PAYLOAD}\n"
+        f"max_pending: {MAX_PENDING}\n"  # what flow control lets be on its way to one connection
         f'ports_file_dir: "{run_dir}"\n'
         "jetstream {\n"
         f'  store_dir: "{state_dir / "jetstream"}"\n'
@@ -79,8 +80,11 @@ class NatsServer:
         config = write_config(self.state_dir, self.host, self.port, self.logins)
         log_path = self.state_dir / "nats.log"
         with open(log_path, "ab") as log_file:
+            # A group of its own: a terminal's Ctrl-C must not stop it before the services that
+            # drain through it (kambda up stops it last).
             self.proc = await procs.spawn(
-                [find_binary(), "-c", str(config)], stdout=log_file.fileno(), stderr=log_file.fileno()
+                [find_binary(), "-c", str(config)], own_group=True, stdout=log_file.fileno(),
+                stderr=log_file.fileno()
             )
         ports_file = self.state_dir / "run" / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import sys
@@ -18,6 +19,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,8 @@ from kambda.settings import state_dir
 DEFAULT_ENDPOINT = "http://127.0.0.1:8042"
 API = "/2015-03-31/functions"
 
-out = Console()
+#: Lines are never broken at the terminal's width (a piped line stays one line).
+out = Console(soft_wrap=True)
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -125,7 +129,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = UpOptions(host=args.host, port=args.port, state_dir=Path(args.state_dir).expanduser(),
                         scale_to_zero_after=args.scale_to_zero_after, routes_file=routes,
                         credentials=Path(args.credentials).expanduser() if args.credentials else None,
-                        insecure=args.insecure, workers=args.workers)
+                        insecure=args.insecure, workers=args.workers, nats_port=args.nats_port)
     return up_main(options)
 
 
@@ -147,10 +151,36 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def missing_handler_module(package: bytes, handler: str, runtime: str) -> str | None:
+    """The file a handler's module should be in, when the package has no such file (None: it has,
+    or kambda cannot tell for this runtime or package)."""
+    module, _, _ = handler.rpartition(".")
+    if not module:
+        return None
+    if runtime.startswith("python"):
+        base = module.replace(".", "/")
+        candidates = [f"{base}.py", f"{base}/__init__.py"]
+    elif runtime.startswith("nodejs"):
+        candidates = [f"{module}{ext}" for ext in (".js", ".mjs", ".cjs")]
+    else:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(package)) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return None  # the gateway says what is wrong with it
+    return None if any(c in names for c in candidates) else candidates[0]
+
+
+#: A package larger than this gets a progress line while it uploads.
+PROGRESS_BYTES = 4 * 1024 * 1024
+
+
 def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
     path = Path(args.path)
     name = args.name or (path.stem if path.is_file() else path.resolve().name)
-    zip_b64 = base64.b64encode(_package(path)).decode()
+    package = _package(path)
+    zip_b64 = base64.b64encode(package).decode()
     settings: dict[str, Any] = {}
     if args.handler:
         settings["Handler"] = args.handler
@@ -171,16 +201,30 @@ def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
         if not str(exc).startswith("ResourceNotFoundException"):
             raise
         exists = False
+    uploading = len(package) > PROGRESS_BYTES
+    if uploading:
+        print(f"kambda: uploading {name} ({len(package) / 1e6:.1f} MB) ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
     if exists:
-        config = client.json("PUT", f"{API}/{_quote(name)}/code", {"ZipFile": zip_b64})
+        # Validate everything before changing anything: the package first (a dry run changes
+        # nothing), then the settings (a refused update changes nothing), and only then the code.
+        client.json("PUT", f"{API}/{_quote(name)}/code", {"ZipFile": zip_b64, "DryRun": True})
         if settings:
-            config = client.json("PUT", f"{API}/{_quote(name)}/configuration", settings)
+            client.json("PUT", f"{API}/{_quote(name)}/configuration", settings)
+        config = client.json("PUT", f"{API}/{_quote(name)}/code", {"ZipFile": zip_b64})
         verb = "updated"
     else:
         body = {"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler",
                 "Role": "arn:aws:iam::000000000000:role/kambda", **settings, "Code": {"ZipFile": zip_b64}}
         config = client.json("POST", API, body)
         verb = "created"
+    if uploading:
+        print(f"kambda: uploaded {len(package) / 1e6:.1f} MB in {time.monotonic() - started:.1f} s",
+              file=sys.stderr, flush=True)
+    missing = missing_handler_module(package, config["Handler"], config["Runtime"])
+    if missing is not None:
+        print(f"kambda: warning: the package has no {missing} for handler {config['Handler']}; "
+              "calls will fail with Runtime.ImportModuleError (--handler module.function)", file=sys.stderr)
     out.print(f"[green]{verb}[/green] {config['FunctionName']} ({config['Runtime']}, {config['Handler']}, "
               f"{config['CodeSize']} bytes, sha256 {config['CodeSha256']})")
     return 0
@@ -207,6 +251,24 @@ def cmd_invoke(args: argparse.Namespace, client: Client) -> int:
     return 1 if response_headers.get("X-Amz-Function-Error") else 0
 
 
+def print_table(args: argparse.Namespace, headers: tuple[str, ...], rows: Sequence[Sequence[str]],
+                records: list[Any]) -> None:
+    """A table for a terminal; plain aligned columns when piped (never wrapped or cut to a width);
+    ``--output json``: the records themselves, one JSON document."""
+    if getattr(args, "output", "table") == "json":
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    elif sys.stdout.isatty():
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:
+        widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+        for line in (headers, *rows):
+            sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                             + "\n")
+
+
 def cmd_ls(args: argparse.Namespace, client: Client) -> int:
     functions: list[dict[str, Any]] = []
     marker = ""
@@ -217,11 +279,9 @@ def cmd_ls(args: argparse.Namespace, client: Client) -> int:
         marker = page.get("NextMarker") or ""
         if not marker:
             break
-    table = Table("Name", "Runtime", "Handler", "Memory", "Timeout", "Last modified")
-    for f in functions:
-        table.add_row(f["FunctionName"], f["Runtime"], f["Handler"], f"{f['MemorySize']} MB",
-                      f"{f['Timeout']} s", f["LastModified"])
-    out.print(table)
+    print_table(args, ("Name", "Runtime", "Handler", "Memory", "Timeout", "Last modified"),
+                [(f["FunctionName"], f["Runtime"], f["Handler"], f"{f['MemorySize']} MB", f"{f['Timeout']} s",
+                  f["LastModified"]) for f in functions], functions)
     return 0
 
 
@@ -241,8 +301,22 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace, client: Client) -> int:
+    """The exports that point boto3, the AWS CLI and SAM at this kambda (``eval "$(kambda env)"``)."""
+    lines = [f"export AWS_ENDPOINT_URL={client.endpoint}", f"export AWS_DEFAULT_REGION={args.region}"]
+    if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        # Unsigned mode (the default) takes any keys; AWS's clients want some to sign with.
+        lines += ["export AWS_ACCESS_KEY_ID=kambda", "export AWS_SECRET_ACCESS_KEY=kambda"]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    out.print_json(data=client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}"))
+    status = client.json("GET", f"/_kambda/v1/functions/{_quote(args.name)}")
+    if sys.stdout.isatty():
+        out.print_json(data=status)
+    else:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 
 
@@ -269,12 +343,13 @@ def _weights(pairs: list[str]) -> dict[str, float]:
 def cmd_alias(args: argparse.Namespace, client: Client) -> int:
     base = f"{API}/{_quote(args.name)}/aliases"
     if args.action == "ls":
-        table = Table("Alias", "Version", "Additional versions", "Description")
-        for alias in client.json("GET", base)["Aliases"]:
+        aliases = client.json("GET", base)["Aliases"]
+        rows = []
+        for alias in aliases:
             weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
-            table.add_row(alias["Name"], alias["FunctionVersion"],
-                          ", ".join(f"{v}: {w:.0%}" for v, w in weights.items()), alias["Description"])
-        out.print(table)
+            rows.append((alias["Name"], alias["FunctionVersion"],
+                         ", ".join(f"{v}: {w:.0%}" for v, w in weights.items()), alias["Description"]))
+        print_table(args, ("Alias", "Version", "Additional versions", "Description"), rows, aliases)
         return 0
     if not args.alias:
         raise CliError(f"kambda alias {args.action} needs an alias name")
@@ -324,11 +399,9 @@ def cmd_route(args: argparse.Namespace, client: Client) -> int:
         return 0
     routes = client.json("GET", ROUTES)["Items"]
     if args.route_command == "ls":
-        table = Table("Route", "Function", "Qualifier", "Payload", "Id")
-        for r in routes:
-            table.add_row(r["RouteKey"], r["FunctionName"], r["Qualifier"] or "", r["PayloadFormatVersion"],
-                          r["RouteId"])
-        out.print(table)
+        print_table(args, ("Route", "Function", "Qualifier", "Payload", "Id"),
+                    [(r["RouteKey"], r["FunctionName"], r["Qualifier"] or "", r["PayloadFormatVersion"], r["RouteId"])
+                     for r in routes], routes)
         return 0
     found = [r for r in routes if args.route in (r["RouteKey"], r["RouteId"])]
     if not found:
@@ -340,6 +413,7 @@ def cmd_route(args: argparse.Namespace, client: Client) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kambda", description="Self-hosted AWS-Lambda-compatible functions.")
+    p.add_argument("--version", action="version", version=f"kambda {_version()}")
     p.add_argument("--endpoint", default=os.environ.get("KAMBDA_ENDPOINT", DEFAULT_ENDPOINT),
                    help="the gateway's URL (env KAMBDA_ENDPOINT)")
     p.add_argument("--profile", default=None,
@@ -349,9 +423,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run NATS, the controller and the gateway on this machine")
-    up.add_argument("--host", default=os.environ.get("KAMBDA_HOST", "127.0.0.1"))
-    up.add_argument("--port", type=int, default=int(os.environ.get("KAMBDA_PORT", "8042")))
-    up.add_argument("--state-dir", default=str(state_dir(os.environ)))
+    up.add_argument("--host", default=os.environ.get("KAMBDA_HOST", "127.0.0.1"),
+                    help="the address the gateway listens on (env KAMBDA_HOST, default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=int(os.environ.get("KAMBDA_PORT", "8042")),
+                    help="the gateway's port, 0 for any free one (env KAMBDA_PORT, default 8042)")
+    up.add_argument("--state-dir", default=str(state_dir(os.environ)), metavar="DIR",
+                    help="functions, queues and logs live here; one kambda up at a time "
+                         "(env KAMBDA_STATE_DIR, default ~/.kambda)")
     up.add_argument("--scale-to-zero-after", type=float, default=None, metavar="SECONDS",
                     help="stop environments idle this long (env KAMBDA_SCALE_TO_ZERO_AFTER, default 300)")
     up.add_argument("--routes", default=os.environ.get("KAMBDA_ROUTES_FILE") or None, metavar="FILE",
@@ -362,6 +440,9 @@ def parser() -> argparse.ArgumentParser:
                     help="worker replicas (async invokes, event routing, event sources); default KAMBDA_WORKERS or 1")
     up.add_argument("--insecure", action="store_true",
                     help="with no credentials, serve unsigned requests from any address (env KAMBDA_INSECURE)")
+    up.add_argument("--nats-port", type=int, default=None, metavar="PORT",
+                    help="nats-server's port on 127.0.0.1 (default: any free one; the URL is printed and "
+                         "written to STATE_DIR/nats.url)")
 
     deploy = sub.add_parser("deploy", help="create or update a function from a directory or a zip")
     deploy.add_argument("path")
@@ -379,7 +460,11 @@ def parser() -> argparse.ArgumentParser:
     invoke.add_argument("--log", action="store_true", help="print the run's log tail on stderr")
     invoke.add_argument("--event", action="store_true", help="invoke asynchronously")
 
-    sub.add_parser("ls", help="list functions")
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--output", choices=("table", "json"), default="table",
+                         help="a table (plain columns when piped), or the records as JSON")
+    sub.add_parser("ls", help="list functions", parents=[listing])
+    sub.add_parser("env", help="print the exports that point boto3 and the AWS CLI here: eval \"$(kambda env)\"")
     rm = sub.add_parser("rm", help="delete a function")
     rm.add_argument("name")
     logs = sub.add_parser("logs", help="show a function's recent logs")
@@ -391,7 +476,8 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish $LATEST as a new immutable version")
     publish.add_argument("name")
     publish.add_argument("--description")
-    alias = sub.add_parser("alias", help="point an alias at a version (set), list (ls) or delete (rm) aliases")
+    alias = sub.add_parser("alias", help="point an alias at a version (set), list (ls) or delete (rm) aliases",
+                           parents=[listing])
     alias.add_argument("action", choices=("set", "ls", "rm"))
     alias.add_argument("name")
     alias.add_argument("alias", nargs="?")
@@ -408,15 +494,24 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("function")
     add.add_argument("--qualifier")
     add.add_argument("--payload-format", choices=("2.0", "1.0"), default="2.0")
-    route_sub.add_parser("ls", help="list routes")
+    route_sub.add_parser("ls", help="list routes", parents=[listing])
     rm_route = route_sub.add_parser("rm", help="remove a route (by key or id)")
     rm_route.add_argument("route")
     return p
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
-            "status": cmd_status, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
+            "status": cmd_status, "env": cmd_env, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
             "alias": cmd_alias}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kambda")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,12 @@ gateway; prints ``kambda is ready at http://HOST:PORT`` once the gateway's healt
 Each part runs in a process group of its own (a Ctrl-C in the terminal reaches this supervisor
 only), and dies with it if the supervisor is killed.
 SIGINT or SIGTERM stop everything in reverse order within 10 s.
+
+A part that dies is restarted with backoff (kambda/cli/supervise.py), on the address it had, so
+its clients reconnect: nats-server on the same store and port (the controller, and with it the
+invoker, is restarted after it: the sync queue lives in the server's memory and the controller
+makes it again), the controller on its gRPC address, the gateway on its port. A part that keeps
+failing within a short window stops the platform with exit code 1.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from kambda import procs, rpc
 from kambda.aws import roles
 from kambda.bus import identities
 from kambda.bus.natsserver import NatsServer, NatsServerError
+from kambda.cli.statelock import StateDirBusy, StateLock
+from kambda.cli.supervise import supervise
 from kambda.settings import SettingsError, bind_refusal, env_bool, env_int, sandbox_enabled
 
 
@@ -47,12 +55,23 @@ class UpOptions:
     insecure: bool = False
     #: Worker replicas (python -m worker); None: KAMBDA_WORKERS or 1.
     workers: int | None = None
+    #: nats-server's port on 127.0.0.1; None: any free one.
+    nats_port: int | None = None
+
+
+#: Under the state dir: the URL nats-server listens on, for programs that publish to kambda's bus.
+NATS_URL_FILE = "nats.url"
 
 
 @dataclass
 class _Part:
     name: str
     proc: asyncio.subprocess.Process
+    #: How it started (a restart starts it the same way, on the address it got the first time).
+    env: Mapping[str, str]
+    ready_prefix: str
+    #: The module it runs (``python -m MODULE``): its name, but for worker replicas.
+    module: str
     pump: asyncio.Task[None] | None = None
 
 
@@ -82,9 +101,11 @@ class Platform:
     def __init__(self, options: UpOptions, environ: Mapping[str, str]) -> None:
         self.options = options
         self._environ = dict(environ)
-        self._nats = NatsServer(options.state_dir / "nats")
+        self._nats = NatsServer(options.state_dir / "nats", port=-1 if options.nats_port is None else options.nats_port)
+        self._lock = StateLock(options.state_dir)
         self._parts: list[_Part] = []
         self.url = ""
+        self.nats_url = ""
         self.log_dir = options.state_dir / "logs"
         #: Each component's NATS credentials file (kambda/bus/identities.py), fresh at every start.
         self.nats_creds: dict[str, Path] = {}
@@ -135,7 +156,13 @@ class Platform:
         if self.credentials_file and not Path(self.credentials_file).is_file():
             raise UpError(f"credentials file {self.credentials_file} does not exist")
         check_state_dir(self.options.state_dir)
+        try:
+            self._lock.acquire()
+        except StateDirBusy as exc:
+            raise UpError(str(exc)) from None
         check_port(self.options.host, self.options.port)
+        if self.options.nats_port is not None:
+            check_port("127.0.0.1", self.options.nats_port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.nats_creds = identities.issue(self.options.state_dir / "nats" / "creds")
         controller_listen, token_file = self._controller_door()
@@ -148,6 +175,9 @@ class Platform:
             nats_url = await self._nats.start()
         except NatsServerError as exc:
             raise UpError(str(exc)) from None
+        self._nats.port = int(nats_url.rsplit(":", 1)[1])  # a restart comes back on the same port
+        self.nats_url = nats_url
+        (self.options.state_dir / NATS_URL_FILE).write_text(nats_url + "\n")
         env = {k: v for k, v in self._environ.items() if not k.startswith("KAMBDA_")}
         env.update({
             # gRPC's C core logs in its own format (a fork warning, say); only its errors matter here.
@@ -168,19 +198,24 @@ class Platform:
         if self.options.routes_file is not None:
             env["KAMBDA_ROUTES_FILE"] = str(self.options.routes_file.resolve())
         controller_line = await self._start_part("controller", env, "kambda-controller ready grpc=")
-        controller = controller_line.rsplit("=", 1)[1]
+        controller = controller_line.rsplit("=", 1)[1].split()[0]
+        self._part("controller").env = {**env, "KAMBDA_CONTROLLER_LISTEN": controller}
         worker_metrics = []
         worker_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_WORKER_LISTEN": "127.0.0.1:0"}
         for i in range(workers):
-            worker_line = await self._start_part(f"worker-{i + 1}" if workers > 1 else "worker", worker_env,
-                                                 "kambda-worker ready ", module="worker")
-            worker_metrics.append(worker_line.rsplit("=", 1)[1] + "/metrics")
+            name = f"worker-{i + 1}" if workers > 1 else "worker"
+            worker_line = await self._start_part(name, worker_env, "kambda-worker ready ", module="worker")
+            metrics = worker_line.rsplit("=", 1)[1].split()[0]
+            # A restarted worker comes back on the same address, where the gateway scrapes it.
+            self._part(name).env = {**worker_env, "KAMBDA_WORKER_LISTEN": metrics.removeprefix("http://")}
+            worker_metrics.append(metrics + "/metrics")
         gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_WORKER_METRICS": ",".join(worker_metrics),
                        "KAMBDA_HOST": self.options.host,
                        "KAMBDA_PORT": str(self.options.port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
                        "KAMBDA_INSECURE": "true" if self.insecure else "false"}
         gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
         self.url = gateway_line.rsplit(" ", 1)[1]
+        self._part("gateway").env = {**gateway_env, "KAMBDA_PORT": self.url.rsplit(":", 1)[1]}
         await self._wait_healthy()
         return self.url
 
@@ -205,8 +240,12 @@ class Platform:
         with open(self.log_dir / f"{name}.log", "ab") as log_file:
             proc = await procs.spawn(procs.python_argv(module or name), env=env, own_group=True,
                                      stdout=asyncio.subprocess.PIPE, stderr=log_file.fileno())
-        part = _Part(name, proc)
-        self._parts.append(part)
+        part = _Part(name, proc, env, ready_prefix, module or name)
+        old = next((i for i, p in enumerate(self._parts) if p.name == name), None)
+        if old is None:
+            self._parts.append(part)
+        else:  # a restart: it keeps its place in the stopping order
+            self._parts[old] = part
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout
         while True:
@@ -223,6 +262,24 @@ class Platform:
             if line.startswith(ready_prefix):
                 part.pump = asyncio.create_task(self._pump(proc.stdout))
                 return line
+
+    def _part(self, name: str) -> _Part:
+        return next(p for p in self._parts if p.name == name)
+
+    async def restart(self, name: str) -> None:
+        """Start a part that died again, the way it started the first time (UpError if it cannot)."""
+        if name == "nats-server":
+            await self._nats.stop(1.0)  # reaps it and removes its ports file
+            try:
+                await self._nats.start()
+            except NatsServerError as exc:
+                raise UpError(str(exc)) from None
+            name = "controller"  # the sync queue and its consumers were in the old server's memory
+            await procs.stop(self._part(name).proc, 6.0)
+        part = self._part(name)
+        if part.pump is not None:
+            part.pump.cancel()
+        await self._start_part(name, part.env, part.ready_prefix, module=part.module)
 
     def _last_log_line(self, name: str) -> str:
         try:
@@ -251,15 +308,25 @@ class Platform:
                     raise UpError("the platform did not become healthy within 30 s")
                 await asyncio.sleep(0.05)
 
-    async def wait_for_failure(self) -> str:
-        """Returns the name of the first part that exits on its own."""
+    async def wait_for_failure(self) -> tuple[str, int]:
+        """The name and exit code of the first part that exits on its own."""
         waits = {asyncio.create_task(p.proc.wait()): p.name for p in self._parts}
         assert self._nats.proc is not None
         waits[asyncio.create_task(self._nats.proc.wait())] = "nats-server"
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        return waits[next(iter(done))]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        finished = next(iter(done))
+        return waits[finished], finished.result()
+
+    def log_of(self, name: str) -> Path:
+        return self.options.state_dir / "nats" / "nats.log" if name == "nats-server" else self.log_dir / f"{name}.log"
+
+    def why(self, name: str) -> str:
+        """The last line a part logged (nats-server's log is its own: not read)."""
+        return self._last_log_line(name) if name != "nats-server" else ""
 
     async def stop(self) -> None:
         """Gateway, workers and controller first (they drain; signalled in reverse order of their
@@ -271,6 +338,9 @@ class Platform:
                 with contextlib.suppress(asyncio.CancelledError):
                     await part.pump
         await self._nats.stop(3.0)
+        if self.nats_url:  # ours (a refused second kambda up must not remove the first one's)
+            (self.options.state_dir / NATS_URL_FILE).unlink(missing_ok=True)
+        self._lock.release()
 
 
 async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
@@ -299,16 +369,9 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
     print(f"kambda: {platform.sandbox_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
-    failed = asyncio.create_task(platform.wait_for_failure())
-    await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if failed.done():
-        print(f"kambda: the {failed.result()} stopped unexpectedly; shutting down "
-              f"(see {platform.log_dir})", file=sys.stderr, flush=True)
-        code = 1
-    else:
-        failed.cancel()
+    print(f"  nats: {platform.nats_url}   (also in {options.state_dir / NATS_URL_FILE})", flush=True)
     stopping.cancel()
+    code = await supervise(platform, stop)
     print("kambda: stopping", flush=True)
     await platform.stop()
     return code

@@ -46,18 +46,20 @@ class FunctionStats(_message.Message):
     def __init__(self, function: _Optional[str] = ..., version: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., idle: _Optional[int] = ..., cold_starts: _Optional[int] = ...) -> None: ...
 
 class InvokerStats(_message.Message):
-    __slots__ = ("invoker_id", "functions", "time_ms", "hello", "assign_key")
+    __slots__ = ("invoker_id", "functions", "time_ms", "hello", "assign_key", "nats_disconnects")
     INVOKER_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_KEY_FIELD_NUMBER: _ClassVar[int]
+    NATS_DISCONNECTS_FIELD_NUMBER: _ClassVar[int]
     invoker_id: str
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     time_ms: int
     hello: bool
     assign_key: str
-    def __init__(self, invoker_id: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., time_ms: _Optional[int] = ..., hello: _Optional[bool] = ..., assign_key: _Optional[str] = ...) -> None: ...
+    nats_disconnects: int
+    def __init__(self, invoker_id: _Optional[str] = ..., functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., time_ms: _Optional[int] = ..., hello: _Optional[bool] = ..., assign_key: _Optional[str] = ..., nats_disconnects: _Optional[int] = ...) -> None: ...
 
 class ScaleEvent(_message.Message):
     __slots__ = ("function", "version", "desired", "environments", "queued", "panic")
