@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 
+from kambda import bus
 from kambda.procs import descendants
 from tests.conftest import REPO, Platform, free_port, invoke_json, make_zip, unique, wait_for
 
@@ -223,8 +225,13 @@ def test_kambda_up_says_where_nats_listens_and_takes_a_fixed_nats_port(tmp_path)
         assert line.split()[:2] == ["nats:", url], line
         assert (tmp_path / "state" / "nats.url").read_text().strip() == url
 
+        creds = line.rsplit("log in with ", 1)[1].rstrip(")\n ")
+        assert creds == platform.nats_creds("admin")
+
         async def publish() -> None:
-            nc = await nats.connect(url)
+            with pytest.raises(nats.errors.Error, match="Authorization Violation"):  # anonymous clients are refused
+                await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+            nc = await bus.connect(url, "test-publisher", creds)
             await nc.publish("kambda.test", b"hello")
             await nc.flush(5)
             await nc.close()

@@ -143,12 +143,17 @@ class ConnectionWatch:
         self.last_error = ""
         self.listeners: list[Callable[[str], None]] = []
         self.nc: NATS | None = None
+        self.chained: dict[str, Callable[..., Awaitable[None]]] = {}
 
     async def error(self, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         log.warning("NATS connection of %s: %s", self.name, self.last_error)
+        if "error_cb" in self.chained:
+            await self.chained["error_cb"](exc)
 
     async def disconnected(self) -> None:
+        if "disconnected_cb" in self.chained:
+            await self.chained["disconnected_cb"]()
         if self.nc is not None and (self.nc.is_closed or self.nc.is_draining):
             return  # this service is shutting down: closing is no loss
         self.disconnects += 1
@@ -163,6 +168,8 @@ class ConnectionWatch:
 
     async def reconnected(self) -> None:
         log.warning("NATS connection of %s is back", self.name)
+        if "reconnected_cb" in self.chained:
+            await self.chained["reconnected_cb"]()
 
 
 _watches: weakref.WeakKeyDictionary[NATS, ConnectionWatch] = weakref.WeakKeyDictionary()
@@ -184,6 +191,9 @@ async def connect(url: str, name: str, creds: str = "", **options: object) -> NA
         options = {"user": login["user"], "password": login["password"],
                    **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
     watch = ConnectionWatch(name)
+    # A caller's own callbacks hear of it too (tests watch for permission violations and reconnects).
+    watch.chained = {key: options.pop(key) for key in ("error_cb", "disconnected_cb", "reconnected_cb")
+                     if key in options}  # type: ignore[misc]  # nats.connect's options are untyped
     nc = await nats.connect(
         servers=[url],
         name=name,

@@ -369,7 +369,8 @@ async def run(options: UpOptions, environ: Mapping[str, str]) -> int:
     print(f"kambda: {platform.sandbox_summary()}", flush=True)
     print(f"kambda is ready at {url}", flush=True)
     print(f"  state: {options.state_dir}   logs: {platform.log_dir}", flush=True)
-    print(f"  nats: {platform.nats_url}   (also in {options.state_dir / NATS_URL_FILE})", flush=True)
+    print(f"  nats: {platform.nats_url}   (also in {options.state_dir / NATS_URL_FILE}; log in with "
+          f"{platform.nats_creds['admin']})", flush=True)
     stopping.cancel()
     code = await supervise(platform, stop)
     print("kambda: stopping", flush=True)
