@@ -123,7 +123,7 @@ async def _unauthenticated(request: object, context: aio.ServicerContext) -> Non
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the controller takes calls from kambda's components only")
 
 
-_REFUSE = grpc.unary_unary_rpc_method_handler(_unauthenticated)
+_REFUSE: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(_unauthenticated)
 
 
 class _WithToken(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]

@@ -33,6 +33,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import nats
 import nats.errors
@@ -192,8 +193,8 @@ async def connect(url: str, name: str, creds: str = "", **options: object) -> NA
                    **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
     watch = ConnectionWatch(name)
     # A caller's own callbacks hear of it too (tests watch for permission violations and reconnects).
-    watch.chained = {key: options.pop(key) for key in ("error_cb", "disconnected_cb", "reconnected_cb")
-                     if key in options}  # type: ignore[misc]  # nats.connect's options are untyped
+    watch.chained = {key: cast(Callable[..., Awaitable[None]], options.pop(key))
+                     for key in ("error_cb", "disconnected_cb", "reconnected_cb") if key in options}
     nc = await nats.connect(
         servers=[url],
         name=name,
@@ -462,8 +463,8 @@ class Puller:
             if status == "409" and "MaxBytes" in description:
                 self._large += 1
                 await self._top_up()
-            elif status in ("404", "408"):
-                await self._top_up()
+            elif status in ("404", "408") or (status == "409" and "Batch Completed" in description):
+                await self._top_up()  # the pull ended (nothing came, or its byte budget was filled): pull again
             else:
                 log.warning("pull on %s refused: %s %s", self._next_subject, status, description)
             return

@@ -141,11 +141,15 @@ class Dispatcher:
             if started is not None and start_wait_s is not None:
                 # The invoker drops the run at its start deadline; a start just before it is
                 # announced a moment later, and must not be answered 429 while it runs.
-                await asyncio.wait({started, result}, timeout=start_wait_s + START_GRACE_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                either: set[asyncio.Future[Any]] = {started, result}
+                await asyncio.wait(either, timeout=start_wait_s + START_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
                 if not started.done() and not result.done():
                     raise throttled()
-            timer = loop.call_later(wait_s, lambda: result.done() or result.set_exception(throttled()))
+            def expire() -> None:
+                if not result.done():
+                    result.set_exception(throttled())
+
+            timer = loop.call_later(wait_s, expire)
             try:
                 return await result
             finally:
@@ -182,13 +186,13 @@ class Dispatcher:
             return
         # A publish acknowledgement: an Event waits for it; a sync request only cares if it failed.
         failure = _publish_failure(msg)
-        fut = self._acks.get(token) or self._waiting.get(token)
-        if fut is None or fut.done():
+        acked: asyncio.Future[Any] | None = self._acks.get(token) or self._waiting.get(token)
+        if acked is None or acked.done():
             return
         if failure is not None:
-            fut.set_exception(failure)
+            acked.set_exception(failure)
         elif token in self._acks:
-            fut.set_result(None)  # type: ignore[arg-type]
+            acked.set_result(None)
 
     # -- large results -----------------------------------------------------------------------
 
