@@ -695,3 +695,22 @@ def test_sts_names_the_verified_caller_and_needs_no_permission(secured: Platform
     with pytest.raises(ClientError) as caught:
         forged.get_caller_identity()
     assert _code(caught)[:2] == (403, "InvalidSignatureException")
+
+
+@pytest.mark.parametrize("mode", ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
+def test_s3_payload_forms_are_signed_by_their_header_not_by_a_hash_of_the_body(secured: Platform, mode: str) -> None:
+    """S3's unsigned and streaming uploads sign the literal x-amz-content-sha256: the authenticator takes the
+    signature without hashing (or even reading) the body; the chunks are the front door's to verify."""
+
+    def put(secret: str) -> tuple[int, str, dict[str, Any]]:
+        request = AWSRequest("PUT", f"{secured.url}/bucket/key", data=b"5;chunk-signature=x\r\nhello\r\n",
+                             headers={"X-Amz-Content-SHA256": mode, "Content-Encoding": "aws-chunked",
+                                      "X-Amz-Decoded-Content-Length": "5"})
+        SigV4Auth(Credentials("ADMIN", secret), "s3", "us-east-1").add_auth(request)
+        request.headers["X-Amz-Content-SHA256"] = mode  # add_auth keeps it, as S3's signer does
+        return _send(request.prepare())
+
+    status, code, _ = put("ADMIN-secret")
+    assert (status, code) == (404, "UnknownOperationException")  # authenticated; no S3 here yet
+    status, code, _ = put("wrong-secret")
+    assert (status, code) == (403, "InvalidSignatureException")

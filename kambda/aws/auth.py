@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from kambda.aws import errors, roles, sigv4
+from kambda.aws import chunked, errors, roles, sigv4
 from kambda.aws.bodies import read_whole
 from kambda.aws.policy import ADMIN, Permissions, PolicyError
 from kambda.names import Arns, parse_function
@@ -64,7 +64,7 @@ ITSELF = "itself"
 PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
-ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts"})
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -253,13 +253,7 @@ class Authenticator:
             raise errors.InvalidSignature("X-Amz-Security-Token must be a signed header.")
         if not _same_token(credential.session_token, signed.security_token):
             raise errors.UnrecognizedClient(UNRECOGNIZED)
-        body = await read_whole(request) if request.body_exists else b""
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            headers.setdefault(name.lower(), []).append(value)
-        canonical = sigv4.canonical_request(request.method, request.raw_path, headers, signed.signed_headers,
-                                            sigv4.payload_hash(request.headers, body))
-        sigv4.verify(signed, credential.secret, canonical)
+        await verify_signature(request, signed, credential.secret)
         return credential
 
     async def _role_session(self, request: web.Request, signed: sigv4.SignedRequest) -> Credential:
@@ -272,13 +266,7 @@ class Authenticator:
         session = roles.verify(self.role_key, signed.access_key, signed.security_token or "", now.timestamp())
         if session is None:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
-        body = await read_whole(request) if request.body_exists else b""
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            headers.setdefault(name.lower(), []).append(value)
-        canonical = sigv4.canonical_request(request.method, request.raw_path, headers, signed.signed_headers,
-                                            sigv4.payload_hash(request.headers, body))
-        sigv4.verify(signed, session.secret, canonical)
+        await verify_signature(request, signed, session.secret)
         return Credential(session.access_key, session.secret, session.token, roles.permissions_of(session.role),
                           role=session.role)
 
@@ -290,6 +278,23 @@ class Authenticator:
         if "uuid" in info:
             return f"arn:aws:lambda:{self.arns.region}:{self.arns.account}:event-source-mapping:{info['uuid']}"
         return "*"
+
+
+async def verify_signature(request: web.Request, signed: sigv4.SignedRequest, secret: str) -> None:
+    """Check the request's SigV4 signature with ``secret``. S3's unsigned and streaming payloads
+    (``UNSIGNED-PAYLOAD``, ``STREAMING-*``) sign the header's literal value instead of the body's hash:
+    the body is then not read here, and a streamed one is verified chunk by chunk as it arrives
+    (kambda/aws/chunked.py, in the front door)."""
+    claimed = request.headers.get("X-Amz-Content-SHA256", "")
+    if signed.service == "s3" and (claimed == chunked.UNSIGNED or claimed in chunked.STREAMING):
+        payload = claimed
+    else:
+        payload = sigv4.payload_hash(request.headers, await read_whole(request) if request.body_exists else b"")
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), []).append(value)
+    sigv4.verify(signed, secret, sigv4.canonical_request(request.method, request.raw_path, headers,
+                                                         signed.signed_headers, payload))
 
 
 def _same_token(expected: str | None, given: str | None) -> bool:
