@@ -49,6 +49,15 @@ async def until(condition: Callable[[], object], timeout: float = 30.0, what: st
         await asyncio.sleep(0.02)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a server that must be told its port up front)."""
     with socket.socket() as sock:

@@ -8,7 +8,6 @@ subresource, ownerReferences and what a ReplicaSet does with pods.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import wait_for
+from tests.conftest import alive, wait_for
 from tests.fakekube import ApiError, FakeKube
 from tests.fakekube.kubelet import Kubelet
 from tests.fakekube.patches import json_patch, merge_patch
@@ -567,16 +566,6 @@ def test_services_and_namespaces(kube: FakeKube, core: client.CoreV1Api) -> None
 
 
 # -- the kubelet ----------------------------------------------------------------------------------
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_console_scripts_run_as_modules_of_this_checkout() -> None:

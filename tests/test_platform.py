@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import nats
 import nats.errors
@@ -17,17 +16,9 @@ import pytest
 
 from kambda import bus
 from kambda.procs import descendants
-from tests.conftest import REPO, Platform, free_port, invoke_json, make_zip, unique, wait_for
+from tests.conftest import REPO, Platform, alive, free_port, invoke_json, make_zip, unique, wait_for
 
 COUNTER = "count = 0\ndef handler(event, context):\n    global count\n    count += 1\n    return count\n"
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def create_counter(lam, name: str) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from botocore.config import Config
 
 from kambda import bus
 from kambda.procs import descendants, service_pids
-from tests.conftest import REPO, Platform, free_port, make_zip, unique, wait_for
+from tests.conftest import REPO, Platform, alive, free_port, make_zip, unique, wait_for
 from worker.settings import WorkerSettings
 
 RECORD_REQUEST_ID = """
@@ -38,14 +38,6 @@ def handler(event, context):
         ledger.write("".join(record["body"] + "\\n" for record in event["Records"]))
 """
 FAST = {"KAMBDA_ASYNC_RETRY_BASE": "0.05", "KAMBDA_QUEUE_TIMEOUT": "5"}
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def deploy(lam) -> str:  # type: ignore[no-untyped-def]
