@@ -13,6 +13,7 @@ import time
 import nats
 import nats.errors
 import pytest
+from nats.aio.client import Client as NATS
 
 from kambda import bus
 from kambda.procs import descendants
@@ -220,8 +221,12 @@ def test_kambda_up_says_where_nats_listens_and_takes_a_fixed_nats_port(tmp_path)
         assert creds == platform.nats_creds("admin")
 
         async def publish() -> None:
-            with pytest.raises(nats.errors.Error, match="Authorization Violation"):  # anonymous clients are refused
-                await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+            anonymous = NATS()
+            try:
+                with pytest.raises(nats.errors.Error, match="Authorization Violation"):  # anonymous: refused
+                    await anonymous.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+            finally:
+                await anonymous.close()  # a refused client still holds its socket until closed
             nc = await bus.connect(url, "test-publisher", creds)
             await nc.publish("kambda.test", b"hello")
             await nc.flush(5)
