@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import grpc
 from grpc import aio
 
 from kambda.aws import errors
+from kambda.private import write_private
 
 CODE_KEY = "kambda-error-code"
 EXTRA_KEY = "kambda-error-extra"
@@ -99,10 +99,7 @@ def read_token(path: str) -> str:
 def write_token(path: Path) -> str:
     """A fresh random token, written to ``path`` with mode 0600."""
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+    write_private(path, token)
     return token
 
 

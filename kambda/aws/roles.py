@@ -21,12 +21,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from kambda.aws.policy import Permissions, Policy
+from kambda.private import write_private
 
 PREFIX = "kmb1."
 #: How long minted credentials are good for (an environment is recycled well before).
@@ -116,7 +116,4 @@ def read_key(path: str) -> bytes:
 
 def write_key(path: Path) -> None:
     """A fresh role key, mode 0600 (kambda up makes one at every start: a restart rotates it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(48))
+    write_private(path, secrets.token_urlsafe(48))

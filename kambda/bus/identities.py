@@ -27,13 +27,13 @@ file per identity, mode 0600, in a 0700 directory) at every start: a restart rot
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kambda.bus import ALIASES_BUCKET, CODE_BUCKET, FUNCTIONS_BUCKET, SYNC_STREAM
+from kambda.private import write_private
 
 #: The environment variable naming a component's credentials file.
 CREDS_ENV = "KAMBDA_NATS_CREDS"
@@ -121,13 +121,7 @@ def issue(directory: Path, owner: tuple[int, int] | None = None) -> dict[str, Pa
     for identity in IDENTITIES.values():
         login = Login(identity, secrets.token_urlsafe(32))
         path = directory / f"{identity.name}.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(login.document(), f)
-        if owner is not None:
-            os.chown(tmp, *owner)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(login.document()), owner)
         files[identity.name] = path
     return files
 
