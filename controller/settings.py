@@ -25,7 +25,8 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 
 
 INVOKER_SETTINGS = ("KAMBDA_REGION", "KAMBDA_ACCOUNT_ID", "KAMBDA_ZYGOTE", "KAMBDA_RUNTIME_CHANNEL",
-                    "KAMBDA_INVOKER_DRAIN_TIMEOUT", "KAMBDA_LOG_LEVEL", "KAMBDA_LOG_FORMAT")
+                    "KAMBDA_INVOKER_DRAIN_TIMEOUT", "KAMBDA_LOG_LEVEL", "KAMBDA_LOG_FORMAT",
+                    "KAMBDA_ENDPOINT_URL")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from invoker.runtimes import privileges
 from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote, ZygoteChild
 from kambda import procs
-from kambda.aws import roles
+from kambda.aws import endpoints, roles
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
 
@@ -85,11 +85,13 @@ def role_credentials(role_key: bytes, config: FunctionConfig, function_arn: str,
 def function_environment(config: FunctionConfig, code_dir: Path, region: str, tmp: str,
                          initialization_type: str, log_stream: str, runtime_api: str,
                          python: str | None = sys.executable,
-                         credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+                         credentials: Mapping[str, str] | None = None, endpoint: str = "") -> dict[str, str]:
     """The environment variables a function's process sees (LAMBDA_CONTRACT.md section 3), and
-    nothing of the platform's own: built from scratch, never copied from the invoker's."""
+    nothing of the platform's own: built from scratch, never copied from the invoker's. ``endpoint`` is the
+    gateway as the function reaches it: its SDKs' endpoints for kambda's services, unless it set its own."""
     c = config
     env = {
+        **endpoints.for_function(endpoint, dict(c.environment)),
         "PATH": f"{Path(python or sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "TZ": ":UTC",
@@ -123,9 +125,11 @@ class Environment:
     def __init__(self, env_id: str, config: FunctionConfig, code_dir: Path, api: RuntimeApi,
                  work_dir: Path, region: str, invoked_arn: str, initialization_type: str = "on-demand",
                  zygote: Zygote | None = None, channel: bool = False, sandbox: Sandbox | None = None,
-                 identity: Identity | None = None, credentials: Mapping[str, str] | None = None) -> None:
+                 identity: Identity | None = None, credentials: Mapping[str, str] | None = None,
+                 endpoint: str = "") -> None:
         self.env_id = env_id
         self._credentials = credentials
+        self._endpoint = endpoint
         self.config = config
         self.code_dir = code_dir
         self._api = api
@@ -231,7 +235,8 @@ class Environment:
         return function_environment(
             self.config, self.code_dir, self._region, tmp=str(self._tmp),
             initialization_type=self._initialization_type, log_stream=self._log_stream,
-            runtime_api=f"127.0.0.1:{self.port}", python=self._python, credentials=self._credentials)
+            runtime_api=f"127.0.0.1:{self.port}", python=self._python, credentials=self._credentials,
+            endpoint=self._endpoint)
 
     async def _serve_channel(self, sock: socket.socket) -> None:
         """The Runtime API over the private channel: the same operations as runtime_api.py."""

@@ -124,7 +124,7 @@ class InvokerHost:
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
                                     channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox,
-                                    role_key=self._role_key)
+                                    role_key=self._role_key, endpoint=self._settings.endpoint_url)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:

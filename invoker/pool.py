@@ -87,9 +87,12 @@ class FunctionPool:
     def __init__(self, nc: NATS, config: FunctionConfig, api: RuntimeApi,
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
                  function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None,
-                 channel: bool = True, sandbox: Sandbox | None = None, role_key: bytes = b"") -> None:
+                 channel: bool = True, sandbox: Sandbox | None = None, role_key: bytes = b"",
+                 endpoint: str = "") -> None:
         self._nc = nc
         self._role_key = role_key
+        #: The gateway as functions reach it (their SDKs' endpoints), empty: none.
+        self._endpoint = endpoint
         self.config = config
         self._api = api
         self._code_path = code_path
@@ -275,7 +278,8 @@ class FunctionPool:
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
                           self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind,
                           channel=self._channel, sandbox=self._sandbox, identity=ident,
-                          credentials=role_credentials(self._role_key, slot.config, self._arn))
+                          credentials=role_credentials(self._role_key, slot.config, self._arn),
+                          endpoint=self._endpoint)
         try:
             await env.spawn()
         except BaseException:
@@ -308,7 +312,7 @@ class FunctionPool:
                 python, confine = sys.executable, None
             preload["env"] = function_environment(config, code_dir, self._region, tmp=str(tmp),
                                                   initialization_type="snap-start", log_stream="", runtime_api="",
-                                                  python=python,
+                                                  python=python, endpoint=self._endpoint,
                                                   credentials=role_credentials(self._role_key, config, self._arn))
             self._snap_zygotes[identity] = Zygote(preload=preload, python=python, confine=confine)
         return self._snap_zygotes[identity]

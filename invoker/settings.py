@@ -82,6 +82,8 @@ class InvokerSettings:
     nats_creds: str = ""
     #: The key that signs the execution-role credentials each environment gets (kambda/aws/roles.py).
     role_key_file: str = ""
+    #: The gateway as functions reach it: their SDKs' service endpoints (kambda/aws/endpoints.py); empty: none.
+    endpoint_url: str = ""
 
     @property
     def code_dir(self) -> Path:
@@ -114,6 +116,7 @@ class InvokerSettings:
             drain_timeout=env_float(environ, "KAMBDA_INVOKER_DRAIN_TIMEOUT", 20.0, 0.0, 3600.0),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
+            endpoint_url=env_str(environ, "KAMBDA_ENDPOINT_URL", ""),
         )
 
 

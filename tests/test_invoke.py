@@ -71,6 +71,40 @@ def test_context_and_environment(lam, create) -> None:
     assert env["KAMBDA_NATS_URL"] is None  # the platform's own settings never reach a function
 
 
+def test_boto3_in_a_function_reaches_kambda_through_its_endpoint_variables(platform, lam, create) -> None:
+    """Every environment gets AWS_ENDPOINT_URL_<SERVICE> for kambda's services and its role's credentials, so
+    boto3 in a handler calls kambda unchanged; a variable of the function's own wins, and its own global
+    AWS_ENDPOINT_URL means kambda adds none."""
+    code = (
+        "import os, boto3, botocore\n"
+        "def handler(event, context):\n"
+        "    lam = boto3.client('lambda', config=botocore.config.Config(retries={'max_attempts': 1}))\n"
+        "    try:\n"
+        "        lam.get_function(FunctionName=context.function_name)\n"
+        "        answer = 'allowed'\n"
+        "    except botocore.exceptions.ClientError as exc:\n"
+        "        answer = exc.response['Error']['Code']\n"
+        "    except botocore.exceptions.EndpointConnectionError as exc:\n"
+        "        answer = 'unreachable'\n"
+        "    return {'answer': answer, 'endpoint': lam.meta.endpoint_url,\n"
+        "            'env': {k: v for k, v in os.environ.items() if k.startswith('AWS_ENDPOINT_URL')}}\n"
+    )
+    name = create(code, Timeout=20, Environment={"Variables": {"AWS_ENDPOINT_URL_STS": "http://mine.example"}})
+    body = invoke_json(lam, name)[1]
+    assert body["endpoint"] == platform.url
+    # Signed with the execution role's credentials, which grant nothing until kambda has IAM roles: the
+    # gateway answered (AccessDenied), so the call went to kambda and not to AWS.
+    assert body["answer"] == "AccessDeniedException", body
+    assert body["env"]["AWS_ENDPOINT_URL_LAMBDA"] == body["env"]["AWS_ENDPOINT_URL_EVENTBRIDGE"] == platform.url
+    assert body["env"]["AWS_ENDPOINT_URL_STS"] == "http://mine.example"
+    assert "AWS_ENDPOINT_URL" not in body["env"]
+
+    own = create(code, Timeout=20, Environment={"Variables": {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}})
+    body = invoke_json(lam, own)[1]
+    assert body["env"] == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    assert body["answer"] == "unreachable"
+
+
 def test_warm_reuse_keeps_module_state(lam, create) -> None:
     name = create(COUNTER)
     assert [invoke_json(lam, name)[1] for _ in range(3)] == [1, 2, 3]

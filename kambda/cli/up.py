@@ -85,9 +85,9 @@ def check_state_dir(state_dir: Path) -> None:
         raise UpError(f"state directory {state_dir} is not writable: {exc.strerror or exc}") from None
 
 
-def check_port(host: str, port: int) -> None:
-    if port == 0:
-        return
+def check_port(host: str, port: int) -> int:
+    """The port, if it is free on host (UpError if not); for 0, a port free right now, so that functions can
+    be told the gateway's address before the gateway starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,6 +95,14 @@ def check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise UpError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return int(sock.getsockname()[1])
+
+
+def endpoint_for_functions(host: str, port: int) -> str:
+    """The gateway as a function on this machine reaches it (a wildcard address is reached on loopback)."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Platform:
@@ -160,7 +168,7 @@ class Platform:
             self._lock.acquire()
         except StateDirBusy as exc:
             raise UpError(str(exc)) from None
-        check_port(self.options.host, self.options.port)
+        gateway_port = check_port(self.options.host, self.options.port)
         if self.options.nats_port is not None:
             check_port("127.0.0.1", self.options.nats_port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +200,8 @@ class Platform:
                              "KAMBDA_ROLE_KEY_FILE")},
             "KAMBDA_CONTROLLER_TOKEN_FILE": str(token_file),
             "KAMBDA_ROLE_KEY_FILE": str(keys / "roles.key"),
+            "KAMBDA_ENDPOINT_URL": self._environ.get("KAMBDA_ENDPOINT_URL")
+            or endpoint_for_functions(self.options.host, gateway_port),
         })
         if self.options.scale_to_zero_after is not None:
             env["KAMBDA_SCALE_TO_ZERO_AFTER"] = str(self.options.scale_to_zero_after)
@@ -211,7 +221,7 @@ class Platform:
             worker_metrics.append(metrics + "/metrics")
         gateway_env = {**env, "KAMBDA_CONTROLLER": controller, "KAMBDA_WORKER_METRICS": ",".join(worker_metrics),
                        "KAMBDA_HOST": self.options.host,
-                       "KAMBDA_PORT": str(self.options.port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
+                       "KAMBDA_PORT": str(gateway_port), "KAMBDA_CREDENTIALS_FILE": self.credentials_file,
                        "KAMBDA_INSECURE": "true" if self.insecure else "false"}
         gateway_line = await self._start_part("gateway", gateway_env, "kambda-gateway ready ")
         self.url = gateway_line.rsplit(" ", 1)[1]
