@@ -12,6 +12,7 @@ deleted once no version of any function uses it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -188,7 +189,7 @@ class Registry:
         await self._drop_code_if_unused(config.code_sha256)
         return config
 
-    async def delete(self, name: str) -> list[FunctionConfig]:
+    async def delete(self, name: str) -> builtins.list[FunctionConfig]:
         """Delete a function with its versions and aliases; returns every version it had."""
         gone = self.versions(name)
         assert self._kv is not None and self._alias_kv is not None
@@ -206,7 +207,7 @@ class Registry:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    def aliases(self, name: str) -> list[Alias]:
+    def aliases(self, name: str) -> builtins.list[Alias]:
         self.get(name)
         found = self._aliases.get(name, {})
         return [found[a] for a in sorted(found)]

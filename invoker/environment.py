@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -117,6 +118,17 @@ def function_environment(config: FunctionConfig, code_dir: Path, region: str, tm
     return env
 
 
+def _either(*futures: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+    return set(futures)
+
+
+def _crashed(settled: asyncio.Future[Outcome | None]) -> Outcome:
+    """The outcome an environment that died before its timer started settled the request with."""
+    outcome = settled.result()
+    assert outcome is not None, "only the request's timer settles it with None"
+    return outcome
+
+
 def error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
@@ -141,7 +153,7 @@ class Environment:
         #: Run as the function's own unprivileged uid (invoker/sandbox.py), when both are given.
         self._sandbox = sandbox if identity is not None else None
         self._identity = identity
-        self._python = sandbox.python if self._sandbox is not None else sys.executable
+        self._python = self._sandbox.python if self._sandbox is not None else sys.executable
         #: Only processes of this uid may use this environment's Runtime API (runtime_api.py).
         self.owner_uid = identity.uid if self._sandbox is not None and identity is not None else None
         #: Talk to the built-in Python runtime over a private socket instead of HTTP.
@@ -402,35 +414,39 @@ class Environment:
         """Run one invocation; returns the outcome and the handler's duration in ms."""
         loop = asyncio.get_running_loop()
         self._current = inv
-        self._outcome = loop.create_future()
+        settled: asyncio.Future[Outcome | None] = loop.create_future()
+        self._outcome = settled
         timeout = float(self.config.timeout)
         watchdog = loop.call_later(MEMORY_POLL_S, self._check_memory)
         self.cold = self.served == 0 and not self._ready.is_set()
         try:
             if not self._ready.is_set():
                 ready = asyncio.ensure_future(self._ready.wait())
-                await asyncio.wait({ready, self._outcome}, timeout=INIT_TIMEOUT_S + timeout,
+                await asyncio.wait(_either(ready, settled), timeout=INIT_TIMEOUT_S + timeout,
                                    return_when=asyncio.FIRST_COMPLETED)
                 ready.cancel()
-                if self._outcome.done():
-                    return self._outcome.result(), 0.0
+                if settled.done():
+                    return _crashed(settled), 0.0
                 if not self._ready.is_set():
                     return self._timed_out(timeout), timeout * 1000
             # Let the runtime's /next arrive (it may still be on its way after a previous run).
             while self._next is None or self._next.done():
                 self._next_posted.clear()
                 waiter = asyncio.ensure_future(self._next_posted.wait())
-                await asyncio.wait({waiter, self._outcome}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(_either(waiter, settled), return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                if self._outcome.done():
-                    return self._outcome.result(), 0.0
+                if settled.done():
+                    return _crashed(settled), 0.0
             self.take_output()  # what came before START is not this request's
             started = time.monotonic()
             deadline_ms = int(time.time() * 1000 + timeout * 1000)
             self._next.set_result(_Event(inv.request_id, inv.payload, self._headers(inv, deadline_ms)))
-            outcome_future = self._outcome
-            timer = loop.call_later(timeout, lambda: outcome_future.done() or outcome_future.set_result(None))
-            outcome = await outcome_future
+            def time_up() -> None:
+                if not settled.done():
+                    settled.set_result(None)
+
+            timer = loop.call_later(timeout, time_up)
+            outcome = await settled
             timer.cancel()
             if outcome is None:  # the timer, not the runtime, settled it
                 return self._timed_out(timeout), (time.monotonic() - started) * 1000

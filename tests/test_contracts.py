@@ -56,7 +56,7 @@ def test_ruff_is_clean() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_mypy_is_clean_over_the_kernel_and_the_products() -> None:
-    """mypy with the settings in pyproject.toml ([tool.mypy]: kambda/, functions/, apis/, events/)."""
+def test_mypy_is_clean_over_every_package() -> None:
+    """mypy with the settings in pyproject.toml ([tool.mypy]: the kernel, the products and the services)."""
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -92,7 +92,7 @@ class KubernetesOrchestrator:
         #: another key is someone else's forgery: the pod's own key never changes).
         self._assign_keys: dict[str, str] = {}
         self._draining: set[str] = set()         # claimed pods told to hold nothing
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._sub: object | None = None
         self._resync: asyncio.Task[None] | None = None
         self.deployments = Informer(api, api.apps.list_namespaced_deployment, self._ns, f"{objects.PART_OF}=kambda",
@@ -483,12 +483,12 @@ class KubernetesOrchestrator:
                 if (p["metadata"].get("labels") or {}).get(objects.CLAIMED) == "true"
                 and (key is None or objects.function_key(p) == key)]
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("background work failed: %s", task.exception())
