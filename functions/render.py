@@ -110,6 +110,10 @@ _SCALARS = {
 }
 
 
+#: The model's minimum of the integer fields whose zero would otherwise read as "not given".
+_MINIMUM = {"Timeout": 1, "MemorySize": 128}
+
+
 def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[str]]:
     """A FunctionConfig from a CreateFunction / UpdateFunctionConfiguration body, and the
     names of the fields the body set (the update mask)."""
@@ -118,6 +122,14 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
     for aws_key, (field, kind, what) in _SCALARS.items():
         value = expect(body, aws_key, kind, what)
         if value is not None:
+            least = _MINIMUM.get(aws_key)
+            if least is not None and value < least:
+                # Given, but below the model's minimum: refused, never mistaken for "absent" (which
+                # takes the default) as a zero would be in the protobuf.
+                member = aws_key[:1].lower() + aws_key[1:]
+                raise errors.Validation(
+                    f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: "
+                    f"Member must have value greater than or equal to {least}")
             setattr(config, field, value)
             mask.append(field)
     env = _environment(body)

@@ -199,6 +199,25 @@ def test_bad_create_parameters_get_aws_errors(lam, params: dict, code: str, frag
                 if f["FunctionName"] == args["FunctionName"]]
 
 
+@pytest.mark.parametrize(("field", "value", "least"), [("Timeout", 0, 1), ("MemorySize", 0, 128),
+                                                        ("MemorySize", 64, 128)])
+def test_a_given_value_below_the_minimum_is_refused_not_defaulted(platform, field: str, value: int,
+                                                                   least: int) -> None:
+    """boto3 checks these minimums itself; other SDKs and raw HTTP do not, and a zero must not read as
+    "absent" (Timeout 3, MemorySize 128 by default)."""
+    raw = platform.lambda_client(parameter_validation=False)
+    name = unique("low")
+    with pytest.raises(ClientError) as excinfo:
+        raw.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                            Code={"ZipFile": make_zip({"app.py": ECHO})}, **{field: value})
+    member = field[:1].lower() + field[1:]
+    assert error_of(excinfo) == (
+        "ValidationException", f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+        f"constraint: Member must have value greater than or equal to {least}", 400)
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        raw.get_function(FunctionName=name)
+
+
 def test_unreadable_zip_is_refused(lam) -> None:
     with pytest.raises(ClientError) as excinfo:
         lam.create_function(FunctionName=unique("zip"), Runtime="python3.12", Handler="app.handler", Role="r",
