@@ -7,7 +7,7 @@ Semantics follow EventBridge's documentation ("Event patterns", "Content filteri
   fields;
 - array elements are exact values (strings, numbers compared as numbers, true, false, null,
   ``""``) or one operator object: ``prefix``, ``suffix`` (both with an ``equals-ignore-case``
-  form), ``anything-but`` (a value, a list, or ``prefix``/``suffix``/``wildcard``/
+  form), ``anything-but`` (a value, a list, or ``prefix``/``suffix``/``wildcard`` (each a string or a list)/
   ``equals-ignore-case``), ``numeric`` (``=``, ``<``, ``<=``, ``>``, ``>=`` pairs), ``exists``,
   ``equals-ignore-case``, ``wildcard`` (``*``; ``\\*`` is a literal star) and ``cidr``;
 - ``$or`` at any object level: an array of at least two sub-patterns, one of which must match;
@@ -152,6 +152,11 @@ def _parse_object(obj: dict[str, Any], path: str, depth: int) -> Node:
     node = Node()
     for key, value in obj.items():
         where = f"{path}.{key}" if path else key
+        if "." in key and key != "$or" and all(key.split(".")):
+            # A dotted key names the nested field, as event-ruler flattens patterns and events alike.
+            head, rest = key.split(".", 1)
+            _merge(node, _parse_object({head: {rest: value}}, path, depth))
+            continue
         if key == "$or":
             if not isinstance(value, list) or len(value) < 2:
                 raise _invalid("\"$or\" must be an array of at least two objects", where)
@@ -167,6 +172,20 @@ def _parse_object(obj: dict[str, Any], path: str, depth: int) -> Node:
         else:
             raise _invalid(f"\"{key}\" must be an object or an array", where)
     return node
+
+
+def _merge(node: Node, other: Node) -> None:
+    """Fold ``other`` (the nested form of a dotted key) into ``node``: both must match."""
+    for key, matchers in other.leaves.items():
+        if key in node.leaves:
+            raise _invalid(f"the field \"{key}\" is given twice (dotted and nested)")
+        node.leaves[key] = matchers
+    for key, child in other.children.items():
+        if key in node.children:
+            _merge(node.children[key], child)
+        else:
+            node.children[key] = child
+    node.ors.extend(other.ors)
 
 
 def _parse_value(value: object, path: str) -> Matcher:
@@ -244,11 +263,16 @@ def _parse_anything_but(arg: object, path: str) -> Matcher:
             raise _invalid("\"anything-but\" takes one of prefix, suffix, wildcard, equals-ignore-case", path)
         (op, inner), = arg.items()
         if op in ("prefix", "suffix", "wildcard"):
-            if not isinstance(inner, str) or (op != "wildcard" and not inner):
-                raise _invalid(f"\"anything-but\"/\"{op}\" takes a non-empty string", path)
+            # One string, or a list of them: the value must match none.
+            texts = inner if isinstance(inner, list) else [inner]
+            if not texts or not all(isinstance(t, str) and (op == "wildcard" or t) for t in texts):
+                raise _invalid(f"\"anything-but\"/\"{op}\" takes a non-empty string or a non-empty list of "
+                               "non-empty strings", path)
             if op == "wildcard":
-                _check_wildcard(inner, path)
-            return Matcher(op, inner, _string_regex(op, inner, False), negate=True)
+                for text in texts:
+                    _check_wildcard(text, path)
+            alternation = "|".join(f"(?:{_string_regex(op, t, False).pattern})" for t in texts)
+            return Matcher(op, tuple(texts), re.compile(alternation, re.DOTALL), negate=True)
         if op == "equals-ignore-case":
             values = inner if isinstance(inner, list) else [inner]
             if not values or not all(isinstance(v, str) for v in values):
@@ -304,10 +328,19 @@ def matches(node: Node, event: dict[str, Any]) -> bool:
         if not _leaf_matches(matchers, event.get(key, _MISSING)):
             return False
     for key, child in node.children.items():
-        objects = list(_objects(event.get(key, _MISSING))) or [{}]
-        if not any(matches(child, obj) for obj in objects):
+        if not any(matches(child, obj) for obj in _nested(event, key)):
             return False
     return all(any(matches(alt, event) for alt in group) for group in node.ors)
+
+
+def _nested(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The objects a nested pattern under ``key`` is matched against: the event's objects at ``key``, with
+    the event's dotted keys under it (``"key.field"``) folded in, as event-ruler flattens both to one path."""
+    objects = list(_objects(event.get(key, _MISSING))) or [{}]
+    dotted = {k[len(key) + 1:]: v for k, v in event.items() if k.startswith(key + ".") and len(k) > len(key) + 1}
+    if dotted:
+        objects = [{**obj, **dotted} for obj in objects]
+    return objects
 
 
 def test_event_pattern(pattern: str | dict[str, Any], event: dict[str, Any]) -> bool:

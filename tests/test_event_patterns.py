@@ -79,6 +79,20 @@ TABLE = [
     ({"detail": {"state": [{"anything-but": {"equals-ignore-case": ["TERMINATED", "x"]}}]}}, EC2_EVENT, False),
     ({"detail": {"state": [{"anything-but": {"equals-ignore-case": "RUNNING"}}]}}, EC2_EVENT, True),
     ({"detail": {"missing": [{"anything-but": "x"}]}}, EC2_EVENT, False),  # a missing field is not "anything"
+    # a dotted key names the nested field, in the pattern and in the event alike (event-ruler flattens both)
+    ({"detail": {"state.status": ["ok"]}}, with_detail(state={"status": "ok"}), True),
+    ({"detail": {"state.status": ["ok"]}}, with_detail(state={"status": "bad"}), False),
+    ({"detail": {"state": {"status": ["ok"]}}}, with_detail(**{"state.status": "ok"}), True),
+    ({"detail": {"state.status": ["ok"]}}, with_detail(**{"state.status": "ok"}), True),
+    ({"detail.state": ["terminated"]}, EC2_EVENT, True),
+    ({"detail": {"s": {"a": [1], "b": [2]}}}, with_detail(s={"a": 1}, **{"s.b": 2}), True),
+    # anything-but prefix, suffix and wildcard take a list too: the value must match none of them
+    ({"detail": {"state": [{"anything-but": {"prefix": ["init", "run"]}}]}}, EC2_EVENT, True),
+    ({"detail": {"state": [{"anything-but": {"prefix": ["init", "term"]}}]}}, EC2_EVENT, False),
+    ({"detail": {"filename": [{"anything-but": {"suffix": [".txt", ".jpg"]}}]}}, EC2_EVENT, True),
+    ({"detail": {"filename": [{"anything-but": {"suffix": [".txt", ".png"]}}]}}, EC2_EVENT, False),
+    ({"detail": {"filename": [{"anything-but": {"wildcard": ["*/lib/*", "*.txt"]}}]}}, EC2_EVENT, True),
+    ({"detail": {"filename": [{"anything-but": {"wildcard": ["*/lib/*", "image.*"]}}]}}, EC2_EVENT, False),
     # numeric ranges
     ({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}]}}, EC2_EVENT, True),
     ({"detail": {"c-count": [{"numeric": [">", 5]}]}}, EC2_EVENT, False),
@@ -151,6 +165,9 @@ INVALID = [
     ({"x": [{"wildcard": "a**b"}]}, "Consecutive wildcard characters"),
     ({"x": [{"anything-but": ["a", 1]}]}, "only strings or only numbers"),
     ({"x": [{"anything-but": {"contains": "a"}}]}, "Unsupported anything-but pattern"),
+    ({"x": [{"anything-but": {"prefix": []}}]}, "non-empty list of non-empty strings"),
+    ({"x": [{"anything-but": {"suffix": ["a", 1]}}]}, "non-empty list of non-empty strings"),
+    ({"x": [{"anything-but": {"wildcard": ["a*", "b**"]}}]}, "Consecutive wildcard characters"),
     ({"$or": [{"a": ["b"]}]}, "at least two"),
     ({"$or": [{"a": ["b"]}, "c"]}, "must be an object"),
 ]
