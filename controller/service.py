@@ -411,7 +411,7 @@ class ControllerService(ControllerServicer):
     async def GetFunctionStatus(self, request: pb.GetFunctionRequest, context: aio.ServicerContext
                                 ) -> pb.FunctionStatus:
         version = self._resolve(request.name, request.qualifier).version
-        stats = self._orchestrator.stats(request.name, version)
+        stats = await self._orchestrator.current(request.name, version)
         info = await self._js.consumer_info(bus.SYNC_STREAM, bus.consumer_name(request.name, version))
         return pb.FunctionStatus(
             function=request.name, version=version, environments=stats.environments,

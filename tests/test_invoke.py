@@ -105,6 +105,14 @@ def test_boto3_in_a_function_reaches_kambda_through_its_endpoint_variables(platf
     assert body["answer"] == "unreachable"
 
 
+def test_the_status_view_shows_the_environment_an_invoke_just_used(platform, lam, create) -> None:
+    """Asked of the invoker, not taken from its last report, which may not have arrived yet."""
+    name = create(ECHO)
+    for _ in range(3):
+        invoke_json(lam, name, {"n": 1})
+        assert platform.status(name)["environments"] >= 1
+
+
 def test_warm_reuse_keeps_module_state(lam, create) -> None:
     name = create(COUNTER)
     assert [invoke_json(lam, name)[1] for _ in range(3)] == [1, 2, 3]

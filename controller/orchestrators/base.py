@@ -22,3 +22,8 @@ class Orchestrator(Protocol):
     def stats(self, function: str, version: str) -> FunctionStats:
         """What is running now, as last reported."""
         ...
+
+    async def current(self, function: str, version: str) -> FunctionStats:
+        """What is running now, asked of the invokers where they can be asked (a report may lag a change by
+        a moment): what a status view shows."""
+        ...

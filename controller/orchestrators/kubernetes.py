@@ -136,6 +136,10 @@ class KubernetesOrchestrator:
 
     # -- the Orchestrator protocol -------------------------------------------------------------
 
+    async def current(self, function: str, version: str) -> FunctionStats:
+        """The pods' reports: each pod reports at once when its environments change."""
+        return self.stats(function, version)
+
     def stats(self, function: str, version: str) -> FunctionStats:
         total = FunctionStats(function=function, version=version)
         now = self._clock()

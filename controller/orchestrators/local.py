@@ -63,6 +63,14 @@ class LocalOrchestrator:
     def stats(self, function: str, version: str) -> FunctionStats:
         return self._stats.get((function, version)) or FunctionStats(function=function, version=version)
 
+    async def current(self, function: str, version: str) -> FunctionStats:
+        """The invoker's answer to the version's assignment sent again (it changes nothing there): its count
+        now, not as of its last report."""
+        assignment = self._desired.get((function, version))
+        if assignment is not None:
+            await self._send(assignment)
+        return self.stats(function, version)
+
     async def apply(self, config: FunctionConfig, desired: int) -> None:
         key = (config.name, config.version)
         assignment = Assignment(config=config, desired=desired,
