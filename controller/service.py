@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -38,7 +40,11 @@ UPDATABLE = frozenset({
 
 MUTATIONS = frozenset({"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "DeleteFunction",
                        "PutFunctionConcurrency", "PutProvisionedConcurrency", "PutEventInvokeConfig",
-                       "PublishVersion", "Aliases"})
+                       "PublishVersion", "Aliases", "ChangeFunction"})
+#: AWS's limit on a function's resource-based policy (all its statements together).
+POLICY_LIMIT = 20 * 1024
+#: A function's tags at most (TagResource and CreateFunction's Tags together).
+TAG_LIMIT = 50
 
 
 def _guard(method: Callable):  # type: ignore[type-arg]
@@ -207,6 +213,56 @@ class ControllerService(ControllerServicer):
         updated = await self._registry.update(config)
         await self._reapply_all(updated.name)
         return updated
+
+    @_guard
+    async def ChangeFunction(self, request: pb.ChangeFunctionRequest, context: aio.ServicerContext
+                             ) -> FunctionConfig:
+        """Tags, resource-policy statements and the runtime management config: kept on $LATEST (tags and
+        policies are the function's, whatever the qualifier); tags change no RevisionId, a policy change
+        gives a new one (AddPermission's and RemovePermission's RevisionId checks it)."""
+        config = FunctionConfig()
+        config.CopyFrom(self._registry.get(request.name))
+        if request.tag or request.untag:
+            for key in request.untag:
+                config.tags.pop(key, None)
+            config.tags.update(request.tag)
+            if len(config.tags) > TAG_LIMIT:
+                raise errors.InvalidParameterValue(f"Number of tags exceeds resource tag limit ({TAG_LIMIT}).")
+        if request.add_statement or request.remove_statement:
+            if request.qualifier:
+                self._resolve(request.name, request.qualifier)  # a version or alias that is not there: 404
+            if request.revision_id and request.revision_id != config.revision_id:
+                raise errors.PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. Call the "
+                    "GetFunction/GetAlias API to retrieve the latest Revision Id")
+            statements = list(config.policies[request.qualifier].statements)
+            sids = [json.loads(s).get("Sid") for s in statements]
+            if request.add_statement:
+                sid = json.loads(request.add_statement).get("Sid")
+                if sid in sids:
+                    raise errors.ResourceConflict(
+                        f"The statement id ({sid}) provided already exists. Please provide a new statement id, "
+                        "or remove the existing statement.")
+                statements.append(request.add_statement)
+                size = sum(len(s) for s in statements)
+                if size > POLICY_LIMIT:
+                    raise errors.PolicyLengthExceeded(
+                        f"The final policy size ({size}) is bigger than the limit ({POLICY_LIMIT}).")
+            else:
+                if request.remove_statement not in sids:
+                    raise errors.ResourceNotFound(
+                        f"Statement {request.remove_statement} is not found in resource policy.")
+                del statements[sids.index(request.remove_statement)]
+            if statements:
+                config.policies[request.qualifier].ClearField("statements")
+                config.policies[request.qualifier].statements.extend(statements)
+            else:
+                del config.policies[request.qualifier]
+            config.revision_id = str(uuid.uuid4())
+        if request.runtime_update_mode:
+            config.runtime_update_mode = request.runtime_update_mode
+            config.runtime_version_arn = request.runtime_version_arn
+        return await self._registry.update(config, touch=False)
 
     @_guard
     async def PutProvisionedConcurrency(self, request: pb.ConcurrencyRequest, context: aio.ServicerContext

@@ -103,10 +103,12 @@ class LambdaApi:
         ref = parse_function(params["FunctionName"], params.get("Qualifier"))
         config = await self._get(ref)
         location = auth.presign(ctx.request, f"/_kambda/v1/code/{config.code_sha256}")
+        # Tags are the function's (TagResource changes $LATEST), whichever version is asked for.
+        tagged = config if not ref.qualifier else await self._get(FunctionRef(ref.name, None))
         return {
             "Configuration": render.configuration(config, self._arns, qualifier=ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
-            "Tags": dict(config.tags),
+            "Tags": dict(tagged.tags),
         }
 
     async def get_function_configuration(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

@@ -181,8 +181,19 @@ def parse_config(body: dict[str, Any], name: str) -> tuple[FunctionConfig, list[
         mask.append("dead_letter_target")
     tags = expect(body, "Tags", dict, "an object")
     if tags is not None:
-        config.tags.update({str(k): str(v) for k, v in tags.items()})
+        config.tags.update(check_tags(tags))
     return config, mask
+
+
+def check_tags(tags: dict[str, Any]) -> dict[str, str]:
+    """Tags as Lambda accepts them: keys of 1-128 characters not starting with ``aws:``, values up to 256."""
+    for key, value in tags.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(value, str) or len(value) > 256:
+            raise errors.InvalidParameterValue(f"Invalid tag: {str(key)[:128]!r}: keys have 1 to 128 characters "
+                                               "and values at most 256")
+        if key.lower().startswith("aws:"):
+            raise errors.InvalidParameterValue(f"Tag keys starting with 'aws:' are reserved: {key}")
+    return {str(k): str(v) for k, v in tags.items()}
 
 
 def event_invoke_config(config: FunctionConfig, arns: Arns) -> dict[str, Any]:

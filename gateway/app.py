@@ -29,6 +29,7 @@ from events.store import Store
 from functions.api import LambdaApi
 from functions.mappings_api import MappingsApi
 from functions.metrics import Metrics
+from functions.permissions import PermissionsApi
 from functions.registry_cache import RegistryCache
 from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
@@ -154,6 +155,7 @@ class Gateway:
         urls.register(self.front)
         MappingsApi(self._controller, self._arns).register(self.front)
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
+        PermissionsApi(self._controller, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)

@@ -51,10 +51,11 @@ LOG_FLUSH_S = 0.1
 LOG_BATCH_BYTES = 512 * 1024
 #: A run still going this long before its start deadline tells its caller that it started.
 START_NOTICE_LEAD_S = 1.0
-#: Configuration fields that change how many environments run, not what runs in them.
+#: Configuration fields that change how many environments run (or nothing in them), not what runs in them.
 _SCALING_FIELDS = ("reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified",
                    "max_environments", "revision_id", "last_modified", "state", "state_reason",
-                   "state_reason_code", "last_update_status", "tags", "description")
+                   "state_reason_code", "last_update_status", "tags", "description", "policies",
+                   "runtime_update_mode", "runtime_version_arn")
 
 
 def _runtime_identity(config: FunctionConfig) -> bytes:

@@ -66,9 +66,7 @@ class LocalOrchestrator:
     async def current(self, function: str, version: str) -> FunctionStats:
         """The invoker's answer to the version's assignment sent again (it changes nothing there): its count
         now, not as of its last report."""
-        assignment = self._desired.get((function, version))
-        if assignment is not None:
-            await self._send(assignment)
+        await self._send_desired((function, version))
         return self.stats(function, version)
 
     async def apply(self, config: FunctionConfig, desired: int) -> None:
@@ -87,15 +85,26 @@ class LocalOrchestrator:
 
     async def _send(self, assignment: Assignment) -> None:
         async with self._send_lock:
-            try:
-                reply = await self._nc.request(bus.assign_subject(self.invoker_id),
-                                               assignment.SerializeToString(), timeout=10)
-            except (NoRespondersError, NatsTimeoutError) as exc:
-                # The invoker is (re)starting: its hello makes us send the desired state again.
-                log.info("invoker %s not reachable (%s); assignment kept", self.invoker_id, type(exc).__name__)
-                return
-            ack = AssignmentAck.FromString(reply.data)
-            self._stats[(ack.stats.function, ack.stats.version)] = ack.stats
+            await self._request(assignment)
+
+    async def _send_desired(self, key: tuple[str, str]) -> None:
+        """Send again what is desired for ``key`` when the lock is ours: read before it, a newer assignment
+        sent meanwhile would be undone."""
+        async with self._send_lock:
+            assignment = self._desired.get(key)
+            if assignment is not None:
+                await self._request(assignment)
+
+    async def _request(self, assignment: Assignment) -> None:
+        try:
+            reply = await self._nc.request(bus.assign_subject(self.invoker_id),
+                                           assignment.SerializeToString(), timeout=10)
+        except (NoRespondersError, NatsTimeoutError) as exc:
+            # The invoker is (re)starting: its hello makes us send the desired state again.
+            log.info("invoker %s not reachable (%s); assignment kept", self.invoker_id, type(exc).__name__)
+            return
+        ack = AssignmentAck.FromString(reply.data)
+        self._stats[(ack.stats.function, ack.stats.version)] = ack.stats
 
     async def _on_stats(self, msg: Msg) -> None:
         stats = InvokerStats.FromString(msg.data)
@@ -107,8 +116,8 @@ class LocalOrchestrator:
             asyncio.create_task(self._resend_all())
 
     async def _resend_all(self) -> None:
-        for assignment in list(self._desired.values()):
-            await self._send(assignment)
+        for key in list(self._desired):
+            await self._send_desired(key)
 
     async def _supervise(self) -> None:
         failures = 0

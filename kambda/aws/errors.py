@@ -128,6 +128,12 @@ class ConcurrentModification(KambdaError):
     error_type = "User"
 
 
+class PolicyLengthExceeded(KambdaError):
+    code = "PolicyLengthExceededException"
+    status = 400
+    error_type = "User"
+
+
 class UnknownOperation(KambdaError):
     code = "UnknownOperationException"
     status = 404
@@ -221,6 +227,7 @@ _BY_CODE: dict[str, type[KambdaError]] = {
         LimitExceeded,
         InvalidEventPattern,
         ConcurrentModification,
+        PolicyLengthExceeded,
     )
 }
 

@@ -26,57 +26,63 @@ from kambda.v1 import function_pb2 as kambda_dot_v1_dot_function__pb2
 from kambda.v1 import mapping_pb2 as kambda_dot_v1_dot_mapping__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\x1a\x17kambda/v1/mapping.proto\"\x87\x01\n\x18\x45ventInvokeConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12,\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x1c.kambda.v1.EventInvokeConfig\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\"\x1f\n\x0fMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\x0c\"D\n\x12\x43oncurrencyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x05\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"O\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x14\n\x0c\x61ll_versions\x18\x03 \x01(\x08\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\"\xb9\x01\n\x0eMappingRequest\x12\n\n\x02op\x18\x01 \x01(\t\x12.\n\x07mapping\x18\x02 \x01(\x0b\x32\x1d.kambda.v1.EventSourceMapping\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x0c\n\x04uuid\x18\x04 \x01(\t\x12\x10\n\x08\x66unction\x18\x05 \x01(\t\x12\x18\n\x10\x65vent_source_arn\x18\x06 \x01(\t\x12\x0e\n\x06marker\x18\x07 \x01(\t\x12\x11\n\tmax_items\x18\x08 \x01(\x05\"W\n\x0fMappingResponse\x12/\n\x08mappings\x18\x01 \x03(\x0b\x32\x1d.kambda.v1.EventSourceMapping\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"y\n\x15PublishVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63ode_sha256\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0brevision_id\x18\x04 \x01(\tB\x0e\n\x0c_description\"F\n\x13ListVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06marker\x18\x02 \x01(\t\x12\x11\n\tmax_items\x18\x03 \x01(\x05\"\xab\x01\n\x0c\x41liasRequest\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1f\n\x05\x61lias\x18\x03 \x01(\x0b\x32\x10.kambda.v1.Alias\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12\x13\n\x0brevision_id\x18\x05 \x01(\t\x12\x18\n\x10\x66unction_version\x18\x06 \x01(\t\x12\x0e\n\x06marker\x18\x07 \x01(\t\x12\x11\n\tmax_items\x18\x08 \x01(\x05\"G\n\rAliasResponse\x12!\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x10.kambda.v1.Alias\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t2\xcb\n\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponse\x12R\n\x16PutFunctionConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x19PutProvisionedConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12V\n\x14PutEventInvokeConfig\x12#.kambda.v1.EventInvokeConfigRequest\x1a\x19.kambda.v1.FunctionConfig\x12L\n\x13\x45ventSourceMappings\x12\x19.kambda.v1.MappingRequest\x1a\x1a.kambda.v1.MappingResponse\x12M\n\x0ePublishVersion\x12 .kambda.v1.PublishVersionRequest\x1a\x19.kambda.v1.FunctionConfig\x12P\n\x0cListVersions\x12\x1e.kambda.v1.ListVersionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12<\n\x07\x41liases\x12\x17.kambda.v1.AliasRequest\x1a\x18.kambda.v1.AliasResponse\x12=\n\x07Metrics\x12\x16.kambda.v1.PingRequest\x1a\x1a.kambda.v1.MetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akambda/v1/controller.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\x1a\x17kambda/v1/mapping.proto\"\x87\x01\n\x18\x45ventInvokeConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12,\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x1c.kambda.v1.EventInvokeConfig\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\"\xab\x02\n\x15\x43hangeFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x36\n\x03tag\x18\x04 \x03(\x0b\x32).kambda.v1.ChangeFunctionRequest.TagEntry\x12\r\n\x05untag\x18\x05 \x03(\t\x12\x15\n\radd_statement\x18\x06 \x01(\t\x12\x18\n\x10remove_statement\x18\x07 \x01(\t\x12\x1b\n\x13runtime_update_mode\x18\x08 \x01(\t\x12\x1b\n\x13runtime_version_arn\x18\t \x01(\t\x1a*\n\x08TagEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\x0fMetricsResponse\x12\x0c\n\x04text\x18\x01 \x01(\x0c\"D\n\x12\x43oncurrencyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x05\"T\n\x15\x43reateFunctionRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\"5\n\x12GetFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"O\n\x14ListFunctionsRequest\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x14\n\x0c\x61ll_versions\x18\x03 \x01(\x08\"Z\n\x15ListFunctionsResponse\x12,\n\tfunctions\x18\x01 \x03(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"a\n\x19UpdateFunctionCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08zip_file\x18\x02 \x01(\x0c\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\x87\x01\n\"UpdateFunctionConfigurationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\x12\x13\n\x0brevision_id\x18\x04 \x01(\t\"8\n\x15\x44\x65leteFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tqualifier\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"G\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"#\n\x10\x41\x63tivateResponse\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\"x\n\x0e\x46unctionStatus\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x0f\n\x07\x64\x65sired\x18\x06 \x01(\x05\"\r\n\x0bPingRequest\"&\n\x0cPingResponse\x12\x16\n\x0enats_connected\x18\x01 \x01(\x08\"\xb9\x01\n\x0eMappingRequest\x12\n\n\x02op\x18\x01 \x01(\t\x12.\n\x07mapping\x18\x02 \x01(\x0b\x32\x1d.kambda.v1.EventSourceMapping\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x0c\n\x04uuid\x18\x04 \x01(\t\x12\x10\n\x08\x66unction\x18\x05 \x01(\t\x12\x18\n\x10\x65vent_source_arn\x18\x06 \x01(\t\x12\x0e\n\x06marker\x18\x07 \x01(\t\x12\x11\n\tmax_items\x18\x08 \x01(\x05\"W\n\x0fMappingResponse\x12/\n\x08mappings\x18\x01 \x03(\x0b\x32\x1d.kambda.v1.EventSourceMapping\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t\"y\n\x15PublishVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63ode_sha256\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0brevision_id\x18\x04 \x01(\tB\x0e\n\x0c_description\"F\n\x13ListVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06marker\x18\x02 \x01(\t\x12\x11\n\tmax_items\x18\x03 \x01(\x05\"\xab\x01\n\x0c\x41liasRequest\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1f\n\x05\x61lias\x18\x03 \x01(\x0b\x32\x10.kambda.v1.Alias\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12\x13\n\x0brevision_id\x18\x05 \x01(\t\x12\x18\n\x10\x66unction_version\x18\x06 \x01(\t\x12\x0e\n\x06marker\x18\x07 \x01(\t\x12\x11\n\tmax_items\x18\x08 \x01(\x05\"G\n\rAliasResponse\x12!\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x10.kambda.v1.Alias\x12\x13\n\x0bnext_marker\x18\x02 \x01(\t2\x9a\x0b\n\nController\x12M\n\x0e\x43reateFunction\x12 .kambda.v1.CreateFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12G\n\x0bGetFunction\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12R\n\rListFunctions\x12\x1f.kambda.v1.ListFunctionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12U\n\x12UpdateFunctionCode\x12$.kambda.v1.UpdateFunctionCodeRequest\x1a\x19.kambda.v1.FunctionConfig\x12g\n\x1bUpdateFunctionConfiguration\x12-.kambda.v1.UpdateFunctionConfigurationRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x0e\x44\x65leteFunction\x12 .kambda.v1.DeleteFunctionRequest\x1a!.kambda.v1.DeleteFunctionResponse\x12\x43\n\x08\x41\x63tivate\x12\x1a.kambda.v1.ActivateRequest\x1a\x1b.kambda.v1.ActivateResponse\x12M\n\x11GetFunctionStatus\x12\x1d.kambda.v1.GetFunctionRequest\x1a\x19.kambda.v1.FunctionStatus\x12\x37\n\x04Ping\x12\x16.kambda.v1.PingRequest\x1a\x17.kambda.v1.PingResponse\x12R\n\x16PutFunctionConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12U\n\x19PutProvisionedConcurrency\x12\x1d.kambda.v1.ConcurrencyRequest\x1a\x19.kambda.v1.FunctionConfig\x12V\n\x14PutEventInvokeConfig\x12#.kambda.v1.EventInvokeConfigRequest\x1a\x19.kambda.v1.FunctionConfig\x12L\n\x13\x45ventSourceMappings\x12\x19.kambda.v1.MappingRequest\x1a\x1a.kambda.v1.MappingResponse\x12M\n\x0ePublishVersion\x12 .kambda.v1.PublishVersionRequest\x1a\x19.kambda.v1.FunctionConfig\x12P\n\x0cListVersions\x12\x1e.kambda.v1.ListVersionsRequest\x1a .kambda.v1.ListFunctionsResponse\x12<\n\x07\x41liases\x12\x17.kambda.v1.AliasRequest\x1a\x18.kambda.v1.AliasResponse\x12M\n\x0e\x43hangeFunction\x12 .kambda.v1.ChangeFunctionRequest\x1a\x19.kambda.v1.FunctionConfig\x12=\n\x07Metrics\x12\x16.kambda.v1.PingRequest\x1a\x1a.kambda.v1.MetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.controller_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CHANGEFUNCTIONREQUEST_TAGENTRY']._loaded_options = None
+  _globals['_CHANGEFUNCTIONREQUEST_TAGENTRY']._serialized_options = b'8\001'
   _globals['_EVENTINVOKECONFIGREQUEST']._serialized_start=93
   _globals['_EVENTINVOKECONFIGREQUEST']._serialized_end=228
-  _globals['_METRICSRESPONSE']._serialized_start=230
-  _globals['_METRICSRESPONSE']._serialized_end=261
-  _globals['_CONCURRENCYREQUEST']._serialized_start=263
-  _globals['_CONCURRENCYREQUEST']._serialized_end=331
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=333
-  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=417
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=419
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=472
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=474
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=553
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=555
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=645
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=647
-  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=744
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=747
-  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=882
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=884
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=940
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=942
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=966
-  _globals['_ACTIVATEREQUEST']._serialized_start=968
-  _globals['_ACTIVATEREQUEST']._serialized_end=1039
-  _globals['_ACTIVATERESPONSE']._serialized_start=1041
-  _globals['_ACTIVATERESPONSE']._serialized_end=1076
-  _globals['_FUNCTIONSTATUS']._serialized_start=1078
-  _globals['_FUNCTIONSTATUS']._serialized_end=1198
-  _globals['_PINGREQUEST']._serialized_start=1200
-  _globals['_PINGREQUEST']._serialized_end=1213
-  _globals['_PINGRESPONSE']._serialized_start=1215
-  _globals['_PINGRESPONSE']._serialized_end=1253
-  _globals['_MAPPINGREQUEST']._serialized_start=1256
-  _globals['_MAPPINGREQUEST']._serialized_end=1441
-  _globals['_MAPPINGRESPONSE']._serialized_start=1443
-  _globals['_MAPPINGRESPONSE']._serialized_end=1530
-  _globals['_PUBLISHVERSIONREQUEST']._serialized_start=1532
-  _globals['_PUBLISHVERSIONREQUEST']._serialized_end=1653
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=1655
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=1725
-  _globals['_ALIASREQUEST']._serialized_start=1728
-  _globals['_ALIASREQUEST']._serialized_end=1899
-  _globals['_ALIASRESPONSE']._serialized_start=1901
-  _globals['_ALIASRESPONSE']._serialized_end=1972
-  _globals['_CONTROLLER']._serialized_start=1975
-  _globals['_CONTROLLER']._serialized_end=3330
+  _globals['_CHANGEFUNCTIONREQUEST']._serialized_start=231
+  _globals['_CHANGEFUNCTIONREQUEST']._serialized_end=530
+  _globals['_CHANGEFUNCTIONREQUEST_TAGENTRY']._serialized_start=488
+  _globals['_CHANGEFUNCTIONREQUEST_TAGENTRY']._serialized_end=530
+  _globals['_METRICSRESPONSE']._serialized_start=532
+  _globals['_METRICSRESPONSE']._serialized_end=563
+  _globals['_CONCURRENCYREQUEST']._serialized_start=565
+  _globals['_CONCURRENCYREQUEST']._serialized_end=633
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_start=635
+  _globals['_CREATEFUNCTIONREQUEST']._serialized_end=719
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=721
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=774
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=776
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=855
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=857
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=947
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_start=949
+  _globals['_UPDATEFUNCTIONCODEREQUEST']._serialized_end=1046
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_start=1049
+  _globals['_UPDATEFUNCTIONCONFIGURATIONREQUEST']._serialized_end=1184
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=1186
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=1242
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=1244
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=1268
+  _globals['_ACTIVATEREQUEST']._serialized_start=1270
+  _globals['_ACTIVATEREQUEST']._serialized_end=1341
+  _globals['_ACTIVATERESPONSE']._serialized_start=1343
+  _globals['_ACTIVATERESPONSE']._serialized_end=1378
+  _globals['_FUNCTIONSTATUS']._serialized_start=1380
+  _globals['_FUNCTIONSTATUS']._serialized_end=1500
+  _globals['_PINGREQUEST']._serialized_start=1502
+  _globals['_PINGREQUEST']._serialized_end=1515
+  _globals['_PINGRESPONSE']._serialized_start=1517
+  _globals['_PINGRESPONSE']._serialized_end=1555
+  _globals['_MAPPINGREQUEST']._serialized_start=1558
+  _globals['_MAPPINGREQUEST']._serialized_end=1743
+  _globals['_MAPPINGRESPONSE']._serialized_start=1745
+  _globals['_MAPPINGRESPONSE']._serialized_end=1832
+  _globals['_PUBLISHVERSIONREQUEST']._serialized_start=1834
+  _globals['_PUBLISHVERSIONREQUEST']._serialized_end=1955
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=1957
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=2027
+  _globals['_ALIASREQUEST']._serialized_start=2030
+  _globals['_ALIASREQUEST']._serialized_end=2201
+  _globals['_ALIASRESPONSE']._serialized_start=2203
+  _globals['_ALIASRESPONSE']._serialized_end=2274
+  _globals['_CONTROLLER']._serialized_start=2277
+  _globals['_CONTROLLER']._serialized_end=3711
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,35 @@ class EventInvokeConfigRequest(_message.Message):
     fields: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ..., config: _Optional[_Union[_function_pb2.EventInvokeConfig, _Mapping]] = ..., mode: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ChangeFunctionRequest(_message.Message):
+    __slots__ = ("name", "qualifier", "revision_id", "tag", "untag", "add_statement", "remove_statement", "runtime_update_mode", "runtime_version_arn")
+    class TagEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    UNTAG_FIELD_NUMBER: _ClassVar[int]
+    ADD_STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_UPDATE_MODE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSION_ARN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    qualifier: str
+    revision_id: str
+    tag: _containers.ScalarMap[str, str]
+    untag: _containers.RepeatedScalarFieldContainer[str]
+    add_statement: str
+    remove_statement: str
+    runtime_update_mode: str
+    runtime_version_arn: str
+    def __init__(self, name: _Optional[str] = ..., qualifier: _Optional[str] = ..., revision_id: _Optional[str] = ..., tag: _Optional[_Mapping[str, str]] = ..., untag: _Optional[_Iterable[str]] = ..., add_statement: _Optional[str] = ..., remove_statement: _Optional[str] = ..., runtime_update_mode: _Optional[str] = ..., runtime_version_arn: _Optional[str] = ...) -> None: ...
+
 class MetricsResponse(_message.Message):
     __slots__ = ("text",)
     TEXT_FIELD_NUMBER: _ClassVar[int]

@@ -118,6 +118,11 @@ class ControllerStub:
                 request_serializer=kambda_dot_v1_dot_controller__pb2.AliasRequest.SerializeToString,
                 response_deserializer=kambda_dot_v1_dot_controller__pb2.AliasResponse.FromString,
                 _registered_method=True)
+        self.ChangeFunction = channel.unary_unary(
+                '/kambda.v1.Controller/ChangeFunction',
+                request_serializer=kambda_dot_v1_dot_controller__pb2.ChangeFunctionRequest.SerializeToString,
+                response_deserializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
+                _registered_method=True)
         self.Metrics = channel.unary_unary(
                 '/kambda.v1.Controller/Metrics',
                 request_serializer=kambda_dot_v1_dot_controller__pb2.PingRequest.SerializeToString,
@@ -235,6 +240,13 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeFunction(self, request, context):
+        """A function's tags, resource policy and runtime management config (no new RevisionId for tags).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Metrics(self, request, context):
         """The controller's own Prometheus metrics, in the text exposition format.
         """
@@ -324,6 +336,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Aliases,
                     request_deserializer=kambda_dot_v1_dot_controller__pb2.AliasRequest.FromString,
                     response_serializer=kambda_dot_v1_dot_controller__pb2.AliasResponse.SerializeToString,
+            ),
+            'ChangeFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeFunction,
+                    request_deserializer=kambda_dot_v1_dot_controller__pb2.ChangeFunctionRequest.FromString,
+                    response_serializer=kambda_dot_v1_dot_function__pb2.FunctionConfig.SerializeToString,
             ),
             'Metrics': grpc.unary_unary_rpc_method_handler(
                     servicer.Metrics,
@@ -766,6 +783,33 @@ class Controller:
             '/kambda.v1.Controller/Aliases',
             kambda_dot_v1_dot_controller__pb2.AliasRequest.SerializeToString,
             kambda_dot_v1_dot_controller__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kambda.v1.Controller/ChangeFunction',
+            kambda_dot_v1_dot_controller__pb2.ChangeFunctionRequest.SerializeToString,
+            kambda_dot_v1_dot_function__pb2.FunctionConfig.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kambda/v1/function.proto\x12\tkambda.v1\"\xe9\x07\n\x0e\x46unctionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x13\n\x0bmemory_size\x18\x07 \x01(\x05\x12?\n\x0b\x65nvironment\x18\x08 \x03(\x0b\x32*.kambda.v1.FunctionConfig.EnvironmentEntry\x12\x13\n\x0b\x63ode_sha256\x18\t \x01(\t\x12\x11\n\tcode_size\x18\n \x01(\x03\x12\x15\n\rlast_modified\x18\x0b \x01(\t\x12\x13\n\x0brevision_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\t\x12\r\n\x05state\x18\x0e \x01(\t\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x19\n\x11state_reason_code\x18\x10 \x01(\t\x12\x1a\n\x12last_update_status\x18\x11 \x01(\t\x12\x14\n\x0cpackage_type\x18\x12 \x01(\t\x12\x15\n\rarchitectures\x18\x13 \x03(\t\x12\x19\n\x11\x65phemeral_storage\x18\x14 \x01(\x05\x12\x0e\n\x06layers\x18\x15 \x03(\t\x12\x14\n\x0ctracing_mode\x18\x16 \x01(\t\x12\x12\n\nlog_format\x18\x17 \x01(\t\x12\x11\n\tlog_group\x18\x18 \x01(\t\x12\x31\n\x04tags\x18\x19 \x03(\x0b\x32#.kambda.v1.FunctionConfig.TagsEntry\x12\x18\n\x10max_environments\x18\x1a \x01(\x05\x12!\n\x14reserved_concurrency\x18\x1b \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x17provisioned_concurrency\x18\x1c \x01(\x05\x12!\n\x19provisioned_last_modified\x18\x1d \x01(\t\x12\x12\n\nsnap_start\x18\x1e \x01(\t\x12\x39\n\x13\x65vent_invoke_config\x18\x1f \x01(\x0b\x32\x1c.kambda.v1.EventInvokeConfig\x12\x1a\n\x12\x64\x65\x61\x64_letter_target\x18  \x01(\t\x12\x16\n\x0elast_published\x18! \x01(\x05\x12\x16\n\x0epublished_from\x18\" \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x17\n\x15_reserved_concurrency\"\x80\x02\n\x05\x41lias\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x66unction_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12R\n\x1a\x61\x64\x64itional_version_weights\x18\x05 \x03(\x0b\x32..kambda.v1.Alias.AdditionalVersionWeightsEntry\x12\x13\n\x0brevision_id\x18\x06 \x01(\t\x1a?\n\x1d\x41\x64\x64itionalVersionWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc8\x01\n\x11\x45ventInvokeConfig\x12#\n\x16maximum_retry_attempts\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11maximum_event_age\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\non_success\x18\x03 \x01(\t\x12\x12\n\non_failure\x18\x04 \x01(\t\x12\x15\n\rlast_modified\x18\x05 \x01(\tB\x19\n\x17_maximum_retry_attemptsB\x14\n\x12_maximum_event_ageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kambda/v1/function.proto\x12\tkambda.v1\"\xac\t\n\x0e\x46unctionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x13\n\x0bmemory_size\x18\x07 \x01(\x05\x12?\n\x0b\x65nvironment\x18\x08 \x03(\x0b\x32*.kambda.v1.FunctionConfig.EnvironmentEntry\x12\x13\n\x0b\x63ode_sha256\x18\t \x01(\t\x12\x11\n\tcode_size\x18\n \x01(\x03\x12\x15\n\rlast_modified\x18\x0b \x01(\t\x12\x13\n\x0brevision_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\t\x12\r\n\x05state\x18\x0e \x01(\t\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x19\n\x11state_reason_code\x18\x10 \x01(\t\x12\x1a\n\x12last_update_status\x18\x11 \x01(\t\x12\x14\n\x0cpackage_type\x18\x12 \x01(\t\x12\x15\n\rarchitectures\x18\x13 \x03(\t\x12\x19\n\x11\x65phemeral_storage\x18\x14 \x01(\x05\x12\x0e\n\x06layers\x18\x15 \x03(\t\x12\x14\n\x0ctracing_mode\x18\x16 \x01(\t\x12\x12\n\nlog_format\x18\x17 \x01(\t\x12\x11\n\tlog_group\x18\x18 \x01(\t\x12\x31\n\x04tags\x18\x19 \x03(\x0b\x32#.kambda.v1.FunctionConfig.TagsEntry\x12\x18\n\x10max_environments\x18\x1a \x01(\x05\x12!\n\x14reserved_concurrency\x18\x1b \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x17provisioned_concurrency\x18\x1c \x01(\x05\x12!\n\x19provisioned_last_modified\x18\x1d \x01(\t\x12\x12\n\nsnap_start\x18\x1e \x01(\t\x12\x39\n\x13\x65vent_invoke_config\x18\x1f \x01(\x0b\x32\x1c.kambda.v1.EventInvokeConfig\x12\x1a\n\x12\x64\x65\x61\x64_letter_target\x18  \x01(\t\x12\x16\n\x0elast_published\x18! \x01(\x05\x12\x16\n\x0epublished_from\x18\" \x01(\t\x12\x39\n\x08policies\x18# \x03(\x0b\x32\'.kambda.v1.FunctionConfig.PoliciesEntry\x12\x1b\n\x13runtime_update_mode\x18$ \x01(\t\x12\x1b\n\x13runtime_version_arn\x18% \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aL\n\rPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.kambda.v1.PolicyStatements:\x02\x38\x01\x42\x17\n\x15_reserved_concurrency\"&\n\x10PolicyStatements\x12\x12\n\nstatements\x18\x01 \x03(\t\"\x80\x02\n\x05\x41lias\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x66unction_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12R\n\x1a\x61\x64\x64itional_version_weights\x18\x05 \x03(\x0b\x32..kambda.v1.Alias.AdditionalVersionWeightsEntry\x12\x13\n\x0brevision_id\x18\x06 \x01(\t\x1a?\n\x1d\x41\x64\x64itionalVersionWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc8\x01\n\x11\x45ventInvokeConfig\x12#\n\x16maximum_retry_attempts\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11maximum_event_age\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\non_success\x18\x03 \x01(\t\x12\x12\n\non_failure\x18\x04 \x01(\t\x12\x15\n\rlast_modified\x18\x05 \x01(\tB\x19\n\x17_maximum_retry_attemptsB\x14\n\x12_maximum_event_ageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_options = b'8\001'
   _globals['_FUNCTIONCONFIG_TAGSENTRY']._loaded_options = None
   _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_FUNCTIONCONFIG_POLICIESENTRY']._loaded_options = None
+  _globals['_FUNCTIONCONFIG_POLICIESENTRY']._serialized_options = b'8\001'
   _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._loaded_options = None
   _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_FUNCTIONCONFIG']._serialized_start=40
-  _globals['_FUNCTIONCONFIG']._serialized_end=1041
-  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_start=921
-  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_end=971
-  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_start=973
-  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_end=1016
-  _globals['_ALIAS']._serialized_start=1044
-  _globals['_ALIAS']._serialized_end=1300
-  _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._serialized_start=1237
-  _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._serialized_end=1300
-  _globals['_EVENTINVOKECONFIG']._serialized_start=1303
-  _globals['_EVENTINVOKECONFIG']._serialized_end=1503
+  _globals['_FUNCTIONCONFIG']._serialized_end=1236
+  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_start=1038
+  _globals['_FUNCTIONCONFIG_ENVIRONMENTENTRY']._serialized_end=1088
+  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_start=1090
+  _globals['_FUNCTIONCONFIG_TAGSENTRY']._serialized_end=1133
+  _globals['_FUNCTIONCONFIG_POLICIESENTRY']._serialized_start=1135
+  _globals['_FUNCTIONCONFIG_POLICIESENTRY']._serialized_end=1211
+  _globals['_POLICYSTATEMENTS']._serialized_start=1238
+  _globals['_POLICYSTATEMENTS']._serialized_end=1276
+  _globals['_ALIAS']._serialized_start=1279
+  _globals['_ALIAS']._serialized_end=1535
+  _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._serialized_start=1472
+  _globals['_ALIAS_ADDITIONALVERSIONWEIGHTSENTRY']._serialized_end=1535
+  _globals['_EVENTINVOKECONFIG']._serialized_start=1538
+  _globals['_EVENTINVOKECONFIG']._serialized_end=1738
 # @@protoc_insertion_point(module_scope)

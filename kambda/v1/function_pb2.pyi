@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionConfig(_message.Message):
-    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified", "snap_start", "event_invoke_config", "dead_letter_target", "last_published", "published_from")
+    __slots__ = ("name", "runtime", "handler", "role", "description", "timeout", "memory_size", "environment", "code_sha256", "code_size", "last_modified", "revision_id", "version", "state", "state_reason", "state_reason_code", "last_update_status", "package_type", "architectures", "ephemeral_storage", "layers", "tracing_mode", "log_format", "log_group", "tags", "max_environments", "reserved_concurrency", "provisioned_concurrency", "provisioned_last_modified", "snap_start", "event_invoke_config", "dead_letter_target", "last_published", "published_from", "policies", "runtime_update_mode", "runtime_version_arn")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,13 @@ class FunctionConfig(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PoliciesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: PolicyStatements
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PolicyStatements, _Mapping]] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +63,9 @@ class FunctionConfig(_message.Message):
     DEAD_LETTER_TARGET_FIELD_NUMBER: _ClassVar[int]
     LAST_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_FROM_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_UPDATE_MODE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSION_ARN_FIELD_NUMBER: _ClassVar[int]
     name: str
     runtime: str
     handler: str
@@ -90,7 +100,16 @@ class FunctionConfig(_message.Message):
     dead_letter_target: str
     last_published: int
     published_from: str
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ..., snap_start: _Optional[str] = ..., event_invoke_config: _Optional[_Union[EventInvokeConfig, _Mapping]] = ..., dead_letter_target: _Optional[str] = ..., last_published: _Optional[int] = ..., published_from: _Optional[str] = ...) -> None: ...
+    policies: _containers.MessageMap[str, PolicyStatements]
+    runtime_update_mode: str
+    runtime_version_arn: str
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., role: _Optional[str] = ..., description: _Optional[str] = ..., timeout: _Optional[int] = ..., memory_size: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., last_modified: _Optional[str] = ..., revision_id: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., state_reason: _Optional[str] = ..., state_reason_code: _Optional[str] = ..., last_update_status: _Optional[str] = ..., package_type: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., ephemeral_storage: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., tracing_mode: _Optional[str] = ..., log_format: _Optional[str] = ..., log_group: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., max_environments: _Optional[int] = ..., reserved_concurrency: _Optional[int] = ..., provisioned_concurrency: _Optional[int] = ..., provisioned_last_modified: _Optional[str] = ..., snap_start: _Optional[str] = ..., event_invoke_config: _Optional[_Union[EventInvokeConfig, _Mapping]] = ..., dead_letter_target: _Optional[str] = ..., last_published: _Optional[int] = ..., published_from: _Optional[str] = ..., policies: _Optional[_Mapping[str, PolicyStatements]] = ..., runtime_update_mode: _Optional[str] = ..., runtime_version_arn: _Optional[str] = ...) -> None: ...
+
+class PolicyStatements(_message.Message):
+    __slots__ = ("statements",)
+    STATEMENTS_FIELD_NUMBER: _ClassVar[int]
+    statements: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, statements: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Alias(_message.Message):
     __slots__ = ("function", "name", "function_version", "description", "additional_version_weights", "revision_id")
