@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
+from functions.registry_cache import RegistryCache
 from functions.render import check_tags
 from kambda import rpc
 from kambda.aws import errors
@@ -70,14 +72,51 @@ def statement(params: dict[str, Any], resource: str) -> dict[str, Any]:
     return body
 
 
+def grants(statements: list[str], principal_arn: str, action: str, resource: str) -> bool:
+    """Whether one of a function's statements allows ``principal_arn`` (a role or user of some account) to do
+    ``action`` on ``resource``. A statement for a service principal, or with a condition on where the call
+    comes from (SourceArn, SourceAccount, an event source token, an organisation), is for triggers and
+    never matches a direct call; kambda's own triggers invoke through the bus and need none."""
+    account = principal_arn.split(":")[4] if principal_arn.count(":") >= 5 else ""
+    for text in statements:
+        body = json.loads(text)
+        if body.get("Effect") != "Allow" or body.get("Resource") != resource or body.get("Condition"):
+            continue
+        allowed = body.get("Action")
+        if not (allowed == "*" or str(allowed).lower() in (action.lower(), "lambda:*")):
+            continue
+        who = body.get("Principal")
+        if who == "*" or (isinstance(who, dict) and who.get("AWS") in (principal_arn, f"arn:aws:iam::{account}:root")):
+            return True
+    return False
+
+
 def policy_document(statements: list[str]) -> str:
     return json.dumps({"Version": "2012-10-17", "Id": "default",
                        "Statement": [json.loads(s) for s in statements]}, separators=(",", ":"))
 
 
+def resource_policy(cache: RegistryCache, arns: Arns) -> Callable[[str, str, str], bool]:
+    """The gateway's check of a function ARN's resource policy (kambda/aws/auth.py asks it), from the
+    registry cache: statements are added by qualifier and a qualified ARN is checked on its own."""
+    prefix = f"arn:aws:lambda:{arns.region}:{arns.account}:function:"
+
+    def allows(principal_arn: str, action: str, resource: str) -> bool:
+        if not resource.startswith(prefix):
+            return False
+        name, _, qualifier = resource[len(prefix):].partition(":")
+        config = cache.cached(name)
+        if config is None or qualifier not in config.policies:
+            return False
+        return grants(list(config.policies[qualifier].statements), principal_arn, action, resource)
+
+    return allows
+
+
 class PermissionsApi:
-    def __init__(self, controller: ControllerStub, arns: Arns) -> None:
+    def __init__(self, controller: ControllerStub, cache: RegistryCache, arns: Arns) -> None:
         self._controller = controller
+        self._cache = cache
         self._arns = arns
 
     def register(self, front: Front) -> None:
@@ -100,6 +139,7 @@ class PermissionsApi:
 
     async def _change(self, request: pb.ChangeFunctionRequest) -> FunctionConfig:
         config: FunctionConfig = await rpc.call(self._controller.ChangeFunction, request)
+        self._cache.put(config)  # this gateway checks the new policy at once; the others when their watch has it
         return config
 
     # -- the resource-based policy ----------------------------------------------------------------

@@ -103,6 +103,10 @@ class RegistryCache:
         for key in [k for k in self._aliases if k[0] == name]:
             del self._aliases[key]
 
+    def cached(self, name: str) -> FunctionConfig | None:
+        """A function's $LATEST configuration as the watch has it, without asking the bus (None: not seen)."""
+        return self._configs.get(name)
+
     async def get(self, name: str) -> FunctionConfig | None:
         """A function's $LATEST configuration, or None."""
         config = self._configs.get(name)

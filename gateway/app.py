@@ -26,6 +26,7 @@ from apis.config import HttpConfig, UrlConfig
 from apis.triggers import Triggers
 from events.api import EventsApi
 from events.store import Store
+from functions import permissions
 from functions.api import LambdaApi
 from functions.mappings_api import MappingsApi
 from functions.metrics import Metrics
@@ -117,6 +118,7 @@ class Gateway:
         self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version
         self._stats_sub: Any = None
         self.authenticator = authenticator or authenticator_of(settings)
+        self.authenticator.resource_policy = permissions.resource_policy(self._cache, self._arns)
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
@@ -155,7 +157,7 @@ class Gateway:
         urls.register(self.front)
         MappingsApi(self._controller, self._arns).register(self.front)
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
-        PermissionsApi(self._controller, self._arns).register(self.front)
+        PermissionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)

@@ -134,3 +134,44 @@ def test_runtime_management_config(lam, create) -> None:
     lam.put_runtime_management_config(FunctionName=name, UpdateRuntimeOn="FunctionUpdate")
     got = lam.get_runtime_management_config(FunctionName=name)
     assert got["UpdateRuntimeOn"] == "FunctionUpdate" and "RuntimeVersionArn" not in got
+
+
+CALLER = (
+    "import json, boto3, botocore\n"
+    "def handler(event, context):\n"
+    "    lam = boto3.client('lambda', config=botocore.config.Config(retries={'max_attempts': 1}))\n"
+    "    try:\n"
+    "        out = lam.invoke(FunctionName=event['target'], **event.get('args', {}))\n"
+    "        return {'payload': json.loads(out['Payload'].read())}\n"
+    "    except botocore.exceptions.ClientError as exc:\n"
+    "        return {'error': exc.response['Error']['Code']}\n"
+)
+
+
+def test_a_function_invokes_another_only_where_its_policy_lets_the_callers_role(lam, create) -> None:
+    """A function's calls carry its execution role's credentials, which grant nothing by themselves; the
+    target's resource policy (AddPermission) is what lets that role invoke it, qualifier by qualifier."""
+    role = "arn:aws:iam::000000000000:role/caller"
+    caller = create(CALLER, Role=role, Timeout=20)
+    target = create(COUNTER)
+    lam.publish_version(FunctionName=target)
+    lam.create_alias(FunctionName=target, Name="live", FunctionVersion="1")
+
+    def call(**args: object) -> dict:
+        return invoke_json(lam, caller, {"target": target, "args": args})[1]
+
+    assert call() == {"error": "AccessDeniedException"}
+    # For triggers: a service principal, or a condition on the source, lets no role in.
+    lam.add_permission(FunctionName=target, StatementId="s3", Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::b")
+    lam.add_permission(FunctionName=target, StatementId="cond", Action="lambda:InvokeFunction",
+                       Principal=role, SourceAccount="000000000000")
+    assert call() == {"error": "AccessDeniedException"}
+    lam.add_permission(FunctionName=target, StatementId="caller", Action="lambda:InvokeFunction", Principal=role)
+    assert call() == {"payload": 1}
+    assert call(Qualifier="live") == {"error": "AccessDeniedException"}  # the alias has a policy of its own
+    lam.add_permission(FunctionName=target, Qualifier="live", StatementId="acct", Action="lambda:*",
+                       Principal="000000000000")
+    assert call(Qualifier="live") == {"payload": 1}
+    lam.remove_permission(FunctionName=target, StatementId="caller")
+    assert call() == {"error": "AccessDeniedException"}
