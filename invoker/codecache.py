@@ -14,6 +14,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from kambda import bus, codepkg
+from kambda.bus import chunks
 
 
 class CodeCache:
@@ -30,10 +31,9 @@ class CodeCache:
         lock = self._locks.setdefault(sha256_hex, asyncio.Lock())
         async with lock:
             if not dest.is_dir():
-                store = await self._js.object_store(bus.CODE_BUCKET)
-                result = await store.get(sha256_hex)
+                data = await chunks.read_object(self._js, bus.CODE_BUCKET, sha256_hex)
                 self._root.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(codepkg.extract_package, result.data or b"", dest)
+                await asyncio.to_thread(codepkg.extract_package, data, dest)
         self._locks.pop(sha256_hex, None)
         return dest
 
