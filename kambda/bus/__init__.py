@@ -13,7 +13,8 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda_code`` object store: code packages, named by their sha256 hex digest.
 - ``KAMBDA_LOGS`` stream, subjects ``kambda.logs.<function>``: function logs (limits retention).
 - ``kambda.invoker.<id>.assign``: controller -> invoker assignments (request/reply).
-- ``kambda.invokers.stats``: invoker -> controller stats.
+- ``kambda.invokers.stats.<invoker id>[.<assign key>]``: invoker -> controller stats, on a subject
+  of the invoker's own (a Kubernetes pod may publish on its own alone: kambda/bus/callout.py).
 - ``kambda.scale.<function>``: controller -> gateways scale events.
 - ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
   storage, a work queue the workers' event router consumes).
@@ -52,6 +53,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from kambda.names import LATEST, subject_token
+from kambda.v1.invoker_pb2 import InvokerStats
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ ALIASES_BUCKET = "kambda_aliases"
 CODE_BUCKET = "kambda_code"
 HTTP_BUCKET = "kambda_http"
 STATS_SUBJECT = "kambda.invokers.stats"
+#: Every invoker's stats subject (what the controller and the gateways subscribe to).
+ALL_STATS = f"{STATS_SUBJECT}.>"
 EVENTS_STREAM = "KAMBDA_EVENTS"
 EVENTS_BUCKET = "kambda_events"
 #: The one consumer of every bus's events, shared by every worker replica.
@@ -127,6 +131,35 @@ def assign_subject(invoker_id: str, key: str = "") -> str:
     """Where an invoker hears its assignments; with ``key`` (its own random one, Kubernetes with
     per-function credentials) a subject no other pod can subscribe to."""
     return f"kambda.invoker.{invoker_id}.{key}.assign" if key else f"kambda.invoker.{invoker_id}.assign"
+
+
+def stats_subject(invoker_id: str, key: str = "") -> str:
+    """Where an invoker publishes its stats: its own subject (with ``key``, its assignment key)."""
+    return f"{STATS_SUBJECT}.{invoker_id}.{key}" if key else f"{STATS_SUBJECT}.{invoker_id}"
+
+
+def stats_sender(subject: str) -> tuple[str, str] | None:
+    """(invoker id, assignment key) a stats subject names; None for any other subject."""
+    prefix = STATS_SUBJECT + "."
+    if not subject.startswith(prefix):
+        return None
+    parts = subject[len(prefix):].split(".")
+    if len(parts) not in (1, 2) or not all(parts):
+        return None
+    return parts[0], parts[1] if len(parts) == 2 else ""
+
+
+def stats_of(msg: Msg) -> InvokerStats | None:
+    """The stats a message carries, if they are of the invoker whose subject they came on (NATS
+    permissions say who may publish there); None for a malformed report or one about another."""
+    sender = stats_sender(msg.subject)
+    try:
+        stats = InvokerStats.FromString(msg.data)
+    except Exception:  # noqa: BLE001 - a malformed report is ignored
+        return None
+    if sender is None or sender != (stats.invoker_id, stats.assign_key):
+        return None
+    return stats
 
 
 def scale_subject(function: str) -> str:

@@ -186,15 +186,17 @@ async def object_info(js: JetStreamContext, bucket: str, name: str) -> ObjectInf
 
 
 async def object_chunks(js: JetStreamContext, bucket: str, info: ObjectInfo, *, batch: int = 64,
-                        name: str | None = None) -> AsyncGenerator[bytes, None]:
-    """Yield the chunks of the object ``info`` describes; raises DigestMismatchError at the end if
-    the bytes are not the ones its meta names (and the caller must discard what it got)."""
+                        consumer: str | None = None) -> AsyncGenerator[bytes, None]:
+    """Yield the chunks of the object ``info`` describes (through the consumer ``consumer``, by
+    default a fresh name); raises DigestMismatchError at the end if the bytes are not the ones its
+    meta names (and the caller must discard what it got)."""
     if not info.nuid:
         raise ObjectNotFoundError
     digest = hashlib.sha256()
     size = 0
     if info.size:
-        reader = read(js, object_stream(bucket), chunk_subject(bucket, info.nuid), batch=batch, name=name)
+        reader = read(js, object_stream(bucket), chunk_subject(bucket, info.nuid), batch=batch,
+                      name=consumer)
         async with contextlib.aclosing(reader):
             async for chunk in reader:
                 digest.update(chunk)
@@ -205,10 +207,12 @@ async def object_chunks(js: JetStreamContext, bucket: str, info: ObjectInfo, *, 
         raise DigestMismatchError
 
 
-async def read_object(js: JetStreamContext, bucket: str, name: str, *, batch: int = 64) -> bytes:
-    """The bytes of object ``name``, digest checked."""
+async def read_object(js: JetStreamContext, bucket: str, name: str, *, batch: int = 64,
+                      consumer: str | None = None) -> bytes:
+    """The bytes of object ``name``, digest checked (``consumer``: as for :func:`object_chunks`)."""
     info = await object_info(js, bucket, name)
     if info.options and info.options.link and info.options.link.name:
-        return await read_object(js, info.options.link.bucket or bucket, info.options.link.name, batch=batch)
-    parts = [chunk async for chunk in object_chunks(js, bucket, info, batch=batch)]
+        return await read_object(js, info.options.link.bucket or bucket, info.options.link.name, batch=batch,
+                                 consumer=consumer)
+    parts = [chunk async for chunk in object_chunks(js, bucket, info, batch=batch, consumer=consumer)]
     return b"".join(parts)
