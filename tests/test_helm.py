@@ -622,6 +622,41 @@ def test_external_nats_replaces_the_bundled_one(rendered) -> None:
             env = env_of(c)
             assert env["KAMBDA_NATS_URL"] == EXTERNAL_NATS
             assert env.get("KAMBDA_K8S_NATS_URL", EXTERNAL_NATS) == EXTERNAL_NATS
+            assert "KAMBDA_NATS_CREDS" not in env and "KAMBDA_K8S_NATS_CREDS_SECRET" not in env  # none given
+
+
+def test_an_external_nats_gets_the_credentials_its_secrets_hold() -> None:
+    objs = objects_of(render({"nats": {"external": {"url": EXTERNAL_NATS, "credentialsSecret": "ext-nats",
+                                                    "functionsCredentialsSecret": "ext-nats-invoker"}},
+                              "functions": {"namespace": "kambda-fn"}}))
+    for name in ("gateway", "controller", "worker"):
+        deployment = one(objs, "Deployment", f"kambda-{name}")
+        assert env_of(container(deployment, name))["KAMBDA_NATS_CREDS"] == f"/etc/kambda/nats/{name}.json"
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-credentials"]
+        assert volume["secret"] == {"secretName": "ext-nats",
+                                    "items": [{"key": f"{name}.json", "path": f"{name}.json"}]}
+    controller = container(one(objs, "Deployment", "kambda-controller"), "controller")
+    settings = ControllerSettings.from_env(env_of(controller))
+    assert settings.kubernetes.nats_creds_secret == "ext-nats-invoker"  # function pods mount its invoker.json
+    assert settings.kubernetes.callout_seed_file == "" and "Job" not in kinds(objs)
+
+
+def test_the_role_key_is_shared_by_the_gateway_and_the_controller_and_kept_on_upgrades(rendered) -> None:
+    objs = rendered["default"]
+    secret = one(objs, "Secret", "kambda-role-key")
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    gateway = one(objs, "Deployment", "kambda-gateway")
+    assert GatewaySettings.from_env(env_of(container(gateway, "gateway"))).role_key_file == "/etc/kambda/roles/key"
+    controller = one(objs, "Deployment", "kambda-controller")
+    settings = ControllerSettings.from_env(env_of(container(controller, "controller")))
+    assert settings.kubernetes.role_key_file == "/etc/kambda/roles/key"
+    for deployment in (gateway, controller):
+        assert {"name": "role-key", "secret": {"secretName": "kambda-role-key"}} in \
+            deployment["spec"]["template"]["spec"]["volumes"]
+    worker = one(objs, "Deployment", "kambda-worker")  # the worker neither mints nor checks them
+    assert "role-key" not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
+    template = (CHART / "templates" / "role-key-secret.yaml").read_text()
+    assert template.index("lookup") < template.index("randAlphaNum")
 
 
 # --- gateway extras --------------------------------------------------------------------------------

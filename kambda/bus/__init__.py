@@ -34,6 +34,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import cast
 
 import nats
@@ -214,16 +215,31 @@ def watch_of(nc: NATS) -> ConnectionWatch | None:
     return _watches.get(nc)
 
 
+def login_options(creds: str) -> dict[str, object]:
+    """How to log in with the credentials file ``creds``: kambda's own JSON login (user, password,
+    inbox prefix: kambda/bus/identities.py), or a NATS ``.creds`` file (a user JWT and its nkey seed,
+    as an external NATS's operator hands them out), told apart by what the file holds."""
+    from kambda.bus import identities
+
+    try:
+        head = Path(creds).read_text()[:4096].lstrip()
+    except OSError as exc:
+        raise ValueError(f"cannot read NATS credentials {creds}: {exc.strerror or exc}") from None
+    if not head.startswith("{"):
+        if "BEGIN NATS USER JWT" not in head:
+            raise ValueError(f"NATS credentials {creds} are neither a JSON login nor a .creds file")
+        return {"user_credentials": creds}
+    login = identities.read(creds)
+    return {"user": login["user"], "password": login["password"],
+            **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {})}
+
+
 async def connect(url: str, name: str, creds: str = "", **options: object) -> NATS:
     """Connect with the reconnect behaviour every kambda service wants, logged in with the
-    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous); losses are logged
+    credentials file ``creds`` names (:func:`login_options`; empty: anonymous); losses are logged
     and counted."""
     if creds:
-        from kambda.bus import identities
-
-        login = identities.read(creds)
-        options = {"user": login["user"], "password": login["password"],
-                   **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
+        options = {**login_options(creds), **options}
     watch = ConnectionWatch(name)
     # A caller's own callbacks hear of it too (tests watch for permission violations and reconnects).
     watch.chained = {key: cast(Callable[..., Awaitable[None]], options.pop(key))

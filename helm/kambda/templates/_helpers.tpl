@@ -134,6 +134,21 @@ invoker keeps code and TMPDIR) as an emptyDir, so the template carries no volume
 {{- printf "%s-nats-credentials" (include "kambda.fullname" .) }}
 {{- end }}
 
+{{/* The Secret with the gateway's, the controller's and the workers' NATS credentials: the bundled
+NATS's, or the one values name for an external NATS; empty: they connect without. */}}
+{{- define "kambda.natsComponentSecret" -}}
+{{- if not .Values.nats.external.url }}{{ include "kambda.natsCredentialsSecret" . }}{{ else }}{{ .Values.nats.external.credentialsSecret }}{{ end }}
+{{- end }}
+
+{{/* The Secret in the functions' namespace with the function pods' NATS credentials (invoker.json). */}}
+{{- define "kambda.functionsNatsSecret" -}}
+{{- if not .Values.nats.external.url }}{{ include "kambda.natsInvokerSecret" . }}{{ else }}{{ .Values.nats.external.functionsCredentialsSecret }}{{ end }}
+{{- end }}
+
+{{- define "kambda.roleKeySecret" -}}
+{{- printf "%s-role-key" (include "kambda.fullname" .) }}
+{{- end }}
+
 {{- define "kambda.natsInvokerSecret" -}}
 {{- printf "%s-nats-invoker" (include "kambda.fullname" .) }}
 {{- end }}
