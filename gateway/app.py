@@ -33,6 +33,8 @@ from functions.registry_cache import RegistryCache
 from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
+from iam.api import IamApi
+from iam.roles import RolePermissions, RoleStore
 from kambda import bus, rpc, scrape
 from kambda.aws import auth, errors, roles, sts
 from kambda.aws.front import Front
@@ -117,6 +119,9 @@ class Gateway:
         self._scale: dict[str, dict[str, ScaleEvent]] = {}  # the latest scale event of each version
         self._stats_sub: Any = None
         self.authenticator = authenticator or authenticator_of(settings)
+        self._roles = RoleStore(self._js)
+        self._role_permissions = RolePermissions(self._js, settings.account)
+        self.authenticator.role_permissions = self._role_permissions.permissions_of
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
@@ -156,6 +161,7 @@ class Gateway:
         MappingsApi(self._controller, self._arns).register(self.front)
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
+        IamApi(self._roles, self.settings.account).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -176,6 +182,7 @@ class Gateway:
     async def _startup(self, app: web.Application) -> None:
         await self._cache.start()
         await self._http.start()
+        await self._role_permissions.start()
         if self.settings.routes_file:
             for route in load_routes_file(Path(self.settings.routes_file)):
                 await self._http.upsert_route(route)
@@ -186,6 +193,7 @@ class Gateway:
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()
+        await self._role_permissions.stop()
         with contextlib.suppress(Exception):
             await self._stats_sub.unsubscribe()
         await self._channel.close()

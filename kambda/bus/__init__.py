@@ -20,6 +20,7 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
   storage, a work queue the workers' event router consumes).
 - ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
   each schedule (events/store.py names the keys).
+- ``kambda_iam`` KV bucket: IAM roles and their policies (iam/roles.py), key ``role.<name>``.
 - ``kambda_async_attempts`` KV bucket: the failed attempts and throttles of each async event
   being retried (by stream sequence), shared by the worker replicas.
 """
@@ -74,6 +75,8 @@ FUNCTIONS_BUCKET = "kambda_functions"
 ALIASES_BUCKET = "kambda_aliases"
 CODE_BUCKET = "kambda_code"
 HTTP_BUCKET = "kambda_http"
+#: IAM roles with their policies (iam/roles.py), written by the gateway, watched by every gateway.
+IAM_BUCKET = "kambda_iam"
 STATS_SUBJECT = "kambda.invokers.stats"
 #: Every invoker's stats subject (what the controller and the gateways subscribe to).
 ALL_STATS = f"{STATS_SUBJECT}.>"
@@ -321,7 +324,7 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
     ))
-    for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET):
+    for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET, IAM_BUCKET):
         if not await _reconcile(js, f"KV_{bucket}", replicas):
             await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
     if not await _reconcile(js, f"KV_{ASYNC_ATTEMPTS_BUCKET}", replicas):

@@ -77,7 +77,7 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         "kambda.sync.>", "kambda.async.>", "kambda.events.>",
         "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.MSG.GET.>",
         "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>",
-        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>",
+        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>", "$KV.kambda_iam.>",
         f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{CODE_BUCKET}.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
