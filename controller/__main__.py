@@ -41,11 +41,13 @@ from events.rules import Rules
 from events.targets import Targets
 from events.ticks import ScheduleTicker
 from kambda import bus, rpc, runner
-from kambda.bus import callout, identities
+from kambda.aws import roles
+from kambda.bus import callout, chunks, identities
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1.controller_pb2_grpc import add_ControllerServicer_to_server
 from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invoker_pb2 import RoleCredentials
 
 log = logging.getLogger("controller")
 
@@ -68,7 +70,7 @@ class StandbyGate(aio.ServerInterceptor):
 
 
 def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry, environ: Mapping[str, str],
-                      kube: KubeApi | None, nats_token: Callable[[str, str], str] | None = None
+                      kube: KubeApi | None, function_nats: callout.Callout | None = None
                       ) -> LocalOrchestrator | KubernetesOrchestrator:
     if settings.orchestrator == "kubernetes":
         assert kube is not None
@@ -76,9 +78,35 @@ def make_orchestrator(settings: ControllerSettings, nc: NATS, registry: Registry
         def known(function: str, version: str) -> FunctionConfig | None:
             return registry.get_version(function, version) if registry.has_version(function, version) else None
 
-        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known, nats_token=nats_token)
+        code_token = None
+        if function_nats is not None:
+            minter = function_nats
+
+            async def code_token(sha256_hex: str) -> str:
+                info = await chunks.object_info(nc.jetstream(), bus.CODE_BUCKET, sha256_hex)
+                return minter.mint_code(sha256_hex, info.nuid or "")
+
+        return KubernetesOrchestrator(nc, kube, settings.kubernetes, known,
+                                      nats_token=function_nats.mint if function_nats is not None else None,
+                                      code_token=code_token, role_credentials=role_minter(settings))
     return LocalOrchestrator(nc, settings.nats_url, settings.state_dir, environ,
                              nats_creds=settings.invoker_nats_creds)
+
+
+def role_minter(settings: ControllerSettings) -> Callable[[FunctionConfig], RoleCredentials] | None:
+    """Kubernetes: what mints a function pod's execution-role credentials (the pod holds no role
+    key: with it, function code could mint any role's); None without a role key."""
+    key = roles.read_key(settings.kubernetes.role_key_file)
+    if not key:
+        return None
+    arns = Arns(settings.region, settings.account)
+    ttl = int(settings.kubernetes.role_ttl_s)
+
+    def mint(config: FunctionConfig) -> RoleCredentials:
+        session = roles.mint(key, config.role, arns.function(config.name), time.time(), ttl)
+        return RoleCredentials(access_key_id=session.access_key, secret_access_key=session.secret,
+                               session_token=session.token, expires=session.expires)
+    return mint
 
 
 async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> None:
@@ -98,14 +126,12 @@ async def serve(settings: ControllerSettings, environ: Mapping[str, str]) -> Non
     # Kubernetes: each function version's pods get a NATS credential of that version alone, which
     # nats-server checks with this controller (auth callout); every replica answers, leader or not.
     function_nats: callout.Callout | None = None
-    nats_token: Callable[[str, str], str] | None = None
     if settings.orchestrator == "kubernetes" and k8s.callout_seed_file:
         seed = Path(k8s.callout_seed_file).read_bytes().strip()
         pods = identities.read(k8s.pod_creds_file)["password"] if k8s.pod_creds_file else ""
         function_nats = callout.Callout(nc, seed, callout.token_key(seed), pod_password=pods)
         await function_nats.start()
-        nats_token = function_nats.mint
-    orchestrator = make_orchestrator(settings, nc, registry, environ, kube, nats_token)
+    orchestrator = make_orchestrator(settings, nc, registry, environ, kube, function_nats)
 
     collector = Collector(js)
     effects = Effects(nc, registry, orchestrator, collector, settings.max_environments)

@@ -55,6 +55,11 @@ class KubernetesSettings:
     callout_seed_file: str = ""
     #: The invoker pods' credentials file (its password is what they log in with through the callout).
     pod_creds_file: str = ""
+    #: The key of execution-role credentials (kambda/aws/roles.py, the gateway's too): the controller
+    #: mints each function pod's and sends them with its assignment; empty: pods get none.
+    role_key_file: str = ""
+    #: How long those credentials are good for; they are sent again when half of it is left.
+    role_ttl_s: float = 12 * 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], nats_url: str,
@@ -92,6 +97,8 @@ class KubernetesSettings:
             nats_creds_secret=env_str(environ, "KAMBDA_K8S_NATS_CREDS_SECRET", ""),
             callout_seed_file=env_str(environ, "KAMBDA_K8S_NATS_CALLOUT_SEED_FILE", ""),
             pod_creds_file=env_str(environ, "KAMBDA_K8S_NATS_POD_CREDS", ""),
+            role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
+            role_ttl_s=env_float(environ, "KAMBDA_K8S_ROLE_TTL_S", 12 * 3600.0, 10.0, 12 * 3600.0),
         )
 
 

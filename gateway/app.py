@@ -35,15 +35,18 @@ from functions.registry_cache import RegistryCache
 from functions.urls import FunctionUrls
 from functions.versions_api import VersionsApi
 from gateway.settings import GatewaySettings
+from iam.api import IamApi
+from iam.roles import RolePermissions, RoleStore
 from kambda import bus, rpc, scrape
 from kambda.aws import auth, errors, roles, sts
 from kambda.aws.front import Front
+from kambda.bus import chunks
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
-from kambda.v1.invoker_pb2 import InvokerStats, ScaleEvent
+from kambda.v1.invoker_pb2 import ScaleEvent
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,9 @@ class Gateway:
         self._stats_sub: Any = None
         self.authenticator = authenticator or authenticator_of(settings)
         self.authenticator.resource_policy = permissions.resource_policy(self._cache, self._arns)
+        self._roles = RoleStore(self._js)
+        self._role_permissions = RolePermissions(self._js, settings.account)
+        self.authenticator.role_permissions = self._role_permissions.permissions_of
 
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
@@ -159,6 +165,7 @@ class Gateway:
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         PermissionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
+        IamApi(self._roles, self.settings.account).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -179,16 +186,18 @@ class Gateway:
     async def _startup(self, app: web.Application) -> None:
         await self._cache.start()
         await self._http.start()
+        await self._role_permissions.start()
         if self.settings.routes_file:
             for route in load_routes_file(Path(self.settings.routes_file)):
                 await self._http.upsert_route(route)
         await self._dispatcher.start()
-        self._stats_sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
+        self._stats_sub = await self._nc.subscribe(bus.ALL_STATS, cb=self._on_stats)
 
     async def _cleanup(self, app: web.Application) -> None:
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()
+        await self._role_permissions.stop()
         with contextlib.suppress(Exception):
             await self._stats_sub.unsubscribe()
         await self._channel.close()
@@ -203,7 +212,9 @@ class Gateway:
         self.metrics.panic.labels(event.function).set(1 if any(e.panic for e in versions.values()) else 0)
 
     async def _on_stats(self, msg: Msg) -> None:
-        stats = InvokerStats.FromString(msg.data)
+        stats = bus.stats_of(msg)
+        if stats is None:
+            return
         self._environments[stats.invoker_id] = {(f.function, f.version): f.environments
                                                 for f in stats.functions}
         lost = stats.nats_disconnects - self._invoker_disconnects.get(stats.invoker_id, 0)
@@ -293,12 +304,11 @@ class Gateway:
         sha = request.match_info["sha"]
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise errors.ResourceNotFound("No such code package")
-        store = await self._js.object_store(bus.CODE_BUCKET)
         try:
-            result = await store.get(sha)
+            data = await chunks.read_object(self._js, bus.CODE_BUCKET, sha)
         except NotFoundError:
             raise errors.ResourceNotFound("No such code package") from None
-        return web.Response(body=result.data or b"", content_type="application/zip")
+        return web.Response(body=data, content_type="application/zip")
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """The gateway's metrics, then the controller's, then the workers' (async retries and drops,

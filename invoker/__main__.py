@@ -19,7 +19,8 @@ def bound_login(settings: InvokerSettings) -> tuple[str, dict[str, str]]:
     """A pod whose credentials say ``bind`` logs in as ``pod:<invoker id>:<key>`` (the controller's auth
     callout grants that login its own assignment subject alone: kambda/bus/callout.py), with a random
     key kept in its work directory, so that a restarted invoker in the same pod keeps it."""
-    if not settings.nats_creds or not identities.read(settings.nats_creds).get("bind"):
+    if not settings.nats_creds or "user_credentials" in bus.login_options(settings.nats_creds) \
+            or not identities.read(settings.nats_creds).get("bind"):
         return "", {}
     path = settings.work_dir / "assign-key"
     try:

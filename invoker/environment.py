@@ -73,14 +73,36 @@ class _Event:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """An environment's execution-role credentials (its AWS_* variables), and when they were
+    issued and expire (unix seconds): an environment is started afresh, with newer ones, once half
+    their life is gone (as AWS recycles environments long before their credentials expire)."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    issued: float = 0.0
+    expires: float = math.inf
+
+    @property
+    def renew_at(self) -> float:
+        return self.issued + (self.expires - self.issued) / 2
+
+
+NO_CREDENTIALS = Credentials()
+
+
 def role_credentials(role_key: bytes, config: FunctionConfig, function_arn: str,
-                     now: float | None = None) -> dict[str, str]:
+                     now: float | None = None) -> Credentials:
     """The execution role's short-lived credentials (kambda/aws/roles.py); none without a role key."""
     if not role_key:
-        return {}
-    session = roles.mint(role_key, config.role, function_arn, time.time() if now is None else now)
-    return {"AWS_ACCESS_KEY_ID": session.access_key, "AWS_SECRET_ACCESS_KEY": session.secret,
-            "AWS_SESSION_TOKEN": session.token}
+        return NO_CREDENTIALS
+    now = time.time() if now is None else now
+    session = roles.mint(role_key, config.role, function_arn, now)
+    return Credentials(session_env(session.access_key, session.secret, session.token), now, session.expires)
+
+
+def session_env(access_key: str, secret: str, token: str) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
 
 
 def function_environment(config: FunctionConfig, code_dir: Path, region: str, tmp: str,

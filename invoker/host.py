@@ -2,7 +2,7 @@
 
 The controller says, per function version, "hold N environments of this configuration" (an
 Assignment on ``kambda.invoker.<id>.assign``); the host keeps one FunctionPool per version and
-reports what runs on ``kambda.invokers.stats`` whenever it changes, and on a slow heartbeat.
+reports what runs on its stats subject (``kambda.invokers.stats.<id>``) whenever it changes, and on a slow heartbeat.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from invoker import codecache
 from invoker.codecache import CodeCache
+from invoker.environment import NO_CREDENTIALS, Credentials, session_env
 from invoker.pool import FunctionPool
 from invoker.runtime_api import RuntimeApi
 from invoker.sandbox import Sandbox
@@ -27,9 +30,15 @@ from kambda import bus
 from kambda.aws import roles
 from kambda.bus import callout
 from kambda.names import Arns
-from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
+from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats, RoleCredentials
 
 log = logging.getLogger(__name__)
+
+
+def _credentials(assigned: RoleCredentials, now: float) -> Credentials:
+    return Credentials(session_env(assigned.access_key_id, assigned.secret_access_key, assigned.session_token),
+                       issued=now, expires=float(assigned.expires))
 
 HEARTBEAT_S = 5.0
 
@@ -41,7 +50,11 @@ class InvokerHost:
         self._settings = settings
         self._arns = Arns(settings.region, settings.account)
         self._api = RuntimeApi()
-        self._code = CodeCache(nc.jetstream(), settings.code_dir)
+        self._code = CodeCache(codecache.from_bus(nc.jetstream()), settings.code_dir)
+        #: Kubernetes: the credential each code package's last assignment brought, to read it with,
+        #: and the execution-role credentials of each version (the controller mints them).
+        self._code_tokens: dict[str, str] = {}
+        self._roles: dict[tuple[str, str], Credentials] = {}
         self._pools: dict[tuple[str, str], FunctionPool] = {}
         self._sandbox = Sandbox(settings.sandbox, settings.state_dir) if settings.sandbox.enabled else None
         self._role_key = roles.read_key(settings.role_key_file)
@@ -115,6 +128,10 @@ class InvokerHost:
         key = (config.name, config.version)
         async with self._lock:
             self._note_code(key, config.code_sha256, assignment.deleted)
+            if assignment.code_token:
+                self._code_tokens[config.code_sha256] = assignment.code_token
+            if assignment.HasField("role_credentials"):
+                self._roles[key] = _credentials(assignment.role_credentials, time.time())
             pool = self._pools.get(key)
             if pool is not None and assignment.deleted:
                 config = pool.config  # a deleted version's assignment names it and nothing more
@@ -124,7 +141,8 @@ class InvokerHost:
                                     self._settings.region, self._arns.function(config.name),
                                     self._stats_due.set, self._zygote,
                                     channel=self._settings.runtime_channel == "pipe", sandbox=self._sandbox,
-                                    role_key=self._role_key, endpoint=self._settings.endpoint_url)
+                                    role_key=self._role_key, endpoint=self._settings.endpoint_url,
+                                    credentials=self._assigned_credentials(key) if key in self._roles else None)
                 await pool.start()
                 self._pools[key] = pool
             if pool is not None:
@@ -134,6 +152,11 @@ class InvokerHost:
             ack = AssignmentAck(invoker_id=self._settings.invoker_id, stats=stats)
             await self._nc.publish(msg.reply, ack.SerializeToString())
 
+    def _assigned_credentials(self, key: tuple[str, str]) -> Callable[[FunctionConfig], Credentials]:
+        def latest(config: FunctionConfig) -> Credentials:
+            return self._roles.get(key, NO_CREDENTIALS)
+        return latest
+
     async def _connection_of(self, key: tuple[str, str], token: str) -> tuple[NATS, CodeCache]:
         """The connection a version's pool uses: its own, logged in with the version's credential
         (kambda/bus/callout.py), when the assignment brings one; else this invoker's."""
@@ -142,7 +165,9 @@ class InvokerHost:
         nc = await bus.connect(self._settings.nats_url, f"kambda-invoker-{self._settings.invoker_id}-{key[0]}",
                                token=token, inbox_prefix=callout.inbox_prefix(*key))
         self._own[key] = nc
-        return nc, CodeCache(nc.jetstream(), self._settings.code_dir)
+        fetch = codecache.with_code_tokens(self._settings.nats_url, f"kambda-invoker-{self._settings.invoker_id}-code",
+                                           self._code_tokens)
+        return nc, CodeCache(fetch, self._settings.code_dir)
 
     async def _close_own(self, key: tuple[str, str]) -> None:
         nc = self._own.pop(key, None)
@@ -178,6 +203,7 @@ class InvokerHost:
                 if pool.desired == 0 and pool.empty:
                     await pool.stop()
                     del self._pools[key]
+                    self._roles.pop(key, None)
                     await self._close_own(key)
             if not self._superseded:
                 return
@@ -185,6 +211,7 @@ class InvokerHost:
             unused = self._superseded - in_use
             self._superseded -= unused
             for sha in unused:
+                self._code_tokens.pop(sha, None)
                 await asyncio.to_thread(self._code.drop, sha)
                 if self._sandbox is not None:
                     await asyncio.to_thread(self._sandbox.drop_code, sha)
@@ -197,4 +224,5 @@ class InvokerHost:
                              hello=hello, functions=[p.stats() for p in self._pools.values()],
                              nats_disconnects=watch.disconnects if watch is not None else 0)
         with contextlib.suppress(Exception):
-            await self._nc.publish(bus.STATS_SUBJECT, stats.SerializeToString())
+            await self._nc.publish(bus.stats_subject(self._settings.invoker_id, self._assign_key),
+                                   stats.SerializeToString())

@@ -25,7 +25,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from invoker.environment import (
+    NO_CREDENTIALS,
     TAIL_BYTES,
+    Credentials,
     Environment,
     Outcome,
     error_body,
@@ -82,6 +84,8 @@ class _Slot:
     #: between two messages): it runs it next.
     pending: Msg | None = None
     env: Environment | None = field(default=None, repr=False)
+    #: The execution-role credentials its environment was started with.
+    credentials: Credentials = NO_CREDENTIALS
 
 
 class FunctionPool:
@@ -89,9 +93,15 @@ class FunctionPool:
                  code_path: Callable[[str], Awaitable[Path]], work_dir: Path, region: str,
                  function_arn: str, on_change: Callable[[], None], zygote: Zygote | None = None,
                  channel: bool = True, sandbox: Sandbox | None = None, role_key: bytes = b"",
-                 endpoint: str = "") -> None:
+                 credentials: Callable[[FunctionConfig], Credentials] | None = None,
+                 clock: Callable[[], float] = time.time, endpoint: str = "") -> None:
+        """``credentials(config)``: an environment's execution-role credentials (Kubernetes: the ones its
+        assignment brought); by default minted here with ``role_key`` (none without one). ``clock``: the
+        time they expire by (unix seconds)."""
         self._nc = nc
         self._role_key = role_key
+        self._credentials = credentials or self._mint
+        self._clock = clock
         #: The gateway as functions reach it (their SDKs' endpoints), empty: none.
         self._endpoint = endpoint
         self.config = config
@@ -118,6 +128,15 @@ class FunctionPool:
 
     async def start(self) -> None:
         await self._puller.start()
+
+    def _mint(self, config: FunctionConfig) -> Credentials:
+        return role_credentials(self._role_key, config, self._arn, self._clock())
+
+    def _renew_due(self, slot: _Slot) -> bool:
+        """Its environment's role credentials are half spent and newer ones are to be had."""
+        if slot.credentials.renew_at > self._clock():
+            return False
+        return self._credentials(slot.config).expires > slot.credentials.expires
 
     @property
     def empty(self) -> bool:
@@ -276,11 +295,11 @@ class FunctionPool:
             code_dir = await asyncio.to_thread(self._sandbox.code_dir, ident, code_dir)
         snap = await self._snap_zygote(slot.config, code_dir, ident)
         kind = "provisioned-concurrency" if slot.provisioned else "snap-start" if snap else "on-demand"
+        slot.credentials = self._credentials(slot.config)
         env = Environment(f"{next(_env_ids):06x}", slot.config, code_dir, self._api, self._work_dir,
                           self._region, self._arn, zygote=snap or self._zygote, initialization_type=kind,
                           channel=self._channel, sandbox=self._sandbox, identity=ident,
-                          credentials=role_credentials(self._role_key, slot.config, self._arn),
-                          endpoint=self._endpoint)
+                          credentials=slot.credentials.env, endpoint=self._endpoint)
         try:
             await env.spawn()
         except BaseException:
@@ -314,7 +333,7 @@ class FunctionPool:
             preload["env"] = function_environment(config, code_dir, self._region, tmp=str(tmp),
                                                   initialization_type="snap-start", log_stream="", runtime_api="",
                                                   python=python, endpoint=self._endpoint,
-                                                  credentials=role_credentials(self._role_key, config, self._arn))
+                                                  credentials=self._credentials(config).env)
             self._snap_zygotes[identity] = Zygote(preload=preload, python=python, confine=confine)
         return self._snap_zygotes[identity]
 
@@ -338,6 +357,9 @@ class FunctionPool:
             log.debug("run started", extra={"event": "run.started", "function": self.config.name})
         notice = self._announce_start(inv)
         try:
+            if slot.env is not None and self._renew_due(slot):
+                await slot.env.stop()
+                slot.env = None
             if slot.env is None or not slot.env.alive:
                 try:
                     await self._fresh_env(slot)

@@ -8,6 +8,9 @@ peer and whose remote address is our own end. The gateway uses it to tell a sand
 
 The answer of one connection never changes while it is open, so :class:`PeerCache` keeps it per
 transport: the tables are read once per connection, not once per request.
+
+:func:`refuse_sandboxed` is the guard of a platform listener that only the platform's own parts
+need (the worker's /metrics and /healthz): a sandboxed function is answered 403.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ import ipaddress
 import socket
 import struct
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from kambda.settings import is_loopback
 
 PROC_NET = Path("/proc/net")
 
@@ -86,3 +95,25 @@ class PeerCache:
             return tcp_owner((peer[0], peer[1]), (local[0], local[1]), self._proc_net)
         except ValueError:
             return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def refuse_sandboxed(sandbox_uids: range | None, cache: PeerCache | None = None
+                     ) -> Middleware:
+    """An aiohttp middleware that answers 403 to a connection a sandboxed function holds (a uid of
+    ``sandbox_uids``), and to a loopback one whose socket cannot be found (so, failing closed, as the
+    gateway does); with no sandbox (None) it lets everything through."""
+    peers = cache or PeerCache()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if sandbox_uids is not None:
+            uid = peers.uid_of(request.transport)
+            if (uid is None and is_loopback(request.remote)) or (uid is not None and uid in sandbox_uids):
+                return web.json_response({"message": "not for functions"}, status=403)
+        return await handler(request)
+
+    return guard
+

@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from packaging.version import Version
 
 from controller.settings import ControllerSettings
 from gateway.settings import GatewaySettings
-from kambda.bus import identities, natsserver
+from kambda.bus import callout, identities, natsserver
 from tests.chart import (
     CHART,
     EXTERNAL_NATS,
@@ -44,9 +45,12 @@ from tests.chart import (
     selects,
     workloads,
 )
-from tests.conftest import free_port, wait_for
+from tests.conftest import REPO, free_port, wait_for
 from worker.settings import WorkerSettings
 
+#: What the NATS pod's environment holds: its name, and the callout's issuer (from the callout key Secret).
+NATS_ENV = {"SERVER_NAME": "kambda-nats-0",
+            "KAMBDA_CALLOUT_ISSUER": nkeys.from_seed(bytearray(callout.new_account_seed())).public_key.decode()}
 KUBE_VERSIONS = sorted({"1.30.0", kubernetes_validate.latest_version()}, key=Version)
 CRDS = {"ServiceMonitor", "PodMonitor"}  # not core Kubernetes: no schema to validate against, checked by hand below
 
@@ -511,11 +515,11 @@ def test_nats_max_payload_carries_a_6mb_payload(rendered) -> None:
 def test_real_nats_server_accepts_the_rendered_config(rendered, tmp_path: Path, variant: str) -> None:
     conf = write_nats_conf(rendered[variant], tmp_path)
     result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
-                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+                            env=NATS_ENV, timeout=30)
     assert result.returncode == 0, result.stderr
     conf.write_text(nats_conf(rendered[variant]).replace("max_payload:", "max_payloadd:"))
     broken = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
-                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+                            env=NATS_ENV, timeout=30)
     assert broken.returncode != 0  # the check above would notice a config the server refuses
 
 
@@ -534,7 +538,7 @@ async def test_real_nats_server_with_the_rendered_config_stores_a_6mb_payload(re
     with log.open("w") as out:
         server = subprocess.Popen(
             [natsserver.find_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-m", str(free_port())],
-            env={"SERVER_NAME": "kambda-nats-0"}, stdout=out, stderr=out)
+            env=NATS_ENV, stdout=out, stderr=out)
     try:
         wait_for(lambda: accepting(port) or server.poll() is not None, timeout=30, what="nats-server")
         assert server.poll() is None, log.read_text()
@@ -569,7 +573,8 @@ def test_chart_identities_are_the_code_s(rendered) -> None:
         login = json.loads(nats_secret(rendered["default"], f"{name}.json"))
         assert login["user"] == name and login["inbox_prefix"] == identity.inbox_prefix
         assert re.fullmatch(r"[A-Za-z0-9]{40}", login["password"])
-        assert f'{{user: "{name}", password: "{login["password"]}"' in auth
+        # Pods log in through the auth callout (pod:<id>:<key>), not as a user of their own.
+        assert (f'{{user: "{name}", password: "{login["password"]}"' in auth) == (name != "pod")
     assert "no_auth_user" not in auth
 
 
@@ -581,13 +586,15 @@ def test_each_component_mounts_only_its_own_nats_credentials(rendered, variant: 
         c = container(deployment, name)
         assert env_of(c)["KAMBDA_NATS_CREDS"] == f"/etc/kambda/nats/{name}.json"
         (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-credentials"]
+        # The controller also reads the pods' password: it answers their logins (the auth callout).
+        files = [f"{name}.json", *(["pod.json"] if name == "controller" else [])]
         assert volume["secret"] == {"secretName": "kambda-nats-credentials",
-                                    "items": [{"key": f"{name}.json", "path": f"{name}.json"}]}
+                                    "items": [{"key": f, "path": f} for f in files]}
     namespace = "kambda-fn" if variant == "functions-namespace" else NAMESPACE
     invoker = one(objs, "Secret", "kambda-nats-invoker")
     assert invoker["metadata"]["namespace"] == namespace and set(invoker["data"]) == {"invoker.json"}
-    assert json.loads(base64.b64decode(invoker["data"]["invoker.json"])) == json.loads(
-        nats_secret(objs, "invoker.json"))
+    assert json.loads(base64.b64decode(invoker["data"]["invoker.json"])) == {
+        **json.loads(nats_secret(objs, "pod.json")), "bind": True}  # per-function credentials: the pods' identity
     env = env_of(container(one(objs, "Deployment", "kambda-controller"), "controller"))
     settings = ControllerSettings.from_env(env)
     assert settings.nats_creds == "/etc/kambda/nats/controller.json"
@@ -615,6 +622,41 @@ def test_external_nats_replaces_the_bundled_one(rendered) -> None:
             env = env_of(c)
             assert env["KAMBDA_NATS_URL"] == EXTERNAL_NATS
             assert env.get("KAMBDA_K8S_NATS_URL", EXTERNAL_NATS) == EXTERNAL_NATS
+            assert "KAMBDA_NATS_CREDS" not in env and "KAMBDA_K8S_NATS_CREDS_SECRET" not in env  # none given
+
+
+def test_an_external_nats_gets_the_credentials_its_secrets_hold() -> None:
+    objs = objects_of(render({"nats": {"external": {"url": EXTERNAL_NATS, "credentialsSecret": "ext-nats",
+                                                    "functionsCredentialsSecret": "ext-nats-invoker"}},
+                              "functions": {"namespace": "kambda-fn"}}))
+    for name in ("gateway", "controller", "worker"):
+        deployment = one(objs, "Deployment", f"kambda-{name}")
+        assert env_of(container(deployment, name))["KAMBDA_NATS_CREDS"] == f"/etc/kambda/nats/{name}.json"
+        (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-credentials"]
+        assert volume["secret"] == {"secretName": "ext-nats",
+                                    "items": [{"key": f"{name}.json", "path": f"{name}.json"}]}
+    controller = container(one(objs, "Deployment", "kambda-controller"), "controller")
+    settings = ControllerSettings.from_env(env_of(controller))
+    assert settings.kubernetes.nats_creds_secret == "ext-nats-invoker"  # function pods mount its invoker.json
+    assert settings.kubernetes.callout_seed_file == "" and "Job" not in kinds(objs)
+
+
+def test_the_role_key_is_shared_by_the_gateway_and_the_controller_and_kept_on_upgrades(rendered) -> None:
+    objs = rendered["default"]
+    secret = one(objs, "Secret", "kambda-role-key")
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    gateway = one(objs, "Deployment", "kambda-gateway")
+    assert GatewaySettings.from_env(env_of(container(gateway, "gateway"))).role_key_file == "/etc/kambda/roles/key"
+    controller = one(objs, "Deployment", "kambda-controller")
+    settings = ControllerSettings.from_env(env_of(container(controller, "controller")))
+    assert settings.kubernetes.role_key_file == "/etc/kambda/roles/key"
+    for deployment in (gateway, controller):
+        assert {"name": "role-key", "secret": {"secretName": "kambda-role-key"}} in \
+            deployment["spec"]["template"]["spec"]["volumes"]
+    worker = one(objs, "Deployment", "kambda-worker")  # the worker neither mints nor checks them
+    assert "role-key" not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
+    template = (CHART / "templates" / "role-key-secret.yaml").read_text()
+    assert template.index("lookup") < template.index("randAlphaNum")
 
 
 # --- gateway extras --------------------------------------------------------------------------------
@@ -746,20 +788,31 @@ def test_gateway_workers_and_controller_share_the_controller_token(rendered) -> 
     assert template.index("lookup") < template.index("randAlphaNum")
 
 
-def test_per_function_nats_credentials_turn_on_the_auth_callout(tmp_path: Path) -> None:
-    from kambda.bus import callout
-
-    seed = callout.new_account_seed()
-    issuer = nkeys.from_seed(bytearray(seed)).public_key.decode()
-    objs = objects_of(render({"nats": {"functionCredentials": {"existingSecret": "kambda-callout", "issuer": issuer}}}))
+def test_per_function_nats_credentials_are_on_by_default_with_a_key_the_hook_makes(tmp_path: Path) -> None:
+    objs = objects_of(render())
     auth = nats_secret(objs, "auth.conf")
-    assert f'auth_callout {{ issuer: "{issuer}", auth_users: [' in auth
+    assert "auth_callout { issuer: $KAMBDA_CALLOUT_ISSUER, auth_users: [" in auth
     for name in set(identities.IDENTITIES) - {"pod"}:  # kambda's own identities bypass the callout
         assert f'"{name}"' in auth.split("auth_users:", 1)[1]
     conf = write_nats_conf(objs, tmp_path)
     result = subprocess.run([natsserver.find_binary(), "-c", str(conf), "-t"], capture_output=True, text=True,
-                            env={"SERVER_NAME": "kambda-nats-0"}, timeout=30)
+                            env=NATS_ENV, timeout=30)
     assert result.returncode == 0, result.stderr
+    # nats-server reads the issuer from the Secret the hook makes; the controller mounts its seed.
+    nats_env = env_of(container(one(objs, "StatefulSet", "kambda-nats"), "nats"))
+    assert nats_env["KAMBDA_CALLOUT_ISSUER"] == {"secretKeyRef": {"name": "kambda-nats-callout", "key": "issuer"}}
+    job = one(objs, "Job", "kambda-callout-key")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    hook = container(job, "callout-key")
+    assert hook["command"] == ["python", "-m", "controller.callout_key", "--secret", "kambda-nats-callout",
+                               "--namespace", NAMESPACE]
+    role = one(objs, "Role", "kambda-callout-key")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["kambda-nats-callout"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    assert one(objs, "RoleBinding", "kambda-callout-key")["subjects"][0]["name"] == "kambda-callout-key"
+    spec = job["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and hook["securityContext"]["readOnlyRootFilesystem"]
     # Function pods hold only the identity that hears assignments; the controller holds the seed.
     invoker = one(objs, "Secret", "kambda-nats-invoker")
     login = json.loads(base64.b64decode(invoker["data"]["invoker.json"]))
@@ -770,10 +823,48 @@ def test_per_function_nats_credentials_turn_on_the_auth_callout(tmp_path: Path) 
     assert settings.kubernetes.callout_seed_file == "/etc/kambda/callout/seed"
     assert settings.kubernetes.pod_creds_file == "/etc/kambda/nats/pod.json"
     volumes = controller["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "nats-callout", "secret": {"secretName": "kambda-nats-callout",
+                                               "items": [{"key": "seed", "path": "seed"}]}} in volumes
+
+
+def test_a_callout_key_of_ones_own_replaces_the_hook_and_off_means_the_invoker_identity() -> None:
+    seed = callout.new_account_seed()
+    issuer = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    objs = objects_of(render({"nats": {"functionCredentials": {"existingSecret": "kambda-callout", "issuer": issuer}}}))
+    assert f'auth_callout {{ issuer: "{issuer}", auth_users: [' in nats_secret(objs, "auth.conf")
+    assert "Job" not in kinds(objs)
+    assert "KAMBDA_CALLOUT_ISSUER" not in env_of(container(one(objs, "StatefulSet", "kambda-nats"), "nats"))
+    volumes = one(objs, "Deployment", "kambda-controller")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "nats-callout", "secret": {"secretName": "kambda-callout",
                                                "items": [{"key": "seed", "path": "seed"}]}} in volumes
-    # Without it (the default), no callout and the invoker identity.
-    default = objects_of(render())
-    assert "auth_callout" not in nats_secret(default, "auth.conf")
-    assert json.loads(base64.b64decode(one(default, "Secret", "kambda-nats-invoker")["data"]["invoker.json"])
+    off = objects_of(render({"nats": {"functionCredentials": {"enabled": False}}}))
+    assert "auth_callout" not in nats_secret(off, "auth.conf") and "Job" not in kinds(off)
+    assert json.loads(base64.b64decode(one(off, "Secret", "kambda-nats-invoker")["data"]["invoker.json"])
                       )["user"] == "invoker"
+    external = objects_of(render({"nats": {"external": {"url": EXTERNAL_NATS}}}))
+    assert "Job" not in kinds(external)  # an external NATS's authorization is its operator's
+
+
+def test_the_hook_makes_the_callout_key_once_and_keeps_it(tmp_path: Path) -> None:
+    from tests.fakekube import FakeKube
+    from tests.k8s_harness import write_kubeconfig
+
+    with FakeKube() as kube:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, NAMESPACE)
+
+        def run() -> str:
+            done = subprocess.run([sys.executable, "-m", "controller.callout_key", "--secret", "kambda-nats-callout",
+                                   "--namespace", NAMESPACE, "--kubeconfig", str(kubeconfig)],
+                                  capture_output=True, text=True, timeout=60, cwd=REPO)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        first = run()
+        secret = kube.store.get("secrets", NAMESPACE, "kambda-nats-callout")
+        seed = base64.b64decode(secret["data"]["seed"])
+        issuer = base64.b64decode(secret["data"]["issuer"]).decode()
+        assert nkeys.from_seed(bytearray(seed)).public_key.decode() == issuer
+        assert first.startswith("made") and issuer in first
+        again = run()  # an upgrade: the key stays (tokens minted with it stay good)
+        assert again.startswith("kept") and issuer in again
+        assert kube.store.get("secrets", NAMESPACE, "kambda-nats-callout")["data"] == secret["data"]

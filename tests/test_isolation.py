@@ -94,7 +94,7 @@ def http(method, url, headers=None):
     except urllib.error.HTTPError as exc:
         kind = exc.headers.get("x-amzn-ErrorType", "")
         return exc.code, kind + " " + exc.read().decode(errors="replace")[:400]
-    except OSError as exc:
+    except Exception as exc:  # refused, or not HTTP at all (NATS answers INFO)
         return 0, type(exc).__name__
 
 def signed_headers(method, url):
@@ -168,6 +168,8 @@ def handler(event, context):
         "invoker_fds": attempt(lambda: os.listdir(f"/proc/{event['invoker_pid']}/fd")),
     }
     out["victim_api"] = http("GET", f"http://{event['victim_api']}/2018-06-01/runtime/invocation/next")
+    out["listeners"] = {str(port): {path: http("GET", f"http://127.0.0.1:{port}{path}")
+                                    for path in ("/metrics", "/healthz")} for port in event["our_ports"]}
     out["own_keys"] = sorted(k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
                              if os.environ.get(k))
     return out
@@ -204,6 +206,10 @@ def _platform_ports(platform: Platform) -> set[int]:
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
+    return _listening(inodes)
+
+
+def _listening(inodes: set[str]) -> set[int]:
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -211,6 +217,19 @@ def _platform_ports(platform: Platform) -> set[int]:
             if f[3] == "0A" and f[9] in inodes:
                 ports.add(int(f[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def _ports_of(pid: int) -> set[int]:
+    """The TCP ports one process listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return _listening(inodes)
 
 
 @as_root
@@ -231,6 +250,9 @@ def test_a_function_reaches_none_of_the_platform_s_insides(sandboxed: Platform) 
     assert {nats_port, gateway_port} <= ours
     invoker = service_pids(sandboxed.proc.pid, "invoker")  # type: ignore[union-attr]
     assert invoker, "the invoker process was not found"
+    worker = service_pids(sandboxed.proc.pid, "worker")  # type: ignore[union-attr]
+    assert worker, "the worker process was not found"
+    (worker_port,) = _ports_of(worker[0])  # its /metrics and /healthz, on loopback
 
     # The victim keeps running with its secret while the attack goes on.
     stop = threading.Event()
@@ -247,7 +269,8 @@ def test_a_function_reaches_none_of_the_platform_s_insides(sandboxed: Platform) 
                  "controller_socket": str(sandboxed.state_dir / "controller" / "grpc.sock"),
                  "nats_creds": str(sandboxed.state_dir / "nats" / "creds" / "invoker.json"),
                  "role_key": str(sandboxed.state_dir / "keys" / "roles.key"),
-                 "victim_tmp": where["tmp"], "victim_api": where["api"], "invoker_pid": invoker[0]}
+                 "victim_tmp": where["tmp"], "victim_api": where["api"], "invoker_pid": invoker[0],
+                 "our_ports": sorted(ours)}
         response, out = invoke_json(lam, attacker, event)
     finally:
         stop.set()
@@ -275,6 +298,13 @@ def test_a_function_reaches_none_of_the_platform_s_insides(sandboxed: Platform) 
     for port in ours:
         assert not out["grpc"][str(port)].startswith("OK"), (port, out["grpc"][str(port)])
     assert out["grpc"]["unix"] in ("UNAVAILABLE", "UNAUTHENTICATED"), out["grpc"]["unix"]
+
+    # The worker's own listener (function names and counts in its /metrics) is not for functions;
+    # no port of the platform hands a function its metrics or health.
+    assert out["listeners"][str(worker_port)]["/metrics"][0] == 403
+    assert out["listeners"][str(worker_port)]["/healthz"][0] == 403
+    for port, answers in out["listeners"].items():
+        assert all(status != 200 for status, _ in answers.values()), (port, answers)
 
     # Files and private channels.
     assert out["files"] == {k: "PermissionError" for k in out["files"]}, out["files"]

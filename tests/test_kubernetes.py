@@ -16,14 +16,17 @@ import kubernetes
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from controller.leader import LeaderElector, label_pod
 from controller.orchestrators import k8s_objects as objects
 from controller.orchestrators.k8s_api import KubeApi, KubeError, KubeUnavailable, NotFound
 from controller.orchestrators.kubernetes import KubernetesOrchestrator
 from controller.settings import ControllerSettings, KubernetesSettings
+from kambda import bus
 from kambda.settings import SettingsError
 from kambda.v1.function_pb2 import FunctionConfig
+from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats, RoleCredentials
 from tests.conftest import free_port, until
 from tests.fakekube import ApiError, FakeKube
 from tests.k8s_harness import NatsProcess
@@ -523,3 +526,80 @@ async def test_client_library_errors_never_leak(kube: FakeKube) -> None:
     with pytest.raises(KubeUnavailable):  # no answer at all: retried, then one error of ours
         await cut_off.call(cut_off.core.list_namespaced_pod, NS)
     assert len(sleeps.delays) == 2
+
+
+# -- credentials with assignments, and stats only from their own pod -----------------------------
+
+
+async def test_assignments_carry_role_credentials_sent_again_at_half_life_and_forged_stats_are_ignored(
+        kube: FakeKube, nc: NATS) -> None:
+    known = {"hello": make_config("hello")}
+    wall = Clock(5000.0)
+    minted: list[RoleCredentials] = []
+
+    def role_credentials(config: FunctionConfig) -> RoleCredentials:
+        minted.append(RoleCredentials(access_key_id=f"ASIA{len(minted)}", session_token=f"token-{len(minted)}",
+                                      expires=int(wall() + 100)))
+        return minted[-1]
+
+    h = Harness(kube, nc, known)
+    h.orchestrator = KubernetesOrchestrator(nc, h.api, h.settings, lambda f, v: known.get(f),
+                                            nats_token=lambda f, v: f"nats-{f}", role_credentials=role_credentials,
+                                            wall=wall)
+    await h.orchestrator.start()
+    heard: list[Assignment] = []
+    try:
+        await h.orchestrator.apply(known["hello"], 1)
+        instance = f"{objects.INSTANCE}={objects.deployment_name('hello', '$LATEST')}"
+        await until(lambda: kube.pods(NS, instance), what="the function's pod")
+        (pod,) = mark_ready(kube, instance)
+        await until(lambda: objects.pod_ready(h.orchestrator.pods.cache.get(pod, {})), what="the watch")
+        key = "k" * 32
+
+        async def on_assignment(msg: Msg) -> None:
+            heard.append(Assignment.FromString(msg.data))
+            held = FunctionStats(function="hello", version="$LATEST", environments=1, idle=1)
+            await msg.respond(AssignmentAck(invoker_id=pod, stats=held).SerializeToString())
+
+        await nc.subscribe(bus.assign_subject(pod, key), cb=on_assignment)
+
+        async def report(subject: str, **fields: Any) -> None:
+            await nc.publish(subject, InvokerStats(**fields).SerializeToString())
+            await nc.flush()
+
+        held = [FunctionStats(function="hello", version="$LATEST", environments=1, idle=1),
+                FunctionStats(function="other", version="$LATEST", environments=50)]
+        await report(bus.stats_subject(pod, key), invoker_id=pod, assign_key=key, hello=True, functions=held)
+        await until(lambda: heard, what="the assignment")
+        first = heard[-1]
+        assert first.nats_token == "nats-hello" and first.role_credentials == minted[-1]
+        assert first.role_credentials.expires == 5100
+        await until(lambda: h.orchestrator.stats("hello", "$LATEST").environments == 1, what="the pod's report")
+
+        # Reports that are not the pod's own: no key (what a stolen function credential could send), a
+        # subject of another pod's, a body naming another pod than its subject does. None is counted.
+        empty = [FunctionStats(function="hello", version="$LATEST", environments=0)]
+        # Each says the pod restarted (hello): one that was believed would have its assignment sent again.
+        await report(bus.stats_subject(pod), invoker_id=pod, hello=True, functions=empty)
+        await report(bus.stats_subject("someone-else", key), invoker_id=pod, assign_key=key, hello=True,
+                     functions=empty)
+        await report(bus.stats_subject(pod, "x" * 32), invoker_id=pod, assign_key="x" * 32, hello=True,
+                     functions=empty)
+        await report(bus.stats_subject(pod, key), invoker_id="someone-else", assign_key=key, hello=True,
+                     functions=empty)
+        beat = [FunctionStats(function="hello", version="$LATEST", environments=1, idle=1, cold_starts=1)]
+        await report(bus.stats_subject(pod, key), invoker_id=pod, assign_key=key, functions=beat)  # after them
+        await until(lambda: h.orchestrator.stats("hello", "$LATEST").cold_starts == 1, what="the heartbeat")
+        assert h.orchestrator.stats("hello", "$LATEST").environments == 1
+        assert len(heard) == 1  # it holds its assignment: nothing is sent again
+
+        # Half the credentials' life later, its next heartbeat brings it new ones.
+        wall.t += 51
+        await report(bus.stats_subject(pod, key), invoker_id=pod, assign_key=key, functions=held)
+        await until(lambda: len(heard) >= 2, what="the credentials sent again")
+        assert len(heard) == 2
+        assert heard[-1].role_credentials == minted[-1] != first.role_credentials
+        assert heard[-1].role_credentials.expires == 5151
+        assert heard[-1].config.revision_id == first.config.revision_id
+    finally:
+        await h.orchestrator.stop()

@@ -226,3 +226,22 @@ def test_invoker_pods_mount_the_invoker_credentials_secret() -> None:
 def test_kambda_up_says_when_functions_are_trusted_code(up: Platform) -> None:
     """This platform runs with the sandbox off (tests/conftest.py): it says what that means."""
     assert any("sandbox: OFF: functions are trusted code" in line for line in up.output), up.output
+
+
+def test_a_credentials_file_is_a_json_login_or_a_nats_creds_file(tmp_path: Path) -> None:
+    """An external NATS's operator hands out .creds files (a user JWT and its nkey seed): those are
+    passed to nats-py as they are; kambda's own JSON logins become user, password and inbox prefix."""
+    files = identities.issue(tmp_path / "creds")
+    login = identities.read(files["gateway"])
+    assert bus.login_options(str(files["gateway"])) == {"user": "gateway", "password": login["password"],
+                                                        "inbox_prefix": "_INBOX.gateway"}
+    creds = tmp_path / "worker.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.x\n------END NATS USER JWT------\n\n"
+                     "-----BEGIN USER NKEY SEED-----\nSUAEXAMPLE\n------END USER NKEY SEED------\n")
+    assert bus.login_options(str(creds)) == {"user_credentials": str(creds)}
+    garbage = tmp_path / "garbage"
+    garbage.write_text("user=x")
+    for path in (garbage, tmp_path / "missing"):
+        with pytest.raises(ValueError, match=str(path)):
+            bus.login_options(str(path))
+

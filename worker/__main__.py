@@ -10,9 +10,9 @@ others. The worker reads functions from a KV-watching mirror of the registry
 orchestration, schedule ticks).
 
 Serves ``/metrics`` (async retries and drops, event source lag) and ``/healthz`` on
-KAMBDA_WORKER_LISTEN, and prints ``kambda-worker ready metrics=http://HOST:PORT`` once it works.
-SIGTERM or SIGINT: stop pulling, let running events finish (KAMBDA_WORKER_DRAIN_TIMEOUT), give
-back the rest, close NATS.
+KAMBDA_WORKER_LISTEN (refused to sandboxed functions: kambda/peers.py), and prints
+``kambda-worker ready metrics=http://HOST:PORT`` once it works. SIGTERM or SIGINT: stop pulling,
+let running events finish (KAMBDA_WORKER_DRAIN_TIMEOUT), give back the rest, close NATS.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from events.rules import Rules
 from events.sources import EventSources
 from events.targets import Targets
 from functions.registry_mirror import RegistryMirror
-from kambda import bus, rpc, runner
+from kambda import bus, peers, rpc, runner
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1 import controller_pb2 as pb
@@ -79,7 +79,8 @@ async def serve(settings: WorkerSettings) -> None:
         ok = nc.is_connected
         return web.json_response({"status": "ok" if ok else "unavailable", "nats": ok}, status=200 if ok else 503)
 
-    app = web.Application()
+    # Sandboxed functions share the machine's loopback: what runs here is none of their business.
+    app = web.Application(middlewares=[peers.refuse_sandboxed(settings.sandbox_uids)])
     app.add_routes([web.get("/metrics", scrape), web.get("/healthz", health)])
     http = web.AppRunner(app, access_log=None, handle_signals=False)
     await http.setup()

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_float, env_int, env_str
+from kambda.settings import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    SettingsError,
+    env_float,
+    env_int,
+    env_str,
+    sandbox_uids,
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +37,11 @@ class WorkerSettings:
     nats_creds: str = ""
     #: A file holding the token the controller asks of its callers (kambda/rpc.py); empty: none.
     controller_token_file: str = ""
+    #: The uids sandboxed functions run as (as the gateway's setting): refused by /metrics and /healthz.
+    sandbox_uids: range | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+    def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> WorkerSettings:
         listen = env_str(environ, "KAMBDA_WORKER_LISTEN", "127.0.0.1:0")
         host, sep, port = listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -48,4 +59,5 @@ class WorkerSettings:
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
+            sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
         )

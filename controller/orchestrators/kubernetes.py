@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -43,7 +43,7 @@ from controller.orchestrators.k8s_api import MERGE_PATCH, Conflict, Informer, Ku
 from controller.settings import KubernetesSettings
 from kambda import bus
 from kambda.v1.function_pb2 import FunctionConfig
-from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
+from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, RoleCredentials
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,21 @@ class _Report:
 class KubernetesOrchestrator:
     def __init__(self, nc: NATS, api: KubeApi, settings: KubernetesSettings,
                  known: Callable[[str, str], FunctionConfig | None], clock: Callable[[], float] = time.monotonic,
-                 nats_token: Callable[[str, str], str] | None = None) -> None:
+                 nats_token: Callable[[str, str], str] | None = None,
+                 code_token: Callable[[str], Awaitable[str]] | None = None,
+                 role_credentials: Callable[[FunctionConfig], RoleCredentials] | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         """``known(function, version)`` answers the registry's configuration, or None for a deleted function;
-        ``nats_token(function, version)`` mints the NATS credential an assignment carries (none: no such)."""
+        ``nats_token(function, version)`` mints the NATS credential an assignment carries, ``code_token(sha256)``
+        the one that reads its code package, ``role_credentials(config)`` its execution role's (None: no such);
+        ``wall`` is the clock those credentials expire by (unix seconds)."""
         self._nc = nc
         self._nats_token = nats_token
+        self._code_token = code_token
+        self._role_credentials = role_credentials
+        self._wall = wall
+        #: pod -> when the role credentials it holds are due again (half their life left).
+        self._roles_due: dict[str, float] = {}
         self._api = api
         self._settings = settings
         self._known = known
@@ -102,7 +112,7 @@ class KubernetesOrchestrator:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
+        self._sub = await self._nc.subscribe(bus.ALL_STATS, cb=self._on_stats)
         await self.pods.start()
         await self.deployments.start()
         for runtime in self._settings.pool_runtimes:
@@ -342,6 +352,7 @@ class KubernetesOrchestrator:
         name = pod["metadata"]["name"]
         if kind == "DELETED":
             self._assign_keys.pop(name, None)
+            self._roles_due.pop(name, None)
             self._reports.pop(name, None)
             self._sent.pop(name, None)
             self._draining.discard(name)
@@ -356,27 +367,34 @@ class KubernetesOrchestrator:
             self._release_bridges(key, want)
 
     async def _on_stats(self, msg: Msg) -> None:
-        try:
-            stats = InvokerStats.FromString(msg.data)
-        except Exception:  # noqa: BLE001 - a malformed report is ignored
+        stats = bus.stats_of(msg)  # None unless it came on the subject of the invoker it names
+        if stats is None:
             return
         pod = self.pods.cache.get(stats.invoker_id)
         if pod is None:
             return  # not one of ours (or not listed yet: its hello is repeated by its heartbeats' check)
+        if self._nats_token is not None and not stats.assign_key:
+            # Per-function credentials: every pod has a key; a keyless report is a function's forgery.
+            log.warning("a report for pod %s without an assignment key was ignored", stats.invoker_id)
+            return
         if stats.assign_key and self._assign_keys.setdefault(stats.invoker_id, stats.assign_key) != stats.assign_key:
             log.warning("a report for pod %s with another assignment key was ignored", stats.invoker_id)
             return
-        self._reports[stats.invoker_id] = _Report(self._clock(), {(f.function, f.version): f for f in stats.functions})
+        key = objects.function_key(pod)
+        # A pod holds the version it is assigned and nothing else: what it says of others is not counted.
+        held = {(f.function, f.version): f for f in stats.functions if (f.function, f.version) == key}
+        self._reports[stats.invoker_id] = _Report(self._clock(), held)
         async with self._reported:
             self._reported.notify_all()
-        key = objects.function_key(pod)
         if key is None or _role(pod) != objects.ROLE_FUNCTION or stats.invoker_id in self._draining:
             return
         want = self._want.get(key)
         holds = key in self._reports[stats.invoker_id].functions
+        roles_due = self._roles_due.get(stats.invoker_id, float("inf")) <= self._wall()
         if want is not None and want.environments > 0 and (
-                stats.hello or not holds or self._sent.get(stats.invoker_id) != want.config.revision_id):
-            # It restarted, holds nothing, or missed the latest configuration: (re)send it.
+                stats.hello or not holds or self._sent.get(stats.invoker_id) != want.config.revision_id or roles_due):
+            # It restarted, holds nothing, missed the latest configuration, or its role credentials
+            # are half way to expiring: (re)send it.
             self._sent.pop(stats.invoker_id, None)
             self._spawn(self._assign(stats.invoker_id, key))
 
@@ -390,9 +408,9 @@ class KubernetesOrchestrator:
         try:
             config = want.config
             assignment = Assignment(config=config, desired=desired,
-                                    provisioned=1 if desired and config.provisioned_concurrency else 0,
-                                    nats_token=self._nats_token(config.name, config.version)
-                                    if desired and self._nats_token is not None else "")
+                                    provisioned=1 if desired and config.provisioned_concurrency else 0)
+            if desired:
+                await self._grant(assignment)
             try:
                 reply = await self._nc.request(bus.assign_subject(pod, self._assign_keys.get(pod, "")),
                                                assignment.SerializeToString(), timeout=10)
@@ -403,9 +421,23 @@ class KubernetesOrchestrator:
             report.functions[key] = ack.stats
             if desired:
                 self._sent[pod] = config.revision_id
+                if assignment.HasField("role_credentials"):
+                    now = self._wall()
+                    self._roles_due[pod] = now + (assignment.role_credentials.expires - now) / 2
             return True
         finally:
             self._sending.discard(pod)
+
+    async def _grant(self, assignment: Assignment) -> None:
+        """The credentials an assignment carries: the version's NATS credential, one that reads its
+        code package, its execution role's (each when this controller has what mints it)."""
+        config = assignment.config
+        if self._nats_token is not None:
+            assignment.nats_token = self._nats_token(config.name, config.version)
+        if self._code_token is not None:
+            assignment.code_token = await self._code_token(config.code_sha256)
+        if self._role_credentials is not None:
+            assignment.role_credentials.CopyFrom(self._role_credentials(config))
 
     async def _claim(self, key: Key) -> None:
         want = self._want[key]

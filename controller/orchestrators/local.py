@@ -22,7 +22,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from kambda import bus, procs
 from kambda.backoff import PROCESS_RESTART
 from kambda.v1.function_pb2 import FunctionConfig
-from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats, InvokerStats
+from kambda.v1.invoker_pb2 import Assignment, AssignmentAck, FunctionStats
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class LocalOrchestrator:
         self._send_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
+        self._sub = await self._nc.subscribe(bus.ALL_STATS, cb=self._on_stats)
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def stop(self) -> None:
@@ -107,8 +107,8 @@ class LocalOrchestrator:
         self._stats[(ack.stats.function, ack.stats.version)] = ack.stats
 
     async def _on_stats(self, msg: Msg) -> None:
-        stats = InvokerStats.FromString(msg.data)
-        if stats.invoker_id != self.invoker_id:
+        stats = bus.stats_of(msg)
+        if stats is None or stats.invoker_id != self.invoker_id:
             return
         # Each report is complete: a version it does not mention has no environment left.
         self._stats = {(fs.function, fs.version): fs for fs in stats.functions}

@@ -64,7 +64,7 @@ ITSELF = "itself"
 PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
-ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3"})
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -196,7 +196,9 @@ class Authenticator:
     def __init__(self, store: CredentialStore | None, arns: Arns, insecure: bool = False,
                  public_metrics: bool = False, now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  role_key: bytes = b"", sandbox_uids: range | None = None,
-                 peers: PeerCache | None = None) -> None:
+                 peers: PeerCache | None = None,
+                 role_permissions: Callable[[str], Permissions] = roles.permissions_of) -> None:
+        """``role_permissions(role ARN)``: what a function's execution-role credentials may do (iam/roles.py)."""
         self.store = store
         self.arns = arns
         self.insecure = insecure
@@ -204,6 +206,7 @@ class Authenticator:
         self.now = now
         self.role_key = role_key
         self.sandbox_uids = sandbox_uids
+        self.role_permissions = role_permissions
         self._peers = peers or PeerCache()
         #: (principal ARN, action, resource) -> whether the resource's own policy allows it (a function's
         #: AddPermission statements), asked when the principal's identity does not; None: no such policies.
@@ -270,7 +273,7 @@ class Authenticator:
         if session is None:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         await verify_signature(request, signed, session.secret)
-        return Credential(session.access_key, session.secret, session.token, roles.permissions_of(session.role),
+        return Credential(session.access_key, session.secret, session.token, self.role_permissions(session.role),
                           role=session.role)
 
     def resource(self, request: web.Request) -> str:

@@ -11,8 +11,8 @@ the state directory), and a token that was changed, or has expired, is refused.
              + "." + base64url(HMAC(key, "token:" + body))
     secret = base64url(HMAC(key, "secret:" + token))[:40]
 
-kambda has no IAM roles yet, so a role grants nothing: every platform call made with these
-credentials is AccessDenied, until roles with policies exist (:func:`permissions_of`).
+What a role may do is its policies' say (iam/roles.py, the gateway's ``role_permissions``); a role
+that does not exist grants nothing (:func:`permissions_of`, the default of a gateway without IAM).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def verify(key: bytes, access_key: str, token: str, now: float) -> Session | Non
 
 
 def permissions_of(role: str) -> Permissions:
-    """What a role may do on the platform. No IAM roles exist in kambda yet: nothing."""
+    """What a role may do when nothing knows its policies: nothing."""
     return NOTHING
 
 

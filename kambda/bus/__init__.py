@@ -13,12 +13,14 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda_code`` object store: code packages, named by their sha256 hex digest.
 - ``KAMBDA_LOGS`` stream, subjects ``kambda.logs.<function>``: function logs (limits retention).
 - ``kambda.invoker.<id>.assign``: controller -> invoker assignments (request/reply).
-- ``kambda.invokers.stats``: invoker -> controller stats.
+- ``kambda.invokers.stats.<invoker id>[.<assign key>]``: invoker -> controller stats, on a subject
+  of the invoker's own (a Kubernetes pod may publish on its own alone: kambda/bus/callout.py).
 - ``kambda.scale.<function>``: controller -> gateways scale events.
 - ``KAMBDA_EVENTS`` stream, subjects ``kambda.events.<bus>``: events put on an event bus (file
   storage, a work queue the workers' event router consumes).
 - ``kambda_events`` KV bucket: event buses, rules with their targets, and the last fired tick of
   each schedule (events/store.py names the keys).
+- ``kambda_iam`` KV bucket: IAM roles and their policies (iam/roles.py), key ``role.<name>``.
 - ``kambda_async_attempts`` KV bucket: the failed attempts and throttles of each async event
   being retried (by stream sequence), shared by the worker replicas.
 """
@@ -33,6 +35,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import cast
 
 import nats
@@ -52,6 +55,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from kambda.names import LATEST, subject_token
+from kambda.v1.invoker_pb2 import InvokerStats
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,11 @@ FUNCTIONS_BUCKET = "kambda_functions"
 ALIASES_BUCKET = "kambda_aliases"
 CODE_BUCKET = "kambda_code"
 HTTP_BUCKET = "kambda_http"
+#: IAM roles with their policies (iam/roles.py), written by the gateway, watched by every gateway.
+IAM_BUCKET = "kambda_iam"
 STATS_SUBJECT = "kambda.invokers.stats"
+#: Every invoker's stats subject (what the controller and the gateways subscribe to).
+ALL_STATS = f"{STATS_SUBJECT}.>"
 EVENTS_STREAM = "KAMBDA_EVENTS"
 EVENTS_BUCKET = "kambda_events"
 #: The one consumer of every bus's events, shared by every worker replica.
@@ -129,6 +137,35 @@ def assign_subject(invoker_id: str, key: str = "") -> str:
     return f"kambda.invoker.{invoker_id}.{key}.assign" if key else f"kambda.invoker.{invoker_id}.assign"
 
 
+def stats_subject(invoker_id: str, key: str = "") -> str:
+    """Where an invoker publishes its stats: its own subject (with ``key``, its assignment key)."""
+    return f"{STATS_SUBJECT}.{invoker_id}.{key}" if key else f"{STATS_SUBJECT}.{invoker_id}"
+
+
+def stats_sender(subject: str) -> tuple[str, str] | None:
+    """(invoker id, assignment key) a stats subject names; None for any other subject."""
+    prefix = STATS_SUBJECT + "."
+    if not subject.startswith(prefix):
+        return None
+    parts = subject[len(prefix):].split(".")
+    if len(parts) not in (1, 2) or not all(parts):
+        return None
+    return parts[0], parts[1] if len(parts) == 2 else ""
+
+
+def stats_of(msg: Msg) -> InvokerStats | None:
+    """The stats a message carries, if they are of the invoker whose subject they came on (NATS
+    permissions say who may publish there); None for a malformed report or one about another."""
+    sender = stats_sender(msg.subject)
+    try:
+        stats = InvokerStats.FromString(msg.data)
+    except Exception:  # noqa: BLE001 - a malformed report is ignored
+        return None
+    if sender is None or sender != (stats.invoker_id, stats.assign_key):
+        return None
+    return stats
+
+
 def scale_subject(function: str) -> str:
     return f"kambda.scale.{function}"
 
@@ -181,16 +218,31 @@ def watch_of(nc: NATS) -> ConnectionWatch | None:
     return _watches.get(nc)
 
 
+def login_options(creds: str) -> dict[str, object]:
+    """How to log in with the credentials file ``creds``: kambda's own JSON login (user, password,
+    inbox prefix: kambda/bus/identities.py), or a NATS ``.creds`` file (a user JWT and its nkey seed,
+    as an external NATS's operator hands them out), told apart by what the file holds."""
+    from kambda.bus import identities
+
+    try:
+        head = Path(creds).read_text()[:4096].lstrip()
+    except OSError as exc:
+        raise ValueError(f"cannot read NATS credentials {creds}: {exc.strerror or exc}") from None
+    if not head.startswith("{"):
+        if "BEGIN NATS USER JWT" not in head:
+            raise ValueError(f"NATS credentials {creds} are neither a JSON login nor a .creds file")
+        return {"user_credentials": creds}
+    login = identities.read(creds)
+    return {"user": login["user"], "password": login["password"],
+            **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {})}
+
+
 async def connect(url: str, name: str, creds: str = "", **options: object) -> NATS:
     """Connect with the reconnect behaviour every kambda service wants, logged in with the
-    credentials file ``creds`` names (kambda/bus/identities.py; empty: anonymous); losses are logged
+    credentials file ``creds`` names (:func:`login_options`; empty: anonymous); losses are logged
     and counted."""
     if creds:
-        from kambda.bus import identities
-
-        login = identities.read(creds)
-        options = {"user": login["user"], "password": login["password"],
-                   **({"inbox_prefix": login["inbox_prefix"]} if login.get("inbox_prefix") else {}), **options}
+        options = {**login_options(creds), **options}
     watch = ConnectionWatch(name)
     # A caller's own callbacks hear of it too (tests watch for permission violations and reconnects).
     watch.chained = {key: cast(Callable[..., Awaitable[None]], options.pop(key))
@@ -272,7 +324,7 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
     ))
-    for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET):
+    for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET, IAM_BUCKET):
         if not await _reconcile(js, f"KV_{bucket}", replicas):
             await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
     if not await _reconcile(js, f"KV_{ASYNC_ATTEMPTS_BUCKET}", replicas):

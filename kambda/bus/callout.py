@@ -9,9 +9,14 @@ with the assignment. nats-server does not know such tokens: it asks the controll
 account key it holds, whose permissions are that version's subjects alone:
 
 - pull and ack its own sync consumer (``$JS.API.CONSUMER.MSG.NEXT.KAMBDA_SYNC.<consumer>``,
-  ``$JS.ACK.KAMBDA_SYNC.<consumer>.>``), publish its logs (``kambda.logs.<function>``) and stats,
-  reply to callers' inboxes, read code packages;
+  ``$JS.ACK.KAMBDA_SYNC.<consumer>.>``), publish its logs (``kambda.logs.<function>``),
+  reply to callers' inboxes;
 - subscribe to its own inboxes (``_INBOX.f.<consumer>.>``) only.
+
+Its code package it reads with a second token, also sent with the assignment, good for reading
+that one object alone: its meta by direct get on the meta subject, its chunks through a consumer
+whose name the token fixes and whose filter is that object's chunk subject (nats-server >= 2.9 puts
+the filter in the create subject, so a permission can say it: kambda/bus/chunks.py).
 
 So a stolen credential sees only its own function's requests, which its code sees anyway. The
 static identities of kambda/bus/identities.py (listed as ``auth_users``) bypass the callout.
@@ -38,7 +43,15 @@ from nacl.signing import VerifyKey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from kambda.bus import CODE_BUCKET, STATS_SUBJECT, SYNC_STREAM, assign_subject, consumer_name, logs_subject
+from kambda.bus import (
+    CODE_BUCKET,
+    SYNC_STREAM,
+    assign_subject,
+    chunks,
+    consumer_name,
+    logs_subject,
+    stats_subject,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +90,7 @@ def pod_inbox(key: str) -> str:
 def pod_permissions(invoker_id: str, key: str) -> dict[str, object]:
     """An invoker pod's own login: its assignments (on a subject with its random key, which no other
     pod knows), its stats, its inboxes."""
-    return {"pub": {"allow": [STATS_SUBJECT]},
+    return {"pub": {"allow": [stats_subject(invoker_id, key)]},
             "sub": {"allow": [assign_subject(invoker_id, key), f"{pod_inbox(key)}.>"]},
             "resp": {"max": 1, "ttl": 0}}
 
@@ -88,14 +101,26 @@ def function_permissions(function: str, version: str) -> dict[str, object]:
     return {
         "pub": {"allow": [
             f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.{consumer}", f"$JS.ACK.{SYNC_STREAM}.{consumer}.>",
-            logs_subject(function), STATS_SUBJECT, "_INBOX.gateway.>", "_INBOX.controller.>", "_INBOX.worker.>",
-            "$JS.API.INFO", "$JS.API.STREAM.NAMES", f"$JS.API.STREAM.INFO.OBJ_{CODE_BUCKET}",
-            f"$JS.API.STREAM.MSG.GET.OBJ_{CODE_BUCKET}", f"$JS.API.DIRECT.GET.OBJ_{CODE_BUCKET}.>",
-            f"$JS.API.CONSUMER.CREATE.OBJ_{CODE_BUCKET}", f"$JS.API.CONSUMER.CREATE.OBJ_{CODE_BUCKET}.>",
-            f"$JS.API.CONSUMER.DELETE.OBJ_{CODE_BUCKET}.>",
+            logs_subject(function), "_INBOX.gateway.>", "_INBOX.controller.>", "_INBOX.worker.>",
         ]},
         "sub": {"allow": [f"{inbox_prefix(function, version)}.>"]},
         "resp": {"max": 1, "ttl": 0},
+    }
+
+
+def code_inbox(reader: str) -> str:
+    return f"_INBOX.code.{reader}"
+
+
+def code_permissions(grant: CodeGrant) -> dict[str, object]:
+    """The NATS permissions of a code read: one object's meta (a direct get of its meta subject) and
+    its chunks through one consumer of the grant's name (kambda/bus/chunks.py), its inbox; nothing else."""
+    stream = chunks.object_stream(CODE_BUCKET)
+    return {
+        "pub": {"allow": [f"$JS.API.DIRECT.GET.{stream}.{chunks.meta_subject(CODE_BUCKET, grant.sha256)}",
+                          *chunks.read_permissions(stream, chunks.chunk_subject(CODE_BUCKET, grant.nuid),
+                                                   grant.reader)]},
+        "sub": {"allow": [f"{code_inbox(grant.reader)}.>"]},
     }
 
 
@@ -109,12 +134,31 @@ class Grant:
     expires: int
 
 
-def mint(key: bytes, function: str, version: str, now: float, ttl_s: int = DEFAULT_TTL_S) -> str:
-    body = _b64(json.dumps({"f": function, "v": version, "x": int(now) + ttl_s}, separators=(",", ":")).encode())
+@dataclass(frozen=True)
+class CodeGrant:
+    """A read of one code package: its name (sha256 hex), the nuid its chunks are stored under, and
+    the one consumer name the read may use (fresh per grant: two pods never share a consumer)."""
+
+    sha256: str
+    nuid: str
+    reader: str
+    expires: int
+
+
+def _sign(key: bytes, claims: dict[str, object]) -> str:
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{TOKEN_PREFIX}{body}.{_b64(hmac.new(key, body.encode(), hashlib.sha256).digest())}"
 
 
-def verify(key: bytes, token: str, now: float) -> Grant | None:
+def mint(key: bytes, function: str, version: str, now: float, ttl_s: int = DEFAULT_TTL_S) -> str:
+    return _sign(key, {"f": function, "v": version, "x": int(now) + ttl_s})
+
+
+def mint_code(key: bytes, sha256_hex: str, nuid: str, now: float, ttl_s: int = DEFAULT_TTL_S) -> str:
+    return _sign(key, {"c": sha256_hex, "n": nuid, "r": chunks.consumer_name(), "x": int(now) + ttl_s})
+
+
+def _claims(key: bytes, token: str, now: float) -> dict[str, object] | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     try:
@@ -126,10 +170,47 @@ def verify(key: bytes, token: str, now: float) -> Grant | None:
         return None
     if not isinstance(claims, dict) or not isinstance(claims.get("x"), int) or claims["x"] <= now:
         return None
+    return claims
+
+
+def verify(key: bytes, token: str, now: float) -> Grant | None:
+    claims = _claims(key, token, now)
+    if claims is None:
+        return None
     function, version = claims.get("f"), claims.get("v")
     if not (isinstance(function, str) and isinstance(version, str)):
         return None
-    return Grant(function, version, claims["x"])
+    return Grant(function, version, int(claims["x"]))  # type: ignore[call-overload]
+
+
+def verify_code(key: bytes, token: str, now: float) -> CodeGrant | None:
+    claims = _claims(key, token, now)
+    if claims is None:
+        return None
+    grant = _code_grant(claims)
+    valid = grant is not None and all(subject_safe(p) for p in (grant.sha256, grant.nuid, grant.reader))
+    return grant if valid else None
+
+
+def _code_grant(claims: dict[str, object]) -> CodeGrant | None:
+    sha, nuid, reader, expires = claims.get("c"), claims.get("n"), claims.get("r"), claims.get("x")
+    if not (isinstance(sha, str) and isinstance(nuid, str) and isinstance(reader, str) and isinstance(expires, int)):
+        return None
+    return CodeGrant(sha, nuid, reader, expires)
+
+
+def code_grant_of(token: str) -> CodeGrant | None:
+    """What a code token says (unverified: its holder needs the reader's name; the callout verifies)."""
+    try:
+        claims = json.loads(_unb64(token[len(TOKEN_PREFIX):].split(".", 1)[0]))
+    except (ValueError, TypeError):
+        return None
+    return _code_grant(claims) if isinstance(claims, dict) else None
+
+
+def subject_safe(token: str) -> bool:
+    """A value that can stand as one subject token (no wildcard, no separator)."""
+    return bool(token) and all(c.isalnum() or c in "-_" for c in token)
 
 
 # --- JWTs ----------------------------------------------------------------------------------------------
@@ -190,6 +271,9 @@ class Callout:
     def mint(self, function: str, version: str) -> str:
         return mint(self._key, function, version, self._clock())
 
+    def mint_code(self, sha256_hex: str, nuid: str) -> str:
+        return mint_code(self._key, sha256_hex, nuid, self._clock())
+
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(AUTH_SUBJECT, cb=self._on_request)
 
@@ -222,11 +306,14 @@ class Callout:
         token = str(opts.get("auth_token") or opts.get("pass") or "")
         now = self._clock()
         grant = verify(self._key, token, now)
+        code = verify_code(self._key, token, now)
         pod = self._pod_of(str(opts.get("user") or ""), token)
         response: dict[str, object] = {"type": "authorization_response", "version": 2}
         if grant is not None:
             name, permissions, expires = (f"fn:{grant.function}:{grant.version}",
                                           function_permissions(grant.function, grant.version), grant.expires)
+        elif code is not None:
+            name, permissions, expires = f"code:{code.sha256[:16]}:{code.reader}", code_permissions(code), code.expires
         elif pod is not None:
             name, permissions, expires = pod_user(*pod), pod_permissions(*pod), int(now) + DEFAULT_TTL_S
         else:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kambda.bus import ALIASES_BUCKET, CODE_BUCKET, FUNCTIONS_BUCKET, SYNC_STREAM
+from kambda.bus import ALIASES_BUCKET, ALL_STATS, CODE_BUCKET, FUNCTIONS_BUCKET, SYNC_STREAM
 from kambda.private import write_private
 
 #: The environment variable naming a component's credentials file.
@@ -60,17 +60,12 @@ def inbox(name: str) -> str:
     return f"{INBOX_ROOT}.{name}.>"
 
 
-#: Reading one code package out of the object store (nats-py's ObjectStore.get: stream info, an
-#: ordered consumer on the package's chunks, direct gets of its metadata).
+#: Reading code packages out of the object store (kambda/bus/chunks.py: direct gets of their meta,
+#: an ephemeral pull consumer on their chunks, deleted after the read).
 _READ_CODE = (
-    "$JS.API.INFO",
-    "$JS.API.STREAM.NAMES",
-    f"$JS.API.STREAM.INFO.OBJ_{CODE_BUCKET}",
-    f"$JS.API.STREAM.MSG.GET.OBJ_{CODE_BUCKET}",
-    f"$JS.API.DIRECT.GET.OBJ_{CODE_BUCKET}",
     f"$JS.API.DIRECT.GET.OBJ_{CODE_BUCKET}.>",
-    f"$JS.API.CONSUMER.CREATE.OBJ_{CODE_BUCKET}",
     f"$JS.API.CONSUMER.CREATE.OBJ_{CODE_BUCKET}.>",
+    f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{CODE_BUCKET}.>",
     f"$JS.API.CONSUMER.DELETE.OBJ_{CODE_BUCKET}.>",
 )
 _REGISTRY_WRITES = (f"$KV.{FUNCTIONS_BUCKET}.>", f"$KV.{ALIASES_BUCKET}.>", f"$O.{CODE_BUCKET}.>")
@@ -82,17 +77,18 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         "kambda.sync.>", "kambda.async.>", "kambda.events.>",
         "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.MSG.GET.>",
         "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>",
-        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>",
-    ), subscribe=(inbox("gateway"), "kambda.scale.*", "kambda.invokers.stats")),
+        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>", "$KV.kambda_iam.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{CODE_BUCKET}.>",
+    ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",
-        "kambda.logs.>", "kambda.invokers.stats", inbox("gateway"), inbox("controller"), inbox("worker"),
+        "kambda.logs.>", ALL_STATS, inbox("gateway"), inbox("controller"), inbox("worker"),
         *_READ_CODE,
     ), subscribe=(inbox("invoker"), "kambda.invoker.*.assign")),
     # A Kubernetes invoker pod before and besides its functions: it hears its assignments and
     # reports its stats; each function version it runs gets a connection with that version's own
     # credential (kambda/bus/callout.py).
-    Identity("pod", publish=("kambda.invokers.stats",), subscribe=(inbox("pod"), "kambda.invoker.*.assign")),
+    Identity("pod", publish=(ALL_STATS,), subscribe=(inbox("pod"), "kambda.invoker.*.assign")),
     Identity("admin", publish=(">",), subscribe=(">",)),
 )}
 

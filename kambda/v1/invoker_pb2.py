@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kambda.v1 import function_pb2 as kambda_dot_v1_dot_function__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kambda/v1/invoker.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"\x82\x01\n\nAssignment\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x0f\n\x07\x64\x65sired\x18\x02 \x01(\x05\x12\x13\n\x0bprovisioned\x18\x03 \x01(\x05\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x12\n\nnats_token\x18\x05 \x01(\t\"L\n\rAssignmentAck\x12\x12\n\ninvoker_id\x18\x01 \x01(\t\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.kambda.v1.FunctionStats\"y\n\rFunctionStats\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0c\n\x04idle\x18\x05 \x01(\x05\x12\x13\n\x0b\x63old_starts\x18\x06 \x01(\x03\"\x9d\x01\n\x0cInvokerStats\x12\x12\n\ninvoker_id\x18\x01 \x01(\t\x12+\n\tfunctions\x18\x02 \x03(\x0b\x32\x18.kambda.v1.FunctionStats\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05hello\x18\x04 \x01(\x08\x12\x12\n\nassign_key\x18\x05 \x01(\t\x12\x18\n\x10nats_disconnects\x18\x06 \x01(\x03\"u\n\nScaleEvent\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x03 \x01(\x05\x12\x14\n\x0c\x65nvironments\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\r\n\x05panic\x18\x06 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kambda/v1/invoker.proto\x12\tkambda.v1\x1a\x18kambda/v1/function.proto\"\xcc\x01\n\nAssignment\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.kambda.v1.FunctionConfig\x12\x0f\n\x07\x64\x65sired\x18\x02 \x01(\x05\x12\x13\n\x0bprovisioned\x18\x03 \x01(\x05\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x12\n\nnats_token\x18\x05 \x01(\t\x12\x12\n\ncode_token\x18\x06 \x01(\t\x12\x34\n\x10role_credentials\x18\x07 \x01(\x0b\x32\x1a.kambda.v1.RoleCredentials\"k\n\x0fRoleCredentials\x12\x15\n\raccess_key_id\x18\x01 \x01(\t\x12\x19\n\x11secret_access_key\x18\x02 \x01(\t\x12\x15\n\rsession_token\x18\x03 \x01(\t\x12\x0f\n\x07\x65xpires\x18\x04 \x01(\x03\"L\n\rAssignmentAck\x12\x12\n\ninvoker_id\x18\x01 \x01(\t\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.kambda.v1.FunctionStats\"y\n\rFunctionStats\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0c\n\x04idle\x18\x05 \x01(\x05\x12\x13\n\x0b\x63old_starts\x18\x06 \x01(\x03\"\x9d\x01\n\x0cInvokerStats\x12\x12\n\ninvoker_id\x18\x01 \x01(\t\x12+\n\tfunctions\x18\x02 \x03(\x0b\x32\x18.kambda.v1.FunctionStats\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05hello\x18\x04 \x01(\x08\x12\x12\n\nassign_key\x18\x05 \x01(\t\x12\x18\n\x10nats_disconnects\x18\x06 \x01(\x03\"u\n\nScaleEvent\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x03 \x01(\x05\x12\x14\n\x0c\x65nvironments\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\r\n\x05panic\x18\x06 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.invoker_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ASSIGNMENT']._serialized_start=65
-  _globals['_ASSIGNMENT']._serialized_end=195
-  _globals['_ASSIGNMENTACK']._serialized_start=197
-  _globals['_ASSIGNMENTACK']._serialized_end=273
-  _globals['_FUNCTIONSTATS']._serialized_start=275
-  _globals['_FUNCTIONSTATS']._serialized_end=396
-  _globals['_INVOKERSTATS']._serialized_start=399
-  _globals['_INVOKERSTATS']._serialized_end=556
-  _globals['_SCALEEVENT']._serialized_start=558
-  _globals['_SCALEEVENT']._serialized_end=675
+  _globals['_ASSIGNMENT']._serialized_end=269
+  _globals['_ROLECREDENTIALS']._serialized_start=271
+  _globals['_ROLECREDENTIALS']._serialized_end=378
+  _globals['_ASSIGNMENTACK']._serialized_start=380
+  _globals['_ASSIGNMENTACK']._serialized_end=456
+  _globals['_FUNCTIONSTATS']._serialized_start=458
+  _globals['_FUNCTIONSTATS']._serialized_end=579
+  _globals['_INVOKERSTATS']._serialized_start=582
+  _globals['_INVOKERSTATS']._serialized_end=739
+  _globals['_SCALEEVENT']._serialized_start=741
+  _globals['_SCALEEVENT']._serialized_end=858
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Assignment(_message.Message):
-    __slots__ = ("config", "desired", "provisioned", "deleted", "nats_token")
+    __slots__ = ("config", "desired", "provisioned", "deleted", "nats_token", "code_token", "role_credentials")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     PROVISIONED_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     NATS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CODE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROLE_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     config: _function_pb2.FunctionConfig
     desired: int
     provisioned: int
     deleted: bool
     nats_token: str
-    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ..., nats_token: _Optional[str] = ...) -> None: ...
+    code_token: str
+    role_credentials: RoleCredentials
+    def __init__(self, config: _Optional[_Union[_function_pb2.FunctionConfig, _Mapping]] = ..., desired: _Optional[int] = ..., provisioned: _Optional[int] = ..., deleted: _Optional[bool] = ..., nats_token: _Optional[str] = ..., code_token: _Optional[str] = ..., role_credentials: _Optional[_Union[RoleCredentials, _Mapping]] = ...) -> None: ...
+
+class RoleCredentials(_message.Message):
+    __slots__ = ("access_key_id", "secret_access_key", "session_token", "expires")
+    ACCESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expires: int
+    def __init__(self, access_key_id: _Optional[str] = ..., secret_access_key: _Optional[str] = ..., session_token: _Optional[str] = ..., expires: _Optional[int] = ...) -> None: ...
 
 class AssignmentAck(_message.Message):
     __slots__ = ("invoker_id", "stats")

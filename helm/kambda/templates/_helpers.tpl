@@ -134,6 +134,21 @@ invoker keeps code and TMPDIR) as an emptyDir, so the template carries no volume
 {{- printf "%s-nats-credentials" (include "kambda.fullname" .) }}
 {{- end }}
 
+{{/* The Secret with the gateway's, the controller's and the workers' NATS credentials: the bundled
+NATS's, or the one values name for an external NATS; empty: they connect without. */}}
+{{- define "kambda.natsComponentSecret" -}}
+{{- if not .Values.nats.external.url }}{{ include "kambda.natsCredentialsSecret" . }}{{ else }}{{ .Values.nats.external.credentialsSecret }}{{ end }}
+{{- end }}
+
+{{/* The Secret in the functions' namespace with the function pods' NATS credentials (invoker.json). */}}
+{{- define "kambda.functionsNatsSecret" -}}
+{{- if not .Values.nats.external.url }}{{ include "kambda.natsInvokerSecret" . }}{{ else }}{{ .Values.nats.external.functionsCredentialsSecret }}{{ end }}
+{{- end }}
+
+{{- define "kambda.roleKeySecret" -}}
+{{- printf "%s-role-key" (include "kambda.fullname" .) }}
+{{- end }}
+
 {{- define "kambda.natsInvokerSecret" -}}
 {{- printf "%s-nats-invoker" (include "kambda.fullname" .) }}
 {{- end }}
@@ -151,7 +166,7 @@ authorization {
   ]
   {{- with .callout }}
   {{- /* Pods log in through the callout as pod:<id>:<key> with the pod password (kambda/bus/callout.py). */}}
-  auth_callout { issuer: {{ . | quote }}, auth_users: [{{ range $i, $u := without (keys $.identities | sortAlpha) "pod" }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
+  auth_callout { issuer: {{ . }}, auth_users: [{{ range $i, $u := without (keys $.identities | sortAlpha) "pod" }}{{ if $i }}, {{ end }}{{ $u | quote }}{{ end }}] }
   {{- end }}
 }
 {{- end }}
@@ -160,7 +175,17 @@ authorization {
 {{- printf "%s-controller-token" (include "kambda.fullname" .) }}
 {{- end }}
 
-{{/* Per-function NATS credentials (kambda/bus/callout.py): bundled NATS with a callout key given. */}}
+{{/* Per-function NATS credentials (kambda/bus/callout.py): on with the bundled NATS unless turned off. */}}
 {{- define "kambda.functionCredentials" -}}
-{{- if and (not .Values.nats.external.url) .Values.nats.functionCredentials.existingSecret .Values.nats.functionCredentials.issuer }}true{{ end }}
+{{- if and (not .Values.nats.external.url) .Values.nats.functionCredentials.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with the callout's account key: the one named, else the one the hook makes (callout-key-job.yaml). */}}
+{{- define "kambda.calloutSecret" -}}
+{{- default (printf "%s-nats-callout" (include "kambda.fullname" .)) .Values.nats.functionCredentials.existingSecret }}
+{{- end }}
+
+{{/* The callout's issuer in nats.conf: as given, else read from the Secret through the server's environment. */}}
+{{- define "kambda.calloutIssuer" -}}
+{{- if .Values.nats.functionCredentials.issuer }}{{ .Values.nats.functionCredentials.issuer | quote }}{{ else }}$KAMBDA_CALLOUT_ISSUER{{ end }}
 {{- end }}
