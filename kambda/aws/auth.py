@@ -329,7 +329,8 @@ def authorize(request: web.Request, action: str, resource: str) -> None:
         authenticator = request.app[AUTHENTICATOR]
         principal = credential.role or f"arn:aws:iam::{authenticator.arns.account}:user/{credential.access_key}"
         granted = authenticator.resource_policy
-        if granted is not None and granted(principal, action, resource):
+        if granted is not None and not credential.permissions.denies(action, resource) \
+                and granted(principal, action, resource):
             return
         who = f"{credential.role} (a function's execution role)" if credential.role else principal
         raise errors.AccessDenied(f"User: {who} is not authorized to perform: {action} on resource: {resource}")

@@ -127,5 +127,9 @@ class Permissions:
         decisions = [p.decide(action, resource) for p in self.policies]
         return all(d is True for d in decisions)
 
+    def denies(self, action: str, resource: str) -> bool:
+        """An explicit Deny: no resource policy can grant the action then."""
+        return any(p.decide(action, resource) is False for p in self.policies)
+
 
 ADMIN = Permissions((ROLES["admin"],))
