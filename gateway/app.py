@@ -42,6 +42,8 @@ from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import InvokerStats, ScaleEvent
+from tables.api import TablesApi, open_database
+from tables.streams_api import StreamsApi
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,10 @@ class Gateway:
         MappingsApi(self._controller, self._arns).register(self.front)
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
+        self.tables = TablesApi(open_database(self.settings.tables_dsn, self.settings.state_dir),
+                                self.settings.region, self.settings.account)
+        self.tables.register(self.front)
+        StreamsApi(self.tables).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -173,6 +179,7 @@ class Gateway:
         return await auth.allowed(request, "lambda:InvokeFunctionUrl", arn)
 
     async def _startup(self, app: web.Application) -> None:
+        await self.tables.start()
         await self._cache.start()
         await self._http.start()
         if self.settings.routes_file:
@@ -182,6 +189,7 @@ class Gateway:
         self._stats_sub = await self._nc.subscribe(bus.STATS_SUBJECT, cb=self._on_stats)
 
     async def _cleanup(self, app: web.Application) -> None:
+        await self.tables.db.close()
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()

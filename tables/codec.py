@@ -1,0 +1,123 @@
+"""Items between the wire, the expressions and the database.
+
+The front door decodes a blob (``B``, ``BS``) to bytes and encodes bytes back to base64; the expressions package
+(tables/expressions) and the stored JSON keep DynamoDB JSON exactly as the wire carries it, blobs as base64
+text. :func:`inbound` and :func:`outbound` convert between the two (and ``inbound`` checks every attribute value
+on the way, as DynamoDB does before anything is stored). Keys are stored as bytes that sort as DynamoDB sorts
+them (:func:`tables.expressions.sort_key_bytes`), with a 32-bit hash of the partition key in front so that a Scan
+walks partitions in hash order and ``Segment``/``TotalSegments`` split that range.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import orjson
+
+from tables import expressions
+from tables.errors import validation
+
+Item = dict[str, Any]
+HASH_SPACE = 1 << 32
+SCALARS = {"S", "N", "B"}
+
+
+def inbound(item: Item | None) -> Item | None:
+    """An item (or key, or attribute value map) from the front door: blobs to base64, every value checked."""
+    if item is None:
+        return None
+    return {name: inbound_value(value) for name, value in item.items()}
+
+
+def inbound_value(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise validation("Supplied AttributeValue has more than one datatypes set, must contain exactly one of "
+                         "the supported datatypes" if isinstance(value, dict) and value else
+                         "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
+    (kind, inner), = value.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return {"N": normal_number(inner)}
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode() if isinstance(inner, bytes | bytearray) else inner}
+    if kind in ("SS", "NS", "BS"):
+        if not inner:
+            raise validation("One or more parameter values were invalid: An string set  may not be empty"
+                             if kind == "SS" else "One or more parameter values were invalid: An number set  may "
+                             "not be empty" if kind == "NS" else
+                             "One or more parameter values were invalid: Binary sets should not be empty")
+        if kind == "NS":
+            members = [normal_number(n) for n in inner]
+        elif kind == "BS":
+            members = [base64.b64encode(b).decode() if isinstance(b, bytes | bytearray) else b for b in inner]
+        else:
+            members = list(inner)
+        if len(set(members)) != len(members):
+            raise validation(f"One or more parameter values were invalid: Input collection {inner!r} contains "
+                             "duplicates.")
+        return {kind: members}
+    if kind == "M":
+        return {"M": {k: inbound_value(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [inbound_value(v) for v in inner]}
+    if kind in ("NULL", "BOOL"):
+        return value
+    raise validation(f"Supplied AttributeValue has an unknown datatype {kind}")
+
+
+def normal_number(text: str) -> str:
+    """A number as DynamoDB gives it back: validated (38 digits, its range), no exponent, no trailing zeros."""
+    value = expressions.number(text)
+    if value.is_zero():
+        return "0"
+    out = format(value.normalize(), "f")
+    return out
+
+
+def outbound(item: Item | None) -> Item | None:
+    """An item for the front door's encoder: base64 blobs back to bytes."""
+    if item is None:
+        return None
+    return {name: outbound_value(value) for name, value in item.items()}
+
+
+def outbound_value(value: Item) -> Item:
+    if "B" in value:
+        return {"B": base64.b64decode(value["B"])}
+    if "BS" in value:
+        return {"BS": [base64.b64decode(b) for b in value["BS"]]}
+    if "M" in value:
+        return {"M": {k: outbound_value(v) for k, v in value["M"].items()}}
+    if "L" in value:
+        return {"L": [outbound_value(v) for v in value["L"]]}
+    return value
+
+
+def dumps(item: Item) -> bytes:
+    return orjson.dumps(item)
+
+
+def loads(data: bytes | str) -> Item:
+    result: Item = orjson.loads(data)
+    return result
+
+
+def key_bytes(value: Item) -> bytes:
+    return expressions.sort_key_bytes(value)
+
+
+def partition_hash(pk: bytes) -> int:
+    """Where a partition lies in the Scan order (0 .. 2**32-1)."""
+    return int.from_bytes(hashlib.blake2b(pk, digest_size=4).digest(), "big")
+
+
+def segment_range(segment: int, total: int) -> tuple[int, int]:
+    """The hashes [low, high) of one Scan segment."""
+    return segment * HASH_SPACE // total, (segment + 1) * HASH_SPACE // total
+
+
+def type_of(value: Item) -> str:
+    return next(iter(value))
