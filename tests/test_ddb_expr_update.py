@@ -1,0 +1,358 @@
+"""UpdateExpression and ProjectionExpression: every action, its semantics and its errors (pure, no server)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tables import expressions as E
+from tables.expressions import ValidationException
+
+ITEM = {
+    "pk": {"S": "k"},
+    "n": {"N": "5"},
+    "s": {"S": "text"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2"]},
+    "l": {"L": [{"S": "a"}, {"S": "b"}, {"S": "c"}, {"S": "d"}]},
+    "m": {"M": {"tally": {"N": "10"}, "keep": {"S": "k"}, "child": {"M": {"x": {"N": "1"}}}}},
+}
+
+
+def N(x: object) -> dict:
+    return {"N": str(x)}
+
+
+def S(x: str) -> dict:
+    return {"S": x}
+
+
+def run(text: str, values: dict | None = None, names: dict | None = None, item: dict | None = None) -> dict:
+    source = copy.deepcopy(ITEM) if item is None else item
+    before = copy.deepcopy(source)
+    new = E.update(text, names, values).apply(source)
+    assert source == before, "apply() must not change its argument"
+    return new
+
+
+def refused(text: str, values: dict | None = None, names: dict | None = None, item: dict | None = None) -> str:
+    with pytest.raises(ValidationException) as info:
+        E.update(text, names, values).apply(copy.deepcopy(ITEM) if item is None else item)
+    return info.value.message
+
+
+def test_set_values_and_paths() -> None:
+    new = run("SET a = :v, m.tally = :n, m.child.y = :v, l[1] = :v", {":v": S("x"), ":n": N(1)})
+    assert new["a"] == S("x")
+    assert new["m"]["M"]["tally"] == N(1) and new["m"]["M"]["keep"] == S("k")
+    assert new["m"]["M"]["child"]["M"] == {"x": N(1), "y": S("x")}
+    assert new["l"]["L"][1] == S("x")
+
+
+def test_set_copies_an_attribute_and_reads_the_old_item() -> None:
+    new = run("SET a = n, n = :v", {":v": N(9)})
+    assert new["a"] == N(5) and new["n"] == N(9)
+
+
+def test_set_arithmetic() -> None:
+    assert run("SET n = n + :d", {":d": N("0.5")})["n"] == N("5.5")
+    assert run("SET n = n - :d", {":d": N(7)})["n"] == N(-2)
+    assert run("SET m.tally = m.tally + :d", {":d": N(5)})["m"]["M"]["tally"] == N(15)
+    assert run("SET a = :x + :y", {":x": N("1E+2"), ":y": N("0.10")})["a"] == N("100.1")
+    assert run("SET n = (n + :d)", {":d": N(1)})["n"] == N(6)
+
+
+def test_set_arithmetic_keeps_38_digits_and_the_range() -> None:
+    big = "1" + "0" * 36 + "1"  # 38 digits
+    assert run("SET n = :a + :b", {":a": N("9" * 38), ":b": N(1)})["n"] == N("1" + "0" * 38)
+    assert refused("SET n = :a + :b", {":a": N(big), ":b": N("0.1")}) == (
+        "Attempting to store more than 38 significant digits in a Number"
+    )
+    assert refused("SET n = :a + :a", {":a": N("9.9E+125")}) == (
+        "Number overflow. Attempting to store a number with magnitude larger than supported range"
+    )
+
+
+def test_if_not_exists_and_list_append() -> None:
+    assert run("SET n = if_not_exists(n, :z)", {":z": N(0)})["n"] == N(5)
+    assert run("SET c = if_not_exists(c, :z) + :one", {":z": N(0), ":one": N(1)})["c"] == N(1)
+    new = run("SET l = list_append(l, :more)", {":more": {"L": [S("e")]}})
+    assert [x["S"] for x in new["l"]["L"]] == ["a", "b", "c", "d", "e"]
+    new = run("SET l = list_append(:more, l)", {":more": {"L": [S("z")]}})
+    assert new["l"]["L"][0] == S("z")
+    new = run(
+        "SET fresh = list_append(if_not_exists(fresh, :empty), :more)", {":empty": {"L": []}, ":more": {"L": [N(1)]}}
+    )
+    assert new["fresh"] == {"L": [N(1)]}
+
+
+def test_set_index_past_the_end_appends() -> None:
+    new = run("SET l[10] = :v", {":v": S("z")})
+    assert [x["S"] for x in new["l"]["L"]] == ["a", "b", "c", "d", "z"]
+    assert run("SET e[0] = :v", {":v": S("z")}, item={"e": {"L": []}}) == {"e": {"L": [S("z")]}}
+
+
+def test_remove() -> None:
+    new = run("REMOVE s, m.keep, gone")
+    assert "s" not in new and "keep" not in new["m"]["M"] and new["m"]["M"]["tally"] == N(10)
+    new = run("REMOVE l[1], l[2]")  # both original elements, not b then d
+    assert [x["S"] for x in new["l"]["L"]] == ["a", "d"]
+    assert run("REMOVE l[9]")["l"] == ITEM["l"]
+
+
+def test_add_numbers_and_sets() -> None:
+    assert run("ADD n :d", {":d": N(-6)})["n"] == N(-1)
+    assert run("ADD c :d", {":d": N(3)})["c"] == N(3)
+    assert set(run("ADD ss :v", {":v": {"SS": ["b", "c"]}})["ss"]["SS"]) == {"a", "b", "c"}
+    assert set(run("ADD ns :v", {":v": {"NS": ["2.0", "3"]}})["ns"]["NS"]) == {"1", "2", "3"}
+    assert run("ADD fresh :v", {":v": {"SS": ["x"]}})["fresh"] == {"SS": ["x"]}
+    assert run("ADD m.tally :d", {":d": N(1)})["m"]["M"]["tally"] == N(11)
+
+
+def test_delete_from_sets() -> None:
+    assert run("DELETE ss :v", {":v": {"SS": ["a", "zz"]}})["ss"] == {"SS": ["b"]}
+    assert "ss" not in run("DELETE ss :v", {":v": {"SS": ["a", "b"]}})  # emptied: removed
+    assert run("DELETE ns :v", {":v": {"NS": ["1.0"]}})["ns"] == {"NS": ["2"]}
+    assert "gone" not in run("DELETE gone :v", {":v": {"SS": ["a"]}})
+
+
+def test_all_clauses_in_one_expression_in_any_order_and_case() -> None:
+    new = run(
+        "remove s add n :one delete ss :a set m.keep = :v",
+        {":one": N(1), ":a": {"SS": ["a"]}, ":v": S("v")},
+    )
+    assert "s" not in new and new["n"] == N(6) and new["ss"] == {"SS": ["b"]} and new["m"]["M"]["keep"] == S("v")
+
+
+def test_a_new_item_from_the_key() -> None:
+    new = E.update("SET a = :v ADD c :one", None, {":v": S("x"), ":one": N(1)}).apply({"pk": S("new")})
+    assert new == {"pk": S("new"), "a": S("x"), "c": N(1)}
+    assert E.update("SET a = :v", None, {":v": S("x")}).apply(None) == {"a": S("x")}
+
+
+def test_updated_paths_and_returned_parts() -> None:
+    upd = E.update("SET m.child.x = :v, a = :v REMOVE s ADD n :one", None, {":v": N(2), ":one": N(1)})
+    assert upd.updated_paths == {"m", "a", "s", "n"}
+    old = copy.deepcopy(ITEM)
+    new = upd.apply(old)
+    assert upd.updated(old) == {"m": {"M": {"child": {"M": {"x": N(1)}}}}, "s": S("text"), "n": N(5)}
+    assert upd.updated(new) == {"m": {"M": {"child": {"M": {"x": N(2)}}}}, "a": N(2), "n": N(6)}
+
+
+def test_check_key() -> None:
+    upd = E.update("SET pk = :v", None, {":v": S("x")})
+    with pytest.raises(ValidationException) as info:
+        upd.check_key(["pk", "sk"])
+    assert info.value.message == (
+        "One or more parameter values were invalid: Cannot update attribute pk. This attribute is part of the key"
+    )
+    E.update("SET a = :v", None, {":v": S("x")}).check_key(["pk"])
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "message"),
+    [
+        ("SET a.b = :v", {":v": S("x")}, "The document path provided in the update expression is invalid for update"),
+        ("SET s.b = :v", {":v": S("x")}, "The document path provided in the update expression is invalid for update"),
+        ("SET l.b = :v", {":v": S("x")}, "The document path provided in the update expression is invalid for update"),
+        ("SET m[0] = :v", {":v": S("x")}, "The document path provided in the update expression is invalid for update"),
+        (
+            "SET gone[0] = :v",
+            {":v": S("x")},
+            "The document path provided in the update expression is invalid for update",
+        ),
+        ("SET a = s + :v", {":v": N(1)}, "An operand in the update expression has an incorrect data type"),
+        (
+            "SET a = list_append(s, :v)",
+            {":v": {"L": []}},
+            "An operand in the update expression has an incorrect data type",
+        ),
+        ("ADD s :v", {":v": N(1)}, "An operand in the update expression has an incorrect data type"),
+        ("ADD ss :v", {":v": {"NS": ["1"]}}, "An operand in the update expression has an incorrect data type"),
+        ("DELETE ss :v", {":v": {"NS": ["1"]}}, "An operand in the update expression has an incorrect data type"),
+        ("SET a = gone", None, "The provided expression refers to an attribute that does not exist in the item"),
+        (
+            "SET a = gone + :v",
+            {":v": N(1)},
+            "The provided expression refers to an attribute that does not exist in the item",
+        ),
+        (
+            "SET a = list_append(gone, :v)",
+            {":v": {"L": []}},
+            "The provided expression refers to an attribute that does not exist in the item",
+        ),
+    ],
+)
+def test_run_time_errors(text: str, values: dict | None, message: str) -> None:
+    assert refused(text, values) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "names", "message"),
+    [
+        ("", None, None, "Invalid UpdateExpression: The expression can not be empty;"),
+        (
+            "INVALID SYNTAX HERE",
+            None,
+            None,
+            'Invalid UpdateExpression: Syntax error; token: "INVALID", near: "INVALID SYNTAX"',
+        ),
+        ("SET a = :v,", {":v": N(1)}, None, 'Invalid UpdateExpression: Syntax error; token: "<EOF>", near: ","'),
+        ("SET a < :v", {":v": N(1)}, None, 'Invalid UpdateExpression: Syntax error; token: "<", near: "a < :v"'),
+        ("ADD a b", None, None, 'Invalid UpdateExpression: Syntax error; token: "b", near: "a b"'),
+        (
+            "SET a = :v SET b = :v",
+            {":v": N(1)},
+            None,
+            'Invalid UpdateExpression: The "SET" section can only be used once in an update expression;',
+        ),
+        (
+            "REMOVE a REMOVE b",
+            None,
+            None,
+            'Invalid UpdateExpression: The "REMOVE" section can only be used once in an update expression;',
+        ),
+        (
+            "SET #s = :v",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: An expression attribute name used in the document path is not defined; "
+            "attribute name: #s",
+        ),
+        (
+            "SET a = :v",
+            None,
+            None,
+            "Invalid UpdateExpression: An expression attribute value used in expression is not defined; "
+            "attribute value: :v",
+        ),
+        (
+            "SET status = :v",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Attribute name is a reserved keyword; reserved keyword: status",
+        ),
+        ("SET a = foo(b)", None, None, "Invalid UpdateExpression: Invalid function name; function: foo"),
+        (
+            "SET a = size(b)",
+            None,
+            None,
+            "Invalid UpdateExpression: The function is not allowed in an update expression; function: size",
+        ),
+        (
+            "SET a = :v, a.b = :v",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Two document paths overlap with each other; must remove or rewrite one of "
+            "these paths; path one: [a], path two: [a, b]",
+        ),
+        (
+            "SET a = :v REMOVE a",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Two document paths overlap with each other; must remove or rewrite one of "
+            "these paths; path one: [a], path two: [a]",
+        ),
+        (
+            "SET a.b = :v REMOVE a[0]",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Two document paths conflict with each other; must remove or rewrite one of "
+            "these paths; path one: [a, b], path two: [a, [0]]",
+        ),
+        (
+            "ADD a :v",
+            {":v": S("x")},
+            None,
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, "
+            "operand type: STRING",
+        ),
+        (
+            "DELETE a :v",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE, "
+            "operand type: NUMBER",
+        ),
+        (
+            "SET a = :v + :w",
+            {":v": S("x"), ":w": N(1)},
+            None,
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: +, "
+            "operand type: S",
+        ),
+        (
+            "SET a = list_append(a, :v)",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: "
+            "list_append, operand type: N",
+        ),
+        (
+            "SET a = if_not_exists(:v, :v)",
+            {":v": N(1)},
+            None,
+            "Invalid UpdateExpression: Operator or function requires a document path; operator or function: "
+            "if_not_exists",
+        ),
+        (
+            "SET a = list_append(a)",
+            None,
+            None,
+            "Invalid UpdateExpression: Incorrect number of operands for operator or function; operator or "
+            "function: list_append, number of operands: 1",
+        ),
+    ],
+)
+def test_validation_errors(text: str, values: dict | None, names: dict | None, message: str) -> None:
+    with pytest.raises(ValidationException) as info:
+        E.update(text, names, values)
+    assert info.value.message == message
+
+
+def test_projection() -> None:
+    proj = E.projection("m.child.x, l[1], l[3], s, #p, gone, m.gone", {"#p": "pk"})
+    assert proj.apply(ITEM) == {
+        "m": {"M": {"child": {"M": {"x": N(1)}}}},
+        "l": {"L": [S("b"), S("d")]},
+        "s": S("text"),
+        "pk": S("k"),
+    }
+    assert proj.attributes == {"m", "l", "s", "pk", "gone"}
+    # a map key that looks like a type descriptor is still a map key
+    item = {"a": {"M": {"L": {"M": {"x": N(1)}}, "other": N(2)}}}
+    assert E.projection("a.L").apply(item) == {"a": {"M": {"L": {"M": {"x": N(1)}}}}}
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "message"),
+    [
+        ("", None, "Invalid ProjectionExpression: The expression can not be empty;"),
+        ("a,", None, 'Invalid ProjectionExpression: Syntax error; token: "<EOF>", near: ","'),
+        ("a = b", None, 'Invalid ProjectionExpression: Syntax error; token: "=", near: "a = b"'),
+        ("name", None, "Invalid ProjectionExpression: Attribute name is a reserved keyword; reserved keyword: name"),
+        (
+            "#n",
+            None,
+            "Invalid ProjectionExpression: An expression attribute name used in the document path is not defined; "
+            "attribute name: #n",
+        ),
+        (
+            "a, a.b",
+            None,
+            "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of "
+            "these paths; path one: [a], path two: [a, b]",
+        ),
+        (
+            "a, #a",
+            {"#a": "a"},
+            "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of "
+            "these paths; path one: [a], path two: [a]",
+        ),
+    ],
+)
+def test_projection_errors(text: str, names: dict | None, message: str) -> None:
+    with pytest.raises(ValidationException) as info:
+        E.projection(text, names)
+    assert info.value.message == message
