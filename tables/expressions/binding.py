@@ -51,7 +51,7 @@ def validate_value(value: Any) -> None:
         members = [v.number(x) for x in raw] if kind == "NS" else [v.binary(x) for x in raw] if kind == "BS" else raw
         if len(set(members)) != len(members):
             shown = ", ".join(str(x) for x in raw)
-            of_type = "of type BS " if kind == "BS" else ""
+            of_type = "of type BS " if kind == "BS" else " "  # sic: AWS's text has no space before "of"
             raise ValidationException(
                 f"One or more parameter values were invalid: Input collection [{shown}]{of_type}contains duplicates."
             )
