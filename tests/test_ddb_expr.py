@@ -20,6 +20,7 @@ ITEM = {
     "m": {"M": {"child": {"M": {"v": {"N": "10"}}}, "flag": {"BOOL": False}}},
     "nul": {"NULL": True},
     "t": {"BOOL": True},
+    "u": {"S": "é𝄞"},
 }
 
 
@@ -122,6 +123,7 @@ def test_comparisons(text: str, values: dict, expected: bool) -> None:
         ("size(gone) <> :v", {":v": N(1)}, True),
         ("size(s) > size(ss)", None, True),
         ("size(m.child) = :v", {":v": N(1)}, True),
+        ("size(u) = :v", {":v": N(3)}, True),  # UTF-16 code units, as DynamoDB counts
     ],
 )
 def test_functions(text: str, values: dict | None, expected: bool) -> None:

@@ -93,6 +93,15 @@ def test_set_index_past_the_end_appends() -> None:
     assert run("SET e[0] = :v", {":v": S("z")}, item={"e": {"L": []}}) == {"e": {"L": [S("z")]}}
 
 
+def test_the_new_item_shares_nothing_with_the_old_one_or_the_request() -> None:
+    values = {":v": {"M": {"x": N(1)}}}
+    old = copy.deepcopy(ITEM)
+    new = E.update("SET a = :v, b = m", None, values).apply(old)
+    new["a"]["M"]["x"] = N(2)
+    new["b"]["M"]["keep"] = S("changed")
+    assert values[":v"] == {"M": {"x": N(1)}} and old == ITEM
+
+
 def test_remove() -> None:
     new = run("REMOVE s, m.keep, gone")
     assert "s" not in new and "keep" not in new["m"]["M"] and new["m"]["M"]["tally"] == N(10)

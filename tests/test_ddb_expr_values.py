@@ -201,6 +201,24 @@ def test_validate_key(key: dict, message: str) -> None:
     assert info.value.message == message
 
 
+def deep(levels: int) -> dict:
+    value: dict = {"S": "leaf"}
+    for _ in range(levels):
+        value = {"M": {"n": value}}
+    return value
+
+
+def test_nesting_depth() -> None:
+    E.validate_value(deep(31))  # the leaf at level 32
+    E.validate_value({"L": [deep(30)]})
+    with pytest.raises(ValidationException) as info:
+        E.validate_value(deep(32))
+    assert info.value.message == (
+        "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond "
+        "supported limit"
+    )
+
+
 def test_validate_item() -> None:
     E.validate_item({"pk": {"S": "a"}, "sk": {"N": "1"}, "x": {"SS": ["a"]}}, SCHEMA, TYPES)
     with pytest.raises(ValidationException) as info:

@@ -23,9 +23,17 @@ PRIORITY = ("attr", "operand", "distinct", "function")
 _SET_LABELS = {"SS": "An string set  may not be empty", "NS": "An number set  may not be empty"}
 
 
-def validate_value(value: Any) -> None:
+MAX_DEPTH = 32  # the attribute itself is level 1
+
+
+def validate_value(value: Any, depth: int = 1) -> None:
     """An attribute value as DynamoDB accepts it: one known type, valid numbers, non-empty sets without
-    duplicates, NULL only true; recursively through lists and maps."""
+    duplicates, NULL only true; recursively through lists and maps, at most 32 levels deep."""
+    if depth > MAX_DEPTH:
+        raise ValidationException(
+            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond "
+            "supported limit"
+        )
     if not isinstance(value, dict) or len(value) != 1:
         raise ValidationException(
             "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported "
@@ -59,10 +67,10 @@ def validate_value(value: Any) -> None:
         v.binary(raw)
     elif kind == "L":
         for element in raw:
-            validate_value(element)
+            validate_value(element, depth + 1)
     elif kind == "M":
         for element in raw.values():
-            validate_value(element)
+            validate_value(element, depth + 1)
 
 
 class Binder:

@@ -48,8 +48,8 @@ class Update:
         old = item or {}
         computed = [(path, compute(old)) for path, compute in self.sets]
         new = copy.deepcopy(old)
-        for path, value in computed:
-            paths.set_value(new, path, value)
+        for path, value in computed:  # copied: values may be the request's or parts of the old item
+            paths.set_value(new, path, copy.deepcopy(value))
         for path in sorted(self.removes, key=_removal_order):
             paths.remove(new, path)
         for path, value in self.adds:

@@ -176,13 +176,16 @@ def compare(op: str, a: Value | None, b: Value | None) -> bool:
 
 
 def size(value: Value | None) -> Value | None:
-    """size(): characters of S, bytes of B, elements of sets, lists and maps; None for N, BOOL and NULL."""
+    """size(): UTF-16 code units of S (as DynamoDB counts: "é𝄞" is 3), bytes of B, elements of sets, lists and
+    maps; None for N, BOOL and NULL."""
     if value is None:
         return None
     kind = type_of(value)
     if kind == "B":
         return {"N": str(len(binary(value["B"])))}
-    if kind in ("S", "SS", "NS", "BS", "L", "M"):
+    if kind == "S":
+        return {"N": str(len(value["S"].encode("utf-16-le")) // 2)}
+    if kind in ("SS", "NS", "BS", "L", "M"):
         return {"N": str(len(value[kind]))}
     return None
 
