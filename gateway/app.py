@@ -158,13 +158,17 @@ class Gateway:
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         self.tables = TablesApi(open_database(self.settings.tables_dsn, self.settings.state_dir),
-                                self.settings.region, self.settings.account)
+                                self.settings.region, self.settings.account, nudge=self._nudge_outbox)
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    async def _nudge_outbox(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.publish(bus.DDB_OUTBOX_SUBJECT, b"")
 
     @auth.requires(auth.ITSELF)
     async def front_door(self, request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,7 @@ index rows, stream record), reads in a snapshot. The clock is injected.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,11 @@ def open_database(dsn: str, state_dir: str) -> Database:
 
 
 class TablesApi:
-    def __init__(self, db: Database, region: str, account: str, clock: Clock = time.time) -> None:
+    def __init__(self, db: Database, region: str, account: str, clock: Clock = time.time,
+                 nudge: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db = db
+        #: Called after a write to a table with a stream: wakes the outbox forwarder (tables/outbox.py).
+        self._nudge = nudge
         self.region, self.account = region, account
         self.specs = Specs()
         self._clock = clock
@@ -76,7 +79,10 @@ class TablesApi:
 
     def _writer(self, work: Callable[[Tx, dict[str, Any]], dict[str, Any]]) -> Any:
         async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-            return await self.db.write(lambda tx: work(tx, params))
+            result = await self.db.write(lambda tx: work(tx, params))
+            if self._nudge is not None and self._streamed(params):
+                await self._nudge()
+            return result
 
         return handle
 
@@ -85,6 +91,13 @@ class TablesApi:
             return await self.db.read(lambda tx: work(tx, params))
 
         return handle
+
+    def _streamed(self, params: dict[str, Any]) -> bool:
+        """Whether a write may have made stream records (a table of it has a stream, as last seen)."""
+        names = [params["TableName"]] if isinstance(params.get("TableName"), str) else \
+            list(params.get("RequestItems") or ()) + [op.get("TableName") for entry in params.get("TransactItems") or []
+                                                      for op in entry.values() if isinstance(op, dict)]
+        return any(self.specs.streams(name) for name in names if isinstance(name, str))
 
     def _resources(self, ctx: Context, params: dict[str, Any]) -> list[str]:
         """The tables an operation acts on, as DynamoDB's IAM checks them (index ARNs for a Query on an index)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kambda.bus import DDB_PARTITIONS
 from kambda.sql import Tx
 from tables import codec, expressions
 from tables.codec import Item
@@ -35,7 +36,6 @@ from tables.schema import Index, Table
 MAX_ITEM = 400 * 1024
 PAGE_BYTES = 1024 * 1024
 ROWS_PER_FETCH = 256
-STREAM_PARTITIONS = 16
 
 SCHEMA: dict[str, list[str]] = {
     "sqlite": [
@@ -48,11 +48,12 @@ SCHEMA: dict[str, list[str]] = {
         " isk BLOB NOT NULL, pk BLOB NOT NULL, sk BLOB NOT NULL, ih INTEGER NOT NULL,"
         " PRIMARY KEY (tid, idx, h, ipk, isk, pk, sk)) WITHOUT ROWID",
         "CREATE TABLE ddb_stream (seq INTEGER PRIMARY KEY AUTOINCREMENT, tid INTEGER NOT NULL,"
-        " part INTEGER NOT NULL, created REAL NOT NULL, record BLOB NOT NULL)",
+        " stream TEXT NOT NULL, part INTEGER NOT NULL, created REAL NOT NULL, record BLOB NOT NULL)",
         "CREATE INDEX ddb_stream_tid ON ddb_stream (tid, seq)",
         "CREATE TABLE ddb_outbox (seq INTEGER PRIMARY KEY)",
         "CREATE TABLE ddb_tokens (token TEXT PRIMARY KEY, digest TEXT NOT NULL, created REAL NOT NULL,"
         " answer BLOB NOT NULL)",
+        "CREATE TABLE ddb_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)",
     ],
     "postgresql": [
         "CREATE TABLE ddb_tables (name TEXT PRIMARY KEY, tid BIGINT NOT NULL, version INTEGER NOT NULL,"
@@ -63,12 +64,13 @@ SCHEMA: dict[str, list[str]] = {
         "CREATE TABLE ddb_index (tid BIGINT NOT NULL, idx TEXT NOT NULL, h BIGINT NOT NULL, ipk BYTEA NOT NULL,"
         " isk BYTEA NOT NULL, pk BYTEA NOT NULL, sk BYTEA NOT NULL, ih BIGINT NOT NULL,"
         " PRIMARY KEY (tid, idx, h, ipk, isk, pk, sk))",
-        "CREATE TABLE ddb_stream (seq BIGSERIAL PRIMARY KEY, tid BIGINT NOT NULL, part INTEGER NOT NULL,"
-        " created DOUBLE PRECISION NOT NULL, record BYTEA NOT NULL)",
+        "CREATE TABLE ddb_stream (seq BIGSERIAL PRIMARY KEY, tid BIGINT NOT NULL, stream TEXT NOT NULL,"
+        " part INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, record BYTEA NOT NULL)",
         "CREATE INDEX ddb_stream_tid ON ddb_stream (tid, seq)",
         "CREATE TABLE ddb_outbox (seq BIGINT PRIMARY KEY)",
         "CREATE TABLE ddb_tokens (token TEXT PRIMARY KEY, digest TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,"
         " answer BYTEA NOT NULL)",
+        "CREATE TABLE ddb_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL)",
     ],
 }
 
@@ -109,6 +111,15 @@ class Specs:
         with self._lock:
             self._cache[name] = (tid, version, table)
         return table
+
+    def streams(self, name: str) -> bool:
+        """Whether the table, as last read here, has a stream (no database access)."""
+        cached = self._cache.get(name)
+        return cached is not None and cached[2].stream_view is not None
+
+    def by_tid(self, tx: Tx, tid: int) -> Table | None:
+        rows = tx.execute("SELECT name FROM ddb_tables WHERE tid = ?", (tid,))
+        return self.find(tx, rows[0][0]) if rows else None
 
     def names(self, tx: Tx, start: str, limit: int) -> list[str]:
         return [r[0] for r in tx.execute("SELECT name FROM ddb_tables WHERE name > ? ORDER BY name LIMIT ?",
@@ -328,9 +339,22 @@ def record(tx: Tx, table: Table, key: Key, old: Item | None, new: Item | None, r
                             "eventSource": "aws:dynamodb", "awsRegion": region, "dynamodb": change}
     if identity is not None:
         body["userIdentity"] = identity
-    rows = tx.execute("INSERT INTO ddb_stream (tid, part, created, record) VALUES (?, ?, ?, ?) RETURNING seq",
-                      (table.tid, key.h % STREAM_PARTITIONS, now, codec.dumps(body)))
+    rows = tx.execute("INSERT INTO ddb_stream (tid, stream, part, created, record) VALUES (?, ?, ?, ?, ?)"
+                      " RETURNING seq", (table.tid, f"{table.name}/{table.stream_label}", key.h % DDB_PARTITIONS,
+                                         now, codec.dumps(body)))
     tx.execute("INSERT INTO ddb_outbox (seq) VALUES (?)", (rows[0][0],))
+
+
+def lease(tx: Tx, name: str, holder: str, now: float, hold_s: float) -> bool:
+    """Take or keep the lease ``name`` (one actor at a time across replicas) until ``now + hold_s``."""
+    rows = tx.execute("SELECT holder, until FROM ddb_leases WHERE name = ?", (name,))
+    if rows and rows[0][0] != holder and rows[0][1] > now:
+        return False
+    if rows:
+        tx.execute("UPDATE ddb_leases SET holder = ?, until = ? WHERE name = ?", (holder, now + hold_s, name))
+    else:
+        tx.execute("INSERT INTO ddb_leases (name, holder, until) VALUES (?, ?, ?)", (name, holder, now + hold_s))
+    return True
 
 
 def sequence_number(seq: int) -> str:

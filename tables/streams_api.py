@@ -59,6 +59,9 @@ def stream_record(seq: int, data: bytes, outbound: bool = True) -> dict[str, Any
             if part in change:
                 change[part] = codec.outbound(change[part])
         change["ApproximateCreationDateTime"] = datetime.fromtimestamp(change["ApproximateCreationDateTime"], UTC)
+        identity = record.get("userIdentity")
+        if identity:  # Lambda's events spell it {"type", "principalId"}, the Streams API {"Type", "PrincipalId"}
+            record["userIdentity"] = {"Type": identity["type"], "PrincipalId": identity["principalId"]}
     return record
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_float, env_int, env_str
+from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, SettingsError, env_float, env_int, env_str, state_dir
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class WorkerSettings:
     nats_creds: str = ""
     #: A file holding the token the controller asks of its callers (kambda/rpc.py); empty: none.
     controller_token_file: str = ""
+    #: DynamoDB's database (as the gateway's): empty for SQLite under the state dir.
+    tables_dsn: str = ""
+    state_dir: str = ""
+    #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
+    ttl_interval: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -48,4 +53,7 @@ class WorkerSettings:
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
+            tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
+            state_dir=str(state_dir(environ)),
+            ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
         )
