@@ -68,7 +68,6 @@ S = lambda x: {"S": x}  # noqa: E731
         ("m.child = :v", {":v": {"M": {"v": N(10)}}}, True),
         ("nul = :v", {":v": {"NULL": True}}, True),
         ("t = :v", {":v": {"BOOL": True}}, True),
-        ("t < :v", {":v": {"BOOL": True}}, False),
         ("n BETWEEN :a AND :b", {":a": N(5), ":b": N(5)}, True),
         ("n BETWEEN :a AND :b", {":a": N(1), ":b": N(4)}, False),
         ("s BETWEEN :a AND :b", {":a": S("h"), ":b": S("i")}, True),
@@ -227,7 +226,8 @@ def test_keywords_are_case_insensitive() -> None:
             "if_not_exists(a, :v)",
             {":v": N(1)},
             None,
-            "Invalid ConditionExpression: Invalid function name; function: if_not_exists",
+            "Invalid ConditionExpression: The function is not allowed in a condition expression; "
+            "function: if_not_exists",
         ),
         (
             "size(a)",
@@ -290,7 +290,7 @@ def test_keywords_are_case_insensitive() -> None:
             {":v": S("STRING")},
             None,
             "Invalid ConditionExpression: Invalid attribute type name found; type: STRING, "
-            "valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}",
+            "valid types: {N,BS,L,B,NULL,M,S,SS,NS,BOOL}",
         ),
         (
             "a = a",
@@ -321,6 +321,61 @@ def test_keywords_are_case_insensitive() -> None:
             "lower bound operand: AttributeValue: {N:1}, upper bound operand: AttributeValue: {S:x}",
         ),
         ("((a = :v))", {":v": N(1)}, None, "Invalid ConditionExpression: The expression has redundant parentheses;"),
+        (
+            "t < :v",
+            {":v": {"BOOL": True}},
+            None,
+            "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: <, "
+            "operand type: BOOL",
+        ),
+        (
+            "a BETWEEN :lo AND :hi",
+            {":lo": {"SS": ["a"]}, ":hi": {"SS": ["b"]}},
+            None,
+            "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: "
+            "BETWEEN, operand type: SS",
+        ),
+        (
+            "a BETWEEN :lo AND :hi",
+            {":lo": {"B": "AQ=="}, ":hi": {"B": "AA=="}},
+            None,
+            "Invalid ConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to "
+            "lower bound; lower bound operand: AttributeValue: {B:java.nio.HeapByteBuffer[pos=0 lim=1 cap=1]}, "
+            "upper bound operand: AttributeValue: {B:java.nio.HeapByteBuffer[pos=0 lim=1 cap=1]}",
+        ),
+        (
+            "a IN (a, :v)",
+            {":v": N(1)},
+            None,
+            "Invalid ConditionExpression: The first operand must be distinct from the remaining operands for this "
+            "operator or function; operator: IN, first operand: [a]",
+        ),
+        (
+            "a IN (" + ", ".join(f":v{i}" for i in range(101)) + ")",
+            {f":v{i}": N(i) for i in range(101)},
+            None,
+            "Invalid ConditionExpression: The IN operator is provided with too many operands; number of operands: 101",
+        ),
+        (
+            "a[2147483648] = :v",
+            {":v": N(1)},
+            None,
+            "Invalid ConditionExpression: List index is not within the allowable range; index: [2147483648]",
+        ),
+        (
+            ".".join(["a"] * 33) + " = :v",
+            {":v": N(1)},
+            None,
+            "Invalid ConditionExpression: The document path has too many nesting levels; nesting levels: 33",
+        ),
+        (
+            "attribute_type(a, b)",
+            None,
+            None,
+            "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: "
+            "attribute_type, operand type: {SS,M,DECIMAL,DOUBLESET,HDS,N,B,DICT,INTSET,BOOL,HD,BS,INT,DECIMALSET,"
+            "NULL,FLOAT,FS,S,L,NS,DOUBLE}",
+        ),
         ("((a)) = :v", {":v": N(1)}, None, "Invalid ConditionExpression: The expression has redundant parentheses;"),
     ],
 )
@@ -336,8 +391,12 @@ def test_errors_are_reported_in_the_order_the_clauses_are_written() -> None:
     # the first clause's undefined value wins over the second clause's bad operand, and the reverse
     assert "attribute value: :missing" in refused("a = :missing AND begins_with(b, :n)", {":n": N(1)})
     assert "operand type: N" in refused("begins_with(b, :n) AND a = :missing", {":n": N(1)})
-    # precedence between categories: a reserved word beats an undefined value anywhere
+    # names, functions and reserved words are checked over the whole expression before any placeholder
     assert "reserved keyword: size" in refused("a = :missing AND size = :n", {":n": N(1)})
+    assert "function: foo" in refused("a = :missing AND foo(b)")
+    # and among those, the first in the order written
+    assert "reserved keyword: status" in refused("status = :v AND foo(b)", {":v": N(1)})
+    assert "function: foo" in refused("foo(b) AND status = :v", {":v": N(1)})
 
 
 def test_expression_size_limit() -> None:

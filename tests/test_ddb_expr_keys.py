@@ -73,27 +73,27 @@ OPERAND = "Invalid KeyConditionExpression: Incorrect operand type for operator o
         (
             "pk = :p OR sk = :a",
             {":p": S("x"), ":a": N(1)},
-            "Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: OR",
+            "Invalid operator used in KeyConditionExpression: OR",
         ),
         (
             "NOT pk = :p",
             {":p": S("x")},
-            "Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: NOT",
+            "Invalid operator used in KeyConditionExpression: NOT",
         ),
         (
             "pk IN (:p)",
             {":p": S("x")},
-            "Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: IN",
+            "Invalid operator used in KeyConditionExpression: IN",
         ),
         (
             "pk <> :p",
             {":p": S("x")},
-            "Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: <>",
+            "Invalid operator used in KeyConditionExpression: <>",
         ),
         (
             "pk = :p AND attribute_exists(sk)",
             {":p": S("x")},
-            "Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: attribute_exists",
+            "Invalid operator used in KeyConditionExpression: attribute_exists",
         ),
         ("sk = :a", {":a": N(1)}, "Query condition missed key schema element: pk"),
         ("pk < :p", {":p": S("x")}, "Query key condition not supported"),
@@ -141,15 +141,38 @@ OPERAND = "Invalid KeyConditionExpression: Incorrect operand type for operator o
         (
             "pk = sk",
             {},
-            "Invalid KeyConditionExpression: Invalid condition in KeyConditionExpression: Multiple attribute names "
-            "used in one condition",
+            "Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition",
         ),
         (
             ":a = :b",
             {":a": S("x"), ":b": S("y")},
-            "Invalid KeyConditionExpression: Invalid condition in KeyConditionExpression: No key attribute specified",
+            "Invalid condition in KeyConditionExpression: No key attribute specified",
         ),
         ("", {}, "Invalid KeyConditionExpression: The expression can not be empty;"),
+        (
+            "pk = :p AND sk > size(x)",
+            {":p": S("x")},
+            "KeyConditionExpressions cannot contain nested operations",
+        ),
+        (
+            "pk = :p AND :a BETWEEN sk AND :b",
+            {":p": S("x"), ":a": N(1), ":b": N(2)},
+            "Invalid condition in KeyConditionExpression: BETWEEN operator must have the key attribute as its "
+            "first operand",
+        ),
+        (
+            "pk = :p AND begins_with(:a, sk)",
+            {":p": S("x"), ":a": S("a")},
+            "Invalid condition in KeyConditionExpression: begins_with operator must have the key attribute as its "
+            "first operand",
+        ),
+        ("pk.x = :p", {":p": S("x")}, "KeyConditionExpressions cannot have conditions on nested attributes"),
+        (
+            "pk = :p",
+            {":p": S("")},
+            "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an "
+            "empty string value. Key: pk",
+        ),
         ("pk = ", {}, 'Invalid KeyConditionExpression: Syntax error; token: "<EOF>", near: "="'),
     ],
 )
@@ -272,6 +295,19 @@ def test_legacy_key_conditions() -> None:
     with pytest.raises(ValidationException) as info:
         E.from_key_conditions({"sk": {"ComparisonOperator": "EQ", "AttributeValueList": [N(1)]}}, SCHEMA)
     assert info.value.message == "Query condition missed key schema element: pk"
+    with pytest.raises(ValidationException) as info:
+        E.from_key_conditions({}, SCHEMA)
+    assert info.value.message == "Conditions can be of length 1 or 2 only"
+    with pytest.raises(ValidationException) as info:
+        E.from_key_conditions({"pk": {"ComparisonOperator": "EQ"}}, SCHEMA)
+    assert info.value.message == (
+        "One or more parameter values were invalid: Invalid number of argument(s) for the EQ ComparisonOperator"
+    )
+    with pytest.raises(ValidationException) as info:
+        E.from_key_conditions({"sk": {"ComparisonOperator": "BETWEEN", "AttributeValueList": [N(2), N(1)]}}, SCHEMA)
+    assert info.value.message == (
+        "The BETWEEN condition was provided a range where the lower bound is greater than the upper bound"
+    )
 
 
 def test_attributes_to_get() -> None:

@@ -275,14 +275,14 @@ def test_run_time_errors(text: str, values: dict | None, message: str) -> None:
             {":v": S("x")},
             None,
             "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, "
-            "operand type: STRING",
+            "operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "DELETE a :v",
             {":v": N(1)},
             None,
             "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE, "
-            "operand type: NUMBER",
+            "operand type: NUMBER, typeSet: ALLOWED_FOR_DELETE_OPERAND",
         ),
         (
             "SET a = :v + :w",
@@ -365,3 +365,22 @@ def test_projection_errors(text: str, names: dict | None, message: str) -> None:
     with pytest.raises(ValidationException) as info:
         E.projection(text, names)
     assert info.value.message == message
+
+
+def update_refused(text: str, values: dict | None = None, names: dict | None = None) -> str:
+    with pytest.raises(ValidationException) as info:
+        E.update(text, names, values)
+    return info.value.message
+
+
+def test_the_order_in_which_an_update_is_checked() -> None:
+    # the written paths' names, then overlaps, then from the last action back: names, then values and types
+    assert "attribute name: #t" in update_refused("SET a = :x, #t = :y")
+    assert "Two document paths overlap" in update_refused("SET a = :x, a = :y")
+    assert "attribute value: :y" in update_refused("SET a = :x, b = :y")
+    assert "attribute name: #n" in update_refused("SET a = :x, b = #n")
+    assert "operator or function: +" in update_refused("SET a = :x, b = :s + :s", {":s": S("x")})
+    assert "attribute value: :x" in update_refused("SET a = :s + :s, b = :x", {":s": S("x")})
+    # sections are read in the order they first appear; a repeated one fails after its actions were read
+    assert "reserved keyword: status" in update_refused("SET status = :v SET b = :v", {":v": N(1)})
+    assert 'The "SET" section' in update_refused("SET a = :v SET b = :v REMOVE status", {":v": N(1)})

@@ -1,16 +1,14 @@
-"""Placeholders resolved against a request's ExpressionAttributeNames/Values, with DynamoDB's messages.
+"""Placeholders resolved against a request's ExpressionAttributeNames/Values, and the checks of those maps.
 
-DynamoDB reports the first problem in the order the clauses are written; inside one clause it prefers an
-undefined placeholder, then a wrong number of operands, then operands that are not distinct, then an
-operand of the wrong type. A Binder collects the errors of the clause it is binding (``clause()``) and raises
-the preferred one when the clause is done.
+DynamoDB reports the first problem it meets walking an expression in the order it is written (an update
+in its own order, see update.py), so a Binder raises at the first placeholder the request does not define.
+Attribute values are validated where they are used ("ExpressionAttributeValues contains invalid value").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from . import values as v
@@ -18,7 +16,6 @@ from .errors import ValidationException
 from .paths import Path
 
 Value = dict[str, Any]
-PRIORITY = ("attr", "operand", "distinct", "function")
 
 _SET_LABELS = {"SS": "An string set  may not be empty", "NS": "An number set  may not be empty"}
 
@@ -74,52 +71,35 @@ def validate_value(value: Any, depth: int = 1) -> None:
 
 
 class Binder:
-    """Resolves ``#name`` and ``:value`` placeholders for one expression."""
+    """Resolves ``#name`` and ``:value`` placeholders for one expression, raising at the first one the
+    request does not define (callers walk the expression in DynamoDB's order)."""
 
     def __init__(self, names: Mapping[str, str] | None, values: Mapping[str, Value] | None, kind: str) -> None:
         self.names = names or {}
         self.values = values or {}
         self.prefix = f"Invalid {kind}: "
-        self.errors: dict[str, str] = {}
 
     def fail(self, message: str) -> ValidationException:
         return ValidationException(self.prefix + message)
-
-    def note(self, category: str, message: str) -> None:
-        self.errors.setdefault(category, message)
-
-    @contextmanager
-    def clause(self, priority: tuple[str, ...] = PRIORITY) -> Iterator[None]:
-        """Bind one clause; on leaving it, raise its preferred error if it had any."""
-        self.errors = {}
-        yield
-        for category in priority:
-            if category in self.errors:
-                raise self.fail(self.errors[category])
 
     def path(self, raw: tuple[str | int, ...]) -> Path:
         resolved: list[str | int] = []
         for part in raw:
             if isinstance(part, str) and part.startswith("#"):
                 if part not in self.names:
-                    self.note(
-                        "attr",
-                        "An expression attribute name used in the document path is not defined; "
-                        f"attribute name: {part}",
+                    raise self.fail(
+                        f"An expression attribute name used in the document path is not defined; attribute name: {part}"
                     )
-                    resolved.append(part)
-                else:
-                    resolved.append(self.names[part])
+                resolved.append(self.names[part])
             else:
                 resolved.append(part)
+        if len(resolved) > MAX_DEPTH:
+            raise self.fail(f"The document path has too many nesting levels; nesting levels: {len(resolved)}")
         return tuple(resolved)
 
-    def value(self, ref: str) -> Value | None:
+    def value(self, ref: str) -> Value:
         if ref not in self.values:
-            self.note(
-                "attr", f"An expression attribute value used in expression is not defined; attribute value: {ref}"
-            )
-            return None
+            raise self.fail(f"An expression attribute value used in expression is not defined; attribute value: {ref}")
         value = self.values[ref]
         try:
             validate_value(value)
@@ -128,6 +108,28 @@ class Binder:
                 f"ExpressionAttributeValues contains invalid value: {exc.message} for key {ref}"
             ) from None
         return dict(value)
+
+
+def java_set_order(keys: list[str], total: int) -> list[str]:
+    """``keys`` in the order a Java HashSet built from ``total`` keys iterates them, which is the order
+    DynamoDB lists several keys in one message (unused placeholders)."""
+    capacity = 1
+    wanted = max(int(total / 0.75) + 1, 16)
+    while capacity < wanted:
+        capacity *= 2
+
+    def slot(key: str) -> int:
+        h = 0
+        for unit in _utf16_units(key):
+            h = (31 * h + unit) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) & (capacity - 1)
+
+    return [key for _, _, key in sorted((slot(k), i, k) for i, k in enumerate(keys))]
+
+
+def _utf16_units(text: str) -> list[int]:
+    data = text.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def check_placeholders(
@@ -148,18 +150,27 @@ def check_placeholders(
     used = set()
     for text in texts:
         used.update(re.findall(r"[#:][A-Za-z0-9_]+", text))
-    for key in names or {}:
+    for key, name in (names or {}).items():
+        if len(key.encode()) > 255:
+            raise ValidationException(
+                "ExpressionAttributeNames contains invalid key: The expression attribute map contains a key that "
+                f"is too long; size of key: {len(key.encode())}"
+            )
         if not re.fullmatch(r"#[A-Za-z0-9_]+", key):
             raise ValidationException(f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{key}"')
+        if name == "":
+            raise ValidationException(
+                f"ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}"
+            )
     for key in values or {}:
         if not re.fullmatch(r":[A-Za-z0-9_]+", key):
             raise ValidationException(f'ExpressionAttributeValues contains invalid key: Syntax error; key: "{key}"')
-    unused_names = [k for k in names or {} if k not in used]
+    unused_names = java_set_order([k for k in names or {} if k not in used], len(names or {}))
     if unused_names:
         raise ValidationException(
             "Value provided in ExpressionAttributeNames unused in expressions: keys: {" + ", ".join(unused_names) + "}"
         )
-    unused_values = [k for k in values or {} if k not in used]
+    unused_values = java_set_order([k for k in values or {} if k not in used], len(values or {}))
     if unused_values:
         raise ValidationException(
             "Value provided in ExpressionAttributeValues unused in expressions: keys: {"

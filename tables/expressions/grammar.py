@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from .reserved import is_reserved
 
 MAX_EXPRESSION_BYTES = 4096
 MAX_OPERATORS = 300
+MAX_LIST_INDEX = 2**31 - 1
 
 _TOKEN = re.compile(
     r"(?P<WS>\s+)|(?P<ATTR_NAME>#[A-Za-z0-9_]+)|(?P<ATTR_VALUE>:[A-Za-z0-9_]+)|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
@@ -148,7 +149,6 @@ class RawExpression:
     tree: Any
     names: tuple[str, ...]
     values: tuple[str, ...]
-    clauses: tuple[str, ...] = field(default=())
 
 
 class _Build(Transformer[Token, Any]):
@@ -277,88 +277,98 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
         if isinstance(exc.orig_exc, _Syntax):
             raise ValidationException(prefix + syntax_error(text, grammar, exc.orig_exc.token)) from None
         raise
-    checks = _Checks(grammar)
+    checks = _Checks(grammar, prefix)
     if grammar == "condition":
-        checks.condition(built[0], top=True)
+        checks.parens(built[0])
+        checks.count(built[0])
+        checks.condition(built[0], "condition")
         tree_out: Any = built[0]
     elif grammar == "update":
-        for clause, actions in built:
-            checks.clause(clause, actions)
+        checks.update(built)
         tree_out = built
     else:
         for path in built:
             checks.path(path)
         tree_out = built
-    checks.raise_first(prefix)
     return RawExpression(tree_out, tuple(dict.fromkeys(checks.names)), tuple(dict.fromkeys(checks.values)))
 
 
 class _Checks:
-    """The checks that need no placeholder, each remembered at its first occurrence and raised in
-    DynamoDB's order of precedence."""
+    """The checks that need no placeholder. Redundant parentheses are found as the text is read; the rest
+    (list indexes, reserved words, function names and where each function may be used, the number of a
+    condition function's operands, repeated update sections) in the order the expression is written,
+    raising the first problem met."""
 
-    ORDER = ("operators", "parens", "unknown_function", "misused_function", "reserved", "section")
-
-    def __init__(self, grammar: str) -> None:
+    def __init__(self, grammar: str, prefix: str) -> None:
         self.grammar = grammar
-        self.errors: dict[str, str] = {}
+        self.prefix = prefix
         self.names: list[str] = []
         self.values: list[str] = []
-        self.sections: set[str] = set()
-        self.operators = 0
 
-    def note(self, category: str, message: str) -> None:
-        self.errors.setdefault(category, message)
+    def fail(self, message: str) -> ValidationException:
+        return ValidationException(self.prefix + message)
 
-    def raise_first(self, prefix: str) -> None:
-        if self.operators > MAX_OPERATORS:
-            self.note("operators", f"The expression contains too many operators; operator count: {self.operators}")
-        for category in self.ORDER:
-            if category in self.errors:
-                raise ValidationException(prefix + self.errors[category])
+    def parens(self, node: Any) -> None:
+        if not isinstance(node, tuple) or not node or not isinstance(node[0], str):
+            return
+        if node[0] in ("paren", "oparen") and node[1][0] in ("paren", "oparen"):
+            raise self.fail("The expression has redundant parentheses;")
+        for child in node[1:]:
+            if isinstance(child, tuple):
+                if child and isinstance(child[0], tuple):
+                    for grandchild in child:
+                        self.parens(grandchild)
+                else:
+                    self.parens(child)
+
+    def count(self, node: Any) -> None:
+        operators = _count(node)
+        if operators > MAX_OPERATORS:
+            raise self.fail(f"The expression contains too many operators; operator count: {operators}")
 
     def path(self, node: tuple[str, RawPath]) -> None:
         for part in node[1]:
-            if isinstance(part, str):
-                if part.startswith("#"):
-                    self.names.append(part)
-                elif is_reserved(part):
-                    self.note("reserved", f"Attribute name is a reserved keyword; reserved keyword: {part}")
+            if isinstance(part, int):
+                if part > MAX_LIST_INDEX:
+                    raise self.fail(f"List index is not within the allowable range; index: [{part}]")
+            elif part.startswith("#"):
+                self.names.append(part)
+            elif is_reserved(part):
+                raise self.fail(f"Attribute name is a reserved keyword; reserved keyword: {part}")
 
-    def condition(self, node: Any, top: bool = False) -> None:
+    def condition(self, node: Any, place: str) -> None:
+        """``place``: "condition" where a condition is expected, "operand" inside one."""
         tag = node[0]
-        if tag in ("and", "or"):
-            self.operators += 1
-            self.condition(node[1])
-            self.condition(node[2])
-        elif tag == "not":
-            self.operators += 1
-            self.condition(node[1])
+        if tag in ("and", "or", "not"):
+            for child in node[1:]:
+                self.condition(child, "condition")
         elif tag == "paren":
-            if node[1][0] == "paren":
-                self.note("parens", "The expression has redundant parentheses;")
-            self.condition(node[1])
+            self.condition(node[1], place)
         elif tag == "call":
-            self.operators += 1
-            self.function(node, as_condition=True)
-        else:
-            self.operators += 1
+            self.call(node, place)
+        elif tag in ("cmp", "between", "in"):
             for operand in _operands(node):
                 self.operand(operand)
+        else:
+            self.operand(node)
 
-    def function(self, node: Any, as_condition: bool) -> None:
+    def call(self, node: Any, place: str) -> None:
         name, args = node[1], node[2]
-        known = CONDITION_FUNCTIONS if self.grammar == "condition" else UPDATE_FUNCTIONS
-        if name not in known:
-            if self.grammar == "update" and name in CONDITION_FUNCTIONS:
-                self.note("unknown_function", f"The function is not allowed in an update expression; function: {name}")
-            else:
-                self.note("unknown_function", f"Invalid function name; function: {name}")
-        elif self.grammar == "condition" and (name == "size") == as_condition:
-            self.note(
-                "misused_function",
-                f"The function is not allowed to be used this way in an expression; function: {name}",
-            )
+        if name not in CONDITION_FUNCTIONS and name not in UPDATE_FUNCTIONS:
+            raise self.fail(f"Invalid function name; function: {name}")
+        if self.grammar == "update":
+            if name not in UPDATE_FUNCTIONS:
+                raise self.fail(f"The function is not allowed in an update expression; function: {name}")
+        else:
+            if name in UPDATE_FUNCTIONS:
+                raise self.fail(f"The function is not allowed in a condition expression; function: {name}")
+            if (place == "condition") != (name != "size"):
+                raise self.fail(f"The function is not allowed to be used this way in an expression; function: {name}")
+            if len(args) != CONDITION_FUNCTIONS[name]:
+                raise self.fail(
+                    "Incorrect number of operands for operator or function; operator or function: "
+                    f"{name}, number of operands: {len(args)}"
+                )
         for arg in args:
             self.operand(arg)
 
@@ -369,26 +379,43 @@ class _Checks:
         elif tag == "value":
             self.values.append(node[1])
         elif tag == "call":
-            self.operators += 1
-            self.function(node, as_condition=False)
+            self.call(node, "operand")
         elif tag == "oparen":
-            if node[1][0] == "oparen":
-                self.note("parens", "The expression has redundant parentheses;")
             self.operand(node[1])
         elif tag in ("+", "-"):
             self.operand(node[1])
             self.operand(node[2])
 
-    def clause(self, clause: str, actions: tuple[Any, ...]) -> None:
-        if clause in self.sections:
-            self.note("section", f'The "{clause}" section can only be used once in an update expression;')
-        self.sections.add(clause)
-        for action in actions:
-            if clause == "REMOVE":
-                self.path(action)
-            else:
-                self.path(action[0])
-                self.operand(action[1])
+    def update(self, clauses: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Section by section, in the order each first appears; a section written twice fails after its
+        actions were read."""
+        sections: dict[str, list[tuple[Any, ...]]] = {}
+        for clause, actions in clauses:
+            sections.setdefault(clause, []).append(actions)
+        for clause, repeats in sections.items():
+            for actions in repeats:
+                for action in actions:
+                    if clause == "REMOVE":
+                        self.path(action)
+                    else:
+                        self.path(action[0])
+                        self.operand(action[1])
+            if len(repeats) > 1:
+                raise self.fail(f'The "{clause}" section can only be used once in an update expression;')
+
+
+def _count(node: Any) -> int:
+    """The operators of a condition: comparators, BETWEEN, IN, AND, OR, NOT and functions."""
+    tag = node[0]
+    if tag in ("and", "or"):
+        return 1 + _count(node[1]) + _count(node[2])
+    if tag in ("not", "paren", "oparen"):
+        return (tag == "not") + _count(node[1])
+    if tag == "call":
+        return 1 + sum(_count(a) for a in node[2])
+    if tag in ("cmp", "between", "in"):
+        return 1 + sum(_count(o) for o in _operands(node))
+    return 0
 
 
 def _operands(node: Any) -> list[Any]:

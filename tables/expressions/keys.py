@@ -13,6 +13,7 @@ from typing import Any
 
 from . import values
 from .binding import Binder, validate_value
+from .condition import Compiler
 from .errors import ValidationException
 from .grammar import parse, unwrap
 
@@ -52,7 +53,7 @@ def sort_matches(op: str, value: Value | None, operands: list[Value]) -> bool:
 
 
 def _invalid_operator(op: str) -> ValidationException:
-    return ValidationException(f"Invalid KeyConditionExpression: Invalid operator used in KeyConditionExpression: {op}")
+    return ValidationException(f"Invalid operator used in KeyConditionExpression: {op}")
 
 
 def _clauses(node: Any, out: list[Any]) -> None:
@@ -62,12 +63,8 @@ def _clauses(node: Any, out: list[Any]) -> None:
     elif tag == "and":
         _clauses(node[1], out)
         _clauses(node[2], out)
-    elif tag == "or":
-        raise _invalid_operator("OR")
-    elif tag == "not":
-        raise _invalid_operator("NOT")
-    elif tag == "in":
-        raise _invalid_operator("IN")
+    elif tag in ("or", "not", "in"):
+        raise _invalid_operator(tag.upper())
     elif tag == "cmp" and node[1] == "<>":
         raise _invalid_operator("<>")
     elif tag == "call" and node[1] != "begins_with":
@@ -83,66 +80,47 @@ def compile_key_condition(
     key_schema: Mapping[str, str],
     key_types: Mapping[str, str] | None = None,
 ) -> KeyCondition:
+    """Check the expression as any condition (placeholders, operand types, in the order written), then as a
+    key condition (AND only, one key attribute per clause, no nested paths or functions), then against the
+    key schema."""
     raw = parse(text, "condition", "KeyConditionExpression")
+    binder = Binder(names, vals, "KeyConditionExpression")
+    Compiler(binder).condition(raw.tree)
     clauses: list[Any] = []
     _clauses(raw.tree, clauses)
-    binder = Binder(names, vals, "KeyConditionExpression")
-    conditions: list[tuple[str, str, list[Value]]] = []
-    for clause in clauses:
-        with binder.clause():
-            conditions.append(_bind(binder, clause))
-    return from_conditions(conditions, key_schema, key_types)
+    return from_conditions([_condition(binder, clause) for clause in clauses], key_schema, key_types)
 
 
-def _bind(binder: Binder, node: Any) -> tuple[str, str, list[Value]]:
+def _condition(binder: Binder, node: Any) -> tuple[str, str, list[Value]]:
     tag = node[0]
     if tag == "cmp":
-        op, operands = node[1], [node[2], node[3]]
+        op, operands = node[1], [unwrap(node[2]), unwrap(node[3])]
     elif tag == "between":
-        op, operands = "BETWEEN", [node[1], node[2], node[3]]
+        op, operands = "BETWEEN", [unwrap(o) for o in node[1:4]]
     else:
-        op, operands = "begins_with", list(node[2])
-        if len(operands) != 2:
-            binder.note(
-                "operand",
-                "Incorrect number of operands for operator or function; operator or function: begins_with, "
-                f"number of operands: {len(operands)}",
-            )
-            return ("", op, [])
-    names: list[tuple[int, str]] = []
-    consts: list[Value] = []
-    for position, operand in enumerate(operands):
-        operand = unwrap(operand)
-        if operand[0] == "path":
-            path = binder.path(operand[1])
-            if len(path) > 1:
-                binder.note("function", "KeyConditionExpressions cannot contain nested key attributes")
-            names.append((position, str(path[0])))
-        elif operand[0] == "value":
-            const = binder.value(operand[1])
-            if const is not None:
-                kind = values.type_of(const)
-                allowed = ("S", "B") if op == "begins_with" else _KEY_TYPES if op != "=" else None
-                if allowed is not None and kind not in allowed:
-                    binder.note(
-                        "function",
-                        f"Incorrect operand type for operator or function; operator or function: {op}, "
-                        f"operand type: {kind}",
-                    )
-                consts.append(const)
-        else:
-            binder.note("function", f"Invalid operator used in KeyConditionExpression: {operand[1]}")
-    if len(names) > 1:
-        binder.note(
-            "function", "Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition"
+        op, operands = "begins_with", [unwrap(o) for o in node[2]]
+    if any(o[0] == "call" for o in operands):
+        raise ValidationException("KeyConditionExpressions cannot contain nested operations")
+    is_path = [o[0] == "path" for o in operands]
+    if op in ("BETWEEN", "begins_with") and not is_path[0]:
+        raise ValidationException(
+            f"Invalid condition in KeyConditionExpression: {op} operator must have the key attribute as its "
+            "first operand"
         )
-    if not names:
-        binder.note("function", "Invalid condition in KeyConditionExpression: No key attribute specified")
-        return ("", op, consts)
-    position, name = names[0]
-    if op in _FLIP and position == 1:
+    if sum(is_path) > 1:
+        raise ValidationException(
+            "Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition"
+        )
+    if not any(is_path):
+        raise ValidationException("Invalid condition in KeyConditionExpression: No key attribute specified")
+    position = is_path.index(True)
+    path = binder.path(operands[position][1])
+    if len(path) > 1:
+        raise ValidationException("KeyConditionExpressions cannot have conditions on nested attributes")
+    if position == 1:
         op = _FLIP[op]
-    return (name, op, consts)
+    consts = [binder.value(o[1]) for i, o in enumerate(operands) if i != position]
+    return (str(path[0]), op, consts)
 
 
 def from_conditions(
@@ -176,8 +154,14 @@ def from_conditions(
         raise ValidationException("Query key condition not supported")
     for name, (_, operands_) in by_name.items():
         wanted = (key_types or {}).get(name)
-        if wanted is not None and any(values.type_of(x) != wanted for x in operands_):
-            raise ValidationException(SCHEMA_MISMATCH)
+        for operand in operands_:
+            if wanted is not None and values.type_of(operand) != wanted:
+                raise ValidationException(SCHEMA_MISMATCH)
+            if operand.get("S") == "":
+                raise ValidationException(
+                    "One or more parameter values are not valid. The AttributeValue for a key attribute cannot "
+                    f"contain an empty string value. Key: {name}"
+                )
     sort = None
     if range_key is not None and range_key in by_name:
         sort_op, sort_operands = by_name[range_key]

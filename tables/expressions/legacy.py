@@ -27,6 +27,7 @@ Check = Callable[[Value | None, list[Value]], bool]
 _PREFIX = "One or more parameter values were invalid: "
 _NO_VALUE = _PREFIX + "Only DELETE action is allowed when no attribute value is specified"
 _ORDERED = ("S", "N", "B")
+_SCALARS = ("S", "N", "B", "BOOL", "NULL")
 
 
 def _ordered(op: str) -> Check:
@@ -47,10 +48,10 @@ OPERATORS: dict[str, tuple[Check, int | None, tuple[str, ...] | None]] = {
     "GT": (_ordered(">"), 1, _ORDERED),
     "NOT_NULL": (lambda a, args: a is not None, 0, None),
     "NULL": (lambda a, args: a is None, 0, None),
-    "CONTAINS": (lambda a, args: values.contains(a, args[0]), 1, _ORDERED),
-    "NOT_CONTAINS": (lambda a, args: a is not None and not values.contains(a, args[0]), 1, _ORDERED),
+    "CONTAINS": (lambda a, args: values.contains(a, args[0]), 1, _SCALARS),
+    "NOT_CONTAINS": (lambda a, args: a is not None and not values.contains(a, args[0]), 1, _SCALARS),
     "BEGINS_WITH": (lambda a, args: values.begins_with(a, args[0]), 1, ("S", "B")),
-    "IN": (lambda a, args: any(values.equal(a, x) for x in args), None, None),
+    "IN": (lambda a, args: any(values.equal(a, x) for x in args), None, _ORDERED),
     "BETWEEN": (_between, 2, _ORDERED),
 }
 _KEY_OPERATORS = {
@@ -76,10 +77,17 @@ def _arguments(op: str, spec: Mapping[str, Any]) -> list[Value]:
         raise ValidationException(f"{_PREFIX}Invalid number of argument(s) for the {op} ComparisonOperator")
     for arg in args:
         validate_value(arg)
+    for arg in args:
         if types is not None and values.type_of(arg) not in types:
             raise ValidationException(
                 f"{_PREFIX}ComparisonOperator {op} is not valid for {values.type_of(arg)} AttributeValue type"
             )
+    if op == "IN" and len({values.type_of(arg) for arg in args}) > 1:
+        raise ValidationException(f"{_PREFIX}AttributeValues inside AttributeValueList must be of same type")
+    if op == "BETWEEN" and values.less(args[1], args[0]):
+        raise ValidationException(
+            "The BETWEEN condition was provided a range where the lower bound is greater than the upper bound"
+        )
     return args
 
 
@@ -174,12 +182,15 @@ def from_key_conditions(
 ) -> KeyCondition:
     """The legacy ``KeyConditions`` parameter: EQ on the partition key; EQ, LE, LT, GE, GT, BEGINS_WITH or
     BETWEEN on the sort key."""
+    checked = [(name, str(spec.get("ComparisonOperator")), _arguments(str(spec.get("ComparisonOperator")), spec))
+               for name, spec in conds.items()]  # fmt: skip
+    if not 1 <= len(checked) <= 2:
+        raise ValidationException("Conditions can be of length 1 or 2 only")
     conditions = []
-    for name, spec in conds.items():
-        op = str(spec.get("ComparisonOperator"))
+    for name, op, args in checked:
         if op not in _KEY_OPERATORS:
             raise ValidationException("Attempted conditional constraint is not an indexable operation")
-        conditions.append((name, _KEY_OPERATORS[op], _arguments(op, spec)))
+        conditions.append((name, _KEY_OPERATORS[op], args))
     return from_conditions(conditions, key_schema, key_types)
 
 

@@ -100,14 +100,18 @@ def remove(item: Item, path: Path) -> None:
         holder.pop(last, None)
 
 
-def check_overlaps(paths: Iterable[Path]) -> None:
+def check_overlaps(paths: Iterable[Path], prefix: str = "") -> None:
     """Refuse two paths where one is a prefix of the other (overlap) or that disagree on a part's kind
-    (conflict: ``a.b`` and ``a[0]``), as DynamoDB does in update and projection expressions."""
+    (conflict: ``a.b`` and ``a[0]``), as DynamoDB does in update and projection expressions; ``prefix``
+    ("Invalid UpdateExpression: ") is put before the message."""
     seen: list[Path] = []
-    for path in paths:
-        for other in seen:
-            _check_pair(other, path)
-        seen.append(path)
+    try:
+        for path in paths:
+            for other in seen:
+                _check_pair(other, path)
+            seen.append(path)
+    except ValidationException as exc:
+        raise ValidationException(prefix + exc.message) from None
 
 
 def _check_pair(one: Path, two: Path) -> None:

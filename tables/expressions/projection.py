@@ -7,7 +7,6 @@ from typing import Any
 
 from . import paths
 from .binding import Binder
-from .errors import ValidationException
 from .grammar import parse
 from .paths import Path
 
@@ -29,11 +28,6 @@ class Projection:
 def compile_projection(text: str, names: Mapping[str, str] | None) -> Projection:
     raw = parse(text, "projection", "ProjectionExpression")
     binder = Binder(names, None, "ProjectionExpression")
-    with binder.clause(("attr", "overlap")):
-        projected = [binder.path(node[1]) for node in raw.tree]
-        if "attr" not in binder.errors:
-            try:
-                paths.check_overlaps(projected)
-            except ValidationException as exc:
-                binder.note("overlap", exc.message)
+    projected = [binder.path(node[1]) for node in raw.tree]
+    paths.check_overlaps(projected, binder.prefix)
     return Projection(projected)

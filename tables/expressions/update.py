@@ -24,8 +24,6 @@ Compute = Callable[[Item], Value]
 
 INCORRECT_TYPE = "An operand in the update expression has an incorrect data type"
 MISSING = "The provided expression refers to an attribute that does not exist in the item"
-_TYPE_WORDS = {"S": "STRING", "N": "NUMBER", "B": "BINARY", "NULL": "NULL", "BOOL": "BOOLEAN", "L": "LIST", "M": "MAP"}
-_UPDATE_PRIORITY = ("attr", "overlap", "operand", "function")
 
 
 class Update:
@@ -126,17 +124,40 @@ def _member_key(kind: str, member: Any) -> Any:
     return member
 
 
+_LONG_TYPES = {
+    "S": "STRING",
+    "N": "NUMBER",
+    "B": "BINARY",
+    "NULL": "NULL",
+    "BOOL": "BOOLEAN",
+    "L": "LIST",
+    "M": "MAP",
+    "SS": "STRING_SET",
+    "NS": "NUMBER_SET",
+    "BS": "BINARY_SET",
+}
+
+
 class _Compiler:
     def __init__(self, binder: Binder) -> None:
         self.binder = binder
 
-    def fn_error(self, message: str) -> None:
-        self.binder.note("function", message)
-
-    def operand_type(self, name: str, kind: str) -> None:
-        self.fn_error(
+    def type_problem(self, name: str, kind: str) -> Exception:
+        return self.binder.fail(
             f"Incorrect operand type for operator or function; operator or function: {name}, operand type: {kind}"
         )
+
+    def names(self, node: Any) -> None:
+        """Resolve every #name in a SET operand (DynamoDB checks them all before any value)."""
+        tag = node[0]
+        if tag == "path":
+            self.binder.path(node[1])
+        elif tag in ("+", "-"):
+            self.names(node[1])
+            self.names(node[2])
+        elif tag == "call":
+            for arg in node[2]:
+                self.names(arg)
 
     def value(self, node: Any) -> tuple[Compute, str | None, bool]:
         """A SET operand: its function of the old item, its type when known, whether it is a path."""
@@ -153,7 +174,7 @@ class _Compiler:
             return read, None, True
         if tag == "value":
             const = self.binder.value(node[1])
-            return (lambda item: const), (values.type_of(const) if const else None), False  # type: ignore[return-value]
+            return (lambda item: const), values.type_of(const), False
         if tag in ("+", "-"):
             return self.arithmetic(tag, node[1], node[2]), "N", False
         return self.call(node[1], node[2])
@@ -163,7 +184,7 @@ class _Compiler:
         fr, tr, _ = self.value(right)
         for kind in (tl, tr):
             if kind is not None and kind != "N":
-                self.operand_type(op, kind)
+                raise self.type_problem(op, kind)
         combine = values.add if op == "+" else values.subtract
 
         def compute(item: Item) -> Value:
@@ -175,78 +196,76 @@ class _Compiler:
         return compute
 
     def call(self, name: str, raw_args: tuple[Any, ...]) -> tuple[Compute, str | None, bool]:
-        args = [self.value(a) for a in raw_args]
-        if len(args) != 2:
-            self.binder.note(
-                "operand",
-                f"Incorrect number of operands for operator or function; operator or function: {name}, "
-                f"number of operands: {len(args)}",
+        if len(raw_args) != 2:
+            raise self.binder.fail(
+                "Incorrect number of operands for operator or function; operator or function: "
+                f"{name}, number of operands: {len(raw_args)}"
             )
-            return (lambda item: {"NULL": True}), None, False
-        (f0, t0, is_path0), (f1, t1, _) = args
+        (f0, t0, is_path0), (f1, t1, _) = (self.value(a) for a in raw_args)
         if name == "if_not_exists":
             if not is_path0:
-                self.fn_error(f"Operator or function requires a document path; operator or function: {name}")
-            path = self.binder.path(raw_args[0][1]) if is_path0 else None
+                raise self.binder.fail(f"Operator or function requires a document path; operator or function: {name}")
+            path = self.binder.path(raw_args[0][1])
 
             def if_not_exists(item: Item) -> Value:
-                found = paths.get(item, path) if path is not None else None
+                found = paths.get(item, path)
                 return found if found is not None else f1(item)
 
             return if_not_exists, t1, False
         for kind in (t0, t1):
             if kind is not None and kind != "L":
-                self.operand_type(name, kind)
+                raise self.type_problem(name, kind)
 
         def list_append(item: Item) -> Value:
             a, b = f0(item), f1(item)
             if "L" not in a or "L" not in b:
                 raise ValidationException(INCORRECT_TYPE)
-            return {"L": copy.deepcopy(a["L"]) + copy.deepcopy(b["L"])}
+            return {"L": a["L"] + b["L"]}
 
         return list_append, "L", False
 
-    def set_operand(self, clause: str, node: Any) -> Value | None:
+    def set_operand(self, clause: str, node: Any) -> Value:
         const = self.binder.value(node[1])
-        if const is None:
-            return None
         kind = values.type_of(const)
         allowed = ("N", "SS", "NS", "BS") if clause == "ADD" else ("SS", "NS", "BS")
         if kind not in allowed:
-            self.binder.note(
-                "operand",
+            raise self.binder.fail(
                 f"Incorrect operand type for operator or function; operator: {clause}, operand type: "
-                f"{_TYPE_WORDS.get(kind, kind)}",
+                f"{_LONG_TYPES.get(kind, kind)}, typeSet: ALLOWED_FOR_{clause}_OPERAND"
             )
         return const
 
 
 def compile_update(text: str, names: Mapping[str, str] | None, vals: Mapping[str, Value] | None) -> Update:
+    """Bind an update in DynamoDB's order: the #names of the paths it writes, then whether those paths
+    overlap, then, from the last action back to the first, every #name and then every value and type."""
     raw = parse(text, "update", "UpdateExpression")
     binder = Binder(names, vals, "UpdateExpression")
     compiler = _Compiler(binder)
+    actions = [(clause, action) for clause, clause_actions in raw.tree for action in clause_actions]
+    targets = [binder.path(action[1] if clause == "REMOVE" else action[0][1]) for clause, action in actions]
+    paths.check_overlaps(targets, binder.prefix)
+    for clause, action in reversed(actions):
+        if clause == "SET":
+            compiler.names(action[1])
     sets: list[tuple[Path, Compute]] = []
     removes: list[Path] = []
     adds: list[tuple[Path, Value]] = []
     deletes: list[tuple[Path, Value]] = []
-    written: list[Path] = []  # in the order the expression names them, for the overlap message
-    with binder.clause(_UPDATE_PRIORITY):
-        for clause, actions in raw.tree:
-            for action in actions:
-                if clause == "REMOVE":
-                    removes.append(binder.path(action[1]))
-                    written.append(removes[-1])
-                    continue
-                path = binder.path(action[0][1])
-                written.append(path)
-                if clause == "SET":
-                    sets.append((path, compiler.value(action[1])[0]))
-                else:
-                    operand = compiler.set_operand(clause, action[1])
-                    (adds if clause == "ADD" else deletes).append((path, operand or {"NULL": True}))
-        if "attr" not in binder.errors:
-            try:
-                paths.check_overlaps(written)
-            except ValidationException as exc:
-                binder.note("overlap", exc.message)
+    bound: list[Any] = [None] * len(actions)
+    for index in reversed(range(len(actions))):
+        clause, action = actions[index]
+        if clause == "SET":
+            bound[index] = compiler.value(action[1])[0]
+        elif clause in ("ADD", "DELETE"):
+            bound[index] = compiler.set_operand(clause, action[1])
+    for (clause, _), path, operand in zip(actions, targets, bound, strict=True):
+        if clause == "SET":
+            sets.append((path, operand))
+        elif clause == "REMOVE":
+            removes.append(path)
+        elif clause == "ADD":
+            adds.append((path, operand))
+        else:
+            deletes.append((path, operand))
     return Update(sets, removes, adds, deletes)
