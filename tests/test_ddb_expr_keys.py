@@ -341,6 +341,16 @@ def test_unused_and_misplaced_placeholders() -> None:
     assert placeholders_refused(["a = :v"], None, {":v": N(1), ":x": N(1), ":y": N(1)}) == (
         "Value provided in ExpressionAttributeValues unused in expressions: keys: {:x, :y}"
     )
+    # several keys are listed in the order of Java's HashSet, not the request's
+    assert placeholders_refused(["a = :v"], None, {":v": N(1), ":b": N(1), ":a": N(1)}) == (
+        "Value provided in ExpressionAttributeValues unused in expressions: keys: {:a, :b}"
+    )
+    assert placeholders_refused(["a = b"], {"#": "x", "#a": "a"}, None) == (
+        'ExpressionAttributeNames contains invalid key: Syntax error; key: "#"'
+    )
+    assert placeholders_refused(["#a = b"], {"#a": ""}, None) == (
+        "ExpressionAttributeNames contains invalid value: Empty attribute name for key #a"
+    )
     assert placeholders_refused([None], {"#a": "a"}, None) == (
         "ExpressionAttributeNames can only be specified when using expressions"
     )
@@ -354,4 +364,13 @@ def test_unused_and_misplaced_placeholders() -> None:
     )
     assert placeholders_refused(["a = b"], None, {"v": N(1)}) == (
         'ExpressionAttributeValues contains invalid key: Syntax error; key: "v"'
+    )
+
+
+def test_paths_into_key_attributes() -> None:
+    E.check_key_paths(E.condition("pk = :v AND a.b = :v", None, {":v": N(1)}).paths, ["pk"])
+    with pytest.raises(ValidationException) as info:
+        E.check_key_paths(E.projection("a, pk.x").paths, ["pk", "sk"])
+    assert info.value.message == (
+        "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: Key: pk"
     )

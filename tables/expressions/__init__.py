@@ -79,6 +79,18 @@ def check_placeholders(expressions: Iterable[str | None], names: Names, values: 
     _check_placeholders(list(expressions), names, values)
 
 
+def check_key_paths(paths: Iterable[tuple[str | int, ...]], key_names: Iterable[str]) -> None:
+    """Refuse a document path into a key attribute (``pk.x``, ``pk[0]``) in any expression of a request: pass
+    ``Condition.paths``, ``Projection.paths`` or ``Update.targets``."""
+    keys = set(key_names)
+    for path in paths:
+        if len(path) > 1 and path[0] in keys:
+            raise ValidationException(
+                "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: "
+                f"Key: {path[0]}"
+            )
+
+
 def number(text: str) -> Decimal:
     """A DynamoDB number: 38 significant digits, magnitude 1E-130..9.99E+125; ValidationException with AWS's
     messages otherwise ("The parameter cannot be converted to a numeric value: x", "Number overflow ...")."""
@@ -93,6 +105,7 @@ __all__ = [
     "Update",
     "ValidationException",
     "Value",
+    "check_key_paths",
     "check_placeholders",
     "condition",
     "filter_",
