@@ -173,7 +173,7 @@ OPERAND = "Invalid KeyConditionExpression: Incorrect operand type for operator o
             "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an "
             "empty string value. Key: pk",
         ),
-        ("pk = ", {}, 'Invalid KeyConditionExpression: Syntax error; token: "<EOF>", near: "="'),
+        ("pk = ", {}, 'Invalid KeyConditionExpression: Syntax error; token: "<EOF>", near: "= "'),
     ],
 )
 def test_key_condition_errors(text: str, values: dict, message: str) -> None:

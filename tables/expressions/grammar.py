@@ -29,13 +29,13 @@ MAX_OPERATORS = 300
 MAX_LIST_INDEX = 2**31 - 1
 
 _TOKEN = re.compile(
-    r"(?P<WS>\s+)|(?P<ATTR_NAME>#[A-Za-z0-9_]+)|(?P<ATTR_VALUE>:[A-Za-z0-9_]+)|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<INT>[0-9]+)|(?P<COMP><>|<=|>=|=|<|>)|(?P<PUNCT>[()\[\],.+\-])|(?P<ILLEGAL>.)",
+    r"(?P<WS>[ \t\r\n]+)|(?P<ATTR_NAME>#[A-Za-z0-9_]+)|(?P<ATTR_VALUE>:[A-Za-z0-9_]+)|(?P<NAME>[A-Za-z][A-Za-z0-9_]*)"
+    r"|(?P<INT>0|[1-9][0-9]*)|(?P<COMP><>|<=|>=|=|<|>)|(?P<PUNCT>[()\[\],.+\-])|(?P<ILLEGAL>.)",
     re.DOTALL,
 )
 _PUNCT = {"(": "_LPAR", ")": "_RPAR", "[": "_LSQB", "]": "_RSQB", ",": "_COMMA", ".": "_DOT", "+": "PLUS", "-": "MINUS"}
-CONDITION_KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN"})
-UPDATE_KEYWORDS = frozenset({"SET", "REMOVE", "ADD", "DELETE"})
+# Keywords of every expression language alike: a bare attribute name spelt like one is a syntax error.
+KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"})
 CONDITION_FUNCTIONS = {
     "attribute_exists": 1,
     "attribute_not_exists": 1,
@@ -84,7 +84,7 @@ path: element (_DOT element | _LSQB INT _RSQB)*
 
 CONDITION_GRAMMAR = (
     r"""
-%declare _AND _OR _NOT _BETWEEN _IN
+%declare _AND _OR _NOT _BETWEEN _IN _SET _REMOVE _ADD _DELETE
 start: or_
 ?or_: and_
     | or_ _OR and_ -> disj
@@ -111,7 +111,7 @@ call: NAME _LPAR operand (_COMMA operand)* _RPAR
 
 UPDATE_GRAMMAR = (
     r"""
-%declare _SET _REMOVE _ADD _DELETE
+%declare _SET _REMOVE _ADD _DELETE _AND _OR _NOT _BETWEEN _IN
 start: clause+
 ?clause: _SET set_action (_COMMA set_action)* -> set_clause
     | _REMOVE path (_COMMA path)* -> remove_clause
@@ -132,6 +132,7 @@ call: NAME _LPAR operand (_COMMA operand)* _RPAR
 
 PROJECTION_GRAMMAR = (
     r"""
+%declare _SET _REMOVE _ADD _DELETE _AND _OR _NOT _BETWEEN _IN
 start: path (_COMMA path)*
 """
     + _COMMON
@@ -234,22 +235,21 @@ class _Syntax(Exception):
 
 
 _PARSERS = {
-    "condition": Lark(CONDITION_GRAMMAR, parser="lalr", lexer=_lexer(CONDITION_KEYWORDS)),
-    "update": Lark(UPDATE_GRAMMAR, parser="lalr", lexer=_lexer(UPDATE_KEYWORDS)),
-    "projection": Lark(PROJECTION_GRAMMAR, parser="lalr", lexer=_lexer(frozenset())),
+    "condition": Lark(CONDITION_GRAMMAR, parser="lalr", lexer=_lexer(KEYWORDS)),
+    "update": Lark(UPDATE_GRAMMAR, parser="lalr", lexer=_lexer(KEYWORDS)),
+    "projection": Lark(PROJECTION_GRAMMAR, parser="lalr", lexer=_lexer(KEYWORDS)),
 }
-_KEYWORDS = {"condition": CONDITION_KEYWORDS, "update": UPDATE_KEYWORDS, "projection": frozenset()}
 
 
-def syntax_error(text: str, grammar: str, token: Token | None) -> str:
-    """``Syntax error; token: "x", near: "..."``: the token and the text from the token before to the one after."""
-    tokens = tokenize(text, _KEYWORDS[grammar])
+def syntax_error(text: str, token: Token | None) -> str:
+    """``Syntax error; token: "x", near: "..."``: the token where reading stopped and the text from the token
+    before it (or the start) to the token after it (or the end)."""
+    tokens = tokenize(text, KEYWORDS)
     if token is None or token.type == "$END" or token.start_pos is None:
-        if not tokens:
-            return 'Syntax error; token: "<EOF>", near: ""'
-        return f'Syntax error; token: "<EOF>", near: "{text[tokens[-1].start_pos :].rstrip()}"'
+        start = tokens[-1].start_pos if tokens else 0
+        return f'Syntax error; token: "<EOF>", near: "{text[start:]}"'
     index = next((i for i, t in enumerate(tokens) if t.start_pos == token.start_pos), 0)
-    start = tokens[index - 1].start_pos if index > 0 else tokens[index].start_pos
+    start = tokens[index - 1].start_pos if index > 0 else 0
     end = tokens[index + 1].end_pos if index + 1 < len(tokens) else tokens[index].end_pos
     return f'Syntax error; token: "{token}", near: "{text[start:end]}"'
 
@@ -259,7 +259,7 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
     """Parse ``text`` with ``grammar`` ("condition", "update", "projection"); ``kind`` names the parameter in
     error messages ("ConditionExpression" ...). Raises ValidationException with DynamoDB's message."""
     prefix = f"Invalid {kind}: "
-    if not text.strip():
+    if text == "":
         raise ValidationException(prefix + "The expression can not be empty;")
     size = len(text.encode())
     if size > MAX_EXPRESSION_BYTES:
@@ -270,12 +270,12 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
         tree = _PARSERS[grammar].parse(text)
         built = _Build().transform(tree)
     except UnexpectedToken as exc:
-        raise ValidationException(prefix + syntax_error(text, grammar, exc.token)) from None
+        raise ValidationException(prefix + syntax_error(text, exc.token)) from None
     except UnexpectedInput as exc:
-        raise ValidationException(prefix + syntax_error(text, grammar, None)) from exc
+        raise ValidationException(prefix + syntax_error(text, None)) from exc
     except VisitError as exc:
         if isinstance(exc.orig_exc, _Syntax):
-            raise ValidationException(prefix + syntax_error(text, grammar, exc.orig_exc.token)) from None
+            raise ValidationException(prefix + syntax_error(text, exc.orig_exc.token)) from None
         raise
     checks = _Checks(grammar, prefix)
     if grammar == "condition":

@@ -2,7 +2,9 @@
 
 A bare attribute name in an expression that is one of these (case-insensitively) is refused with
 "Attribute name is a reserved keyword; reserved keyword: <name as written>"; an ExpressionAttributeNames
-placeholder (``#name``) is the way around it.
+placeholder (``#name``) is the way around it. CONVERT and SIZE are on AWS's published list but DynamoDB
+accepts them as names; AND, OR, NOT, BETWEEN, IN, SET, REMOVE, ADD and DELETE are keywords of the grammars
+(a syntax error, see grammar.KEYWORDS), so they are not checked here.
 """
 
 RESERVED_WORDS = frozenset(
@@ -51,5 +53,9 @@ RESERVED_WORDS = frozenset(
 )
 
 
+_ACCEPTED = frozenset({"CONVERT", "SIZE", "AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"})
+
+
 def is_reserved(name: str) -> bool:
-    return name.upper() in RESERVED_WORDS
+    upper = name.upper()
+    return upper in RESERVED_WORDS and upper not in _ACCEPTED
