@@ -258,19 +258,20 @@ actions = st.one_of(
 
 
 def m_update(item: dict, plan: list[tuple]) -> dict | str:
-    """The model of an update: the new item, or the error DynamoDB gives ("type": an operand of the wrong
-    type, "missing": an operand that is not in the item). All SET values are computed first, then ADD and
-    DELETE are applied in order, so their errors come in that order."""
+    """The model of an update: the new item, or the error DynamoDB gives: "type" (an operand of the wrong
+    type, reported before anything else), "missing" (an operand that is not in the item)."""
     new = copy.deepcopy(item)
-    errors: list[tuple[int, int, str]] = []
-    for index, action in enumerate(plan):
+    wrong_type = missing = False
+    for action in plan:
         tag, name = action[0], action[1]
         current = item.get(name)
         if tag == "SET":
             new[name] = action[2]
         elif tag == "INC":
-            if current is None or kind(current) != "N":
-                errors.append((0, index, "missing" if current is None else "type"))
+            if current is None:
+                missing = True
+            elif kind(current) != "N":
+                wrong_type = True
             else:
                 new[name] = {"N": str(Decimal(current["N"]) + Decimal(action[2]["N"]))}
         elif tag == "REMOVE":
@@ -280,21 +281,21 @@ def m_update(item: dict, plan: list[tuple]) -> dict | str:
             if current is None:
                 new[name] = operand
             elif kind(current) != kind(operand):
-                errors.append((1, index, "type"))
+                wrong_type = True
             elif kind(operand) == "N":
                 new[name] = {"N": str(Decimal(current["N"]) + Decimal(operand["N"]))}
             else:
                 new[name] = {"SS": sorted(set(current["SS"]) | set(operand["SS"]))}
         elif current is not None:  # DELETE
             if kind(current) != "SS":
-                errors.append((2, index, "type"))
+                wrong_type = True
                 continue
             left = set(current["SS"]) - set(action[2]["SS"])
             if left:
                 new[name] = {"SS": sorted(left)}
             else:
                 new.pop(name)
-    return min(errors)[2] if errors else new
+    return "type" if wrong_type else "missing" if missing else new
 
 
 def render_update(plan: list[tuple]) -> tuple[str, dict, dict]:

@@ -384,3 +384,26 @@ def test_the_order_in_which_an_update_is_checked() -> None:
     # sections are read in the order they first appear; a repeated one fails after its actions were read
     assert "reserved keyword: status" in update_refused("SET status = :v SET b = :v", {":v": N(1)})
     assert 'The "SET" section' in update_refused("SET a = :v SET b = :v REMOVE status", {":v": N(1)})
+
+
+def test_run_time_errors_come_in_dynamodbs_order() -> None:
+    one = {":one": N(1), ":v": S("v")}
+    path = "The document path provided in the update expression is invalid for update"
+    wrong = "An operand in the update expression has an incorrect data type"
+    gone = "The provided expression refers to an attribute that does not exist in the item"
+    # a parent of the wrong kind first, then types, then (clause by clause from the last) missing parents
+    # and missing operands
+    assert refused("SET x = s + :one, s.b = :v", one) == path
+    assert refused("SET x = gone, y = s + :one", one) == wrong
+    assert refused("SET x = gone + s", one) == wrong
+    assert refused("SET x = gone REMOVE nope.b", one) == path
+    assert refused("REMOVE nope.b SET x = gone", one) == gone
+    assert refused("DELETE nope.b :s", {":s": {"SS": ["a"]}}) == path
+    assert refused("ADD nope.b :one", one) == path
+
+
+def test_writes_into_one_list_use_the_old_positions() -> None:
+    new = run("SET l[10] = :x, l[8] = :y", {":x": S("x"), ":y": S("y")})
+    assert [e["S"] for e in new["l"]["L"]] == ["a", "b", "c", "d", "y", "x"]
+    new = run("REMOVE l[0] SET l[1] = :v", {":v": S("v")})
+    assert [e["S"] for e in new["l"]["L"]] == ["v", "c", "d"]

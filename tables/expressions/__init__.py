@@ -33,7 +33,8 @@ from .legacy import (
     from_query_filter,
 )
 from .projection import Projection, compile_projection
-from .update import Update, compile_update
+from .update import Update
+from .update_compiler import compile_update
 from .values import item_size, number_text, sort_key_bytes
 from .values import number as _number
 

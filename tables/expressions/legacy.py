@@ -16,9 +16,8 @@ from .binding import validate_value
 from .condition import Condition
 from .errors import ValidationException
 from .keys import KeyCondition, from_conditions
-from .paths import Path
 from .projection import Projection
-from .update import Update
+from .update import Action, Update
 
 Value = dict[str, Any]
 Item = dict[str, Any]
@@ -137,10 +136,7 @@ def from_query_filter(filter: Mapping[str, Any], conditional_operator: str | Non
 
 def from_attribute_updates(updates: Mapping[str, Any]) -> Update:
     """The legacy ``AttributeUpdates`` parameter: Action PUT (the default), ADD or DELETE, with a Value."""
-    sets: list[tuple[Path, Callable[[Item], Value]]] = []
-    removes: list[Path] = []
-    adds: list[tuple[Path, Value]] = []
-    deletes: list[tuple[Path, Value]] = []
+    actions: list[Action] = []
     for name, spec in updates.items():
         action = spec.get("Action", "PUT")
         value = spec.get("Value")
@@ -150,16 +146,16 @@ def from_attribute_updates(updates: Mapping[str, Any]) -> Update:
         if action == "PUT":
             if value is None:
                 raise ValidationException(_NO_VALUE)
-            sets.append(((name,), _constant(value)))
+            actions.append(Action(0, "SET", (name,), _constant(value)))
         elif action == "DELETE":
             if value is None:
-                removes.append((name,))
+                actions.append(Action(0, "REMOVE", (name,)))
             elif kind not in ("SS", "NS", "BS"):
                 raise ValidationException(
                     f"{_PREFIX}DELETE action with value is not supported for the type {_TYPE_WORDS.get(str(kind))}"
                 )
             else:
-                deletes.append(((name,), value))
+                actions.append(Action(0, "DELETE", (name,), value))
         elif action == "ADD":
             if value is None:
                 raise ValidationException(_NO_VALUE)
@@ -167,10 +163,10 @@ def from_attribute_updates(updates: Mapping[str, Any]) -> Update:
                 raise ValidationException(
                     f"{_PREFIX}ADD action is not supported for the type {_TYPE_WORDS.get(str(kind))}"
                 )
-            adds.append(((name,), value))
+            actions.append(Action(0, "ADD", (name,), value))
         else:
             raise ValidationException(f"{_PREFIX}Unsupported Action: {action}")
-    return Update(sets, removes, adds, deletes)
+    return Update(actions)
 
 
 def _constant(value: Value) -> Callable[[Item], Value]:

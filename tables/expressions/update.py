@@ -1,60 +1,99 @@
-"""UpdateExpression: SET (with + and -, if_not_exists, list_append), REMOVE, ADD and DELETE.
+"""UpdateExpression's run-time semantics: SET, REMOVE, ADD and DELETE applied to a copy of an item.
 
-Every operand is read from the item as it was before the update (DynamoDB evaluates the whole expression
-against the old item), then the actions are applied to a copy: SET, then REMOVE (list indexes from the
-highest, so ``REMOVE l[1], l[2]`` removes the two original elements), then ADD, then DELETE.
+Every operand is read from the item as it was before the update, as DynamoDB does, and problems are
+reported in DynamoDB's order: a path whose parent is there but is not the map or list it needs; then a
+wrong type anywhere (in the order written); then, clause by clause from the last written, a path that
+cannot be written (its parent is missing) and an attribute a SET reads that is not there; then numbers out
+of range. Writes into one list use the positions its elements had before the update: ``REMOVE l[1], l[2]``
+removes the two original elements, and indexes past the end append, in the order of the index.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from . import paths, values
-from .binding import Binder
 from .errors import ValidationException
-from .grammar import parse
-from .paths import Path
+from .paths import INVALID_PATH, Path
 
 Value = dict[str, Any]
 Item = dict[str, Any]
-Compute = Callable[[Item], Value]
+# A SET operand: its value read from the old item, None when an attribute it reads is missing; it raises
+# INCORRECT_TYPE for an operand of the wrong type.
+Compute = Callable[[Item], Value | None]
 
 INCORRECT_TYPE = "An operand in the update expression has an incorrect data type"
 MISSING = "The provided expression refers to an attribute that does not exist in the item"
 
 
+@dataclass(frozen=True)
+class Action:
+    """One action: ``clause`` is the position of its clause in the expression; ``operand`` a Compute for SET,
+    the value for ADD and DELETE, None for REMOVE."""
+
+    clause: int
+    kind: str
+    path: Path
+    operand: Any = None
+
+
 class Update:
     """A compiled update. ``updated_paths``: the top-level names it touches; ``targets``: every path it writes."""
 
-    def __init__(
-        self,
-        sets: list[tuple[Path, Compute]],
-        removes: list[Path],
-        adds: list[tuple[Path, Value]],
-        deletes: list[tuple[Path, Value]],
-    ) -> None:
-        self.sets, self.removes, self.adds, self.deletes = sets, removes, adds, deletes
-        self.targets: list[Path] = [p for p, _ in sets] + removes + [p for p, _ in adds] + [p for p, _ in deletes]
+    def __init__(self, actions: list[Action]) -> None:
+        self.actions = actions
+        self.targets: list[Path] = [a.path for a in actions]
         self.updated_paths = {str(p[0]) for p in self.targets}
 
     def apply(self, item: Item | None) -> Item:
-        """The new item (a copy; ``item`` is not changed). Raises ValidationException for what DynamoDB refuses
-        at run time: an invalid document path, an operand of the wrong type, a missing operand."""
+        """The new item (a copy sharing nothing with ``item`` or the request). Raises ValidationException for
+        what DynamoDB refuses at run time: an invalid document path, an operand of the wrong type, a missing
+        operand, a number out of range."""
         old = item or {}
-        computed = [(path, compute(old)) for path, compute in self.sets]
-        new = copy.deepcopy(old)
-        for path, value in computed:  # copied: values may be the request's or parts of the old item
-            paths.set_value(new, path, copy.deepcopy(value))
-        for path in sorted(self.removes, key=_removal_order):
-            paths.remove(new, path)
-        for path, value in self.adds:
-            _add(new, path, value)
-        for path, value in self.deletes:
-            _delete(new, path, value)
-        return new
+        for action in self.actions:
+            parent = paths.get(old, action.path[:-1]) if len(action.path) > 1 else None
+            if parent is not None and not _holds(parent, action.path[-1]):
+                raise ValidationException(INVALID_PATH)
+        computed: dict[int, Value] = {}
+        missing: set[int] = set()
+        for index, action in enumerate(self.actions):
+            if action.kind == "SET":
+                value = action.operand(old)
+                if value is None:
+                    missing.add(index)
+                else:
+                    computed[index] = value
+            elif action.kind in ("ADD", "DELETE"):
+                current = paths.get(old, action.path) if _writable(old, action.path) else None
+                if current is not None:
+                    _check_set_operation(action, current)
+        for clause in sorted({a.clause for a in self.actions}, reverse=True):
+            in_clause = [(i, a) for i, a in enumerate(self.actions) if a.clause == clause]
+            for _, action in in_clause:
+                if not _writable(old, action.path):
+                    raise ValidationException(INVALID_PATH)
+            if any(i in missing for i, _ in in_clause):
+                raise ValidationException(MISSING)
+        for value in computed.values():
+            if "N" in value:
+                values.number(value["N"])
+        writes: list[tuple[Path, Value | None]] = []  # None: remove
+        for index, action in enumerate(self.actions):
+            if action.kind == "SET":
+                writes.append((action.path, copy.deepcopy(computed[index])))
+            elif action.kind == "REMOVE":
+                writes.append((action.path, None))
+            else:
+                current = paths.get(old, action.path)
+                if action.kind == "ADD":
+                    writes.append((action.path, _added(current, action.operand)))
+                elif current is not None:
+                    writes.append((action.path, _deleted(current, action.operand)))
+        return _write(old, writes)
 
     def updated(self, item: Item) -> Item:
         """The parts of ``item`` at the paths this update writes (ReturnValues UPDATED_OLD on the old item,
@@ -72,48 +111,52 @@ class Update:
                 )
 
 
-def _removal_order(path: Path) -> tuple[str, int]:
-    last = path[-1]
-    return (repr(path[:-1]), -last if isinstance(last, int) else 0)
+def _holds(parent: Value, part: str | int) -> bool:
+    """Whether ``parent`` is the container ``part`` needs: a list for an index, a map for a name."""
+    return ("L" in parent) if isinstance(part, int) else ("M" in parent)
 
 
-def _add(item: Item, path: Path, value: Value) -> None:
-    current = paths.get(item, path)
-    kind = values.type_of(value)
-    if current is None:
-        paths.set_value(item, path, copy.deepcopy(value))
-        return
-    if values.type_of(current) != kind:
+def _writable(item: Item, path: Path) -> bool:
+    if len(path) == 1:
+        return True
+    parent = paths.get(item, path[:-1])
+    return parent is not None and _holds(parent, path[-1])
+
+
+def _check_set_operation(action: Action, current: Value) -> None:
+    kind, wanted = values.type_of(current), values.type_of(action.operand)
+    if action.kind == "ADD":
+        fits = kind == wanted and wanted in ("N", "SS", "NS", "BS", "L")
+    else:
+        fits = kind == wanted
+    if not fits:
         raise ValidationException(INCORRECT_TYPE)
+    if action.kind == "ADD" and kind == "N":
+        values.add(Decimal(current["N"]), Decimal(action.operand["N"]))
+
+
+def _added(current: Value | None, value: Value) -> Value:
+    if current is None:
+        return copy.deepcopy(value)
+    kind = values.type_of(value)
     if kind == "N":
-        total = values.add(Decimal(current["N"]), Decimal(value["N"]))
-        paths.set_value(item, path, {"N": values.number_text(total)})
-        return
-    if kind == "L":
-        paths.set_value(item, path, {"L": list(current["L"]) + copy.deepcopy(value["L"])})
-        return
+        return {"N": values.number_text(values.add(Decimal(current["N"]), Decimal(value["N"])))}
+    if kind == "L":  # the legacy AttributeUpdates ADD appends to a list
+        return {"L": copy.deepcopy(current["L"] + value["L"])}
     members = list(current[kind])
     seen = {_member_key(kind, m) for m in members}
     for member in value[kind]:
         if _member_key(kind, member) not in seen:
             members.append(member)
             seen.add(_member_key(kind, member))
-    paths.set_value(item, path, {kind: members})
+    return {kind: members}
 
 
-def _delete(item: Item, path: Path, value: Value) -> None:
-    current = paths.get(item, path)
-    if current is None:
-        return
+def _deleted(current: Value, value: Value) -> Value | None:
     kind = values.type_of(value)
-    if values.type_of(current) != kind:
-        raise ValidationException(INCORRECT_TYPE)
     gone = {_member_key(kind, m) for m in value[kind]}
     members = [m for m in current[kind] if _member_key(kind, m) not in gone]
-    if members:
-        paths.set_value(item, path, {kind: members})
-    else:
-        paths.remove(item, path)
+    return {kind: members} if members else None  # a set emptied is removed
 
 
 def _member_key(kind: str, member: Any) -> Any:
@@ -124,148 +167,39 @@ def _member_key(kind: str, member: Any) -> Any:
     return member
 
 
-_LONG_TYPES = {
-    "S": "STRING",
-    "N": "NUMBER",
-    "B": "BINARY",
-    "NULL": "NULL",
-    "BOOL": "BOOLEAN",
-    "L": "LIST",
-    "M": "MAP",
-    "SS": "STRING_SET",
-    "NS": "NUMBER_SET",
-    "BS": "BINARY_SET",
-}
-
-
-class _Compiler:
-    def __init__(self, binder: Binder) -> None:
-        self.binder = binder
-
-    def type_problem(self, name: str, kind: str) -> Exception:
-        return self.binder.fail(
-            f"Incorrect operand type for operator or function; operator or function: {name}, operand type: {kind}"
-        )
-
-    def names(self, node: Any) -> None:
-        """Resolve every #name in a SET operand (DynamoDB checks them all before any value)."""
-        tag = node[0]
-        if tag == "path":
-            self.binder.path(node[1])
-        elif tag in ("+", "-"):
-            self.names(node[1])
-            self.names(node[2])
-        elif tag == "call":
-            for arg in node[2]:
-                self.names(arg)
-
-    def value(self, node: Any) -> tuple[Compute, str | None, bool]:
-        """A SET operand: its function of the old item, its type when known, whether it is a path."""
-        tag = node[0]
-        if tag == "path":
-            path = self.binder.path(node[1])
-
-            def read(item: Item) -> Value:
-                found = paths.get(item, path)
-                if found is None:
-                    raise ValidationException(MISSING)
-                return found
-
-            return read, None, True
-        if tag == "value":
-            const = self.binder.value(node[1])
-            return (lambda item: const), values.type_of(const), False
-        if tag in ("+", "-"):
-            return self.arithmetic(tag, node[1], node[2]), "N", False
-        return self.call(node[1], node[2])
-
-    def arithmetic(self, op: str, left: Any, right: Any) -> Compute:
-        fl, tl, _ = self.value(left)
-        fr, tr, _ = self.value(right)
-        for kind in (tl, tr):
-            if kind is not None and kind != "N":
-                raise self.type_problem(op, kind)
-        combine = values.add if op == "+" else values.subtract
-
-        def compute(item: Item) -> Value:
-            a, b = fl(item), fr(item)
-            if "N" not in a or "N" not in b:
-                raise ValidationException(INCORRECT_TYPE)
-            return {"N": values.number_text(combine(Decimal(a["N"]), Decimal(b["N"])))}
-
-        return compute
-
-    def call(self, name: str, raw_args: tuple[Any, ...]) -> tuple[Compute, str | None, bool]:
-        if len(raw_args) != 2:
-            raise self.binder.fail(
-                "Incorrect number of operands for operator or function; operator or function: "
-                f"{name}, number of operands: {len(raw_args)}"
-            )
-        (f0, t0, is_path0), (f1, t1, _) = (self.value(a) for a in raw_args)
-        if name == "if_not_exists":
-            if not is_path0:
-                raise self.binder.fail(f"Operator or function requires a document path; operator or function: {name}")
-            path = self.binder.path(raw_args[0][1])
-
-            def if_not_exists(item: Item) -> Value:
-                found = paths.get(item, path)
-                return found if found is not None else f1(item)
-
-            return if_not_exists, t1, False
-        for kind in (t0, t1):
-            if kind is not None and kind != "L":
-                raise self.type_problem(name, kind)
-
-        def list_append(item: Item) -> Value:
-            a, b = f0(item), f1(item)
-            if "L" not in a or "L" not in b:
-                raise ValidationException(INCORRECT_TYPE)
-            return {"L": a["L"] + b["L"]}
-
-        return list_append, "L", False
-
-    def set_operand(self, clause: str, node: Any) -> Value:
-        const = self.binder.value(node[1])
-        kind = values.type_of(const)
-        allowed = ("N", "SS", "NS", "BS") if clause == "ADD" else ("SS", "NS", "BS")
-        if kind not in allowed:
-            raise self.binder.fail(
-                f"Incorrect operand type for operator or function; operator: {clause}, operand type: "
-                f"{_LONG_TYPES.get(kind, kind)}, typeSet: ALLOWED_FOR_{clause}_OPERAND"
-            )
-        return const
-
-
-def compile_update(text: str, names: Mapping[str, str] | None, vals: Mapping[str, Value] | None) -> Update:
-    """Bind an update in DynamoDB's order: the #names of the paths it writes, then whether those paths
-    overlap, then, from the last action back to the first, every #name and then every value and type."""
-    raw = parse(text, "update", "UpdateExpression")
-    binder = Binder(names, vals, "UpdateExpression")
-    compiler = _Compiler(binder)
-    actions = [(clause, action) for clause, clause_actions in raw.tree for action in clause_actions]
-    targets = [binder.path(action[1] if clause == "REMOVE" else action[0][1]) for clause, action in actions]
-    paths.check_overlaps(targets, binder.prefix)
-    for clause, action in reversed(actions):
-        if clause == "SET":
-            compiler.names(action[1])
-    sets: list[tuple[Path, Compute]] = []
-    removes: list[Path] = []
-    adds: list[tuple[Path, Value]] = []
-    deletes: list[tuple[Path, Value]] = []
-    bound: list[Any] = [None] * len(actions)
-    for index in reversed(range(len(actions))):
-        clause, action = actions[index]
-        if clause == "SET":
-            bound[index] = compiler.value(action[1])[0]
-        elif clause in ("ADD", "DELETE"):
-            bound[index] = compiler.set_operand(clause, action[1])
-    for (clause, _), path, operand in zip(actions, targets, bound, strict=True):
-        if clause == "SET":
-            sets.append((path, operand))
-        elif clause == "REMOVE":
-            removes.append(path)
-        elif clause == "ADD":
-            adds.append((path, operand))
+def _write(old: Item, writes: list[tuple[Path, Value | None]]) -> Item:
+    new = copy.deepcopy(old)
+    lists: dict[int, tuple[list[Any], list[tuple[int, Value | None]]]] = {}
+    for path, value in writes:
+        if len(path) == 1:
+            if value is None:
+                new.pop(str(path[0]), None)
+            else:
+                new[str(path[0])] = value
+            continue
+        parent = paths.get(new, path[:-1])
+        assert parent is not None  # _writable held on the old item, and paths do not overlap
+        last = path[-1]
+        if isinstance(last, str):
+            if value is None:
+                parent["M"].pop(last, None)
+            else:
+                parent["M"][last] = value
         else:
-            deletes.append((path, operand))
-    return Update(sets, removes, adds, deletes)
+            lists.setdefault(id(parent), (parent["L"], []))[1].append((last, value))
+    for elements, operations in lists.values():
+        before = list(elements)
+        removed: set[int] = set()
+        appended: list[tuple[int, Value]] = []
+        for index, value in operations:
+            if value is None:
+                if index < len(before):
+                    removed.add(index)
+            elif index < len(before):
+                before[index] = value
+            else:
+                appended.append((index, value))
+        elements[:] = [x for i, x in enumerate(before) if i not in removed] + [
+            v for _, v in sorted(appended, key=lambda x: x[0])
+        ]
+    return new

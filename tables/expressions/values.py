@@ -24,7 +24,7 @@ MIN_EXPONENT = -130  # 1E-130
 _MAX_LITERAL_EXPONENT = 2**63 - 1
 
 # Exact arithmetic for + and -: results are checked against DynamoDB's limits afterwards, never rounded.
-_EXACT = decimal.Context(prec=1000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation])
+EXACT = decimal.Context(prec=1000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation])
 
 
 def type_of(value: Value) -> str:
@@ -79,7 +79,7 @@ def number_text(value: Decimal | str) -> str:
     d = number(value) if isinstance(value, str) else value
     if d.is_zero():
         return "0"
-    text = format(d.normalize(_EXACT), "f")
+    text = format(d.normalize(EXACT), "f")
     return text
 
 
@@ -90,11 +90,11 @@ def check_number(value: Decimal) -> Decimal:
 
 
 def add(a: Decimal, b: Decimal) -> Decimal:
-    return check_number(_EXACT.add(a, b))
+    return check_number(EXACT.add(a, b))
 
 
 def subtract(a: Decimal, b: Decimal) -> Decimal:
-    return check_number(_EXACT.subtract(a, b))
+    return check_number(EXACT.subtract(a, b))
 
 
 def binary(text: str | bytes) -> bytes:
