@@ -47,6 +47,7 @@ S = lambda x: {"S": x}  # noqa: E731
         ("n <> :v", {":v": S("5")}, True),
         ("n <> :v", {":v": N(5)}, False),
         ("gone <> :v", {":v": N(5)}, True),
+        ("gone <> nope", None, True),
         ("gone = :v", {":v": N(5)}, False),
         ("n < :v", {":v": N(6)}, True),
         ("n <= :v", {":v": N(5)}, True),

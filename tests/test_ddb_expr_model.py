@@ -70,7 +70,7 @@ def m_cmp(op: str, x: dict | None, y: dict | None) -> bool:
     if op == "=":
         return m_eq(x, y)
     if op == "<>":
-        return not (x is None and y is None) and not m_eq(x, y)
+        return not m_eq(x, y)
     if op == "<":
         return m_lt(x, y) is True
     if op == ">":

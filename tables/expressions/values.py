@@ -162,8 +162,8 @@ def compare(op: str, a: Value | None, b: Value | None) -> bool:
     false, except under `<>`, where they are unequal."""
     if op == "=":
         return equal(a, b)
-    if op == "<>":  # a missing attribute is unequal to any value
-        return (a is not None or b is not None) and not equal(a, b)
+    if op == "<>":  # a missing attribute is unequal to anything, another missing one included
+        return not equal(a, b)
     if op == "<":
         return less(a, b) is True
     if op == ">":
