@@ -326,6 +326,23 @@ def placeholders_refused(expressions: list, names: dict | None, values: dict | N
     return info.value.message
 
 
+def test_placeholder_maps() -> None:
+    E.check_placeholder_maps({"#a": "a"}, {":v": N(1)})
+    E.check_placeholder_maps(None, None)
+    with pytest.raises(ValidationException) as info:
+        E.check_placeholder_maps(None, {":b": {"N": "x"}, ":a": {"SS": []}})
+    assert info.value.message == (  # :a comes first in Java's HashSet order
+        "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: "
+        "An string set  may not be empty for key :a"
+    )
+    with pytest.raises(ValidationException) as info:
+        E.check_placeholder_maps({"#" + "a" * 255: "x"}, None)
+    assert info.value.message == (
+        "ExpressionAttributeNames contains invalid key: The expression attribute map contains a key that is too "
+        "long; size of key: 256"
+    )
+
+
 def test_placeholders_used_across_expressions() -> None:
     E.check_placeholders(["SET #a = :v", None, "attribute_exists(#b)"], {"#a": "a", "#b": "b"}, {":v": N(1)})
     E.check_placeholders([None], None, None)

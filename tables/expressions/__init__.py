@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from .binding import check_placeholder_maps, validate_value
 from .binding import check_placeholders as _check_placeholders
-from .binding import validate_value
 from .condition import Condition, compile_condition
 from .errors import ValidationException
 from .keys import KeyCondition, compile_key_condition, validate_item, validate_key
@@ -76,7 +76,8 @@ def key_condition(
 def check_placeholders(expressions: Iterable[str | None], names: Names, values: Values) -> None:
     """Refuse ExpressionAttributeNames/Values that no expression of the request uses ("Value provided in
     ExpressionAttributeNames unused in expressions: keys: {#a}"), or that come without any expression. Pass
-    all the request's expression texts at once (None for absent ones), after they parsed."""
+    all the request's expression texts at once (None for absent ones), after they parsed. To report a bad map
+    before a bad expression, as DynamoDB does, call check_placeholder_maps(names, values) first."""
     _check_placeholders(list(expressions), names, values)
 
 
@@ -107,6 +108,7 @@ __all__ = [
     "ValidationException",
     "Value",
     "check_key_paths",
+    "check_placeholder_maps",
     "check_placeholders",
     "condition",
     "filter_",

@@ -132,24 +132,12 @@ def _utf16_units(text: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-def check_placeholders(
-    expressions: list[str | None], names: Mapping[str, str] | None, values: Mapping[str, Value] | None
-) -> None:
-    """Refuse placeholders the request defines and no expression uses, and placeholder maps without any
-    expression, with DynamoDB's messages. The expressions are scanned for ``#x`` and ``:x`` tokens, which
-    nothing else in the expression languages can contain."""
-    texts = [e for e in expressions if e is not None]
-    if names is not None and not texts:
-        raise ValidationException("ExpressionAttributeNames can only be specified when using expressions")
-    if values is not None and not texts:
-        raise ValidationException("ExpressionAttributeValues can only be specified when using expressions")
+def check_placeholder_maps(names: Mapping[str, str] | None, values: Mapping[str, Value] | None) -> None:
+    """The ExpressionAttributeNames/Values maps themselves, as DynamoDB checks them before any expression:
+    not empty, keys ``#x`` / ``:x`` of at most 255 bytes, names not empty, values valid (in Java's HashSet
+    order, so the same value is reported as AWS does)."""
     if names is not None and not names:
         raise ValidationException("ExpressionAttributeNames must not be empty")
-    if values is not None and not values:
-        raise ValidationException("ExpressionAttributeValues must not be empty")
-    used = set()
-    for text in texts:
-        used.update(re.findall(r"[#:][A-Za-z0-9_]+", text))
     for key, name in (names or {}).items():
         if len(key.encode()) > 255:
             raise ValidationException(
@@ -162,9 +150,40 @@ def check_placeholders(
             raise ValidationException(
                 f"ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}"
             )
+    if values is not None and not values:
+        raise ValidationException("ExpressionAttributeValues must not be empty")
     for key in values or {}:
+        if len(key.encode()) > 255:
+            raise ValidationException(
+                "ExpressionAttributeValues contains invalid key: The expression attribute map contains a key that "
+                "is too long;"
+            )
         if not re.fullmatch(r":[A-Za-z0-9_]+", key):
             raise ValidationException(f'ExpressionAttributeValues contains invalid key: Syntax error; key: "{key}"')
+    for key in java_set_order(list(values or {}), len(values or {})):
+        try:
+            validate_value((values or {})[key])
+        except ValidationException as exc:
+            raise ValidationException(
+                f"ExpressionAttributeValues contains invalid value: {exc.message} for key {key}"
+            ) from None
+
+
+def check_placeholders(
+    expressions: list[str | None], names: Mapping[str, str] | None, values: Mapping[str, Value] | None
+) -> None:
+    """Refuse placeholder maps without any expression, invalid maps (check_placeholder_maps), and placeholders
+    the request defines that no expression uses, with DynamoDB's messages. The expressions are scanned for
+    ``#x`` and ``:x`` tokens, which nothing else in the expression languages can contain."""
+    texts = [e for e in expressions if e is not None]
+    if names is not None and not texts:
+        raise ValidationException("ExpressionAttributeNames can only be specified when using expressions")
+    if values is not None and not texts:
+        raise ValidationException("ExpressionAttributeValues can only be specified when using expressions")
+    check_placeholder_maps(names, values)
+    used = set()
+    for text in texts:
+        used.update(re.findall(r"[#:][A-Za-z0-9_]+", text))
     unused_names = java_set_order([k for k in names or {} if k not in used], len(names or {}))
     if unused_names:
         raise ValidationException(
