@@ -5,8 +5,7 @@ and the source from the token before it to the token after it (``token: "-", nea
 the end). Keywords are case-insensitive; function names are not.
 
 The raw trees keep placeholders unresolved (``#n`` names, ``:v`` values), so the cache is keyed by the text
-alone; checks that need no placeholder (redundant parentheses, unknown or misplaced functions, reserved
-words, repeated update clauses) are made here, in DynamoDB's order of precedence between them.
+alone; the checks that need no placeholder (checks.py) are made once, when the text is parsed.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import Lexer
 
+from .checks import Checks
 from .errors import ValidationException
-from .reserved import is_reserved
 
 MAX_EXPRESSION_BYTES = 4096
-MAX_OPERATORS = 300
-MAX_LIST_INDEX = 2**31 - 1
 
 _TOKEN = re.compile(
     r"(?P<WS>[ \t\r\n]+)|(?P<ATTR_NAME>#[A-Za-z0-9_]+)|(?P<ATTR_VALUE>:[A-Za-z0-9_]+)|(?P<NAME>[A-Za-z][A-Za-z0-9_]*)"
@@ -36,15 +33,6 @@ _TOKEN = re.compile(
 _PUNCT = {"(": "_LPAR", ")": "_RPAR", "[": "_LSQB", "]": "_RSQB", ",": "_COMMA", ".": "_DOT", "+": "PLUS", "-": "MINUS"}
 # Keywords of every expression language alike: a bare attribute name spelt like one is a syntax error.
 KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"})
-CONDITION_FUNCTIONS = {
-    "attribute_exists": 1,
-    "attribute_not_exists": 1,
-    "attribute_type": 2,
-    "begins_with": 2,
-    "contains": 2,
-    "size": 1,
-}
-UPDATE_FUNCTIONS = {"if_not_exists": 2, "list_append": 2}
 
 
 def tokenize(text: str, keywords: frozenset[str]) -> list[Token]:
@@ -277,7 +265,7 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
         if isinstance(exc.orig_exc, _Syntax):
             raise ValidationException(prefix + syntax_error(text, exc.orig_exc.token)) from None
         raise
-    checks = _Checks(grammar, prefix)
+    checks = Checks(grammar, prefix)
     if grammar == "condition":
         checks.parens(built[0])
         checks.count(built[0])
@@ -291,142 +279,6 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
             checks.path(path)
         tree_out = built
     return RawExpression(tree_out, tuple(dict.fromkeys(checks.names)), tuple(dict.fromkeys(checks.values)))
-
-
-class _Checks:
-    """The checks that need no placeholder. Redundant parentheses are found as the text is read; the rest
-    (list indexes, reserved words, function names and where each function may be used, the number of a
-    condition function's operands, repeated update sections) in the order the expression is written,
-    raising the first problem met."""
-
-    def __init__(self, grammar: str, prefix: str) -> None:
-        self.grammar = grammar
-        self.prefix = prefix
-        self.names: list[str] = []
-        self.values: list[str] = []
-
-    def fail(self, message: str) -> ValidationException:
-        return ValidationException(self.prefix + message)
-
-    def parens(self, node: Any) -> None:
-        if not isinstance(node, tuple) or not node or not isinstance(node[0], str):
-            return
-        if node[0] in ("paren", "oparen") and node[1][0] in ("paren", "oparen"):
-            raise self.fail("The expression has redundant parentheses;")
-        for child in node[1:]:
-            if isinstance(child, tuple):
-                if child and isinstance(child[0], tuple):
-                    for grandchild in child:
-                        self.parens(grandchild)
-                else:
-                    self.parens(child)
-
-    def count(self, node: Any) -> None:
-        operators = _count(node)
-        if operators > MAX_OPERATORS:
-            raise self.fail(f"The expression contains too many operators; operator count: {operators}")
-
-    def path(self, node: tuple[str, RawPath]) -> None:
-        for part in node[1]:
-            if isinstance(part, int):
-                if part > MAX_LIST_INDEX:
-                    raise self.fail(f"List index is not within the allowable range; index: [{part}]")
-            elif part.startswith("#"):
-                self.names.append(part)
-            elif is_reserved(part):
-                raise self.fail(f"Attribute name is a reserved keyword; reserved keyword: {part}")
-
-    def condition(self, node: Any, place: str) -> None:
-        """``place``: "condition" where a condition is expected, "operand" inside one."""
-        tag = node[0]
-        if tag in ("and", "or", "not"):
-            for child in node[1:]:
-                self.condition(child, "condition")
-        elif tag == "paren":
-            self.condition(node[1], place)
-        elif tag == "call":
-            self.call(node, place)
-        elif tag in ("cmp", "between", "in"):
-            for operand in _operands(node):
-                self.operand(operand)
-        else:
-            self.operand(node)
-
-    def call(self, node: Any, place: str) -> None:
-        name, args = node[1], node[2]
-        if name not in CONDITION_FUNCTIONS and name not in UPDATE_FUNCTIONS:
-            raise self.fail(f"Invalid function name; function: {name}")
-        if self.grammar == "update":
-            if name not in UPDATE_FUNCTIONS:
-                raise self.fail(f"The function is not allowed in an update expression; function: {name}")
-        else:
-            if name in UPDATE_FUNCTIONS:
-                raise self.fail(f"The function is not allowed in a condition expression; function: {name}")
-            if (place == "condition") != (name != "size"):
-                raise self.fail(f"The function is not allowed to be used this way in an expression; function: {name}")
-            if len(args) != CONDITION_FUNCTIONS[name]:
-                raise self.fail(
-                    "Incorrect number of operands for operator or function; operator or function: "
-                    f"{name}, number of operands: {len(args)}"
-                )
-        for arg in args:
-            self.operand(arg)
-
-    def operand(self, node: Any) -> None:
-        tag = node[0]
-        if tag == "path":
-            self.path(node)
-        elif tag == "value":
-            self.values.append(node[1])
-        elif tag == "call":
-            self.call(node, "operand")
-        elif tag == "oparen":
-            self.operand(node[1])
-        elif tag in ("+", "-"):
-            self.operand(node[1])
-            self.operand(node[2])
-
-    def update(self, clauses: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Section by section, in the order each first appears; a section written twice fails after its
-        actions were read."""
-        sections: dict[str, list[tuple[Any, ...]]] = {}
-        for clause, actions in clauses:
-            sections.setdefault(clause, []).append(actions)
-        for clause, repeats in sections.items():
-            for actions in repeats:
-                for action in actions:
-                    if clause == "REMOVE":
-                        self.path(action)
-                    else:
-                        self.path(action[0])
-                        self.operand(action[1])
-            if len(repeats) > 1:
-                raise self.fail(f'The "{clause}" section can only be used once in an update expression;')
-
-
-def _count(node: Any) -> int:
-    """The operators of a condition: comparators, BETWEEN, IN, AND, OR, NOT and functions."""
-    tag = node[0]
-    if tag in ("and", "or"):
-        return 1 + _count(node[1]) + _count(node[2])
-    if tag in ("not", "paren", "oparen"):
-        return (tag == "not") + _count(node[1])
-    if tag == "call":
-        return 1 + sum(_count(a) for a in node[2])
-    if tag in ("cmp", "between", "in"):
-        return 1 + sum(_count(o) for o in _operands(node))
-    return 0
-
-
-def _operands(node: Any) -> list[Any]:
-    tag = node[0]
-    if tag == "cmp":
-        return [node[2], node[3]]
-    if tag == "between":
-        return [node[1], node[2], node[3]]
-    if tag == "in":
-        return [node[1], *node[2]]
-    return []
 
 
 def unwrap(node: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Document paths (``a.b[2].c``): reading, writing and removing inside an item, and the overlap rules.
+"""Document paths (``a.b[2].c``): reading inside an item, projecting, and the overlap rules.
 
 A resolved path is a tuple of map keys (str) and list indexes (int); its first element is always a name.
 """
@@ -22,14 +22,6 @@ def path_str(path: Path) -> str:
     return "[" + ", ".join(f"[{p}]" if isinstance(p, int) else p for p in path) + "]"
 
 
-def dotted(path: Path) -> str:
-    """``a.b[2]``: the path as an expression would write it."""
-    text = ""
-    for p in path:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else p)
-    return text
-
-
 def get(item: Item | None, path: Path) -> dict[str, Any] | None:
     """The value at ``path``, or None when any part of it is missing or of the wrong type."""
     if item is None:
@@ -46,58 +38,6 @@ def get(item: Item | None, path: Path) -> dict[str, Any] | None:
             members = value.get("M")
             value = members.get(part) if members is not None else None
     return value
-
-
-def _container(item: Item, path: Path) -> Any:
-    """The attribute dict or list holding the last element of ``path``; INVALID_PATH if a parent is absent
-    or not the map or list the next part needs."""
-    holder: Any = item
-    for i, part in enumerate(path[:-1]):
-        if isinstance(holder, dict) and isinstance(part, str) and part in holder:
-            value = holder[part]
-        elif isinstance(holder, list) and isinstance(part, int) and part < len(holder):
-            value = holder[part]
-        else:
-            raise ValidationException(INVALID_PATH)
-        kind = "L" if isinstance(path[i + 1], int) else "M"
-        if kind not in value:
-            raise ValidationException(INVALID_PATH)
-        holder = value[kind]
-    return holder
-
-
-def set_value(item: Item, path: Path, value: dict[str, Any]) -> None:
-    """Write ``value`` at ``path`` in place. Parents must exist; an index past a list's end appends."""
-    holder = _container(item, path)
-    last = path[-1]
-    if isinstance(last, int):
-        if not isinstance(holder, list):
-            raise ValidationException(INVALID_PATH)
-        if last < len(holder):
-            holder[last] = value
-        else:
-            holder.append(value)
-    else:
-        if not isinstance(holder, dict):
-            raise ValidationException(INVALID_PATH)
-        holder[last] = value
-
-
-def remove(item: Item, path: Path) -> None:
-    """Remove what is at ``path`` in place; a missing attribute or index is no error, a missing parent is."""
-    if len(path) > 1 and path[0] not in item:
-        return
-    holder = _container(item, path)
-    last = path[-1]
-    if isinstance(last, int):
-        if not isinstance(holder, list):
-            raise ValidationException(INVALID_PATH)
-        if last < len(holder):
-            del holder[last]
-    else:
-        if not isinstance(holder, dict):
-            raise ValidationException(INVALID_PATH)
-        holder.pop(last, None)
 
 
 def check_overlaps(paths: Iterable[Path], prefix: str = "") -> None:
@@ -137,11 +77,11 @@ def project(item: Item, paths: Iterable[Path]) -> Item:
         value = get(item, path)
         if value is None:
             continue
-        _merge(result, item, path, copy.deepcopy(value))
+        _merge(result, path, copy.deepcopy(value))
     return _compact(result)
 
 
-def _merge(result: Item, item: Item, path: Path, value: dict[str, Any]) -> None:
+def _merge(result: Item, path: Path, value: dict[str, Any]) -> None:
     """Place ``value`` under ``path`` in ``result``; list indexes become sparse dicts, compacted afterwards."""
     if len(path) == 1:
         result[str(path[0])] = value
