@@ -5,10 +5,10 @@ A resolved path is a tuple of map keys (str) and list indexes (int); its first e
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
+from . import values
 from .errors import ValidationException
 
 Path = tuple[str | int, ...]
@@ -77,7 +77,7 @@ def project(item: Item, paths: Iterable[Path]) -> Item:
         value = get(item, path)
         if value is None:
             continue
-        _merge(result, path, copy.deepcopy(value))
+        _merge(result, path, values.clone(value))
     return _compact(result)
 
 

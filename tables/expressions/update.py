@@ -10,7 +10,6 @@ removes the two original elements, and indexes past the end append, in the order
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,7 +83,7 @@ class Update:
         writes: list[tuple[Path, Value | None]] = []  # None: remove
         for index, action in enumerate(self.actions):
             if action.kind == "SET":
-                writes.append((action.path, copy.deepcopy(computed[index])))
+                writes.append((action.path, values.clone(computed[index])))
             elif action.kind == "REMOVE":
                 writes.append((action.path, None))
             else:
@@ -137,12 +136,12 @@ def _check_set_operation(action: Action, current: Value) -> None:
 
 def _added(current: Value | None, value: Value) -> Value:
     if current is None:
-        return copy.deepcopy(value)
+        return values.clone(value)
     kind = values.type_of(value)
     if kind == "N":
         return {"N": values.number_text(values.add(Decimal(current["N"]), Decimal(value["N"])))}
     if kind == "L":  # the legacy AttributeUpdates ADD appends to a list
-        return {"L": copy.deepcopy(current["L"] + value["L"])}
+        return {"L": values.clone(current["L"] + value["L"])}
     members = list(current[kind])
     seen = {_member_key(kind, m) for m in members}
     for member in value[kind]:
@@ -168,7 +167,7 @@ def _member_key(kind: str, member: Any) -> Any:
 
 
 def _write(old: Item, writes: list[tuple[Path, Value | None]]) -> Item:
-    new = copy.deepcopy(old)
+    new = values.clone(old)
     lists: dict[int, tuple[list[Any], list[tuple[int, Value | None]]]] = {}
     for path, value in writes:
         if len(path) == 1:

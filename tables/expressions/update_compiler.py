@@ -6,7 +6,6 @@ last action back to the first, every #name and then every value and operand type
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -120,7 +119,7 @@ class _Compiler:
                 raise ValidationException(INCORRECT_TYPE)
             if a is None or b is None:
                 return None
-            return {"L": copy.copy(a["L"]) + b["L"]}
+            return {"L": list(a["L"]) + b["L"]}
 
         return list_append, "L", False
 

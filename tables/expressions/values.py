@@ -27,6 +27,16 @@ _MAX_LITERAL_EXPONENT = 2**63 - 1
 EXACT = decimal.Context(prec=1000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation])
 
 
+def clone(value: Any) -> Any:
+    """A deep copy of DynamoDB JSON (dicts, lists and immutable leaves), several times faster than
+    copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
 def type_of(value: Value) -> str:
     """The value's type descriptor ("S", "N", ...)."""
     for key in value:
