@@ -7,7 +7,8 @@ and out as bytes (BLOB / BYTEA: both compare bytewise, so keys that must sort as
 
 SQLite (the embedded default, stdlib `sqlite3`): WAL, a busy timeout, one writer connection on one thread
 (`BEGIN IMMEDIATE`, so a read-modify-write in one `work` never interleaves with another writer, also across
-processes that open the same file) and reader connections, one per reader thread, each `read` a snapshot.
+processes that open the same file; the writes waiting are committed together, each in a savepoint) and reader
+connections, one per reader thread, each `read` a snapshot.
 `synchronous=NORMAL` in WAL mode: a committed transaction survives the process being killed (kill -9); only a
 power loss may drop the last commits.
 
@@ -19,7 +20,9 @@ every `read` runs at REPEATABLE READ READ ONLY (a snapshot).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import queue
 import random
 import sqlite3
 import threading
@@ -152,24 +155,66 @@ class Database:
         await asyncio.get_running_loop().run_in_executor(None, self._engine.close)
 
 
+class _Job:
+    __slots__ = ("work", "loop", "future", "ok", "value")
+
+    def __init__(self, work: Callable[[Tx], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]):
+        self.work, self.loop, self.future = work, loop, future
+        self.ok = False
+        self.value: Any = None
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if not job.future.done():
+            if job.ok:
+                job.future.set_result(job.value)
+            else:
+                job.future.set_exception(job.value)
+
+
+def _wrap_sqlite(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(f"sqlite: {exc}")
+    if isinstance(exc, sqlite3.Error):
+        return SQLError(f"sqlite: {exc}")
+    return exc
+
+
 class _SQLite:
+    """One writer thread and READERS reader threads, each with its own connection, fed by queues.
+
+    A thread takes every job waiting (up to BATCH) and runs them in ONE transaction: the writer's jobs each in a
+    savepoint (a job that raises rolls back only its own statements), so a burst of writes costs one
+    ``BEGIN IMMEDIATE``/``COMMIT`` and one wake-up of the event loop instead of one each (group commit); a
+    job's result is handed back only after the COMMIT. The readers' jobs share one snapshot, taken after every
+    one of them was submitted.
+    """
+
     dialect: Dialect = "sqlite"
+    BATCH = 64
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sql-writer")
-        self._reader_pool = ThreadPoolExecutor(READERS, thread_name_prefix="sql-reader")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer: sqlite3.Connection | None = None
         self._closed = False
+        self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, args=(self._writes, True), daemon=True,
+                                          name="sql-writer")]
+        self._threads += [threading.Thread(target=self._serve, args=(self._reads, False), daemon=True,
+                                           name=f"sql-reader-{i}") for i in range(READERS)]
+        for thread in self._threads:
+            thread.start()
 
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise SQLError("the database is closed")
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -178,45 +223,103 @@ class _SQLite:
         return conn
 
     async def run(self, fn: Callable[[Callable[[Tx], T]], T], work: Callable[[Tx], T], *, writer: bool) -> T:
-        pool = self._writer_pool if writer else self._reader_pool
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, work)
+        if self._closed:
+            raise SQLError("the database is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        (self._writes if writer else self._reads).put(_Job(work, loop, future))
+        return await future
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job | None], writer: bool) -> None:
+        conn: sqlite3.Connection | None = None
+        while True:
+            first = jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.BATCH:
+                try:
+                    more = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    jobs.put(None)
+                    break
+                batch.append(more)
+            try:
+                if conn is None:
+                    conn = self._connect()
+                self._run_batch(conn, batch, writer)
+            except BaseException as exc:
+                for job in batch:
+                    job.ok, job.value = False, _wrap_sqlite(exc)
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+            for job in batch:
+                by_loop.setdefault(job.loop, []).append(job)
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                    loop.call_soon_threadsafe(_settle, settled)
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[_Job], writer: bool) -> None:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if writer else "BEGIN")
+            tx = Tx(cursor, "sqlite")
+            for job in batch:
+                if writer:
+                    cursor.execute("SAVEPOINT job")
+                try:
+                    job.value, job.ok = job.work(tx), True
+                    if writer:
+                        cursor.execute("RELEASE job")
+                except Exception as exc:
+                    if writer:
+                        cursor.execute("ROLLBACK TO job")
+                        cursor.execute("RELEASE job")
+                    job.value, job.ok = _wrap_sqlite(exc), False
+            cursor.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
 
     def write_sync(self, work: Callable[[Tx], T]) -> T:
-        if self._writer is None:
-            self._writer = self._connect()
-        return self._transaction(self._writer, "BEGIN IMMEDIATE", work)
+        return self._transaction("BEGIN IMMEDIATE", work)
 
     def read_sync(self, work: Callable[[Tx], T]) -> T:
+        return self._transaction("BEGIN", work)
+
+    def _transaction(self, begin: str, work: Callable[[Tx], T]) -> T:
+        """One transaction on this thread's own connection (not the queues' threads')."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
-        return self._transaction(conn, "BEGIN", work)
-
-    def _transaction(self, conn: sqlite3.Connection, begin: str, work: Callable[[Tx], T]) -> T:
         cursor = conn.cursor()
         try:
             cursor.execute(begin)
-        except sqlite3.Error as exc:
-            raise SQLError(f"sqlite: {exc}") from exc
-        try:
             result = work(Tx(cursor, "sqlite"))
             cursor.execute("COMMIT")
             return result
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise IntegrityError(f"sqlite: {exc}") from exc
-            if isinstance(exc, sqlite3.Error):
-                raise SQLError(f"sqlite: {exc}") from exc
-            raise
+            wrapped = _wrap_sqlite(exc)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
         finally:
             cursor.close()
 
     def close(self) -> None:
         self._closed = True
-        self._writer_pool.shutdown(wait=True)
-        self._reader_pool.shutdown(wait=True)
+        self._writes.put(None)
+        for _ in range(READERS):
+            self._reads.put(None)
+        for thread in self._threads:
+            thread.join()
         with self._lock:
             for conn in self._connections:
                 conn.close()

@@ -20,13 +20,13 @@ the open :class:`kambda.sql.Tx`.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kambda.bus import DDB_PARTITIONS
+from kambda.names import new_request_id
 from kambda.sql import Tx
 from tables import codec, expressions
 from tables.codec import Item
@@ -334,7 +334,7 @@ def record(tx: Tx, table: Table, key: Key, old: Item | None, new: Item | None, r
         change["OldImage"] = old
     change["SizeBytes"] = sum(expressions.item_size(part) for part in
                               (change["Keys"], change.get("NewImage") or {}, change.get("OldImage") or {}))
-    body: dict[str, Any] = {"eventID": uuid.uuid4().hex, "eventName": "INSERT" if old is None else
+    body: dict[str, Any] = {"eventID": new_request_id().replace("-", ""), "eventName": "INSERT" if old is None else
                             "REMOVE" if new is None else "MODIFY", "eventVersion": "1.1",
                             "eventSource": "aws:dynamodb", "awsRegion": region, "dynamodb": change}
     if identity is not None:

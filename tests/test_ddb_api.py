@@ -389,3 +389,21 @@ def test_resource_api(resource: Any, make_table: Any) -> None:
     assert table.get_item(Key={"user": "u1", "ts": 3})["Item"]["score"] == Decimal("1.75")
     table.delete_item(Key={"user": "u1", "ts": 3})
     assert table.scan(Select="COUNT")["Count"] == 29
+
+
+def test_partiql_statements(ddb: Any, make_table: Any) -> None:
+    name = make_table(range_key=None)
+    ddb.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'a', 'v': 1}}")
+    ddb.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'b', 'v': 2}}")
+    with pytest.raises(ClientError) as exc:
+        ddb.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'a', 'v': 9}}")
+    assert error(exc) == ("DuplicateItemException", "Duplicate primary key exists in table")
+    got = ddb.execute_statement(Statement=f"SELECT * FROM \"{name}\" WHERE pk = ?", Parameters=[{"S": "a"}])
+    assert got["Items"] == [{"pk": {"S": "a"}, "v": {"N": "1"}}]
+    ddb.execute_statement(Statement=f"UPDATE \"{name}\" SET v = ? WHERE pk = ?", Parameters=[{"N": "5"}, {"S": "a"}])
+    assert ddb.get_item(TableName=name, Key={"pk": {"S": "a"}})["Item"]["v"] == {"N": "5"}
+    ddb.execute_statement(Statement=f"DELETE FROM \"{name}\" WHERE pk = 'b'")
+    assert [i["pk"]["S"] for i in ddb.execute_statement(Statement=f"SELECT pk FROM \"{name}\"")["Items"]] == ["a"]
+    with pytest.raises(ClientError) as exc:
+        ddb.execute_statement(Statement="DROP TABLE x")
+    assert error(exc)[0] == "ValidationException"
