@@ -190,6 +190,8 @@ ITEM = {"a": N(5), "s": S("hello"), "ss": {"SS": ["x", "y"]}, "l": {"L": [S("x")
     ("expected", "operator", "result"),
     [
         ({"a": {"Value": N(5)}}, None, True),
+        ({"a": {"Value": N(5), "ComparisonOperator": "EQ"}}, None, True),
+        ({"a": {"ComparisonOperator": "CONTAINS", "AttributeValueList": [{"BOOL": True}]}}, None, False),
         ({"a": {"Value": N(6)}}, None, False),
         ({"a": {"Exists": True, "Value": N(5)}}, None, True),
         ({"gone": {"Exists": False}}, None, True),
@@ -243,6 +245,47 @@ def test_expected_without_an_item() -> None:
         (
             {"a": {"Exists": False, "Value": N(1)}},
             "One or more parameter values were invalid: Value cannot be used when Exists is false for Attribute: a",
+        ),
+        (
+            {"a": {}},
+            "One or more parameter values were invalid: Value must be provided when Exists is null for Attribute: a",
+        ),
+        (
+            {"a": {"Exists": True}},
+            "One or more parameter values were invalid: Value must be provided when Exists is true for Attribute: a",
+        ),
+        (
+            {"a": {"ComparisonOperator": "LT"}},
+            "One or more parameter values were invalid: Value or AttributeValueList must be used with "
+            "ComparisonOperator: LT for Attribute: a",
+        ),
+        (
+            {"a": {"Exists": True, "ComparisonOperator": "LT"}},
+            "One or more parameter values were invalid: Exists and ComparisonOperator cannot be used together for "
+            "Attribute: a",
+        ),
+        (
+            {"a": {"ComparisonOperator": "LT", "Value": S("a"), "AttributeValueList": [S("a")]}},
+            "One or more parameter values were invalid: Value and AttributeValueList cannot be used together for "
+            "Attribute: a",
+        ),
+        (
+            {"a": {"Exists": True, "AttributeValueList": [S("a")]}},
+            "One or more parameter values were invalid: AttributeValueList can only be used with a "
+            "ComparisonOperator for Attribute: a",
+        ),
+        (
+            {"a": {"ComparisonOperator": "NULL", "Value": S("a")}},
+            "One or more parameter values were invalid: Invalid number of argument(s) for the NULL ComparisonOperator",
+        ),
+        (
+            {"a": {"ComparisonOperator": "LT", "AttributeValueList": [{"BOOL": True}]}},
+            "One or more parameter values were invalid: "
+            "ComparisonOperator LT is not valid for BOOL AttributeValue type",
+        ),
+        (
+            {"a": {"ComparisonOperator": "IN", "AttributeValueList": [S("b"), N(1)]}},
+            "One or more parameter values were invalid: AttributeValues inside AttributeValueList must be of same type",
         ),
     ],
 )

@@ -55,6 +55,8 @@ def validate_value(value: Any, depth: int = 1) -> None:
             raise ValidationException(f"One or more parameter values were invalid: {label}")
         members = [v.number(x) for x in raw] if kind == "NS" else [v.binary(x) for x in raw] if kind == "BS" else raw
         if len(set(members)) != len(members):
+            if kind == "NS":
+                raise ValidationException("Input collection contains duplicates")
             shown = ", ".join(str(x) for x in raw)
             of_type = "of type BS " if kind == "BS" else " "  # sic: AWS's text has no space before "of"
             raise ValidationException(

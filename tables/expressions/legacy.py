@@ -91,26 +91,35 @@ def _arguments(op: str, spec: Mapping[str, Any]) -> list[Value]:
 
 
 def _attribute_check(name: str, spec: Mapping[str, Any], allow_exists: bool) -> Callable[[Item | None], bool]:
+    """One attribute's entry of Expected (``allow_exists``) or of a QueryFilter/ScanFilter."""
+    where = f" for Attribute: {name}"
+    if "AttributeValueList" in spec and "ComparisonOperator" not in spec:
+        raise ValidationException(f"{_PREFIX}AttributeValueList can only be used with a ComparisonOperator{where}")
     if "ComparisonOperator" in spec:
-        if allow_exists and "Exists" in spec:
-            raise ValidationException(
-                f"{_PREFIX}Exists and ComparisonOperator cannot be used together for Attribute: {name}"
-            )
         op = str(spec["ComparisonOperator"])
+        if allow_exists and "Exists" in spec:
+            raise ValidationException(f"{_PREFIX}Exists and ComparisonOperator cannot be used together{where}")
+        if "Value" in spec and "AttributeValueList" in spec:
+            raise ValidationException(f"{_PREFIX}Value and AttributeValueList cannot be used together{where}")
+        if "Value" not in spec and "AttributeValueList" not in spec and OPERATORS.get(op, (None, 1))[1] != 0:
+            raise ValidationException(
+                f"{_PREFIX}Value or AttributeValueList must be used with ComparisonOperator: {op}{where}"
+            )
         args = _arguments(op, spec)
         check = OPERATORS[op][0]
         return lambda item: check((item or {}).get(name), args)
     if not allow_exists:
-        raise ValidationException(f"{_PREFIX}ComparisonOperator is required for Attribute: {name}")
-    exists = spec.get("Exists", True)
-    if exists:
+        raise ValidationException(f"{_PREFIX}ComparisonOperator is required{where}")
+    if "Exists" not in spec and "Value" not in spec:
+        raise ValidationException(f"{_PREFIX}Value must be provided when Exists is null{where}")
+    if spec.get("Exists", True):
         if "Value" not in spec:
-            raise ValidationException(f"{_PREFIX}Value must be provided when Exists is true for Attribute: {name}")
+            raise ValidationException(f"{_PREFIX}Value must be provided when Exists is true{where}")
         wanted = spec["Value"]
         validate_value(wanted)
         return lambda item: values.equal((item or {}).get(name), wanted)
     if "Value" in spec:
-        raise ValidationException(f"{_PREFIX}Value cannot be used when Exists is false for Attribute: {name}")
+        raise ValidationException(f"{_PREFIX}Value cannot be used when Exists is false{where}")
     return lambda item: (item or {}).get(name) is None
 
 
