@@ -317,10 +317,7 @@ def test_attribute_updates() -> None:
     assert upd.updated_paths == {"a", "s", "ss", "l", "c", "more"}
     with pytest.raises(ValidationException) as info:
         E.from_attribute_updates({"s": {"Action": "ADD", "Value": S("x")}})
-    assert (
-        info.value.message
-        == "One or more parameter values were invalid: ADD action is not supported for the type STRING"
-    )
+    assert info.value.message == "One or more parameter values were invalid: ADD action is not supported for the type S"
 
 
 def test_legacy_key_conditions() -> None:

@@ -407,3 +407,43 @@ def test_writes_into_one_list_use_the_old_positions() -> None:
     assert [e["S"] for e in new["l"]["L"]] == ["a", "b", "c", "d", "y", "x"]
     new = run("REMOVE l[0] SET l[1] = :v", {":v": S("v")})
     assert [e["S"] for e in new["l"]["L"]] == ["v", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "message"),
+    [
+        # overlaps are found walking the paths as a tree, newest branch first, as DynamoDB reports them
+        (
+            "SET d[1] = a, d.b = a, c[1].a = a, #c = if_not_exists(a, a)",
+            {"#c": "c"},
+            "overlap with each other; must remove or rewrite one of these paths; path one: [c, [1], a], path two: [c]",
+        ),
+        (
+            "SET #c[3].#d = a, #c[3] = a",
+            {"#c": "c", "#d": "[3]"},
+            "overlap with each other; must remove or rewrite one of these paths; path one: [c, [3], [3]], "
+            "path two: [c, [3]]",
+        ),
+        (
+            "SET #c[3].#d = a, #c.#d[3] = if_not_exists(a, a)",
+            {"#c": "c", "#d": "[3]"},
+            "conflict with each other; must remove or rewrite one of these paths; path one: [c, [3], [3]], "
+            "path two: [c, [3], [3]]",
+        ),
+        (
+            "REMOVE a.#c SET a[1] = b",
+            {"#c": "c"},
+            "conflict with each other; must remove or rewrite one of these paths; path one: [a, c], path two: [a, [1]]",
+        ),
+    ],
+)
+def test_overlaps_reported_as_dynamodb_does(text: str, names: dict, message: str) -> None:
+    assert update_refused(text, None, names) == "Invalid UpdateExpression: Two document paths " + message
+
+
+def test_parentheses_in_updates() -> None:
+    new = run("SET a = ((m.tally) + (:one)), b = (s)", {":one": N(1)})
+    assert new["a"] == N(11) and new["b"] == S("text")
+    assert update_refused("SET a = ((s))") == "Invalid UpdateExpression: The expression has redundant parentheses;"
+    for text in ("SET a = b + c + d", "SET a = (b.c).d + e", "SET (a = (b + c))", 'SET a[1] = "eight"'):
+        assert update_refused(text).startswith("Invalid UpdateExpression: Syntax error; "), text

@@ -107,13 +107,15 @@ start: clause+
     | _DELETE path ATTR_VALUE (_COMMA path ATTR_VALUE)* -> delete_clause
 set_action: path COMP set_value
 ?set_value: operand
-    | operand PLUS operand -> plus
+    | arithmetic
+    | _LPAR arithmetic _RPAR
+?arithmetic: operand PLUS operand -> plus
     | operand MINUS operand -> minus
-    | _LPAR set_value _RPAR
 call: NAME _LPAR operand (_COMMA operand)* _RPAR
 ?operand: path
     | ATTR_VALUE -> value
     | call
+    | _LPAR operand _RPAR -> oparen
 """
     + _COMMON
 )
@@ -272,6 +274,10 @@ def parse(text: str, grammar: str, kind: str) -> RawExpression:
         checks.condition(built[0], "condition")
         tree_out: Any = built[0]
     elif grammar == "update":
+        for _, actions in built:
+            for action in actions:
+                if isinstance(action[1], tuple):
+                    checks.parens(action[1])
         checks.update(built)
         tree_out = built
     else:

@@ -62,7 +62,6 @@ _KEY_OPERATORS = {
     "BEGINS_WITH": "begins_with",
     "BETWEEN": "BETWEEN",
 }
-_TYPE_WORDS = {"S": "STRING", "N": "NUMBER", "B": "BINARY", "NULL": "NULL", "BOOL": "BOOLEAN", "L": "LIST", "M": "MAP"}
 
 
 def _arguments(op: str, spec: Mapping[str, Any]) -> list[Value]:
@@ -160,18 +159,14 @@ def from_attribute_updates(updates: Mapping[str, Any]) -> Update:
             if value is None:
                 actions.append(Action(0, "REMOVE", (name,)))
             elif kind not in ("SS", "NS", "BS"):
-                raise ValidationException(
-                    f"{_PREFIX}DELETE action with value is not supported for the type {_TYPE_WORDS.get(str(kind))}"
-                )
+                raise ValidationException(f"{_PREFIX}DELETE action with value is not supported for the type {kind}")
             else:
                 actions.append(Action(0, "DELETE", (name,), value))
         elif action == "ADD":
             if value is None:
                 raise ValidationException(_NO_VALUE)
             if kind not in ("N", "SS", "NS", "BS", "L"):
-                raise ValidationException(
-                    f"{_PREFIX}ADD action is not supported for the type {_TYPE_WORDS.get(str(kind))}"
-                )
+                raise ValidationException(f"{_PREFIX}ADD action is not supported for the type {kind}")
             actions.append(Action(0, "ADD", (name,), value))
         else:
             raise ValidationException(f"{_PREFIX}Unsupported Action: {action}")

@@ -40,33 +40,70 @@ def get(item: Item | None, path: Path) -> dict[str, Any] | None:
     return value
 
 
+class _Branch:
+    """A node of the tree of paths: its branches by part, the paths that end here, the first path through it."""
+
+    __slots__ = ("born", "ends", "kids", "part")
+
+    def __init__(self, born: int, part: str | int | None) -> None:
+        self.born = born
+        self.part = part
+        self.kids: dict[tuple[bool, str | int], _Branch] = {}
+        self.ends: list[int] = []
+
+
 def check_overlaps(paths: Iterable[Path], prefix: str = "") -> None:
-    """Refuse two paths where one is a prefix of the other (overlap) or that disagree on a part's kind
-    (conflict: ``a.b`` and ``a[0]``), as DynamoDB does in update and projection expressions; ``prefix``
-    ("Invalid UpdateExpression: ") is put before the message."""
-    seen: list[Path] = []
-    try:
-        for path in paths:
-            for other in seen:
-                _check_pair(other, path)
-            seen.append(path)
-    except ValidationException as exc:
-        raise ValidationException(prefix + exc.message) from None
+    """Refuse two paths where one is inside the other or both are the same (overlap), or that use one
+    attribute as a list and as a map (conflict: ``a.b`` and ``a[0]``), as DynamoDB does in update and
+    projection expressions. Like DynamoDB, the paths go into a tree that is walked newest branch first, so the
+    clash reported is the one DynamoDB reports; ``prefix`` ("Invalid UpdateExpression: ") leads the message."""
+    listed = list(paths)
+    root = _Branch(-1, None)
+    for index, path in enumerate(listed):
+        node = root
+        for part in path:
+            node = node.kids.setdefault((isinstance(part, int), part), _Branch(index, part))
+        node.ends.append(index)
 
+    def entries(node: _Branch) -> list[tuple[int, _Branch | None]]:
+        found: list[tuple[int, _Branch | None]] = [(kid.born, kid) for kid in node.kids.values()]
+        found += [(end, None) for end in node.ends]
+        found.sort(key=lambda entry: (-entry[0], entry[1] is not None))  # newest first, a path's end first
+        return found
 
-def _check_pair(one: Path, two: Path) -> None:
-    for p, q in zip(one, two, strict=False):
-        if isinstance(p, int) != isinstance(q, int):
-            raise ValidationException(
-                "Two document paths conflict with each other; must remove or rewrite one of these paths; "
-                f"path one: {path_str(one)}, path two: {path_str(two)}"
-            )
-        if p != q:
-            return
-    raise ValidationException(
-        "Two document paths overlap with each other; must remove or rewrite one of these paths; "
-        f"path one: {path_str(one)}, path two: {path_str(two)}"
-    )
+    def end_in(node: _Branch) -> int:
+        while True:
+            index, kid = entries(node)[0]
+            if kid is None:
+                return index
+            node = kid
+
+    def clash(what: str, x: int, y: int) -> ValidationException:
+        one, two = listed[min(x, y)], listed[max(x, y)]
+        return ValidationException(
+            f"{prefix}Two document paths {what} with each other; must remove or rewrite one of these paths; "
+            f"path one: {path_str(one)}, path two: {path_str(two)}"
+        )
+
+    def visit(node: _Branch) -> None:
+        listing = entries(node)
+        for entry in listing:
+            index, kid = entry
+            if kid is not None:
+                visit(kid)
+            for other in listing:
+                if other is entry:
+                    continue
+                if kid is None or other[1] is None:
+                    raise clash(
+                        "overlap",
+                        index if kid is None else end_in(kid),
+                        other[0] if other[1] is None else end_in(other[1]),
+                    )
+                if isinstance(other[1].part, int) != isinstance(kid.part, int):
+                    raise clash("conflict", end_in(other[1]), end_in(kid))
+
+    visit(root)
 
 
 def project(item: Item, paths: Iterable[Path]) -> Item:

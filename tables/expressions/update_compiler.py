@@ -13,7 +13,7 @@ from typing import Any
 from . import paths, values
 from .binding import Binder
 from .errors import ValidationException
-from .grammar import parse
+from .grammar import parse, unwrap
 from .update import INCORRECT_TYPE, Action, Compute, Update
 
 Value = dict[str, Any]
@@ -44,6 +44,7 @@ class _Compiler:
 
     def names(self, node: Any) -> None:
         """Resolve every #name in a SET operand (DynamoDB checks them all before any value)."""
+        node = unwrap(node)
         tag = node[0]
         if tag == "path":
             self.binder.path(node[1])
@@ -56,6 +57,7 @@ class _Compiler:
 
     def value(self, node: Any) -> tuple[Compute, str | None, bool]:
         """A SET operand: its function of the old item, its type when known, whether it is a path."""
+        node = unwrap(node)
         tag = node[0]
         if tag == "path":
             path = self.binder.path(node[1])
