@@ -315,6 +315,14 @@ def test_attribute_updates() -> None:
     )
     assert upd.apply(ITEM) == {"a": N(7), "s": S("new"), "ss": {"SS": ["y"]}, "c": N(1), "more": {"NS": ["1"]}}
     assert upd.updated_paths == {"a", "s", "ss", "l", "c", "more"}
+    for updates in (
+        {"ss": {"Action": "DELETE", "Value": {"NS": ["1"]}}},
+        {"ss": {"Action": "ADD", "Value": {"NS": ["1"]}}},
+        {"a": {"Action": "DELETE", "Value": {"NS": ["1"]}}},
+    ):
+        with pytest.raises(ValidationException) as info:
+            E.from_attribute_updates(updates).apply(ITEM)
+        assert info.value.message == "Type mismatch for attribute to update"
     with pytest.raises(ValidationException) as info:
         E.from_attribute_updates({"s": {"Action": "ADD", "Value": S("x")}})
     assert info.value.message == "One or more parameter values were invalid: ADD action is not supported for the type S"

@@ -170,7 +170,7 @@ def from_attribute_updates(updates: Mapping[str, Any]) -> Update:
             actions.append(Action(0, "ADD", (name,), value))
         else:
             raise ValidationException(f"{_PREFIX}Unsupported Action: {action}")
-    return Update(actions)
+    return Update(actions, type_error="Type mismatch for attribute to update")
 
 
 def _constant(value: Value) -> Callable[[Item], Value]:

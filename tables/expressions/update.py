@@ -43,8 +43,11 @@ class Action:
 class Update:
     """A compiled update. ``updated_paths``: the top-level names it touches; ``targets``: every path it writes."""
 
-    def __init__(self, actions: list[Action]) -> None:
+    def __init__(self, actions: list[Action], type_error: str = INCORRECT_TYPE) -> None:
+        """``type_error``: the message for ADD or DELETE on an attribute of another type (the legacy
+        AttributeUpdates has its own)."""
         self.actions = actions
+        self.type_error = type_error
         self.targets: list[Path] = [a.path for a in actions]
         self.updated_paths = {str(p[0]) for p in self.targets}
 
@@ -69,7 +72,7 @@ class Update:
             elif action.kind in ("ADD", "DELETE"):
                 current = paths.get(old, action.path) if _writable(old, action.path) else None
                 if current is not None:
-                    _check_set_operation(action, current)
+                    _check_set_operation(action, current, self.type_error)
         for clause in sorted({a.clause for a in self.actions}, reverse=True):
             in_clause = [(i, a) for i, a in enumerate(self.actions) if a.clause == clause]
             for _, action in in_clause:
@@ -122,14 +125,14 @@ def _writable(item: Item, path: Path) -> bool:
     return parent is not None and _holds(parent, path[-1])
 
 
-def _check_set_operation(action: Action, current: Value) -> None:
+def _check_set_operation(action: Action, current: Value, type_error: str) -> None:
     kind, wanted = values.type_of(current), values.type_of(action.operand)
     if action.kind == "ADD":
         fits = kind == wanted and wanted in ("N", "SS", "NS", "BS", "L")
     else:
         fits = kind == wanted
     if not fits:
-        raise ValidationException(INCORRECT_TYPE)
+        raise ValidationException(type_error)
     if action.kind == "ADD" and kind == "N":
         values.add(Decimal(current["N"]), Decimal(action.operand["N"]))
 
