@@ -447,3 +447,20 @@ def test_parentheses_in_updates() -> None:
     assert update_refused("SET a = ((s))") == "Invalid UpdateExpression: The expression has redundant parentheses;"
     for text in ("SET a = b + c + d", "SET a = (b.c).d + e", "SET (a = (b + c))", 'SET a[1] = "eight"'):
         assert update_refused(text).startswith("Invalid UpdateExpression: Syntax error; "), text
+
+
+def test_many_writes_into_nested_maps_and_lists() -> None:
+    key = S("k")
+    old = {"a": key, "b": {"M": {"a": N(1), "b": N(2), "c": N(3)}}, "c": {"L": [N(1), N(3)]}}
+    upd = E.update(
+        "set b.c=((c[1])+(b.a)),b.a = a,c[1] = a, c[4] = b.a - b.b, c[2] = b.c add c[8] :b, c[6] :a",
+        None,
+        {":a": N(2), ":b": {"SS": ["a"]}},
+    )
+    new = upd.apply(old)
+    assert new == {
+        "a": key,
+        "b": {"M": {"a": key, "b": N(2), "c": N(4)}},
+        "c": {"L": [N(1), key, N(3), N(-1), N(2), {"SS": ["a"]}]},
+    }
+    assert upd.updated(new) == {"b": {"M": {"a": key, "c": N(4)}}, "c": {"L": [key, N(3), N(2)]}}
