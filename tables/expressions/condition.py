@@ -1,9 +1,11 @@
 """ConditionExpression and FilterExpression: bound to a request's placeholders, compiled to closures.
 
 A condition is compiled once per request into nested functions of the item, so a Scan's filter costs one
-call chain per item. Semantics are DynamoDB's: comparisons are type-strict (different types compare false,
-``<>`` true), a missing path is an absent attribute, ``size()`` of a type without a size makes the
-comparison false.
+call chain per item. Semantics are DynamoDB's: comparisons are type-strict (values of different types are
+unequal, and cannot be ordered), a missing path is an absent attribute (unequal to anything), ``size()`` of
+a type without a size makes the comparison false. Checks that need the placeholders (undefined ones,
+operands that must be distinct, operand types known before evaluation) run as each operator's operands are
+bound, so the first problem in the order written is the one reported.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ Value = dict[str, Any]
 Item = dict[str, Any]
 
 _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "="}
-_KEY_TYPES = ("S", "N", "B")
 SCHEMA_MISMATCH = "One or more parameter values were invalid: Condition parameter type does not match schema type"
 
 
