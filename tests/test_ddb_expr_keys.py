@@ -313,6 +313,9 @@ def test_attribute_updates() -> None:
             "more": {"Action": "ADD", "Value": {"NS": ["1"]}},
         }
     )
+    assert E.from_attribute_updates({"l": {"Action": "ADD", "Value": {"L": [N(1)]}}}).apply(ITEM)["l"] == {
+        "L": [S("x"), N(1)]
+    }
     assert upd.apply(ITEM) == {"a": N(7), "s": S("new"), "ss": {"SS": ["y"]}, "c": N(1), "more": {"NS": ["1"]}}
     assert upd.updated_paths == {"a", "s", "ss", "l", "c", "more"}
     for updates in (

@@ -177,6 +177,7 @@ def test_check_key() -> None:
             {":v": {"L": []}},
             "An operand in the update expression has an incorrect data type",
         ),
+        ("SET a = list_append(l, s)", None, "An operand in the update expression has an incorrect data type"),
         ("ADD s :v", {":v": N(1)}, "An operand in the update expression has an incorrect data type"),
         ("ADD ss :v", {":v": {"NS": ["1"]}}, "An operand in the update expression has an incorrect data type"),
         ("DELETE ss :v", {":v": {"NS": ["1"]}}, "An operand in the update expression has an incorrect data type"),

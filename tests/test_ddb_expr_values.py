@@ -233,3 +233,22 @@ def test_validate_item() -> None:
     with pytest.raises(ValidationException) as info:
         E.validate_item({"pk": {"B": ""}, "sk": {"N": "1"}}, {"pk": "HASH", "sk": "RANGE"}, {"pk": "B", "sk": "N"})
     assert info.value.message.endswith("cannot contain an empty binary value. Key: pk")
+
+
+def test_binary_and_set_semantics() -> None:
+    item = {"b": {"B": "AAECAw=="}, "bs": {"BS": ["AA==", "AQI="]}}
+    assert E.condition("contains(b, :p)", None, {":p": {"B": "AQI="}}).evaluate(item)
+    assert not E.condition("contains(b, :p)", None, {":p": {"S": "x"}}).evaluate(item)
+    assert E.item_size(item) == 1 + 4 + 2 + 1 + 2
+    new = E.update("DELETE bs :v", None, {":v": {"BS": ["AQI="]}}).apply(item)
+    assert new["bs"] == {"BS": ["AA=="]}
+    with pytest.raises(ValidationException):
+        E.sort_key_bytes({"SS": ["a"]})
+    with pytest.raises(ValidationException) as info:
+        E.validate_key(
+            {"pk": {"S": "a"}, "sk": {"S": "x" * 1025}}, {"pk": "HASH", "sk": "RANGE"}, {"pk": "S", "sk": "S"}
+        )
+    assert info.value.message == (
+        "One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit "
+        "of 1024 bytes"
+    )

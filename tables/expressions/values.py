@@ -103,10 +103,6 @@ def add(a: Decimal, b: Decimal) -> Decimal:
     return check_number(EXACT.add(a, b))
 
 
-def subtract(a: Decimal, b: Decimal) -> Decimal:
-    return check_number(EXACT.subtract(a, b))
-
-
 def binary(text: str | bytes) -> bytes:
     """A B value's bytes (the wire carries base64; botocore's parsed params may already hold bytes)."""
     if isinstance(text, bytes | bytearray):
