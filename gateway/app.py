@@ -158,7 +158,8 @@ class Gateway:
         VersionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         self.tables = TablesApi(open_database(self.settings.tables_dsn, self.settings.state_dir),
-                                self.settings.region, self.settings.account, nudge=self._nudge_outbox)
+                                self.settings.region, self.settings.account, nudge=self._nudge_outbox,
+                                collection_limit=self.settings.tables_collection_limit)
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first

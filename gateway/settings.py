@@ -60,6 +60,8 @@ class GatewaySettings:
     #: DynamoDB's database: empty for SQLite under the state dir, else sqlite:///path or postgresql://...
     tables_dsn: str = ""
     state_dir: str = ""
+    #: The size of an item collection of a table with local secondary indexes (DynamoDB: 10 GB).
+    tables_collection_limit: int = 10 * 1024 ** 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> GatewaySettings:
@@ -85,6 +87,8 @@ class GatewaySettings:
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
             role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
+            tables_collection_limit=env_int(environ, "KAMBDA_TABLES_COLLECTION_LIMIT", 10 * 1024 ** 3, 1024,
+                                            10 * 1024 ** 3),
             state_dir=str(state_dir(environ)),
             sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
         )

@@ -28,8 +28,9 @@ def open_database(dsn: str, state_dir: str) -> Database:
 
 class TablesApi:
     def __init__(self, db: Database, region: str, account: str, clock: Clock = time.time,
-                 nudge: Callable[[], Awaitable[None]] | None = None) -> None:
+                 nudge: Callable[[], Awaitable[None]] | None = None, collection_limit: int = 10 * 1024 ** 3) -> None:
         self.db = db
+        self._collection_limit = collection_limit
         #: Called after a write to a table with a stream: wakes the outbox forwarder (tables/outbox.py).
         self._nudge = nudge
         self.region, self.account = region, account
@@ -75,7 +76,8 @@ class TablesApi:
         front.register("dynamodb", "ExecuteStatement", self._statement, self._resources)
 
     def _item(self, op: items.Write) -> Callable[[Tx, dict[str, Any]], dict[str, Any]]:
-        return lambda tx, params: op(tx, items.Env(self.specs, self.region, self._clock()), params)
+        return lambda tx, params: op(tx, items.Env(self.specs, self.region, self._clock(), self._collection_limit),
+                                     params)
 
     def _writer(self, work: Callable[[Tx, dict[str, Any]], dict[str, Any]]) -> Any:
         async def handle(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

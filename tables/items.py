@@ -20,6 +20,7 @@ from tables import codec, expressions, storage
 from tables.codec import Item
 from tables.errors import (
     IdempotentParameterMismatch,
+    ItemCollectionSizeLimitExceeded,
     TransactionCanceled,
     condition_failed,
     validation,
@@ -39,6 +40,8 @@ class Env:
     specs: Specs
     region: str
     now: float
+    #: The size an item collection (a partition of a table with local secondary indexes) may reach: 10 GB.
+    collection_limit: int = 10 * 1024 ** 3
 
 
 def wrap(exc: expressions.ValidationException) -> Exception:
@@ -135,6 +138,12 @@ def _write(tx: Tx, env: Env, table: Table, key: Key, old: Item | None, new: Item
         storage.write(tx, table, key, old, new, env.region, env.now)
     except expressions.ValidationException as exc:
         raise wrap(exc) from None
+    if new is not None and any(i.local for i in table.indexes):
+        size = storage.collection_size(tx, table, key)
+        if size > env.collection_limit:
+            raise ItemCollectionSizeLimitExceeded("Item collection size limit exceeded", ItemCollectionMetrics={
+                "ItemCollectionKey": {table.hash: new[table.hash]},
+                "SizeEstimateRangeGB": [size / 1024 ** 3, size / 1024 ** 3]})
 
 
 def delete(tx: Tx, env: Env, params: dict[str, Any]) -> dict[str, Any]:

@@ -367,6 +367,13 @@ def drop_rows(tx: Tx, tid: int) -> None:
     tx.execute("DELETE FROM ddb_index WHERE tid = ?", (tid,))
 
 
+def collection_size(tx: Tx, table: Table, key: Key) -> int:
+    """The bytes of one partition's items (an item collection, which local secondary indexes bound)."""
+    rows = tx.execute("SELECT coalesce(sum(size), 0) FROM ddb_items WHERE tid = ? AND h = ? AND pk = ?",
+                      (table.tid, key.h, key.pk))
+    return int(rows[0][0])
+
+
 def counts(tx: Tx, tid: int) -> tuple[int, int]:
     rows = tx.execute("SELECT count(*), coalesce(sum(size), 0) FROM ddb_items WHERE tid = ?", (tid,))
     return int(rows[0][0]), int(rows[0][1])

@@ -20,7 +20,9 @@ __all__ = ["make_table"]
 @pytest.fixture(scope="module", params=ENGINES)
 def ddb_platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with contextlib.ExitStack() as stack:
-        yield start_platform(request.param, tmp_path_factory.mktemp("ddb"), stack)
+        # A small item collection limit (DynamoDB's is 10 GB), so that a test reaches it.
+        yield start_platform(request.param, tmp_path_factory.mktemp("ddb"), stack,
+                             {"KAMBDA_TABLES_COLLECTION_LIMIT": "20000"})
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +409,20 @@ def test_partiql_statements(ddb: Any, make_table: Any) -> None:
     with pytest.raises(ClientError) as exc:
         ddb.execute_statement(Statement="DROP TABLE x")
     assert error(exc)[0] == "ValidationException"
+
+
+def test_item_collection_limit_of_local_indexes(ddb: Any, make_table: Any) -> None:
+    name = make_table(extra_types={"when": "N"}, LocalSecondaryIndexes=[{"IndexName": "bywhen", "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "when", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    for i in range(3):
+        ddb.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": str(i)}, "when": {"N": str(i)},
+                                           "pad": {"S": "x" * 5000}})
+    with pytest.raises(ClientError) as exc:
+        for i in range(3, 6):
+            ddb.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": str(i)}, "pad": {"S": "x" * 5000}})
+    assert error(exc) == ("ItemCollectionSizeLimitExceededException", "Item collection size limit exceeded")
+    ddb.put_item(TableName=name, Item={"pk": {"S": "other"}, "sk": {"S": "0"}, "pad": {"S": "x" * 5000}})
+    count = ddb.query(TableName=name, KeyConditionExpression="pk = :p", Select="COUNT",
+                      ExpressionAttributeValues={":p": {"S": "p"}})["Count"]
+    assert count == 3  # the refused write left nothing
