@@ -34,7 +34,7 @@ def handler(event, context):
 def ddb_platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with contextlib.ExitStack() as stack:
         yield start_platform(request.param, tmp_path_factory.mktemp("ddbs"), stack,
-                             {"KAMBDA_TABLES_TTL_INTERVAL": "0.2"})
+                             {"KAMBDA_TABLES_TTL_INTERVAL": "0.2", "KAMBDA_ASYNC_RETRY_BASE": "0.05"})
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,82 @@ def test_mapping_validation(ddb_platform: Platform, ddb: Any, make_table: Any) -
         assert exc.value.response["Error"]["Code"] == "InvalidParameterValueException"
     finally:
         lam.delete_function(FunctionName=fname)
+
+
+PICKY = """
+import json, os
+def handler(event, context):
+    ledger = os.environ["LEDGER"]
+    with open(ledger, "a") as f:
+        for r in event.get("Records", []):
+            f.write(json.dumps([r["dynamodb"]["SequenceNumber"], int(r["dynamodb"]["NewImage"]["n"]["N"])]) + "\\n")
+        if "DDBStreamBatchInfo" in event:
+            f.write(json.dumps(event["DDBStreamBatchInfo"]) + "\\n")
+    bad = [r for r in event.get("Records", []) if "bad" in r["dynamodb"]["NewImage"]]
+    if os.environ["MODE"] == "report":
+        if bad and not os.path.exists(ledger + ".reported"):
+            open(ledger + ".reported", "w").close()
+            return {"batchItemFailures": [{"itemIdentifier": bad[0]["dynamodb"]["SequenceNumber"]}]}
+        return {}
+    if bad and os.environ["MODE"] == "raise":
+        raise Exception("a bad record")
+    return {}
+"""
+
+
+def test_partial_failures_bisection_destinations_and_filters(ddb_platform: Platform, ddb: Any, make_table: Any,
+                                                             tmp_path: Path) -> None:
+    lam = ddb_platform.lambda_client()
+    name = make_table(StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    made: list[str] = []
+    mappings: list[str] = []
+
+    def function(mode: str) -> tuple[str, Path]:
+        fname, ledger = unique(f"esm-{mode}"), tmp_path / f"{mode}.jsonl"
+        lam.create_function(FunctionName=fname, Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::000000000000:role/test", Code={"ZipFile": make_zip({"app.py": PICKY})},
+                            Environment={"Variables": {"LEDGER": str(ledger), "MODE": mode}})
+        made.append(fname)
+        return fname, ledger
+
+    def mapping(fname: str, **params: Any) -> None:
+        mappings.append(lam.create_event_source_mapping(
+            FunctionName=fname, EventSourceArn=arn, StartingPosition="TRIM_HORIZON", BatchSize=10,
+            MaximumBatchingWindowInSeconds=1, **params)["UUID"])
+
+    try:
+        report, report_ledger = function("report")
+        mapping(report, FunctionResponseTypes=["ReportBatchItemFailures"])
+        raising, raising_ledger = function("raise")
+        dlq, dlq_ledger = function("dlq")
+        destination = f"arn:aws:lambda:us-east-1:000000000000:function:{dlq}"
+        mapping(raising, BisectBatchOnFunctionError=True, MaximumRetryAttempts=0,
+                DestinationConfig={"OnFailure": {"Destination": destination}})
+        filtered, filtered_ledger = function("plain")
+        mapping(filtered, FilterCriteria={"Filters": [{"Pattern": json.dumps(
+            {"dynamodb": {"NewImage": {"n": {"N": ["7"]}}}})}]})
+        ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {
+            "pk": {"S": f"k{n}"}, "sk": {"S": "1"}, "n": {"N": str(n)}, **({"bad": {"BOOL": True}} if n == 4 else {})}}}
+            for n in range(10)]})
+        wait_for(lambda: dlq_ledger.exists() and dlq_ledger.read_text().strip(), timeout=90, what="the failure")
+        info = json.loads(dlq_ledger.read_text().splitlines()[0])
+        assert info["batchSize"] == 1 and info["streamArn"] == arn  # bisected down to the bad record alone
+        assert info["startSequenceNumber"] == info["endSequenceNumber"]
+        wait_for(lambda: {n for _, n in _lines(raising_ledger)} == set(range(10)), timeout=60, what="the rest")
+        wait_for(lambda: {n for _, n in _lines(report_ledger)} == set(range(10)), timeout=60, what="the report")
+        seen = [n for _, n in _lines(report_ledger)]
+        assert seen.count(4) == 2 and all(seen.count(n) == 1 for n in range(4))  # only 4 and after are retried
+        firsts = list(dict.fromkeys(seen))
+        assert firsts == sorted(firsts)
+        wait_for(lambda: _lines(filtered_ledger), timeout=60, what="the filtered record")
+        assert [n for _, n in _lines(filtered_ledger)] == [7]
+    finally:
+        for uid in mappings:
+            lam.delete_event_source_mapping(UUID=uid)
+        for fname in made:
+            lam.delete_function(FunctionName=fname)
+
+
+def _lines(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
