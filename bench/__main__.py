@@ -350,7 +350,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             kambda.terminate()
             kambda.wait(30)
     scaling = await workers.scaling(args.worker_events, args.worker_bus_events)
-    tables_result = await tables.figures(args.clients, args.table_seconds, args.table_partition, args.table_records)
+    tables_result = await tables.figures(args.clients, args.table_seconds, args.table_partition, args.table_records,
+                                         args.table_transfers)
     result: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
@@ -405,6 +406,7 @@ def main() -> None:
     parser.add_argument("--table-seconds", type=float, default=5.0, help="length of each DynamoDB load run")
     parser.add_argument("--table-partition", type=int, default=100_000, help="items of the queried partition")
     parser.add_argument("--table-records", type=int, default=100, help="records timed from PutItem to function")
+    parser.add_argument("--table-transfers", type=int, default=10_000, help="bank transfers (TransactWriteItems)")
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
     parser.add_argument("--quick", action="store_true", help="tiny counts, for a smoke run")
     args = parser.parse_args()
@@ -413,7 +415,7 @@ def main() -> None:
         args.seconds, args.clients, args.burst, args.events, args.messages = 0.5, 4, 10, 50, 200
         args.bus_events, args.match_events = 50, 20
         args.worker_events, args.worker_bus_events = 50, 50
-        args.table_seconds, args.table_partition, args.table_records = 0.3, 300, 3
+        args.table_seconds, args.table_partition, args.table_records, args.table_transfers = 0.3, 300, 3, 30
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

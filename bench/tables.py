@@ -114,6 +114,54 @@ async def api_figures(url: str, clients: int, seconds: float, seed: int) -> dict
         return out
 
 
+async def bank(url: str, transfers: int, clients: int = 8) -> dict[str, Any]:
+    """Random TransactWriteItems transfers between 10 accounts from ``clients`` writers; the total must hold."""
+    rng = random.Random(11)
+    async with aiohttp.ClientSession() as session:
+        await call(session, url, "CreateTable", {
+            "TableName": "bank", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]})
+        for i in range(10):
+            await call(session, url, "PutItem", {"TableName": "bank", "Item": {"id": {"S": f"a{i}"},
+                                                                               "bal": {"N": "1000"}}})
+        left = iter(range(transfers))
+        done = refused = 0
+        deadline = time.monotonic() + 90  # bounded: PostgreSQL retries conflicting transfers of 10 hot rows
+
+        async def writer() -> None:
+            nonlocal done, refused
+            for _ in left:
+                if time.monotonic() > deadline:
+                    return
+                src, dst = rng.sample(range(10), 2)
+                amount = {":a": {"N": str(rng.randint(1, 400))}}
+                async with session.post(url + "/", data=json.dumps({"TransactItems": [
+                        {"Update": {"TableName": "bank", "Key": {"id": {"S": f"a{src}"}},
+                                    "UpdateExpression": "SET bal = bal - :a", "ConditionExpression": "bal >= :a",
+                                    "ExpressionAttributeValues": amount}},
+                        {"Update": {"TableName": "bank", "Key": {"id": {"S": f"a{dst}"}},
+                                    "UpdateExpression": "SET bal = bal + :a", "ExpressionAttributeValues": amount}}]}),
+                        headers={"X-Amz-Target": TARGET + "TransactWriteItems",
+                                 "Content-Type": "application/x-amz-json-1.0"}) as response:
+                    answer = await response.json(content_type=None)
+                    if response.status == 200:
+                        done += 1
+                    elif answer.get("__type") == "TransactionCanceledException":
+                        refused += 1
+                    else:
+                        raise RuntimeError(answer)
+
+        began = time.monotonic()
+        await asyncio.gather(*(writer() for _ in range(clients)))
+        seconds = time.monotonic() - began
+        scanned = await call(session, url, "Scan", {"TableName": "bank", "ConsistentRead": True})
+        balances = [int(i["bal"]["N"]) for i in scanned["Items"]]
+        return {"transfers": done + refused, "applied": done, "refused": refused,
+                "per_second": (done + refused) / seconds,
+                "total_kept": sum(balances) == 10_000 and min(balances) >= 0}
+
+
 async def query_figures(url: str, clients: int, seconds: float, partition: int) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients * 2)) as session:
         rng = random.Random(3)
@@ -220,7 +268,8 @@ async def stream_latency(url: str, shared: Path, records: int) -> dict[str, Any]
             "p90_ms": delays[int(len(delays) * 0.9)] if delays else float("nan")}
 
 
-async def one_engine(engine: str, clients: int, seconds: float, partition: int, records: int) -> dict[str, Any]:
+async def one_engine(engine: str, clients: int, seconds: float, partition: int, records: int,
+                     transfers: int) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         dsn = None
@@ -230,6 +279,7 @@ async def one_engine(engine: str, clients: int, seconds: float, partition: int, 
         proc, url = start(tmp / "state", dsn)
         stack.callback(lambda: (proc.terminate(), proc.wait(30)))
         result: dict[str, Any] = {"api": await api_figures(url, clients, seconds, 0)}
+        result["bank"] = await bank(url, transfers)
         db = Database.open(dsn, tmp / "state" / "tables" / "tables.db")
         try:
             async with aiohttp.ClientSession() as session:
@@ -254,11 +304,11 @@ async def one_engine(engine: str, clients: int, seconds: float, partition: int, 
 
 
 async def figures(clients: int = 32, seconds: float = 5.0, partition: int = 100_000,
-                  records: int = 100) -> dict[str, Any]:
+                  records: int = 100, transfers: int = 10_000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for engine in ("sqlite", "postgresql"):
         try:
-            out[engine] = await one_engine(engine, clients, seconds, partition, records)
+            out[engine] = await one_engine(engine, clients, seconds, partition, records, transfers)
         except pg.Unavailable as exc:
             out[engine] = {"unavailable": str(exc)}
     return out
@@ -286,6 +336,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append("| Query 100 of 100,000: p50 ms (1) / per second (32) | " + " | ".join(
         f"{cell(e, 'query_100', 'p50_ms_1', fmt='{:.2f}')} / {cell(e, 'query_100', 'per_second_32')}"
         for e in ("sqlite", "postgresql")) + " |")
+    lines.append("| bank: random 2-item TransactWriteItems from 8 clients: per second / total kept | " + " | ".join(
+        f"{cell(e, 'bank', 'per_second')} / {cell(e, 'bank', 'total_kept', fmt='{}')}"
+        for e in ("sqlite", "postgresql")) + " |")
     lines.append("| stream to function: p50 / p90 ms | " + " | ".join(
         f"{cell(e, 'stream_to_function', 'p50_ms', fmt='{:.1f}')} / "
         f"{cell(e, 'stream_to_function', 'p90_ms', fmt='{:.1f}')}" for e in ("sqlite", "postgresql")) + " |")
@@ -298,11 +351,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--partition", type=int, default=100_000)
     parser.add_argument("--records", type=int, default=100)
+    parser.add_argument("--transfers", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.clients, args.partition, args.records = 0.5, 4, 500, 5
-    result = asyncio.run(figures(args.clients, args.seconds, args.partition, args.records))
+        args.seconds, args.clients, args.partition, args.records, args.transfers = 0.5, 4, 500, 5, 50
+    result = asyncio.run(figures(args.clients, args.seconds, args.partition, args.records, args.transfers))
     print(json.dumps(result, indent=2))
     print(markdown(result))
 
