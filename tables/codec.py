@@ -21,60 +21,55 @@ from tables.errors import validation
 
 Item = dict[str, Any]
 HASH_SPACE = 1 << 32
-SCALARS = {"S", "N", "B"}
 
 
 def inbound(item: Item | None) -> Item | None:
-    """An item (or key, or attribute value map) from the front door: blobs to base64, every value checked."""
+    """An item (or key, or attribute value map) from the front door: blobs to base64, every value checked with
+    DynamoDB's messages (tables.expressions.validate_value), numbers in the form DynamoDB stores."""
     if item is None:
         return None
     return {name: inbound_value(value) for name, value in item.items()}
 
 
 def inbound_value(value: Any) -> Any:
+    wire = _blobs_to_text(value)
+    try:
+        expressions.validate_value(wire)
+        return _normal_numbers(wire)
+    except expressions.ValidationException as exc:
+        raise validation(exc.message) from None
+
+
+def _blobs_to_text(value: Any) -> Any:
     if not isinstance(value, dict) or len(value) != 1:
-        raise validation("Supplied AttributeValue has more than one datatypes set, must contain exactly one of "
-                         "the supported datatypes" if isinstance(value, dict) and value else
-                         "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
+        return value
     (kind, inner), = value.items()
-    if kind == "S":
-        return value
-    if kind == "N":
-        return {"N": normal_number(inner)}
-    if kind == "B":
-        return {"B": base64.b64encode(inner).decode() if isinstance(inner, bytes | bytearray) else inner}
-    if kind in ("SS", "NS", "BS"):
-        if not inner:
-            raise validation("One or more parameter values were invalid: An string set  may not be empty"
-                             if kind == "SS" else "One or more parameter values were invalid: An number set  may "
-                             "not be empty" if kind == "NS" else
-                             "One or more parameter values were invalid: Binary sets should not be empty")
-        if kind == "NS":
-            members = [normal_number(n) for n in inner]
-        elif kind == "BS":
-            members = [base64.b64encode(b).decode() if isinstance(b, bytes | bytearray) else b for b in inner]
-        else:
-            members = list(inner)
-        if len(set(members)) != len(members):
-            raise validation(f"One or more parameter values were invalid: Input collection {inner!r} contains "
-                             "duplicates.")
-        return {kind: members}
-    if kind == "M":
-        return {"M": {k: inbound_value(v) for k, v in inner.items()}}
-    if kind == "L":
-        return {"L": [inbound_value(v) for v in inner]}
-    if kind in ("NULL", "BOOL"):
-        return value
-    raise validation(f"Supplied AttributeValue has an unknown datatype {kind}")
+    if kind == "B" and isinstance(inner, bytes | bytearray):
+        return {"B": base64.b64encode(inner).decode()}
+    if kind == "BS" and isinstance(inner, list):
+        return {"BS": [base64.b64encode(b).decode() if isinstance(b, bytes | bytearray) else b for b in inner]}
+    if kind == "M" and isinstance(inner, dict):
+        return {"M": {k: _blobs_to_text(v) for k, v in inner.items()}}
+    if kind == "L" and isinstance(inner, list):
+        return {"L": [_blobs_to_text(v) for v in inner]}
+    return value
+
+
+def _normal_numbers(value: Item) -> Item:
+    if "N" in value:
+        return {"N": normal_number(value["N"])}
+    if "NS" in value:
+        return {"NS": [normal_number(n) for n in value["NS"]]}
+    if "M" in value:
+        return {"M": {k: _normal_numbers(v) for k, v in value["M"].items()}}
+    if "L" in value:
+        return {"L": [_normal_numbers(v) for v in value["L"]]}
+    return value
 
 
 def normal_number(text: str) -> str:
     """A number as DynamoDB gives it back: validated (38 digits, its range), no exponent, no trailing zeros."""
-    value = expressions.number(text)
-    if value.is_zero():
-        return "0"
-    out = format(value.normalize(), "f")
-    return out
+    return expressions.number_text(text)
 
 
 def outbound(item: Item | None) -> Item | None:

@@ -205,12 +205,13 @@ def query(tx: Tx, specs: Specs, params: dict[str, Any]) -> dict[str, Any]:
                          "{KeyConditionExpression}")
     try:
         if params.get("KeyConditionExpression") is not None:
-            kc = expressions.key_condition(params["KeyConditionExpression"], names, values, schema)
+            kc = expressions.key_condition(params["KeyConditionExpression"], names, values, schema,
+                                           {name: table.types[name] for name in schema})
         elif params.get("KeyConditions"):
             conds = {name: {**spec, "AttributeValueList": [codec.inbound_value(v) for v in
                                                            spec.get("AttributeValueList") or []]}
                      for name, spec in params["KeyConditions"].items()}
-            kc = expressions.from_key_conditions(conds, schema)
+            kc = expressions.from_key_conditions(conds, schema, {name: table.types[name] for name in schema})
         else:
             raise validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the "
                              "request.")
