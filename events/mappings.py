@@ -128,11 +128,7 @@ class Mappings:
             self._ddb_defaults(mapping)
         await self._validate(mapping)
         if ddb_stream(mapping) is not None:
-            for name, subjects in ddb_consumers(mapping):
-                await self._js.add_consumer(bus.DDB_STREAM, ConsumerConfig(
-                    durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
-                    deliver_policy=DeliverPolicy.NEW if mapping.starting_position == "LATEST" else DeliverPolicy.ALL,
-                    filter_subjects=subjects, max_ack_pending=mapping.batch_size, max_waiting=512))
+            await self._ddb_consumers(mapping)
         elif mapping.event_source_arn.startswith(STREAM_SOURCE):
             await self._js.add_consumer(stream_of(mapping), ConsumerConfig(
                 durable_name=consumer_name(mapping), ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
@@ -157,9 +153,19 @@ class Mappings:
             else:
                 setattr(mapping, field, getattr(changes, field))
         await self._validate(mapping)
+        if ddb_stream(mapping) is not None and "batch_size" in fields:
+            await self._ddb_consumers(mapping)  # one batch unacknowledged: the new size
         mapping.state = "Enabled" if mapping.enabled else "Disabled"
         await self._put(mapping)
         return mapping
+
+    async def _ddb_consumers(self, mapping: EventSourceMapping) -> None:
+        """Create (or change) a DynamoDB stream mapping's consumers: at most one batch unacknowledged each."""
+        for name, subjects in ddb_consumers(mapping):
+            await self._js.add_consumer(bus.DDB_STREAM, ConsumerConfig(
+                durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
+                deliver_policy=DeliverPolicy.NEW if mapping.starting_position == "LATEST" else DeliverPolicy.ALL,
+                filter_subjects=subjects, max_ack_pending=mapping.batch_size, max_waiting=512))
 
     async def delete(self, uid: str) -> EventSourceMapping:
         mapping = self.get(uid)

@@ -182,6 +182,12 @@ def test_mapping_validation(ddb_platform: Platform, ddb: Any, make_table: Any) -
             lam.create_event_source_mapping(FunctionName=fname, EventSourceArn=arn, StartingPosition="LATEST",
                                             ParallelizationFactor=11)
         assert exc.value.response["Error"]["Code"] == "InvalidParameterValueException"
+        uid = lam.create_event_source_mapping(FunctionName=fname, EventSourceArn=arn, StartingPosition="LATEST",
+                                              BatchSize=50)["UUID"]
+        lam.update_event_source_mapping(UUID=uid, BatchSize=5, MaximumRecordAgeInSeconds=120)
+        got = lam.get_event_source_mapping(UUID=uid)
+        assert (got["BatchSize"], got["MaximumRecordAgeInSeconds"], got["MaximumRetryAttempts"]) == (5, 120, -1)
+        lam.delete_event_source_mapping(UUID=uid)
     finally:
         lam.delete_function(FunctionName=fname)
 
