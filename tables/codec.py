@@ -32,7 +32,7 @@ def inbound(item: Item | None) -> Item | None:
 
 
 def inbound_value(value: Any) -> Any:
-    wire = _blobs_to_text(value)
+    wire = wire_value(value)
     try:
         expressions.validate_value(wire)
         return _normal_numbers(wire)
@@ -40,7 +40,8 @@ def inbound_value(value: Any) -> Any:
         raise validation(exc.message) from None
 
 
-def _blobs_to_text(value: Any) -> Any:
+def wire_value(value: Any) -> Any:
+    """A value with its blobs as base64 text, unchecked (as DynamoDB JSON carries it)."""
     if not isinstance(value, dict) or len(value) != 1:
         return value
     (kind, inner), = value.items()
@@ -49,9 +50,9 @@ def _blobs_to_text(value: Any) -> Any:
     if kind == "BS" and isinstance(inner, list):
         return {"BS": [base64.b64encode(b).decode() if isinstance(b, bytes | bytearray) else b for b in inner]}
     if kind == "M" and isinstance(inner, dict):
-        return {"M": {k: _blobs_to_text(v) for k, v in inner.items()}}
+        return {"M": {k: wire_value(v) for k, v in inner.items()}}
     if kind == "L" and isinstance(inner, list):
-        return {"L": [_blobs_to_text(v) for v in inner]}
+        return {"L": [wire_value(v) for v in inner]}
     return value
 
 

@@ -49,7 +49,24 @@ def wrap(exc: expressions.ValidationException) -> Exception:
 
 
 def _names_values(params: dict[str, Any]) -> tuple[dict[str, str] | None, dict[str, Item] | None]:
-    return params.get("ExpressionAttributeNames"), codec.inbound(params.get("ExpressionAttributeValues"))
+    """The placeholder maps, checked as DynamoDB checks them before any expression."""
+    names, raw = params.get("ExpressionAttributeNames"), params.get("ExpressionAttributeValues")
+    try:
+        expressions.check_placeholder_maps(names, {k: codec.wire_value(v) for k, v in raw.items()}
+                                           if raw is not None else None)
+    except expressions.ValidationException as exc:
+        raise wrap(exc) from None
+    return names, codec.inbound(raw)
+
+
+def key_paths(table: Table, *parsed: Any) -> None:
+    """Refuse a document path into a key attribute (``pk.x``) in any of a request's parsed expressions."""
+    paths = [p for e in parsed if e is not None
+             for p in (getattr(e, "targets", None) or getattr(e, "paths", None) or ())]
+    try:
+        expressions.check_key_paths(paths, table.key_names())
+    except expressions.ValidationException as exc:
+        raise wrap(exc) from None
 
 
 def _both(params: dict[str, Any], legacy: str, modern: str) -> None:
@@ -118,6 +135,7 @@ def put(tx: Tx, env: Env, params: dict[str, Any]) -> dict[str, Any]:
     item = codec.inbound(params["Item"]) or {}
     cond = parse_condition(params)
     _no_placeholders(params, [params.get("ConditionExpression")])
+    key_paths(table, cond)
     key = storage.key_of(table, item, "item")
     old = storage.get(tx, table, key)
     _check(cond, old, params)
@@ -151,6 +169,7 @@ def delete(tx: Tx, env: Env, params: dict[str, Any]) -> dict[str, Any]:
     returns = _returns(params, ("NONE", "ALL_OLD"))
     cond = parse_condition(params)
     _no_placeholders(params, [params.get("ConditionExpression")])
+    key_paths(table, cond)
     key = storage.key_of(table, codec.inbound(params["Key"]) or {})
     old = storage.get(tx, table, key)
     _check(cond, old, params)
@@ -186,6 +205,7 @@ def update(tx: Tx, env: Env, params: dict[str, Any]) -> dict[str, Any]:
     change = parse_update(params)
     cond = parse_condition(params)
     _no_placeholders(params, [params.get("UpdateExpression"), params.get("ConditionExpression")])
+    key_paths(table, change, cond)
     if change is not None:
         for name in table.key_names():
             if name in change.updated_paths:

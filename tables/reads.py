@@ -15,7 +15,7 @@ from kambda.sql import Tx
 from tables import codec, expressions, storage
 from tables.codec import Item
 from tables.errors import validation
-from tables.items import _names_values, wrap
+from tables.items import _names_values, key_paths, wrap
 from tables.schema import Index, Table
 from tables.storage import Specs
 
@@ -55,6 +55,7 @@ def get(tx: Tx, specs: Specs, params: dict[str, Any]) -> dict[str, Any]:
     table = specs.get(tx, params["TableName"])
     projection = _projection(params)
     _placeholders(params, [params.get("ProjectionExpression")])
+    key_paths(table, projection)
     item = storage.get(tx, table, storage.key_of(table, codec.inbound(params["Key"]) or {}))
     out: dict[str, Any] = {}
     if item is not None:
@@ -231,6 +232,7 @@ def query(tx: Tx, specs: Specs, params: dict[str, Any]) -> dict[str, Any]:
         if codec.type_of(value) != table.types[name]:
             raise validation("One or more parameter values were invalid: Condition parameter type does not match "
                              "schema type")
+    key_paths(table, filter_, projection)
     select = _select(params, table, index, projection)
     rng = _range(table, kc, params.get("ScanIndexForward", True) is not False)
     start = codec.inbound(params.get("ExclusiveStartKey"))
@@ -261,6 +263,7 @@ def scan(tx: Tx, specs: Specs, params: dict[str, Any]) -> dict[str, Any]:
     filter_ = _filter(params, "ScanFilter")
     projection = _projection(params)
     _placeholders(params, [params.get("FilterExpression"), params.get("ProjectionExpression")])
+    key_paths(table, filter_, projection)
     select = _select(params, table, index, projection)
     start = _start(table, index, codec.inbound(params.get("ExclusiveStartKey")), scan=True)
     return _page(params, table, index, storage.scan(tx, table, index, low, high, start), filter_, projection,

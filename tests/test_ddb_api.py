@@ -426,3 +426,19 @@ def test_item_collection_limit_of_local_indexes(ddb: Any, make_table: Any) -> No
     count = ddb.query(TableName=name, KeyConditionExpression="pk = :p", Select="COUNT",
                       ExpressionAttributeValues={":p": {"S": "p"}})["Count"]
     assert count == 3  # the refused write left nothing
+
+
+def test_placeholder_maps_and_key_paths(ddb: Any, make_table: Any) -> None:
+    name = make_table()
+    key = {"pk": {"S": "a"}, "sk": {"S": "1"}}
+    with pytest.raises(ClientError) as exc:
+        ddb.put_item(TableName=name, Item=key, ConditionExpression="attribute_not_exists(pk)",
+                     ExpressionAttributeNames={})
+    assert error(exc) == ("ValidationException", "ExpressionAttributeNames must not be empty")
+    with pytest.raises(ClientError) as exc:
+        ddb.put_item(TableName=name, Item=key, ConditionExpression="attribute_not_exists(pk)",
+                     ExpressionAttributeValues={":unused": {"S": "x"}})
+    assert error(exc)[1].startswith("Value provided in ExpressionAttributeValues unused in expressions")
+    with pytest.raises(ClientError) as exc:
+        ddb.get_item(TableName=name, Key=key, ProjectionExpression="pk.x")
+    assert error(exc)[0] == "ValidationException" and "Key attributes must be scalars" in error(exc)[1]
