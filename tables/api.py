@@ -127,4 +127,7 @@ class TablesApi:
         return {"Endpoints": [{"Address": ctx.request.host, "CachePeriodInMinutes": 1440}]}
 
     async def _statement(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        return await partiql.execute(self, params)
+        result = await partiql.execute(self, params)
+        if self._nudge is not None and any(self.specs.streams(name) for name in self.specs.cached()):
+            await self._nudge()
+        return result

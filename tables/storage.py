@@ -117,6 +117,9 @@ class Specs:
         cached = self._cache.get(name)
         return cached is not None and cached[2].stream_view is not None
 
+    def cached(self) -> list[str]:
+        return list(self._cache)
+
     def by_tid(self, tx: Tx, tid: int) -> Table | None:
         rows = tx.execute("SELECT name FROM ddb_tables WHERE tid = ?", (tid,))
         return self.find(tx, rows[0][0]) if rows else None

@@ -2,10 +2,15 @@
 GetShardIterator and GetRecords, over the stream records every item change writes in its own transaction
 (tables/storage.py, ``ddb_stream``, kept 24 hours).
 
-A table's stream has one shard, open while the stream is enabled: the records are in commit order (the row's
-``seq``, which is the SequenceNumber), which keeps every item's changes in order. A shard iterator is opaque
-to clients: here it is the stream ARN, the position to read after and the time it was issued (it expires after
-15 minutes, as AWS's do).
+A table's stream has one shard, open while the stream is enabled: the records are in sequence order (the row's
+``seq``, which is the SequenceNumber), which keeps every item's changes in order. On SQLite that is commit order;
+on PostgreSQL ``seq`` comes from a sequence drawn inside the transaction, so two concurrent writes of different
+items may commit in the other order, and an iterator already past the later number does not see the earlier one
+(writes of one item never do this: they conflict, and the second draws its number after the first committed).
+Event source mappings do not have this gap: they read what the outbox forwards, every row once.
+
+A shard iterator is opaque to clients: here it is the stream ARN, the position to read after and the time it was
+issued (it expires after 15 minutes, as AWS's do).
 """
 
 from __future__ import annotations

@@ -101,6 +101,13 @@ def test_keys_only_view_and_enabling_later(ddb: Any, streams: Any, make_table: A
     got = records(streams, arn)
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in got] == ["after"]
     assert "NewImage" not in got[0]["dynamodb"] and got[0]["dynamodb"]["StreamViewType"] == "KEYS_ONLY"
+    with pytest.raises(ClientError) as exc:
+        ddb.update_table(TableName=name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    assert exc.value.response["Error"]["Message"] == f"Table already has an enabled stream: {arn}"
+    ddb.update_table(TableName=name, StreamSpecification={"StreamEnabled": False})
+    assert streams.describe_stream(StreamArn=arn)["StreamDescription"]["StreamStatus"] == "DISABLED"
+    ddb.put_item(TableName=name, Item={"pk": {"S": "disabled"}, "sk": {"S": "1"}})
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records(streams, arn)] == ["after"]
 
 
 def test_ttl_removes_expired_items_with_a_service_record(ddb: Any, streams: Any, make_table: Any) -> None:
