@@ -21,6 +21,9 @@ hop in Python here). This run measures, from this process as the client:
 - cold start (request sent to response received, function scaled to zero before each call), with
   environments forked from the zygote and, on a second platform, started as fresh interpreters;
 - the idle fleet: RSS and CPU of the controller with 1,000 deployed, idle functions;
+- DynamoDB (bench/tables.py): PutItem, GetItem, a 100-item Query of a 100,000-item partition and a 10-item
+  TransactWriteItems per second at 32 clients and p50, on SQLite and PostgreSQL, against the same statements
+  issued straight to the engine, and the stream-to-function latency;
 - the worker tier (bench/workers.py): async events/s and event-bus events/s with 1 and 2 worker
   replicas, each on a platform of its own, and the CPU milliseconds per event of the workers (and
   of every other part, which says what limits the rate).
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import events, floor, report, workers
+from bench import events, floor, report, tables, workers
 from kambda.procs import service_pids
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
@@ -347,6 +350,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             kambda.terminate()
             kambda.wait(30)
     scaling = await workers.scaling(args.worker_events, args.worker_bus_events)
+    tables_result = await tables.figures(args.clients, args.table_seconds, args.table_partition, args.table_records,
+                                         args.table_transfers)
     result: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
@@ -372,6 +377,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "event_bus": {"events": args.bus_events, "events_per_second": bus_per_s,
                       **events.matching_times(args.match_events, max(1, args.match_events // 10))},
         "workers": scaling,
+        "tables": tables_result,
     }
     written = report.write(result, {"kambda": warm, "floor, JetStream queue": floor_samples["jetstream"],
                                     "floor, core NATS": floor_samples["core"], "baseline (bare aiohttp)": base},
@@ -397,6 +403,10 @@ def main() -> None:
     parser.add_argument("--worker-bus-events", type=int, default=3000, help="PutEvents events per worker count")
     parser.add_argument("--fleet", type=int, default=1000, help="idle functions for the idle-fleet figure")
     parser.add_argument("--fleet-seconds", type=float, default=20.0)
+    parser.add_argument("--table-seconds", type=float, default=5.0, help="length of each DynamoDB load run")
+    parser.add_argument("--table-partition", type=int, default=100_000, help="items of the queried partition")
+    parser.add_argument("--table-records", type=int, default=100, help="records timed from PutItem to function")
+    parser.add_argument("--table-transfers", type=int, default=10_000, help="bank transfers (TransactWriteItems)")
     parser.add_argument("--out", default="bench/results", help="where result.json, result.md and plots go")
     parser.add_argument("--quick", action="store_true", help="tiny counts, for a smoke run")
     args = parser.parse_args()
@@ -405,6 +415,7 @@ def main() -> None:
         args.seconds, args.clients, args.burst, args.events, args.messages = 0.5, 4, 10, 50, 200
         args.bus_events, args.match_events = 50, 20
         args.worker_events, args.worker_bus_events = 50, 50
+        args.table_seconds, args.table_partition, args.table_records, args.table_transfers = 0.3, 300, 3, 30
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
     print()

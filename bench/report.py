@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import tables
 from bench.workers import markdown_rows
 
 #: How the table names bench/floor.py's two buses.
@@ -62,6 +63,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{f['controller_cpu_percent_of_a_core']:.2f}% of a core | | |",
         *(["", "| worker tier | rate | worker CPU | CPU ms per event, by part |", "|---|---|---|---|",
            *markdown_rows(result["workers"])] if "workers" in result else []),
+        *(["", tables.markdown(result["tables"])] if "tables" in result else []),
         "",
     ])
 

@@ -42,6 +42,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Gauge
 
 from events.async_invoke import MAX_RETRY_DELAY_S
+from events.ddb_streams import StreamBatches
 from events.destinations import Destinations
 from events.mappings import (
     ACK_WAIT_S,
@@ -49,6 +50,7 @@ from events.mappings import (
     STREAM_SOURCE,
     SUBJECT_SOURCE,
     consumer_name,
+    ddb_stream,
     mappings_bucket,
     stream_of,
 )
@@ -94,6 +96,7 @@ class EventSources:
         self._lag = Gauge("kambda_event_source_lag", "Records of a mapping's source not yet delivered.",
                           ["mapping"], registry=metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._ddb = StreamBatches(js, self._invoke, destinations, arns, self._retry_backoff, clock)
 
     async def start(self) -> None:
         await mappings_bucket(self._js)
@@ -152,7 +155,10 @@ class EventSources:
             self._running[uid] = mapping
 
     async def _start_runner(self, mapping: EventSourceMapping) -> None:
-        if mapping.event_source_arn.startswith(STREAM_SOURCE):
+        if ddb_stream(mapping) is not None:
+            tasks, subs = await self._ddb.start(mapping)
+            self._pulls[mapping.uuid] = subs
+        elif mapping.event_source_arn.startswith(STREAM_SOURCE):
             psub = self._pulls[mapping.uuid] = await self._js.pull_subscribe_bind(consumer_name(mapping),
                                                                                   stream_of(mapping))
             tasks = [asyncio.create_task(self._stream_loop(mapping, psub)) for _ in range(mapping.maximum_concurrency)]
@@ -166,9 +172,9 @@ class EventSources:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         psub = self._pulls.pop(uid, None)
-        if psub is not None:
+        for sub in psub if isinstance(psub, list) else [psub] if psub is not None else []:
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await sub.unsubscribe()
 
     async def _stream_loop(self, mapping: EventSourceMapping, psub: Any) -> None:
         while True:

@@ -3,6 +3,7 @@ the front door."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from functions.render import expect, max_items
@@ -30,6 +31,14 @@ def render(mapping: EventSourceMapping, arns: Arns) -> dict[str, Any]:
     }
     if mapping.HasField("maximum_retry_attempts"):
         body["MaximumRetryAttempts"] = mapping.maximum_retry_attempts
+    if mapping.starting_position:  # a DynamoDB stream's mapping
+        body.update({"StartingPosition": mapping.starting_position,
+                     "BisectBatchOnFunctionError": mapping.bisect_batch_on_function_error,
+                     "ParallelizationFactor": mapping.parallelization_factor,
+                     "MaximumRecordAgeInSeconds": mapping.maximum_record_age})
+        del body["ScalingConfig"]
+    if mapping.filter_criteria:
+        body["FilterCriteria"] = json.loads(mapping.filter_criteria)
     return body
 
 
@@ -46,7 +55,12 @@ def parse(body: dict[str, Any]) -> tuple[EventSourceMapping, list[str]]:
     for key, field, kind, what in (("BatchSize", "batch_size", int, "an integer"),
                                    ("MaximumBatchingWindowInSeconds", "batching_window", int, "an integer"),
                                    ("Enabled", "enabled", bool, "a boolean"),
-                                   ("MaximumRetryAttempts", "maximum_retry_attempts", int, "an integer")):
+                                   ("MaximumRetryAttempts", "maximum_retry_attempts", int, "an integer"),
+                                   ("StartingPosition", "starting_position", str, "a string"),
+                                   ("BisectBatchOnFunctionError", "bisect_batch_on_function_error", bool,
+                                    "a boolean"),
+                                   ("MaximumRecordAgeInSeconds", "maximum_record_age", int, "an integer"),
+                                   ("ParallelizationFactor", "parallelization_factor", int, "an integer")):
         value = expect(body, key, kind, what)
         if value is not None:
             setattr(mapping, field, value)
@@ -59,6 +73,10 @@ def parse(body: dict[str, Any]) -> tuple[EventSourceMapping, list[str]]:
     if isinstance(destination, dict) and "Destination" in destination:
         mapping.on_failure = str(destination["Destination"])
         fields.append("on_failure")
+    criteria = expect(body, "FilterCriteria", dict, "an object")
+    if criteria is not None:
+        mapping.filter_criteria = json.dumps(criteria)
+        fields.append("filter_criteria")
     scaling = expect(body, "ScalingConfig", dict, "an object")
     if scaling is not None and expect(scaling, "MaximumConcurrency", int, "an integer") is not None:
         mapping.maximum_concurrency = scaling["MaximumConcurrency"]

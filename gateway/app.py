@@ -47,6 +47,8 @@ from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
+from tables.api import TablesApi, open_database
+from tables.streams_api import StreamsApi
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +168,19 @@ class Gateway:
         PermissionsApi(self._controller, self._cache, self._arns).register(self.front)
         EventsApi(Store(self._js), self._dispatcher, self._arns).register(self.front)
         IamApi(self._roles, self.settings.account).register(self.front)
+        self.tables = TablesApi(open_database(self.settings.tables_dsn, self.settings.state_dir),
+                                self.settings.region, self.settings.account, nudge=self._nudge_outbox,
+                                collection_limit=self.settings.tables_collection_limit)
+        self.tables.register(self.front)
+        StreamsApi(self.tables).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    async def _nudge_outbox(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.publish(bus.DDB_OUTBOX_SUBJECT, b"")
 
     @auth.requires(auth.ITSELF)
     async def front_door(self, request: web.Request) -> web.StreamResponse:
@@ -184,6 +195,7 @@ class Gateway:
         return await auth.allowed(request, "lambda:InvokeFunctionUrl", arn)
 
     async def _startup(self, app: web.Application) -> None:
+        await self.tables.start()
         await self._cache.start()
         await self._http.start()
         await self._role_permissions.start()
@@ -194,6 +206,7 @@ class Gateway:
         self._stats_sub = await self._nc.subscribe(bus.ALL_STATS, cb=self._on_stats)
 
     async def _cleanup(self, app: web.Application) -> None:
+        await self.tables.db.close()
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()

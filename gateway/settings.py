@@ -6,7 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kambda.settings import DEFAULT_ACCOUNT, DEFAULT_REGION, env_bool, env_float, env_int, env_str, sandbox_uids
+from kambda.settings import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    sandbox_uids,
+    state_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class GatewaySettings:
     role_key_file: str = ""
     #: The uids of sandboxed functions, whose requests are never loopback-admin (None: not sandboxed).
     sandbox_uids: range | None = None
+    #: DynamoDB's database: empty for SQLite under the state dir, else sqlite:///path or postgresql://...
+    tables_dsn: str = ""
+    state_dir: str = ""
+    #: The size of an item collection of a table with local secondary indexes (DynamoDB: 10 GB).
+    tables_collection_limit: int = 10 * 1024 ** 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> GatewaySettings:
@@ -72,5 +86,9 @@ class GatewaySettings:
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
             role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
+            tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
+            tables_collection_limit=env_int(environ, "KAMBDA_TABLES_COLLECTION_LIMIT", 10 * 1024 ** 3, 1024,
+                                            10 * 1024 ** 3),
+            state_dir=str(state_dir(environ)),
             sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
         )

@@ -1,8 +1,10 @@
 """``python -m worker``: one replica of the worker tier.
 
 Runs the streams of work that any number of replicas can share: asynchronous invocations
-(events/async_invoke.py), event routing (events/router.py) and event source mappings
-(events/sources.py). Each pulls from a durable JetStream consumer that every replica binds to, so
+(events/async_invoke.py), event routing (events/router.py), event source mappings
+(events/sources.py), and the DynamoDB tables' outbox forwarder and TTL sweeper (tables/outbox.py,
+tables/ttl.py: one replica at a time each, by a lease in the tables' database). Each pulls
+from a durable JetStream consumer that every replica binds to, so
 N replicas split the load, and what a dead replica held unacknowledged is redelivered to the
 others. The worker reads functions from a KV-watching mirror of the registry
 (functions/registry_mirror.py) and asks the controller for environments through gRPC
@@ -36,6 +38,10 @@ from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
+from tables.api import open_database
+from tables.outbox import Outbox
+from tables.storage import SCHEMA as TABLES_SCHEMA
+from tables.ttl import Sweeper
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("worker")
@@ -71,6 +77,10 @@ async def serve(settings: WorkerSettings) -> None:
     router = EventRouter(js, rules, Targets(registry, dispatcher, destinations, arns), arns)
     sources = EventSources(nc, js, registry, dispatcher, destinations, arns, metrics,
                            retry_base_s=settings.async_retry_base, queue_timeout_s=settings.queue_timeout)
+    tables_db = open_database(settings.tables_dsn, settings.state_dir)
+    await tables_db.migrate("tables-1", TABLES_SCHEMA)
+    outbox = Outbox(tables_db, nc, js, settings.region, settings.account)
+    sweeper = Sweeper(tables_db, settings.region, settings.ttl_interval)
 
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -89,11 +99,14 @@ async def serve(settings: WorkerSettings) -> None:
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    for part in (registry, dispatcher, rules, poller, router, sources):
+    for part in (registry, dispatcher, rules, poller, router, sources, outbox, sweeper):
         await part.start()  # type: ignore[attr-defined]
     print(f"kambda-worker ready metrics=http://{host}:{bound}", flush=True)
     await stop.wait()
     log.info("worker stopping")
+    await sweeper.stop()
+    await outbox.stop()
+    await tables_db.close()
     await sources.stop()
     await router.stop()
     await poller.stop(settings.drain_timeout)

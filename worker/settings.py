@@ -13,6 +13,7 @@ from kambda.settings import (
     env_float,
     env_int,
     env_str,
+    state_dir,
     sandbox_uids,
 )
 
@@ -39,6 +40,11 @@ class WorkerSettings:
     controller_token_file: str = ""
     #: The uids sandboxed functions run as (as the gateway's setting): refused by /metrics and /healthz.
     sandbox_uids: range | None = None
+    #: DynamoDB's database (as the gateway's): empty for SQLite under the state dir.
+    tables_dsn: str = ""
+    state_dir: str = ""
+    #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
+    ttl_interval: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> WorkerSettings:
@@ -60,4 +66,7 @@ class WorkerSettings:
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
             sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
+            tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
+            state_dir=str(state_dir(environ)),
+            ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
         )

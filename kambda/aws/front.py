@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from botocore.model import OperationModel, ServiceModel  # type: ignore[import-u
 from kambda.aws import bodies, chunked, errors, model, protocol, sigv4
 from kambda.aws.protocol import faults
 from kambda.aws.router import PSEUDO, Route, Router, action_of
+from kambda.names import new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class Front:
     # -- the request path -----------------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()  # uuid4 asks the kernel for entropy: ~100 us here
         raw_path = request.raw_path.partition("?")[0]
         query = request.query
         headers = request.headers

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -85,6 +86,14 @@ EVENTS_BUCKET = "kambda_events"
 #: The one consumer of every bus's events, shared by every worker replica.
 EVENT_ROUTER = "event-router"
 EVENTS_PREFIX = "kambda.events."
+#: DynamoDB stream records, forwarded from the tables' outbox by the worker tier (tables/outbox.py), kept a day:
+#: ``kambda.ddb.<stream token>.<partition>`` (partition: the item's partition hash mod DDB_PARTITIONS, so that a
+#: mapping's parallel batches each take whole partitions and every item's changes stay in order).
+DDB_STREAM = "KAMBDA_DDB"
+DDB_PREFIX = "kambda.ddb."
+DDB_PARTITIONS = 16
+#: A core-NATS nudge from the gateway after a write that made stream records: the forwarder wakes up.
+DDB_OUTBOX_SUBJECT = "kambda.tables.outbox"
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
 MAX_PAYLOAD = 8 * 1024 * 1024
 #: How long one pull request waits on the server before it expires and is renewed.
@@ -275,6 +284,15 @@ async def drain(nc: NATS) -> None:
             await nc.close()
 
 
+def ddb_stream_token(table: str, label: str) -> str:
+    """The subject token of one table's stream (a table name may hold dots, which NATS reads as separators)."""
+    return hashlib.sha1(f"{table}/{label}".encode()).hexdigest()[:20]  # noqa: S324 - a name, not security
+
+
+def ddb_subject(table: str, label: str, partition: int | str) -> str:
+    return f"{DDB_PREFIX}{ddb_stream_token(table, label)}.{partition}"
+
+
 async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
     """Create the streams and buckets the platform needs (idempotent).
 
@@ -323,6 +341,18 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         max_msg_size=MAX_ASYNC_MESSAGE,
         max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.NEW,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=DDB_STREAM,
+        num_replicas=replicas,
+        subjects=[DDB_PREFIX + ">"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,  # a forwarded record is deleted from the outbox: JetStream keeps it now
+        max_age=24 * 3600,
+        max_msg_size=MAX_ASYNC_MESSAGE * 2,
+        max_bytes=4 * 1024 * 1024 * 1024,
+        duplicate_window=120,
+        discard=DiscardPolicy.OLD,
     ))
     for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET, IAM_BUCKET):
         if not await _reconcile(js, f"KV_{bucket}", replicas):

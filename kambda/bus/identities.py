@@ -10,7 +10,8 @@ replies arrive there, and no other identity may subscribe to it. The subjects ea
 come from its call sites (kambda/bus/__init__.py names them all):
 
 - ``gateway``: publishes invocations (sync and async, PutEvents), JetStream API calls for KV watches
-  (registry, aliases, HTTP triggers, event buses), reads code and logs, writes HTTP triggers;
+  (registry, aliases, HTTP triggers, event buses), reads code and logs, writes HTTP triggers, nudges the
+  tables' outbox forwarder (``kambda.tables.outbox``, no payload);
   subscribes to its own inboxes, scale events and invoker stats.
 - ``invoker``: pulls its functions' sync consumers (``$JS.API.CONSUMER.MSG.NEXT``) and acks them,
   reads code packages, publishes logs, stats, and results to the gateways' inboxes; answers its
@@ -32,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kambda.bus import ALIASES_BUCKET, ALL_STATS, CODE_BUCKET, FUNCTIONS_BUCKET, SYNC_STREAM
+from kambda.bus import ALIASES_BUCKET, ALL_STATS, CODE_BUCKET, DDB_OUTBOX_SUBJECT, FUNCTIONS_BUCKET, SYNC_STREAM
 from kambda.private import write_private
 
 #: The environment variable naming a component's credentials file.
@@ -77,7 +78,7 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         "kambda.sync.>", "kambda.async.>", "kambda.events.>",
         "$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.MSG.GET.>",
         "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>",
-        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>", "$KV.kambda_iam.>",
+        "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>", "$KV.kambda_iam.>", DDB_OUTBOX_SUBJECT,
         f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{CODE_BUCKET}.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(

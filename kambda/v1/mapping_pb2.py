@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kambda/v1/mapping.proto\x12\tkambda.v1\"\xe5\x02\n\x12\x45ventSourceMapping\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x18\n\x10\x65vent_source_arn\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x17\n\x0f\x62\x61tching_window\x18\x05 \x01(\x01\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x1f\n\x17\x66unction_response_types\x18\x07 \x03(\t\x12#\n\x16maximum_retry_attempts\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\non_failure\x18\t \x01(\t\x12\x1b\n\x13maximum_concurrency\x18\n \x01(\x05\x12\x15\n\rlast_modified\x18\x0b \x01(\x01\x12\r\n\x05state\x18\x0c \x01(\t\x12\x1f\n\x17state_transition_reason\x18\r \x01(\tB\x19\n\x17_maximum_retry_attemptsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kambda/v1/mapping.proto\x12\tkambda.v1\"\x99\x04\n\x12\x45ventSourceMapping\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x18\n\x10\x65vent_source_arn\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x17\n\x0f\x62\x61tching_window\x18\x05 \x01(\x01\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x1f\n\x17\x66unction_response_types\x18\x07 \x03(\t\x12#\n\x16maximum_retry_attempts\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\non_failure\x18\t \x01(\t\x12\x1b\n\x13maximum_concurrency\x18\n \x01(\x05\x12\x15\n\rlast_modified\x18\x0b \x01(\x01\x12\r\n\x05state\x18\x0c \x01(\t\x12\x1f\n\x17state_transition_reason\x18\r \x01(\t\x12\x19\n\x11starting_position\x18\x0e \x01(\t\x12&\n\x1e\x62isect_batch_on_function_error\x18\x0f \x01(\x08\x12\x1f\n\x12maximum_record_age\x18\x10 \x01(\x05H\x01\x88\x01\x01\x12\x1e\n\x16parallelization_factor\x18\x11 \x01(\x05\x12\x17\n\x0f\x66ilter_criteria\x18\x12 \x01(\tB\x19\n\x17_maximum_retry_attemptsB\x15\n\x13_maximum_record_ageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kambda.v1.mapping_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTSOURCEMAPPING']._serialized_start=39
-  _globals['_EVENTSOURCEMAPPING']._serialized_end=396
+  _globals['_EVENTSOURCEMAPPING']._serialized_end=576
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,1 @@
+"""DynamoDB-compatible tables: expressions and item semantics (tables.expressions), storage and the API."""
