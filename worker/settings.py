@@ -13,8 +13,8 @@ from kambda.settings import (
     env_float,
     env_int,
     env_str,
-    state_dir,
     sandbox_uids,
+    state_dir,
 )
 
 
