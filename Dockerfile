@@ -17,6 +17,9 @@ COPY gateway ./gateway
 COPY controller ./controller
 COPY worker ./worker
 COPY invoker ./invoker
+COPY iam ./iam
+COPY tables ./tables
+COPY workflows ./workflows
 RUN /opt/kambda/bin/pip install . \
  && /opt/kambda/bin/python -m compileall -q /opt/kambda
 

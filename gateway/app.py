@@ -49,6 +49,9 @@ from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
+from workflows import lambdas
+from workflows.api import StepFunctionsApi
+from workflows.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,14 @@ class Gateway:
         self._role_permissions = RolePermissions(self._js, settings.account)
         self.authenticator.role_permissions = self._role_permissions.permissions_of
 
+    async def _call_lambda(self, function: str, payload: bytes, timeout: int | None) -> lambdas.LambdaResult:
+        """A Lambda task of an EXPRESS execution that StartSyncExecution runs here."""
+        async def resolve(name: str, qualifier: str | None) -> tuple[str, int]:
+            resolved = await self._cache.resolve(name, qualifier)
+            return resolved.version, int(resolved.config.timeout or 3)
+
+        return await lambdas.call_in_memory(self._dispatcher, resolve, function, payload, timeout)
+
     async def _activate(self, function: str, version: str, in_flight: int) -> int:
         answer = await rpc.call(self._controller.Activate,
                                 pb.ActivateRequest(function=function, version=version, in_flight=in_flight),
@@ -173,6 +184,7 @@ class Gateway:
                                 collection_limit=self.settings.tables_collection_limit)
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
+        StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

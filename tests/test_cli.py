@@ -155,7 +155,7 @@ def test_a_refused_deploy_to_an_existing_function_changes_nothing(platform, tmp_
     assert kambda(platform, "deploy", str(code), "--name", name).returncode == 0
     (code / "app.py").write_text("def handler(event, context):\n    return 'second'\n")
     refused = kambda(platform, "deploy", str(code), "--name", name, "--memory", "5")
-    assert refused.returncode == 1 and "InvalidParameterValueException" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and "ValidationException" in refused.stderr, refused.stderr
     assert json.loads(kambda(platform, "invoke", name).stdout) == "first"
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")

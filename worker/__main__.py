@@ -2,10 +2,10 @@
 
 Runs the streams of work that any number of replicas can share: asynchronous invocations
 (events/async_invoke.py), event routing (events/router.py), event source mappings
-(events/sources.py), and the DynamoDB tables' outbox forwarder and TTL sweeper (tables/outbox.py,
-tables/ttl.py: one replica at a time each, by a lease in the tables' database). Each pulls
-from a durable JetStream consumer that every replica binds to, so
-N replicas split the load, and what a dead replica held unacknowledged is redelivered to the
+(events/sources.py), Step Functions executions (workflows/executor.py), and the DynamoDB tables'
+outbox forwarder and TTL sweeper (tables/outbox.py, tables/ttl.py: one replica at a time each, by a
+lease in the tables' database). Each pulls from a durable JetStream consumer that every replica binds
+to, so N replicas split the load, and what a dead replica held unacknowledged is redelivered to the
 others. The worker reads functions from a KV-watching mirror of the registry
 (functions/registry_mirror.py) and asks the controller for environments through gRPC
 ``Activate``, as the gateway does; the leader controller keeps what must be single (scaling,
@@ -43,6 +43,11 @@ from tables.outbox import Outbox
 from tables.storage import SCHEMA as TABLES_SCHEMA
 from tables.ttl import Sweeper
 from worker.settings import WorkerSettings
+from workflows import lambdas
+from workflows.executor import Executor
+from workflows.executor import Metrics as WorkflowMetrics
+from workflows.records import Records
+from workflows.services import Closer
 
 log = logging.getLogger("worker")
 
@@ -81,6 +86,16 @@ async def serve(settings: WorkerSettings) -> None:
     await tables_db.migrate("tables-1", TABLES_SCHEMA)
     outbox = Outbox(tables_db, nc, js, settings.region, settings.account)
     sweeper = Sweeper(tables_db, settings.region, settings.ttl_interval)
+    resolve = lambdas.resolver_of(registry)
+
+    async def call_lambda(function: str, payload: bytes, timeout: int | None) -> lambdas.LambdaResult:
+        return await lambdas.call_in_memory(dispatcher, resolve, function, payload, timeout)
+
+    records = Records(js)
+    workflow_metrics = WorkflowMetrics(metrics)
+    workflows = Executor(nc, records, lambdas.DurableLambda(nc, resolve, activate), call_lambda,
+                         Closer(nc, records, arns, workflow_metrics), workflow_metrics,
+                         concurrency=settings.workflow_concurrency)
 
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -99,11 +114,12 @@ async def serve(settings: WorkerSettings) -> None:
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    for part in (registry, dispatcher, rules, poller, router, sources, outbox, sweeper):
+    for part in (registry, dispatcher, rules, poller, router, sources, outbox, sweeper, workflows):
         await part.start()  # type: ignore[attr-defined]
     print(f"kambda-worker ready metrics=http://{host}:{bound}", flush=True)
     await stop.wait()
     log.info("worker stopping")
+    await workflows.stop()
     await sweeper.stop()
     await outbox.stop()
     await tables_db.close()

@@ -30,6 +30,8 @@ class WorkerSettings:
     async_retry_base: float         # first retry delay of a failed async event; doubles per retry
     #: Asynchronous events this replica runs at once (the replicas' sum is the tier's).
     concurrency: int = 64
+    #: Step Functions executions this replica runs at once (the work messages it holds).
+    workflow_concurrency: int = 256
     #: On SIGTERM, how long running events may take to finish before they are given back.
     drain_timeout: float = 4.0
     #: Servers of the NATS cluster that keep each stream and bucket (as the controller's setting).
@@ -61,6 +63,7 @@ class WorkerSettings:
             queue_timeout=env_float(environ, "KAMBDA_QUEUE_TIMEOUT", 30.0, 0.1, 3600.0),
             async_retry_base=env_float(environ, "KAMBDA_ASYNC_RETRY_BASE", 60.0, 0.01, 3600.0),
             concurrency=env_int(environ, "KAMBDA_WORKER_CONCURRENCY", 64, 1, 4096),
+            workflow_concurrency=env_int(environ, "KAMBDA_WORKER_WORKFLOW_CONCURRENCY", 256, 1, 65536),
             drain_timeout=env_float(environ, "KAMBDA_WORKER_DRAIN_TIMEOUT", 4.0, 0.0, 300.0),
             stream_replicas=env_int(environ, "KAMBDA_NATS_STREAM_REPLICAS", 1, 1, 5),
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),

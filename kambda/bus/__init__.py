@@ -23,6 +23,16 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
 - ``kambda_iam`` KV bucket: IAM roles and their policies (iam/roles.py), key ``role.<name>``.
 - ``kambda_async_attempts`` KV bucket: the failed attempts and throttles of each async event
   being retried (by stream sequence), shared by the worker replicas.
+- Step Functions (workflows/): ``kambda_sfn`` KV bucket (state machines, versions, aliases, activities),
+  ``kambda_sfn_executions`` KV bucket (one record per execution, the index DescribeExecution and
+  ListExecutions read), ``kambda_sfn_tokens`` KV bucket (open task tokens); ``KAMBDA_SFN_HISTORY`` stream,
+  subjects ``kambda.sfn.history.<execution-id>`` (each execution's history, appended compare-and-set);
+  ``KAMBDA_SFN_WORK`` stream, subjects ``kambda.sfn.work.<execution-id>`` (the work queue of executions that
+  need a step, and their durable timers), consumed by the workers' ``sfn-executor``;
+  ``KAMBDA_SFN_RESULTS`` stream, subjects ``kambda.sfn.results.<execution-id>.<event-id>`` (what a Lambda task
+  returned, published there by the invoker, kept so that a resumed execution never runs the task again);
+  ``KAMBDA_SFN_ACTIVITIES`` stream, subjects ``kambda.sfn.activity.<activity-id>`` (tasks waiting for an
+  activity worker's GetActivityTask).
 """
 
 from __future__ import annotations
@@ -94,6 +104,21 @@ DDB_PREFIX = "kambda.ddb."
 DDB_PARTITIONS = 16
 #: A core-NATS nudge from the gateway after a write that made stream records: the forwarder wakes up.
 DDB_OUTBOX_SUBJECT = "kambda.tables.outbox"
+SFN_BUCKET = "kambda_sfn"
+SFN_EXECUTIONS_BUCKET = "kambda_sfn_executions"
+SFN_TOKENS_BUCKET = "kambda_sfn_tokens"
+SFN_HISTORY_STREAM = "KAMBDA_SFN_HISTORY"
+SFN_WORK_STREAM = "KAMBDA_SFN_WORK"
+SFN_RESULTS_STREAM = "KAMBDA_SFN_RESULTS"
+SFN_ACTIVITIES_STREAM = "KAMBDA_SFN_ACTIVITIES"
+SFN_HISTORY_PREFIX = "kambda.sfn.history."
+SFN_WORK_PREFIX = "kambda.sfn.work."
+SFN_RESULTS_PREFIX = "kambda.sfn.results."
+SFN_ACTIVITY_PREFIX = "kambda.sfn.activity."
+#: The one consumer of every execution's steps, shared by every worker replica.
+SFN_EXECUTOR = "sfn-executor"
+#: Closed executions' histories are kept 90 days (AWS keeps them 90 days too).
+SFN_RETENTION_S = 90 * 86400
 #: NATS max_payload the platform configures: a 6 MB payload plus its envelope must fit.
 MAX_PAYLOAD = 8 * 1024 * 1024
 #: How long one pull request waits on the server before it expires and is renewed.
@@ -130,6 +155,22 @@ def split_key(key: str) -> tuple[str, str]:
     """(function, version or alias) of a registry key; a bare function name is its $LATEST."""
     function, _, rest = key.partition(".")
     return function, rest or LATEST
+
+
+def sfn_history_subject(execution_id: str) -> str:
+    return SFN_HISTORY_PREFIX + execution_id
+
+
+def sfn_work_subject(execution_id: str) -> str:
+    return SFN_WORK_PREFIX + execution_id
+
+
+def sfn_result_subject(execution_id: str, event_id: int) -> str:
+    return f"{SFN_RESULTS_PREFIX}{execution_id}.{event_id}"
+
+
+def sfn_activity_subject(activity_id: str) -> str:
+    return SFN_ACTIVITY_PREFIX + activity_id
 
 
 def logs_subject(function: str) -> str:
@@ -354,6 +395,7 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         duplicate_window=120,
         discard=DiscardPolicy.OLD,
     ))
+    await _ensure_workflows(js, replicas)
     for bucket in (FUNCTIONS_BUCKET, ALIASES_BUCKET, HTTP_BUCKET, EVENTS_BUCKET, IAM_BUCKET):
         if not await _reconcile(js, f"KV_{bucket}", replicas):
             await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
@@ -363,6 +405,34 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
     if not await _reconcile(js, f"OBJ_{CODE_BUCKET}", replicas):
         await js.create_object_store(CODE_BUCKET, config=ObjectStoreConfig(
             bucket=CODE_BUCKET, storage=StorageType.FILE, replicas=replicas))
+
+
+async def _ensure_workflows(js: JetStreamContext, replicas: int) -> None:
+    """Step Functions' streams and buckets: everything an execution needs to survive any restart is file-backed."""
+    await _ensure_stream(js, StreamConfig(
+        name=SFN_HISTORY_STREAM, num_replicas=replicas, subjects=[SFN_HISTORY_PREFIX + ">"],
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=SFN_RETENTION_S,
+        max_msg_size=MAX_ASYNC_MESSAGE * 2, max_msgs_per_subject=-1, discard=DiscardPolicy.NEW,
+        duplicate_window=300, allow_direct=True,  # a history is read back in one batched direct get
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=SFN_WORK_STREAM, num_replicas=replicas, subjects=[SFN_WORK_PREFIX + ">"],
+        retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE, max_msg_size=MAX_ASYNC_MESSAGE * 2,
+        discard=DiscardPolicy.NEW, duplicate_window=300,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=SFN_RESULTS_STREAM, num_replicas=replicas, subjects=[SFN_RESULTS_PREFIX + ">"],
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=7 * 86400,
+        max_msg_size=MAX_PAYLOAD, discard=DiscardPolicy.OLD, allow_direct=True,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=SFN_ACTIVITIES_STREAM, num_replicas=replicas, subjects=[SFN_ACTIVITY_PREFIX + ">"],
+        retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE, max_msg_size=MAX_ASYNC_MESSAGE * 2,
+        discard=DiscardPolicy.NEW, max_consumers=MAX_FUNCTION_VERSIONS,
+    ))
+    for bucket in (SFN_BUCKET, SFN_EXECUTIONS_BUCKET, SFN_TOKENS_BUCKET):
+        if not await _reconcile(js, f"KV_{bucket}", replicas):
+            await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

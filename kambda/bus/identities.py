@@ -10,11 +10,13 @@ replies arrive there, and no other identity may subscribe to it. The subjects ea
 come from its call sites (kambda/bus/__init__.py names them all):
 
 - ``gateway``: publishes invocations (sync and async, PutEvents), JetStream API calls for KV watches
-  (registry, aliases, HTTP triggers, event buses), reads code and logs, writes HTTP triggers, nudges the
+  (registry, aliases, HTTP triggers, event buses), reads code and logs, writes HTTP triggers and Step
+  Functions' state machines, executions' first events and callbacks, pulls activity tasks, nudges the
   tables' outbox forwarder (``kambda.tables.outbox``, no payload);
   subscribes to its own inboxes, scale events and invoker stats.
 - ``invoker``: pulls its functions' sync consumers (``$JS.API.CONSUMER.MSG.NEXT``) and acks them,
-  reads code packages, publishes logs, stats, and results to the gateways' inboxes; answers its
+  reads code packages, publishes logs, stats, and results to the gateways' inboxes (and a Step Functions
+  task's result to its results stream); answers its
   assignments (``allow_responses``).
 - ``controller`` and ``worker``: the leader's work and the stream work (async invokes, event
   routing, event source mappings over any stream or subject a user names), so they may use any
@@ -33,7 +35,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kambda.bus import ALIASES_BUCKET, ALL_STATS, CODE_BUCKET, DDB_OUTBOX_SUBJECT, FUNCTIONS_BUCKET, SYNC_STREAM
+from kambda.bus import (
+    ALIASES_BUCKET,
+    ALL_STATS,
+    CODE_BUCKET,
+    DDB_OUTBOX_SUBJECT,
+    FUNCTIONS_BUCKET,
+    SFN_ACTIVITIES_STREAM,
+    SFN_BUCKET,
+    SFN_EXECUTIONS_BUCKET,
+    SFN_HISTORY_PREFIX,
+    SFN_RESULTS_PREFIX,
+    SFN_TOKENS_BUCKET,
+    SFN_WORK_PREFIX,
+    SYNC_STREAM,
+)
 from kambda.private import write_private
 
 #: The environment variable naming a component's credentials file.
@@ -80,10 +96,17 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>",
         "$JS.API.CONSUMER.INFO.>", "$KV.kambda_http.>", "$KV.kambda_events.>", "$KV.kambda_iam.>", DDB_OUTBOX_SUBJECT,
         f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{CODE_BUCKET}.>",
+        # Step Functions (workflows/api.py): state machines and executions, the first event of a history
+        # and the step that starts it, callbacks (task tokens), activity workers' long polls.
+        f"$KV.{SFN_BUCKET}.>", f"$KV.{SFN_EXECUTIONS_BUCKET}.>", f"$KV.{SFN_TOKENS_BUCKET}.>",
+        f"{SFN_HISTORY_PREFIX}>", f"{SFN_WORK_PREFIX}>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{SFN_ACTIVITIES_STREAM}.>", f"$JS.ACK.{SFN_ACTIVITIES_STREAM}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{SFN_ACTIVITIES_STREAM}.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",
         "kambda.logs.>", ALL_STATS, inbox("gateway"), inbox("controller"), inbox("worker"),
+        f"{SFN_RESULTS_PREFIX}>",  # a Step Functions Lambda task's result, kept on its stream
         *_READ_CODE,
     ), subscribe=(inbox("invoker"), "kambda.invoker.*.assign")),
     # A Kubernetes invoker pod before and besides its functions: it hears its assignments and

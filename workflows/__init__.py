@@ -1,0 +1,1 @@
+"""Step Functions: Amazon States Language workflows (issue #17)."""
