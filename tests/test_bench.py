@@ -37,3 +37,16 @@ def test_bench_quick_reports_every_figure(tmp_path) -> None:
     assert "| HTTP route p50 / p99, 1 client |" in markdown and "| floor (JetStream work queue): warm p50" in markdown
     for plot in ("latency_cdf.png", "scale_up.png"):
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(240)
+def test_bench_workflows_quick_reports_every_figure(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.workflows", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=220, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    figures = [result["standard"]["transitions_per_second"], result["express"]["transitions_per_second"],
+               result["sync_3_state"]["p50_ms"], result["map"]["seconds"], result["resume"]["seconds_from_kill"]]
+    assert all(isinstance(f, float) and f > 0 for f in figures), figures
+    assert result["standard"]["ended"] == {"SUCCEEDED": result["standard"]["executions"]}
+    assert "| kill -9 of the worker to 5 executions" in (tmp_path / "result.md").read_text()

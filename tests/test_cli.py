@@ -210,3 +210,33 @@ def test_a_large_upload_says_how_it_goes(platform, tmp_path) -> None:
     lines = done.stderr.splitlines()
     assert lines[0].startswith(f"kambda: uploading {name} (5.") and lines[1].startswith("kambda: uploaded 5."), lines
     kambda(platform, "rm", name)
+
+
+def test_sfn_ls_start_describe_and_history(platform, tmp_path) -> None:
+    from tests.test_sfn_api import ROLE, sfn_client
+
+    sfn = sfn_client(platform)
+    name = unique("cli-sfn")
+    sfn.create_state_machine(name=name, roleArn=ROLE, definition=json.dumps({"StartAt": "Add", "States": {
+        "Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "Next": "Done"},
+        "Done": {"Type": "Succeed"}}}))
+    listed = kambda(platform, "sfn", "ls", "--output", "json")
+    assert listed.returncode == 0 and name in [m["name"] for m in json.loads(listed.stdout)]
+    (tmp_path / "in.json").write_text('{"a": 2, "b": 3}')
+    started = kambda(platform, "sfn", "start", name, "--name", "run-1", "--input", f"@{tmp_path / 'in.json'}",
+                     "--wait")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.splitlines()[-1] == '{"sum":5}' and "SUCCEEDED" in started.stdout
+    described = json.loads(kambda(platform, "sfn", "describe", f"{name}/run-1", "--output", "json").stdout)
+    assert described["status"] == "SUCCEEDED" and json.loads(described["input"]) == {"a": 2, "b": 3}
+    history = kambda(platform, "sfn", "history", f"{name}/run-1")
+    rows = [line.split() for line in history.stdout.splitlines()]
+    assert rows[0][:3] == ["Id", "Type", "State"]
+    assert [row[1] for row in rows[1:]] == ["ExecutionStarted", "PassStateEntered", "PassStateExited",
+                                            "SucceedStateEntered", "SucceedStateExited", "ExecutionSucceeded"]
+    assert rows[2][2] == "Add" and rows[4][2] == "Done" and rows[1] == ["1", "ExecutionStarted", "0", "ms"]
+    missing = kambda(platform, "sfn", "start", unique("nowhere"))
+    assert missing.returncode == 1 and "StateMachineDoesNotExist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    bad = kambda(platform, "sfn", "describe", "no-slash")
+    assert bad.returncode == 1 and "MACHINE/EXECUTION" in bad.stderr

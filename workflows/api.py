@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 from kambda import bus
 from kambda.aws.front import Context, Front, Handler
 from kambda.names import Arns
-from workflows import errors, executions, express, history, language
+from workflows import errors, executions, express, history, language, teststate
 from workflows.history import Event
 from workflows.interpreter import parse_token
 from workflows.records import (
@@ -122,7 +122,7 @@ class StepFunctionsApi:
             "DeleteActivity": self.delete_activity, "ListActivities": self.list_activities,
             "GetActivityTask": self.get_activity_task,
             "SendTaskSuccess": self.send_task_success, "SendTaskFailure": self.send_task_failure,
-            "SendTaskHeartbeat": self.send_task_heartbeat,
+            "SendTaskHeartbeat": self.send_task_heartbeat, "TestState": self.test_state,
         }
 
     def register(self, front: Front) -> None:
@@ -439,6 +439,9 @@ class StepFunctionsApi:
             f":{uuid.uuid4()}"
         return await express.run(self._js, self._call_lambda, machine["definition"], arn, machine["arn"], name,
                                  input_text, machine["roleArn"])
+
+    async def test_state(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await teststate.run(self._js, self._call_lambda, body, self._arns.region, self._arns.account)
 
     async def _execution(self, arn: Any) -> dict[str, Any]:
         machine, _ = parse_execution_arn(arn)

@@ -1,4 +1,5 @@
-"""The ``kambda`` command: run the platform, deploy and invoke functions, route HTTP to them, read logs.
+"""The ``kambda`` command: run the platform, deploy and invoke functions, route HTTP to them, read logs, run
+state machines (``kambda sfn``: kambda/cli/sfn.py).
 
 Every command but ``up`` talks to the gateway's HTTP API like any other client (the endpoint is
 ``--endpoint`` or KAMBDA_ENDPOINT, default http://127.0.0.1:8042), signing its requests with SigV4
@@ -29,6 +30,7 @@ from rich.table import Table
 
 from kambda import codepkg
 from kambda.aws import errors
+from kambda.cli import sfn
 from kambda.settings import state_dir
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8042"
@@ -64,22 +66,25 @@ class Client:
     def __init__(self, endpoint: str, credentials: Credentials | None = None, region: str = "us-east-1") -> None:
         self.endpoint = endpoint.rstrip("/")
         self._credentials = credentials
-        self._region = region
+        self.region = region
 
-    def _signed(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> urllib.request.Request:
+    def _signed(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
+                service: str = "lambda") -> urllib.request.Request:
         url = self.endpoint + path
         if self._credentials is not None:
             from botocore.auth import SigV4Auth
             from botocore.awsrequest import AWSRequest
 
             signing = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-            SigV4Auth(self._credentials.get_frozen_credentials(), "lambda", self._region).add_auth(signing)
+            SigV4Auth(self._credentials.get_frozen_credentials(), service, self.region).add_auth(signing)
             headers = dict(signing.headers.items())
         return urllib.request.Request(url, data=body, method=method, headers=headers)
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 960) -> tuple[int, dict[str, str], bytes]:
-        req = self._signed(method, path, body, headers or {})
+                headers: dict[str, str] | None = None, timeout: float = 960,
+                service: str = "lambda") -> tuple[int, dict[str, str], bytes]:
+        """``service``: the signing name in the SigV4 scope (``states`` for Step Functions)."""
+        req = self._signed(method, path, body, headers or {}, service)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as response:
                 return response.status, dict(response.headers), response.read()
@@ -497,12 +502,13 @@ def parser() -> argparse.ArgumentParser:
     route_sub.add_parser("ls", help="list routes", parents=[listing])
     rm_route = route_sub.add_parser("rm", help="remove a route (by key or id)")
     rm_route.add_argument("route")
+    sfn.add_parser(sub, listing)
     return p
 
 
 COMMANDS = {"deploy": cmd_deploy, "invoke": cmd_invoke, "ls": cmd_ls, "rm": cmd_rm, "logs": cmd_logs,
             "status": cmd_status, "env": cmd_env, "top": cmd_top, "route": cmd_route, "publish": cmd_publish,
-            "alias": cmd_alias}
+            "alias": cmd_alias, "sfn": sfn.cmd_sfn}
 
 
 def _version() -> str:
