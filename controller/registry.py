@@ -18,12 +18,13 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from kambda import bus, codepkg
 from kambda.aws import errors
+from kambda.bus import kvwatch
 from kambda.names import LATEST, Arns
 from kambda.v1.function_pb2 import Alias, FunctionConfig
 
@@ -55,14 +56,14 @@ class Registry:
         self._kv = await self._js.key_value(bus.FUNCTIONS_BUCKET)
         self._alias_kv = await self._js.key_value(bus.ALIASES_BUCKET)
         self._code = await self._js.object_store(bus.CODE_BUCKET)
-        for key, value, revision in await _entries(self._kv):
+        for key, value, revision in await _entries(self._js, self._kv):
             config = FunctionConfig.FromString(value)
             if config.version == LATEST:
                 self._functions[config.name] = config
             else:
                 self._versions.setdefault(config.name, {})[config.version] = config
             self._revisions[key] = revision
-        for _, value, _ in await _entries(self._alias_kv):
+        for _, value, _ in await _entries(self._js, self._alias_kv):
             alias = Alias.FromString(value)
             self._aliases.setdefault(alias.function, {})[alias.name] = alias
         for name in set(self._versions) | set(self._aliases):  # left over by a delete that was cut short
@@ -250,17 +251,6 @@ class Registry:
             pass
 
 
-async def _entries(kv: KeyValue) -> list[tuple[str, bytes, int]]:
+async def _entries(js: JetStreamContext, kv: KeyValue) -> list[tuple[str, bytes, int]]:
     """Every (key, value, revision) of a bucket."""
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return []
-    found = []
-    for key in keys:
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:
-            continue
-        found.append((key, entry.value or b"", entry.revision or 0))
-    return found
+    return [(e.key, e.value or b"", e.revision or 0) for e in await kvwatch.entries(js, kv)]

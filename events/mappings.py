@@ -26,13 +26,14 @@ from collections.abc import Callable
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from events import patterns
 from functions.lookup import FunctionLookup
 from kambda import bus
 from kambda.aws import errors
+from kambda.bus import kvwatch
 from kambda.names import Arns, destination_arn_error
 from kambda.v1.mapping_pb2 import EventSourceMapping
 
@@ -90,14 +91,8 @@ class Mappings:
 
     async def start(self) -> None:
         self._kv = await mappings_bucket(self._js)
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            keys = []
-        for key in keys:
-            with contextlib.suppress(KeyNotFoundError):
-                entry = await self._kv.get(key)
-                self._mappings[key] = EventSourceMapping.FromString(entry.value or b"")
+        for entry in await kvwatch.entries(self._js, self._kv):
+            self._mappings[entry.key] = EventSourceMapping.FromString(entry.value or b"")
 
     async def stop(self) -> None:
         self._mappings.clear()

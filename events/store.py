@@ -26,11 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from kambda import bus
 from kambda.aws import errors
+from kambda.bus import kvwatch
 
 DEFAULT_BUS = "default"
 NAME_RE = re.compile(r"[.\-_A-Za-z0-9]{1,64}")
@@ -131,11 +132,7 @@ class Store:
         await (await self.kv()).delete(key)
 
     async def keys(self, prefix: str) -> list[str]:
-        try:
-            keys = await (await self.kv()).keys()
-        except NoKeysError:
-            return []
-        return sorted(k for k in keys if k.startswith(prefix))
+        return [k for k in await kvwatch.keys(self._js, await self.kv()) if k.startswith(prefix)]
 
     async def values(self, prefix: str) -> list[Record]:
         out = []

@@ -52,6 +52,7 @@ from tables.streams_api import StreamsApi
 from workflows import lambdas
 from workflows.api import StepFunctionsApi
 from workflows.records import Records
+from workflows.sdk import AwsSdk
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ class Gateway:
                                 collection_limit=self.settings.tables_collection_limit)
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
-        StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
+        self._sdk = AwsSdk(self.settings.endpoint_url, self.settings.region,
+                           roles.read_key(self.settings.role_key_file) or None)
+        StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda, self._sdk).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -219,6 +222,7 @@ class Gateway:
 
     async def _cleanup(self, app: web.Application) -> None:
         await self.tables.db.close()
+        await self._sdk.close()
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()

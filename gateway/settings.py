@@ -55,6 +55,8 @@ class GatewaySettings:
     controller_token_file: str = ""
     #: The key of functions' execution-role credentials (kambda/aws/roles.py); empty: none accepted.
     role_key_file: str = ""
+    #: The gateway's own address as functions and Step Functions' AWS SDK integrations reach it; empty: none.
+    endpoint_url: str = ""
     #: The uids of sandboxed functions, whose requests are never loopback-admin (None: not sandboxed).
     sandbox_uids: range | None = None
     #: DynamoDB's database: empty for SQLite under the state dir, else sqlite:///path or postgresql://...
@@ -86,6 +88,7 @@ class GatewaySettings:
             nats_creds=env_str(environ, "KAMBDA_NATS_CREDS", ""),
             controller_token_file=env_str(environ, "KAMBDA_CONTROLLER_TOKEN_FILE", ""),
             role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
+            endpoint_url=env_str(environ, "KAMBDA_ENDPOINT_URL", ""),
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
             tables_collection_limit=env_int(environ, "KAMBDA_TABLES_COLLECTION_LIMIT", 10 * 1024 ** 3, 1024,
                                             10 * 1024 ** 3),

@@ -26,6 +26,7 @@ from nats.js.kv import KeyValue
 from kambda import bus
 from kambda.aws.policy import Permissions, Policy, PolicyError
 from kambda.aws.roles import NOTHING
+from kambda.bus import kvwatch
 from kambda.bus.kvwatch import KvWatch
 
 Record = dict[str, Any]
@@ -134,10 +135,7 @@ class RoleStore:
         await (await self.kv()).delete(role_key(name))
 
     async def names(self) -> list[str]:
-        try:
-            keys = await (await self.kv()).keys()
-        except Exception:  # noqa: BLE001 - nats-py raises NoKeysError on an empty bucket
-            return []
+        keys = await kvwatch.keys(self._js, await self.kv())
         return sorted(_name_of_key(k) for k in keys if k.startswith(KEY_PREFIX))
 
 

@@ -697,6 +697,24 @@ def test_sts_names_the_verified_caller_and_needs_no_permission(secured: Platform
     assert _code(caught)[:2] == (403, "InvalidSignatureException")
 
 
+def test_every_served_service_accepts_its_own_signing_name() -> None:
+    from botocore.session import get_session
+
+    from kambda.aws.auth import ACCEPTED_SERVICES
+    from kambda.aws.endpoints import SERVED
+
+    models = get_session()
+    names = {models.get_service_model(s).signing_name or models.get_service_model(s).endpoint_prefix for s in SERVED}
+    assert names <= ACCEPTED_SERVICES, names - ACCEPTED_SERVICES
+
+
+def test_signed_dynamodb_and_step_functions_calls_are_answered(secured: Platform) -> None:
+    kw: dict[str, Any] = {"endpoint_url": secured.url, "region_name": "us-east-1", "aws_access_key_id": "ADMIN",
+                          "aws_secret_access_key": "ADMIN-secret", "config": Config(retries={"max_attempts": 1})}
+    assert "TableNames" in boto3.client("dynamodb", **kw).list_tables()
+    assert "stateMachines" in boto3.client("stepfunctions", **kw).list_state_machines()
+
+
 @pytest.mark.parametrize("mode", ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
 def test_s3_payload_forms_are_signed_by_their_header_not_by_a_hash_of_the_body(secured: Platform, mode: str) -> None:
     """S3's unsigned and streaming uploads sign the literal x-amz-content-sha256: the authenticator takes the

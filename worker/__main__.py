@@ -34,6 +34,7 @@ from events.sources import EventSources
 from events.targets import Targets
 from functions.registry_mirror import RegistryMirror
 from kambda import bus, peers, rpc, runner
+from kambda.aws import roles
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns
 from kambda.v1 import controller_pb2 as pb
@@ -47,6 +48,7 @@ from workflows import lambdas
 from workflows.executor import Executor
 from workflows.executor import Metrics as WorkflowMetrics
 from workflows.records import Records
+from workflows.sdk import AwsSdk
 from workflows.services import Closer
 
 log = logging.getLogger("worker")
@@ -92,10 +94,11 @@ async def serve(settings: WorkerSettings) -> None:
         return await lambdas.call_in_memory(dispatcher, resolve, function, payload, timeout)
 
     records = Records(js)
+    sdk = AwsSdk(settings.endpoint_url, settings.region, roles.read_key(settings.role_key_file) or None)
     workflow_metrics = WorkflowMetrics(metrics)
     workflows = Executor(nc, records, lambdas.DurableLambda(nc, resolve, activate), call_lambda,
                          Closer(nc, records, arns, workflow_metrics), workflow_metrics,
-                         concurrency=settings.workflow_concurrency)
+                         concurrency=settings.workflow_concurrency, sdk=sdk)
 
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -120,6 +123,7 @@ async def serve(settings: WorkerSettings) -> None:
     await stop.wait()
     log.info("worker stopping")
     await workflows.stop()
+    await sdk.close()
     await sweeper.stop()
     await outbox.stop()
     await tables_db.close()

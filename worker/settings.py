@@ -47,6 +47,10 @@ class WorkerSettings:
     state_dir: str = ""
     #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
     ttl_interval: float = 10.0
+    #: Where Step Functions' AWS SDK integrations reach kambda's services (the gateway); empty: nowhere.
+    endpoint_url: str = ""
+    #: The key that signs execution-role credentials (kambda/aws/roles.py), for those integrations' calls.
+    role_key_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], is_root: bool | None = None) -> WorkerSettings:
@@ -72,4 +76,6 @@ class WorkerSettings:
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
             state_dir=str(state_dir(environ)),
             ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
+            endpoint_url=env_str(environ, "KAMBDA_ENDPOINT_URL", ""),
+            role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),
         )

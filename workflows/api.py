@@ -43,6 +43,7 @@ from workflows.records import (
     version_key,
 )
 from workflows.registry import ACTIVITY_RE, parse_arn, parse_execution_arn, resolve_machine
+from workflows.sdk import AwsSdk
 from workflows.tasks import LambdaResult
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,10 @@ def _tags(tags: Any) -> dict[str, str]:
 
 
 class StepFunctionsApi:
-    def __init__(self, nc: NATS, records: Records, arns: Arns, call_lambda: CallLambda) -> None:
+    def __init__(self, nc: NATS, records: Records, arns: Arns, call_lambda: CallLambda,
+                 sdk: AwsSdk | None = None) -> None:
         self._nc = nc
+        self._sdk = sdk
         self._js = nc.jetstream()
         self._records = records
         self._arns = arns
@@ -438,10 +441,11 @@ class StepFunctionsApi:
         arn = executions.execution_arn(machine["arn"], name).replace(":execution:", ":express:") + \
             f":{uuid.uuid4()}"
         return await express.run(self._js, self._call_lambda, machine["definition"], arn, machine["arn"], name,
-                                 input_text, machine["roleArn"])
+                                 input_text, machine["roleArn"], self._sdk)
 
     async def test_state(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await teststate.run(self._js, self._call_lambda, body, self._arns.region, self._arns.account)
+        return await teststate.run(self._js, self._call_lambda, body, self._arns.region, self._arns.account,
+                                   self._sdk)
 
     async def _execution(self, arn: Any) -> dict[str, Any]:
         machine, _ = parse_execution_arn(arn)

@@ -37,6 +37,7 @@ from workflows.interpreter import Interpreter
 from workflows.lambdas import DurableLambda
 from workflows.language import Machine, StatesError
 from workflows.records import Records
+from workflows.sdk import AwsSdk
 from workflows.services import Closer, Services
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,10 @@ class Run:
 class Executor:
     def __init__(self, nc: NATS, records: Records, lambdas: DurableLambda, call_lambda: express.CallLambda,
                  closer: Closer, metrics: Metrics, concurrency: int = 256,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sdk: AwsSdk | None = None) -> None:
         self.nc = nc
+        #: The AWS SDK integrations' caller (None: the platform gave no endpoint for them).
+        self.sdk = sdk
         self.call_lambda = call_lambda
         self.js = nc.jetstream()
         self.records = records

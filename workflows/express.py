@@ -20,9 +20,10 @@ from nats.js import JetStreamContext
 
 from workflows import language, tasks
 from workflows.history import Event, Journal
-from workflows.integrations import http_call, put_events
+from workflows.integrations import http_call, put_events, sdk_call
 from workflows.interpreter import Interpreter
 from workflows.language import Machine, StatesError
+from workflows.sdk import AwsSdk
 from workflows.tasks import LambdaResult
 
 CallLambda = Callable[[str, bytes, int | None], Awaitable[LambdaResult]]
@@ -40,10 +41,12 @@ def machine_of(definition: str) -> Machine:
 
 
 class ExpressServices:
-    def __init__(self, js: JetStreamContext, call_lambda: CallLambda, execution_arn: str) -> None:
+    def __init__(self, js: JetStreamContext, call_lambda: CallLambda, execution_arn: str,
+                 sdk: AwsSdk | None = None) -> None:
         self._js = js
         self._call = call_lambda
         self._arn = execution_arn
+        self._sdk = sdk
 
     async def invoke_lambda(self, function: str, payload: bytes, task_id: str, started: float,
                             timeout: int | None) -> LambdaResult:
@@ -66,6 +69,10 @@ class ExpressServices:
 
     async def http(self, args: dict[str, Any]) -> dict[str, Any]:
         return await http_call(args)
+
+    async def aws_sdk(self, service: str, action: str, params: Any, role_arn: str, caller: str,
+                      error_prefix: str | None) -> Any:
+        return await sdk_call(self._sdk, service, action, params, role_arn, caller, error_prefix)
 
     async def schedule_activity(self, activity_arn: str, token: str, task_input: Any) -> None:
         raise StatesError("States.Runtime", "Express state machines do not support activities")
@@ -93,11 +100,12 @@ class MemoryRuntime:
 
 
 async def run(js: JetStreamContext, call_lambda: CallLambda, definition: str, execution_arn: str,
-              machine_arn: str, name: str, input_text: str, role_arn: str = "") -> dict[str, Any]:
+              machine_arn: str, name: str, input_text: str, role_arn: str = "", sdk: AwsSdk | None = None,
+              ) -> dict[str, Any]:
     """Run an EXPRESS execution to its end: StartSyncExecution's answer (status, output or error and cause)."""
     start = time.time()
     machine = machine_of(definition)
-    runtime = MemoryRuntime(ExpressServices(js, call_lambda, execution_arn))
+    runtime = MemoryRuntime(ExpressServices(js, call_lambda, execution_arn, sdk))
     execution_input = orjson.loads(input_text)
     started = runtime.journal.add("start", "ExecutionStarted", None, 0)
     context = {

@@ -1,5 +1,5 @@
-"""The integrations a task reaches without the executor: EventBridge's PutEvents and HTTP endpoints (shared by
-the durable runtime and EXPRESS executions)."""
+"""The integrations a task reaches without the executor: EventBridge's PutEvents, HTTP endpoints and the AWS SDK
+integrations (shared by the durable runtime and EXPRESS executions)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 
 from kambda import bus
 from workflows.language import StatesError
+from workflows.sdk import AwsSdk
 
 
 async def put_events(js: JetStreamContext, execution_arn: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -61,3 +62,10 @@ async def http_call(args: dict[str, Any]) -> dict[str, Any]:
     if status >= 400:
         raise StatesError(f"States.Http.StatusCode.{status}", orjson.dumps(answer).decode())
     return answer
+
+
+async def sdk_call(sdk: AwsSdk | None, service: str, action: str, params: Any, role_arn: str, caller: str,
+                   error_prefix: str | None) -> Any:
+    if sdk is None:
+        raise StatesError("States.Runtime", "This platform runs no AWS SDK integrations (no KAMBDA_ENDPOINT_URL)")
+    return await sdk.call(service, action, params, role_arn=role_arn, caller=caller, error_prefix=error_prefix)

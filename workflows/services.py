@@ -21,7 +21,7 @@ from kambda import bus
 from kambda.names import Arns
 from workflows import executions
 from workflows.history import Event
-from workflows.integrations import http_call, put_events
+from workflows.integrations import http_call, put_events, sdk_call
 from workflows.language import StatesError
 from workflows.records import Records, execution_id, name_key, token_key
 from workflows.tasks import LambdaResult
@@ -162,6 +162,10 @@ class Services:
 
     async def http(self, args: dict[str, Any]) -> dict[str, Any]:
         return await http_call(args)
+
+    async def aws_sdk(self, service: str, action: str, params: Any, role_arn: str, caller: str,
+                      error_prefix: str | None) -> Any:
+        return await sdk_call(self._executor.sdk, service, action, params, role_arn, caller, error_prefix)
 
     async def schedule_activity(self, activity_arn: str, token: str, task_input: Any) -> None:
         name = activity_arn.rsplit(":", 1)[-1]

@@ -1,6 +1,7 @@
 """A Task state's resource: Lambda (the function's ARN, or ``arn:aws:states:::lambda:invoke``), nested executions
 (``states:startExecution``, ``.sync``, ``.sync:2``), EventBridge (``events:putEvents``), activities, HTTP
-(``http:invoke``), each with ``.waitForTaskToken`` where AWS offers it, and the history events AWS records for
+(``http:invoke``), the AWS SDK integrations (``aws-sdk:<service>:<action>``, ``dynamodb:<action>``: workflows/sdk.py),
+each with ``.waitForTaskToken`` where AWS offers it, and the history events AWS records for
 each (LambdaFunctionScheduled/Started/Succeeded/Failed/TimedOut for a function's ARN; TaskScheduled/Started/
 Submitted/Succeeded/Failed/TimedOut for the service integrations; ActivityScheduled/Started/... for activities).
 
@@ -54,6 +55,11 @@ class Services(Protocol):
 
     async def schedule_activity(self, activity_arn: str, token: str, task_input: Any) -> None: ...
 
+    async def aws_sdk(self, service: str, action: str, params: Any, role_arn: str, caller: str,
+                      error_prefix: str | None) -> Any:
+        """An AWS SDK integration's call (workflows/sdk.py)."""
+        ...
+
 
 def services_of(interpreter: Interpreter) -> Services:
     services = getattr(interpreter.rt, "services", None)
@@ -71,8 +77,8 @@ async def run(interpreter: Interpreter, call: TaskCall) -> Any:
     if not resource.startswith(STATES_PREFIX):
         raise StatesError("States.Runtime", f"Unsupported resource '{resource}'")
     service, _, pattern = resource[len(STATES_PREFIX):].partition(".")
-    if service.startswith("aws-sdk:"):
-        raise StatesError("States.Runtime", f"kambda does not run the AWS SDK integration '{resource}' yet")
+    if service.startswith("aws-sdk:") or service.startswith("dynamodb:"):
+        return await _sdk(interpreter, call, service, pattern)
     runners = {"lambda:invoke": _lambda_invoke, "states:startExecution": _start_execution,
                "events:putEvents": _put_events, "http:invoke": _http}
     runner = runners.get(service)
@@ -255,6 +261,42 @@ async def _http(ip: Interpreter, call: TaskCall, service: str, pattern: str) -> 
         except StatesError as err:
             raise _fail(ip, call, "http", "invoke", err) from None
     return _succeed(ip, call, "http", "invoke", answer)
+
+
+#: The optimized DynamoDB integrations (``arn:aws:states:::dynamodb:<action>``), whose errors say ``DynamoDB.``.
+DYNAMODB_ACTIONS = ("getItem", "putItem", "updateItem", "deleteItem")
+
+
+async def _sdk(ip: Interpreter, call: TaskCall, service: str, pattern: str) -> Any:
+    """``aws-sdk:<service>:<action>`` (and ``.waitForTaskToken``) and the optimized ``dynamodb:<action>``: the
+    call goes through kambda's own front door as the execution's role (workflows/sdk.py)."""
+    parts = service.split(":")
+    if parts[0] == "aws-sdk" and len(parts) == 3:
+        resource_type, target, action, prefix = f"aws-sdk:{parts[1]}", parts[1], parts[2], None
+    elif parts[0] == "dynamodb" and len(parts) == 2 and parts[1] in DYNAMODB_ACTIONS:
+        resource_type, target, action, prefix = "dynamodb", "dynamodb", parts[1], "DynamoDB"
+    else:
+        raise StatesError("States.Runtime", f"Unsupported resource '{STATES_PREFIX}{service}'")
+    if pattern not in ("", "waitForTaskToken"):
+        raise StatesError("States.Runtime", f"The resource '{STATES_PREFIX}{service}' has no .{pattern} pattern")
+    resource = action + (f".{pattern}" if pattern else "")
+    _, started, done = await _task_events(ip, call, resource_type, resource)
+    if done is not None:
+        return _recorded(done)
+    await ip.rt.flush()
+    execution = ip.context["Execution"]
+    if ip.rt.journal.find(call.key + ":submitted") is None:
+        async with ip.rt.busy():
+            try:
+                answer = await services_of(ip).aws_sdk(target, action, call.args, str(execution.get("RoleArn") or ""),
+                                                       str(execution.get("Id") or ""), prefix)
+            except StatesError as err:
+                raise _fail(ip, call, resource_type, resource, err) from None
+    else:
+        answer = _submitted(ip, call.key + ":submitted")
+    if pattern == "waitForTaskToken":
+        return await _callback(ip, call, resource_type, resource, started, answer)
+    return _succeed(ip, call, resource_type, resource, answer)
 
 
 async def _start_execution(ip: Interpreter, call: TaskCall, service: str, pattern: str) -> Any:

@@ -23,6 +23,7 @@ from workflows.express import CallLambda, ExpressServices, MemoryRuntime, machin
 from workflows.interpreter import Interpreter, Scope, TaskCall
 from workflows.language import StatesError
 from workflows.language.inspection import inspect
+from workflows.sdk import AwsSdk
 
 NAME = "TestState"
 TESTABLE = ("Task", "Pass", "Wait", "Choice", "Succeed", "Fail")
@@ -64,7 +65,8 @@ def _targets(state: dict[str, Any]) -> set[str]:
     return {n for n in names if isinstance(n, str)}
 
 
-async def run(js: Any, call_lambda: CallLambda, body: dict[str, Any], region: str, account: str) -> dict[str, Any]:
+async def run(js: Any, call_lambda: CallLambda, body: dict[str, Any], region: str, account: str,
+              sdk: AwsSdk | None = None) -> dict[str, Any]:
     name, raw, top = _state_definition(body)
     kind = raw.get("Type")
     if kind not in TESTABLE:
@@ -84,7 +86,7 @@ async def run(js: Any, call_lambda: CallLambda, body: dict[str, Any], region: st
     context = _json(body.get("context"), "context", {})
     mock = body.get("mock") or {}
     execution = f"arn:aws:states:{region}:{account}:execution:{NAME}:{NAME}"
-    runtime = _NoWait(ExpressServices(js, call_lambda, execution))
+    runtime = _NoWait(ExpressServices(js, call_lambda, execution, sdk))
     results: list[Any] = []
 
     async def task(ip: Interpreter, call: TaskCall) -> Any:

@@ -64,7 +64,9 @@ ITSELF = "itself"
 PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
-ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam"})
+#: The SigV4 signing names of the services kambda serves (kambda/aws/endpoints.py SERVED; tests/test_auth.py keeps
+#: the two in step): a signature scoped to another service is refused.
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam", "dynamodb", "states"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 log = logging.getLogger(__name__)
@@ -96,3 +97,27 @@ class KvWatch:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), left)
         return True
+
+
+async def entries(js: JetStreamContext, kv: KeyValue) -> list[KeyValue.Entry]:
+    """Every entry of a bucket that has a value now, each read after the call began.
+
+    nats-py's ``KeyValue.keys()`` races its own push consumer: when the server has delivered every key before
+    the client asks the consumer's state, it sees nothing pending and nothing received and answers *no keys*
+    (a role listed right after it was created was missing, now and then). The stream's own subject list is
+    consistent with every acknowledged write; each key is then read, and those whose last operation was a
+    delete or purge are left out.
+    """
+    bucket = (await kv.status()).bucket
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    found = []
+    for subject in sorted(info.state.subjects or {}):
+        with contextlib.suppress(KeyNotFoundError):
+            found.append(await kv.get(subject[len(prefix):]))
+    return found
+
+
+async def keys(js: JetStreamContext, kv: KeyValue) -> list[str]:
+    """The keys of :func:`entries`, sorted."""
+    return [entry.key for entry in await entries(js, kv)]
