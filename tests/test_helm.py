@@ -641,7 +641,7 @@ def test_an_external_nats_gets_the_credentials_its_secrets_hold() -> None:
     assert settings.kubernetes.callout_seed_file == "" and "Job" not in kinds(objs)
 
 
-def test_the_role_key_is_shared_by_the_gateway_and_the_controller_and_kept_on_upgrades(rendered) -> None:
+def test_the_role_key_is_shared_by_the_gateway_the_controller_and_the_workers_and_kept_on_upgrades(rendered) -> None:
     objs = rendered["default"]
     secret = one(objs, "Secret", "kambda-role-key")
     assert len(base64.b64decode(secret["data"]["key"])) == 64
@@ -650,11 +650,13 @@ def test_the_role_key_is_shared_by_the_gateway_and_the_controller_and_kept_on_up
     controller = one(objs, "Deployment", "kambda-controller")
     settings = ControllerSettings.from_env(env_of(container(controller, "controller")))
     assert settings.kubernetes.role_key_file == "/etc/kambda/roles/key"
-    for deployment in (gateway, controller):
+    worker = one(objs, "Deployment", "kambda-worker")  # it mints state machines' role credentials (SDK tasks)
+    worker_settings = WorkerSettings.from_env(env_of(container(worker, "worker")))
+    assert worker_settings.role_key_file == "/etc/kambda/roles/key"
+    assert worker_settings.endpoint_url == "http://kambda-gateway.kambda.svc:80"  # the gateway Service
+    for deployment in (gateway, controller, worker):
         assert {"name": "role-key", "secret": {"secretName": "kambda-role-key"}} in \
             deployment["spec"]["template"]["spec"]["volumes"]
-    worker = one(objs, "Deployment", "kambda-worker")  # the worker neither mints nor checks them
-    assert "role-key" not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
     template = (CHART / "templates" / "role-key-secret.yaml").read_text()
     assert template.index("lookup") < template.index("randAlphaNum")
 
