@@ -84,8 +84,7 @@ class Services:
                             timeout: int | None) -> LambdaResult:
         return await self._executor.lambdas.call(function, payload, task_id, started, timeout)
 
-    async def external(self, key: str, token: str, started: float, timeout: int | None,
-                       heartbeat: int | None) -> Any:
+    async def _token_record(self, key: str, started: float, heartbeat: int | None) -> dict[str, Any]:
         run, records = self._run, self._executor.records
         record_key = token_key(run.execution, key)
         found, _ = await records.tokens.get(record_key)
@@ -93,6 +92,17 @@ class Services:
             found = {"e": run.execution, "r": run.record_key, "k": key, "hb": started, "heartbeat": heartbeat,
                      "status": "WAITING"}
             await records.tokens.put(record_key, found)
+        return found
+
+    async def expect_token(self, key: str, token: str, started: float, heartbeat: int | None) -> None:
+        async with self._run.busy():
+            await self._token_record(key, started, heartbeat)
+
+    async def external(self, key: str, token: str, started: float, timeout: int | None,
+                       heartbeat: int | None) -> Any:
+        run, records = self._run, self._executor.records
+        record_key = token_key(run.execution, key)
+        found = await self._token_record(key, started, heartbeat)
         timeout_key, heartbeat_key = key + ":timeout", key + ":heartbeat"
         if timeout is not None:
             await self._timer(timeout_key, started + timeout)

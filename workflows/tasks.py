@@ -43,6 +43,11 @@ class Services(Protocol):
         raise StatesError)."""
         ...
 
+    async def expect_token(self, key: str, token: str, started: float, heartbeat: int | None) -> None:
+        """Make the task's token answerable before it is handed out: a worker quick to answer (SendTaskSuccess,
+        SendTaskHeartbeat) must not find the task missing."""
+        ...
+
     async def put_events(self, entries: list[dict[str, Any]]) -> dict[str, Any]: ...
 
     async def start_execution(self, machine_arn: str, name: str | None, execution_input: Any,
@@ -85,6 +90,12 @@ async def run(interpreter: Interpreter, call: TaskCall) -> Any:
     if runner is None:
         raise StatesError("States.Runtime", f"Unsupported resource '{resource}'")
     return await runner(interpreter, call, service, pattern)
+
+
+async def _hand_out(ip: Interpreter, call: TaskCall, started: float) -> None:
+    """Before a task's work (and with it its token, if it has one) leaves the execution."""
+    if call.token is not None:
+        await services_of(ip).expect_token(call.key, call.token, started, call.heartbeat)
 
 
 def _lambda_error(result: LambdaResult) -> StatesError:
@@ -211,6 +222,7 @@ async def _lambda_invoke(ip: Interpreter, call: TaskCall, service: str, pattern:
         function = f"{function}:{args['Qualifier']}"
     payload = args.get("Payload")
     await ip.rt.flush()
+    await _hand_out(ip, call, started.ts)
     submitted_key = call.key + ":submitted"
     if ip.rt.journal.find(submitted_key) is None:
         async with ip.rt.busy():
@@ -240,6 +252,7 @@ async def _put_events(ip: Interpreter, call: TaskCall, service: str, pattern: st
     entries = (call.args or {}).get("Entries") if isinstance(call.args, dict) else None
     if not isinstance(entries, list):
         raise _fail(ip, call, "events", resource, StatesError("States.Runtime", "events:putEvents needs Entries"))
+    await _hand_out(ip, call, started.ts)
     if ip.rt.journal.find(call.key + ":submitted") is None:
         async with ip.rt.busy():
             answer = await services_of(ip).put_events(entries)
@@ -284,6 +297,7 @@ async def _sdk(ip: Interpreter, call: TaskCall, service: str, pattern: str) -> A
     if done is not None:
         return _recorded(done)
     await ip.rt.flush()
+    await _hand_out(ip, call, started.ts)
     execution = ip.context["Execution"]
     if ip.rt.journal.find(call.key + ":submitted") is None:
         async with ip.rt.busy():
@@ -310,6 +324,7 @@ async def _start_execution(ip: Interpreter, call: TaskCall, service: str, patter
     if not isinstance(machine, str):
         raise _fail(ip, call, "states", resource, StatesError("States.Runtime", "startExecution needs "
                                                                                 "StateMachineArn"))
+    await _hand_out(ip, call, started.ts)
     child_input = args.get("Input", {})
     if isinstance(child_input, str):
         try:
@@ -361,6 +376,7 @@ async def _activity(ip: Interpreter, call: TaskCall, resource: str) -> Any:
         return _recorded(done)
     await ip.rt.flush()
     assert call.token is not None
+    await _hand_out(ip, call, scheduled.ts)
     services = services_of(ip)
     async with ip.rt.busy():
         await services.schedule_activity(resource, call.token, call.args)
