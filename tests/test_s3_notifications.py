@@ -1,0 +1,435 @@
+"""S3 bucket notifications (objects/notifications.py).
+
+The configuration's validation and matching and the records' shape are checked as pure functions against the
+shapes AWS documents; the outbox (rows written in the change's transaction, stored on JetStream before the write
+is answered, the relay for what a failed publish or a crash left, JetStream's dedupe of a second publish) runs
+against a real nats-server and a real SQLite database; the platform tests at the end drive a running kambda with
+boto3 and a function that appends what it receives to a ledger file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from kambda import bus
+from kambda.bus.natsserver import NatsServer
+from kambda.names import Arns
+from kambda.sql import Database, Tx
+from kambda.v1.invocation_pb2 import Invocation
+from objects import errors
+from objects import notifications as n
+from objects.store import Actor, Change, ObjectMeta
+from tests.conftest import until
+
+REGION, ACCOUNT = "us-east-1", "000000000000"
+FN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
+T0 = 1_700_000_000.25
+
+
+def meta(key: str = "photos/red flower.jpg", **kw: Any) -> ObjectMeta:
+    base: dict[str, Any] = {"bucket": "bkt", "key": key, "version_id": "null", "size": 5,
+                            "etag": '"b1946ac92492d2347c6235b4d2611184"', "last_modified": T0,
+                            "sequencer": "0000000000000001"}
+    base.update(kw)
+    return ObjectMeta(**base)
+
+
+def change(event: str = "ObjectCreated:Put", **kw: Any) -> Change:
+    return Change(event=event, meta=meta(**kw), actor=Actor("AKIDEXAMPLE", "10.0.0.7", "REQ1"), time=T0)
+
+
+def lambda_config(events: list[str], prefix: str | None = None, suffix: str | None = None,
+                  arn: str = FN, id: str | None = None) -> dict[str, Any]:
+    rules = ([{"Name": "prefix", "Value": prefix}] if prefix is not None else []) + \
+        ([{"Name": "suffix", "Value": suffix}] if suffix is not None else [])
+    config: dict[str, Any] = {"LambdaFunctionArn": arn, "Events": events}
+    if rules:
+        config["Filter"] = {"Key": {"FilterRules": rules}}
+    if id:
+        config["Id"] = id
+    return config
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+
+
+def test_event_types_cover_as_s3_matches_them() -> None:
+    assert n.covers("s3:ObjectCreated:*", "s3:ObjectCreated:CompleteMultipartUpload")
+    assert n.covers("s3:ObjectRemoved:*", "s3:ObjectRemoved:DeleteMarkerCreated")
+    assert n.covers("s3:ObjectCreated:Put", "s3:ObjectCreated:Put")
+    assert not n.covers("s3:ObjectCreated:Put", "s3:ObjectCreated:Copy")
+    assert not n.covers("s3:ObjectCreated:*", "s3:ObjectRemoved:Delete")
+    assert not n.covers("s3:ObjectRemoved:*", "s3:LifecycleExpiration:Delete")
+
+
+def test_filters_and_events_select_targets() -> None:
+    doc = n.validate({"LambdaFunctionConfigurations": [
+        lambda_config(["s3:ObjectCreated:*"], prefix="photos/", suffix=".jpg", id="jpgs"),
+        lambda_config(["s3:ObjectRemoved:*"], id="gone")]})
+    targets = n.compile_config(doc).targets
+    wanted = {(t.id, e, k) for t in targets for e, k in [
+        ("ObjectCreated:Put", "photos/a.jpg"), ("ObjectCreated:Copy", "photos/a.jpg"),
+        ("ObjectCreated:Put", "photos/a.png"), ("ObjectCreated:Put", "other/a.jpg"),
+        ("ObjectRemoved:Delete", "x"), ("ObjectRemoved:DeleteMarkerCreated", "photos/a.jpg"),
+        ("ObjectTagging:Put", "photos/a.jpg")] if t.wants(e, k)}
+    assert wanted == {("jpgs", "ObjectCreated:Put", "photos/a.jpg"), ("jpgs", "ObjectCreated:Copy", "photos/a.jpg"),
+                      ("gone", "ObjectRemoved:Delete", "x"),
+                      ("gone", "ObjectRemoved:DeleteMarkerCreated", "photos/a.jpg")}
+
+
+def test_a_configuration_without_an_id_gets_one_and_keeps_a_given_one() -> None:
+    doc = n.validate({"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"]),
+                                                       lambda_config(["s3:ObjectRemoved:*"], id="mine")],
+                      "EventBridgeConfiguration": {}})
+    ids = [c["Id"] for c in doc["LambdaFunctionConfigurations"]]
+    assert ids[0] and ids[1] == "mine"
+    assert doc["EventBridgeConfiguration"] == {}
+    assert n.compile_config(doc).eventbridge
+
+
+@pytest.mark.parametrize("configs", [
+    [lambda_config(["s3:ObjectCreated:*"]), lambda_config(["s3:ObjectCreated:Put"], arn=FN + "2")],
+    [lambda_config(["s3:ObjectCreated:Put"], prefix="a/"), lambda_config(["s3:ObjectCreated:Put"], prefix="a/b")],
+    [lambda_config(["s3:ObjectCreated:*"], suffix=".jpg"), lambda_config(["s3:ObjectCreated:*"], suffix="x.jpg")],
+])
+def test_overlapping_configurations_are_refused(configs: list[dict[str, Any]]) -> None:
+    with pytest.raises(errors.InvalidArgument) as caught:
+        n.validate({"LambdaFunctionConfigurations": configs})
+    assert "Configurations overlap" in caught.value.message
+
+
+def test_configurations_that_do_not_overlap_are_accepted() -> None:
+    n.validate({"LambdaFunctionConfigurations": [
+        lambda_config(["s3:ObjectCreated:*"], prefix="a/"), lambda_config(["s3:ObjectCreated:*"], prefix="b/"),
+        lambda_config(["s3:ObjectRemoved:*"])]})
+    # same prefix, different suffixes: the filters do not overlap
+    n.validate({"LambdaFunctionConfigurations": [
+        lambda_config(["s3:ObjectCreated:*"], prefix="a/", suffix=".jpg"),
+        lambda_config(["s3:ObjectCreated:*"], prefix="a/", suffix=".png")]})
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:Nope"])]}, "not supported"),
+    ({"LambdaFunctionConfigurations": [lambda_config([])]}, "not supported"),
+    ({"LambdaFunctionConfigurations": [{"LambdaFunctionArn": FN, "Events": ["s3:ObjectCreated:*"], "Filter": {
+        "Key": {"FilterRules": [{"Name": "prefix", "Value": "a"}, {"Name": "Prefix", "Value": "b"}]}}}]},
+     "more than one prefix"),
+    ({"LambdaFunctionConfigurations": [{"LambdaFunctionArn": FN, "Events": ["s3:ObjectCreated:*"], "Filter": {
+        "Key": {"FilterRules": [{"Name": "middle", "Value": "a"}]}}}]}, "prefix or suffix"),
+    ({"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"], arn="not-an-arn")]},
+     "Unable to validate"),
+    ({"QueueConfigurations": [{"QueueArn": "arn:aws:sqs:us-east-1:000000000000:q",
+                               "Events": ["s3:ObjectCreated:*"]}]}, "Unable to validate"),
+])
+def test_bad_configurations_get_s3s_invalid_argument(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.InvalidArgument) as caught:
+        n.validate(doc)
+    assert message in caught.value.message
+    assert caught.value.status == 400
+
+
+def test_a_missing_function_cannot_be_validated() -> None:
+    with pytest.raises(errors.InvalidArgument, match="Unable to validate"):
+        n.validate({"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]}, lambda arn: False)
+    n.validate({"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]}, lambda arn: True)
+
+
+def test_a_nats_subject_is_a_destination() -> None:
+    doc = n.validate({"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.uploads",
+                                               "Events": ["s3:ObjectCreated:*"]}]})
+    (target,) = n.compile_config(doc).targets
+    assert (target.kind, target.arn) == ("nats", "arn:kambda:nats:::app.uploads")
+    with pytest.raises(errors.InvalidArgument):
+        n.validate({"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.>",
+                                             "Events": ["s3:ObjectCreated:*"]}]})
+
+
+# -- the records ------------------------------------------------------------------------------------------------
+
+
+def test_a_created_record_has_aws_shape() -> None:
+    rec = n.record(change(version_id="3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"), "cfg", REGION, ACCOUNT)
+    assert rec == {
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+        "eventTime": "2023-11-14T22:13:20.250Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AKIDEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "10.0.0.7"},
+        "responseElements": {"x-amz-request-id": "REQ1", "x-amz-id-2": rec["responseElements"]["x-amz-id-2"]},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "cfg",
+               "bucket": {"name": "bkt", "ownerIdentity": {"principalId": ACCOUNT}, "arn": "arn:aws:s3:::bkt"},
+               "object": {"key": "photos/red+flower.jpg", "size": 5, "eTag": "b1946ac92492d2347c6235b4d2611184",
+                          "versionId": "3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", "sequencer": "0000000000000001"}},
+    }
+    assert rec["responseElements"]["x-amz-id-2"]
+
+
+def test_keys_are_form_urlencoded() -> None:
+    assert n.encode_key("red flower.jpg") == "red+flower.jpg"
+    assert n.encode_key("a/b(1)+ü.txt") == "a/b%281%29%2B%C3%BC.txt"
+
+
+def test_removed_records_carry_no_size_nor_etag_and_unversioned_ones_no_version() -> None:
+    obj = n.record(change("ObjectRemoved:Delete"), "c", REGION, ACCOUNT)["s3"]["object"]
+    assert obj == {"key": "photos/red+flower.jpg", "sequencer": "0000000000000001"}
+    marker = n.record(change("ObjectRemoved:DeleteMarkerCreated", version_id="v2"), "c", REGION, ACCOUNT)
+    assert marker["s3"]["object"] == {"key": "photos/red+flower.jpg", "versionId": "v2",
+                                      "sequencer": "0000000000000001"}
+
+
+def test_lifecycle_records_name_s3_itself() -> None:
+    rec = n.record(Change("LifecycleExpiration:Delete", meta(), None, T0), "c", REGION, ACCOUNT)
+    assert rec["eventVersion"] == "2.3"
+    assert rec["userIdentity"] == {"principalId": "s3.amazonaws.com"}
+    assert rec["requestParameters"] == {"sourceIPAddress": "s3.amazonaws.com"}
+
+
+def test_eventbridge_events_have_aws_detail() -> None:
+    event = n.bridge_event(change(version_id="v1"), REGION, ACCOUNT)
+    assert event is not None
+    assert {k: event[k] for k in ("version", "detail-type", "source", "account", "time", "region", "resources")} \
+        == {"version": "0", "detail-type": "Object Created", "source": "aws.s3", "account": ACCOUNT,
+            "time": "2023-11-14T22:13:20Z", "region": REGION, "resources": ["arn:aws:s3:::bkt"]}
+    assert event["detail"] == {
+        "version": "0", "bucket": {"name": "bkt"},
+        "object": {"key": "photos/red flower.jpg", "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184",
+                   "version-id": "v1", "sequencer": "0000000000000001"},
+        "request-id": "REQ1", "requester": ACCOUNT, "source-ip-address": "10.0.0.7", "reason": "PutObject"}
+    deleted = n.bridge_event(change("ObjectRemoved:DeleteMarkerCreated", version_id="v2"), REGION, ACCOUNT)
+    assert deleted is not None and deleted["detail-type"] == "Object Deleted"
+    assert deleted["detail"]["deletion-type"] == "Delete Marker Created"
+    assert deleted["detail"]["reason"] == "DeleteObject"
+    tagged = n.bridge_event(change("ObjectTagging:Put"), REGION, ACCOUNT)
+    assert tagged is not None and tagged["detail-type"] == "Object Tags Added"
+
+
+MINIO = {
+    "EventName": "s3:ObjectCreated:Put", "Key": "images/my photo.jpg",
+    "Records": [{
+        "eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "", "eventTime": "2019-09-10T17:41:54Z",
+        "eventName": "s3:ObjectCreated:Put", "userIdentity": {"principalId": "minio"},
+        "requestParameters": {"accessKey": "minio", "region": "", "sourceIPAddress": "192.168.1.6"},
+        "responseElements": {"content-length": "0", "x-amz-request-id": "15C31A1B1E5C1C1F",
+                             "x-minio-deployment-id": "3d2f8a1b", "x-minio-origin-endpoint": "http://10.0.0.1:9000"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
+               "bucket": {"name": "images", "ownerIdentity": {"principalId": "minio"}, "arn": "arn:aws:s3:::images"},
+               "object": {"key": "my+photo.jpg", "size": 1024, "eTag": "37b51d194a7513e45b56f6524f2d51f2",
+                          "contentType": "image/jpeg", "userMetadata": {"content-type": "image/jpeg"},
+                          "sequencer": "15C31A1B1E5C1C1F"}},
+        "source": {"host": "192.168.1.6", "port": "", "userAgent": "MinIO (linux; amd64) minio-go/v7"}}],
+}
+CEPH = {"Records": [{
+    "eventVersion": "2.1", "eventSource": "ceph:s3", "awsRegion": "us-east-1",
+    "eventTime": "2019-11-22T13:47:35.124724Z", "eventName": "ObjectRemoved:Delete",
+    "userIdentity": {"principalId": "tester"}, "requestParameters": {"sourceIPAddress": ""},
+    "responseElements": {"x-amz-request-id": "503a4c37-85eb-47cd-8681-2817e80b4281.5330.903595",
+                         "x-amz-id-2": "14d2-zone1-zonegroup1"},
+    "s3": {"s3SchemaVersion": "1.0", "configurationId": "mynotif1",
+           "bucket": {"name": "mybucket1", "ownerIdentity": {"principalId": "tester"},
+                      "arn": "arn:aws:s3:us-east-1::mybucket1", "id": "503a4c37-85eb-47cd-8681-2817e80b4281.5332.38"},
+           "object": {"key": "myimage1.jpg", "size": "1024", "eTag": "37b51d194a7513e45b56f6524f2d51f2",
+                      "versionId": "", "sequencer": "F7E6D75DC742D108", "metadata": [], "tags": []}},
+    "eventId": "", "opaqueData": "me@example.com"}]}
+
+
+def test_external_payloads_give_their_records() -> None:
+    (minio,) = n.external_records(MINIO)
+    assert n.external_event(minio) == ("ObjectCreated:Put", "my photo.jpg")
+    (ceph,) = n.external_records(CEPH)
+    assert n.external_event(ceph) == ("ObjectRemoved:Delete", "myimage1.jpg")
+    for bad in ([], {"Records": "x"}, {"Records": [{"eventName": "x"}]}, {"EventName": "s3:ObjectCreated:Put"}):
+        with pytest.raises(ValueError):
+            n.external_records(bad)
+
+
+# -- the outbox, against a real nats-server and SQLite ----------------------------------------------------------
+
+
+class Rig:
+    def __init__(self, nc: NATS, js: JetStreamContext, db: Database) -> None:
+        self.nc, self.js, self.db = nc, js, db
+        self.fail = False
+        self.functions = {"fn"}
+
+        async def store_async(subject: str, data: bytes, headers: dict[str, str]) -> None:
+            if self.fail:
+                raise ConnectionError("the event queue is away")
+            await js.publish(subject, data, headers=headers)
+
+        async def resolve(arn: str) -> tuple[str, str] | None:
+            name = arn.split(":")[6]
+            return (name, "$LATEST") if name in self.functions else None
+
+        self.notes = n.Notifications(db, nc, js, store_async, resolve, Arns(REGION, ACCOUNT), grace_s=0.0,
+                                     poll_s=0.05)
+
+    async def commit(self, *changes: Change, fail: bool = False) -> None:
+        def work(tx: Tx) -> None:
+            for c in changes:
+                self.notes.on_commit(tx, c)
+            if fail:
+                raise RuntimeError("the change's transaction fails")
+
+        await self.db.write(work)
+
+    async def messages(self, stream: str, subject: str) -> list[bytes]:
+        info = await self.js.stream_info(stream, subjects_filter=subject)
+        count = (info.state.subjects or {}).get(subject, 0)
+        if not count:
+            return []
+        # a pull consumer that acknowledges nothing: work-queue streams allow no other kind
+        sub = await self.js.pull_subscribe(subject, stream=stream)
+        try:
+            got: list[bytes] = []
+            while len(got) < count:
+                got += [m.data for m in await sub.fetch(count - len(got), timeout=5)]
+            return got
+        finally:
+            await sub.unsubscribe()
+
+    async def invocations(self, function: str = "fn") -> list[dict[str, Any]]:
+        raw = await self.messages(bus.ASYNC_STREAM, bus.async_subject(function, "$LATEST"))
+        return [json.loads(Invocation.FromString(m).payload) for m in raw]
+
+    async def outbox(self) -> int:
+        return int((await self.db.read(lambda tx: tx.execute("SELECT COUNT(*) FROM s3_notify_outbox")))[0][0])
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    server = NatsServer(tmp_path / "nats")
+    url = await server.start()
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await bus.ensure_platform(js)
+    db = Database.open(None, tmp_path / "objects.db")
+    made = Rig(nc, js, db)
+    await made.notes.start(relay=False)
+    try:
+        yield made
+    finally:
+        await made.notes.stop()
+        await db.close()
+        await nc.close()
+        await server.stop()
+
+
+async def configure(rig: Rig, doc: dict[str, Any], bucket: str = "bkt") -> None:
+    await rig.notes.put_config(bucket, n.validate(doc))
+
+
+async def test_a_committed_change_is_stored_before_publish_returns(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"], id="c1")]})
+    await rig.commit(change())
+    assert await rig.outbox() == 1
+    assert await rig.notes.publish("REQ1") == 1
+    (payload,) = await rig.invocations()
+    assert payload["Records"][0]["s3"]["configurationId"] == "c1"
+    assert payload["Records"][0]["s3"]["object"]["key"] == "photos/red+flower.jpg"
+    assert await rig.outbox() == 0
+    assert await rig.notes.publish("REQ1") == 0  # nothing twice
+
+
+async def test_a_change_that_does_not_match_makes_no_row(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectRemoved:*"])]})
+    await rig.commit(change(), change(bucket="other"))
+    assert await rig.outbox() == 0
+    assert await rig.notes.publish("REQ1") == 0
+
+
+async def test_a_rolled_back_change_notifies_nothing(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    with pytest.raises(RuntimeError):
+        await rig.commit(change(), fail=True)
+    assert await rig.outbox() == 0
+    assert await rig.notes.publish("REQ1") == 0
+    assert await rig.invocations() == []
+
+
+async def test_a_failed_publish_answers_503_and_the_relay_delivers_later(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    await rig.commit(change())
+    rig.fail = True
+    with pytest.raises(errors.ServiceUnavailable) as caught:
+        await rig.notes.publish("REQ1")
+    assert caught.value.status == 503
+    assert await rig.outbox() == 1
+    rig.fail = False
+    assert await rig.notes.publish_all() == 1
+    assert len(await rig.invocations()) == 1
+    assert await rig.outbox() == 0
+
+
+async def test_a_republished_row_is_dropped_by_jetstream(rig: Rig) -> None:
+    """A crash between the publish and the delete: the relay publishes the row again, with the same id."""
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    await rig.commit(change())
+    (row,) = await rig.db.read(lambda tx: n._rows(tx, "1 = 1", ()))
+    await rig.notes._deliver(row)  # published, then "crashed" before the delete
+    assert await rig.notes.publish_all() == 1
+    assert len(await rig.invocations()) == 1
+
+
+async def test_the_relay_sends_what_no_request_published(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:LifecycleExpiration:*"])]})
+    await rig.commit(Change("LifecycleExpiration:Delete", meta(), None, T0))  # the expiry sweep has no request
+    relay = n.Notifications(rig.db, rig.nc, rig.js, rig.notes._store_async, rig.notes._resolve,
+                            Arns(REGION, ACCOUNT), grace_s=0.0, poll_s=0.05)
+    await relay.start(inbox=False)
+    try:
+        await until(lambda: relay.published == 1, what="the relay to publish")
+    finally:
+        await relay.stop()
+    (payload,) = await rig.invocations()
+    assert payload["Records"][0]["eventName"] == "LifecycleExpiration:Delete"
+
+
+async def test_eventbridge_and_nats_destinations(rig: Rig) -> None:
+    await rig.js.add_stream(name="APP", subjects=["app.>"])
+    await configure(rig, {"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.uploads",
+                                                   "Events": ["s3:ObjectCreated:*"]}],
+                          "EventBridgeConfiguration": {}})
+    await rig.commit(change(), change("ObjectRemoved:Delete"))
+    assert await rig.notes.publish("REQ1") == 3
+    (created,) = [json.loads(m) for m in await rig.messages("APP", "app.uploads")]
+    assert created["Records"][0]["eventName"] == "ObjectCreated:Put"
+    events = [json.loads(m) for m in await rig.messages(bus.EVENTS_STREAM, bus.events_subject("default"))]
+    assert [e["detail-type"] for e in events] == ["Object Created", "Object Deleted"]
+
+
+async def test_a_missing_function_is_dropped_not_retried_forever(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    await rig.commit(change())
+    rig.functions.clear()
+    assert await rig.notes.publish("REQ1") == 1
+    assert await rig.outbox() == 0
+    assert await rig.invocations() == []
+
+
+async def test_external_records_reach_the_configured_function(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"], suffix=".jpg")]},
+                    bucket="images")
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectRemoved:*"])]},
+                    bucket="mybucket1")
+    assert await rig.notes.accept_external("images", MINIO, "ext-1") == 1
+    assert await rig.notes.accept_external("mybucket1", CEPH, "ext-2") == 1
+    assert await rig.notes.accept_external("mybucket1", MINIO, "ext-3") == 0  # a created event: not configured
+    assert [p["Records"] for p in await rig.invocations()] == [MINIO["Records"], CEPH["Records"]]
+
+
+async def test_minios_nats_target_reaches_the_function_through_the_inbox(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]},
+                    bucket="images")
+    await rig.js.publish(n.INBOX_PREFIX + "images", json.dumps(MINIO).encode())
+    await rig.nc.publish(n.INBOX_PREFIX + "images", b"not json")  # dropped, the next one still goes
+    await rig.js.publish(n.INBOX_PREFIX + "images", json.dumps(MINIO).encode())
+
+    await until(lambda: rig.notes.published == 2, what="the inbox to be delivered")
+    assert [p["Records"] for p in await rig.invocations()] == [MINIO["Records"]] * 2
