@@ -66,3 +66,22 @@ def no_such_upload(upload_id: str) -> S3Error:
 
 def precondition_failed(condition: str) -> S3Error:
     return PreconditionFailed("At least one of the pre-conditions you specified did not hold", Condition=condition)
+
+
+class NotModified(S3Error):
+    """Not an error to the client: a conditional GET/HEAD answered 304 with no body (``check_read_conditions``)."""
+
+    code = "NotModified"
+    status = 304
+
+
+def key_too_long(size: int) -> S3Error:
+    return KeyTooLongError("Your key is too long", Size=str(size), MaxSizeAllowed="1024")
+
+
+def invalid_bucket_name(name: str) -> S3Error:
+    return InvalidBucketName("The specified bucket is not valid.", BucketName=name)
+
+
+def no_such_version(key: str, version_id: str) -> S3Error:
+    return NoSuchVersion("The specified version does not exist.", Key=key, VersionId=version_id)
