@@ -54,6 +54,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import orjson
+from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -62,6 +63,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolic
 from nats.js.errors import BadRequestError, NoStreamResponseError
 
 from kambda import bus
+from kambda.aws import auth
 from kambda.aws import errors as kerrors
 from kambda.names import LATEST, Arns, parse_function
 from kambda.sql import Database, Tx
@@ -440,6 +442,10 @@ class Notifications:
 
         await self._db.write(put)
 
+    async def forget(self, bucket: str) -> None:
+        """A deleted bucket's configuration goes with it (a bucket made again under its name starts empty)."""
+        await self.put_config(bucket, None)
+
     def _compile(self, tx: Tx, bucket: str) -> Compiled:
         rows = tx.execute("SELECT doc FROM s3_notification WHERE bucket = ?", (bucket,))
         if not rows:
@@ -676,6 +682,25 @@ class NotificationsApi:
         bucket = params["Bucket"]
         await self._bucket_exists(bucket)
         return dict(await self._notifications.get_config(bucket) or {})
+
+
+def external_routes(notifications: Notifications) -> list[web.RouteDef]:
+    """``POST /_kambda/v1/s3-events/{bucket}``: S3 records an external store pushes (Ceph RGW's HTTP topic
+    ``push-endpoint``, MinIO's webhook target), delivered by ``bucket``'s notification configuration. Answers 200
+    ``{"delivered": n}`` once they are stored on JetStream (503 otherwise, and the sender retries), 400 for a body
+    that holds no records."""
+
+    @auth.requires("kambda:PutS3Events")
+    async def accept(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            delivered = await notifications.accept_external(request.match_info["bucket"], orjson.loads(body),
+                                                            f"ext-{uuid.uuid4().hex}")
+        except ValueError as exc:
+            raise kerrors.InvalidParameterValue(f"Not S3 event records: {exc}") from None
+        return web.json_response({"delivered": delivered})
+
+    return [web.post("/_kambda/v1/s3-events/{bucket}", accept)]
 
 
 def function_checker(resolve: Callable[[str, str | None], Awaitable[Any]]) -> Callable[[str], Awaitable[bool]]:
