@@ -3,9 +3,9 @@
 Configuration
 -------------
 PutBucketNotificationConfiguration / GetBucketNotificationConfiguration keep a bucket's document (botocore's
-``NotificationConfiguration`` shape, as JSON) in this module's own table ``s3_notification`` of the store's
-database, so that the store's ``on_commit`` reads it inside the very transaction that commits a change (no cache
-to go stale, whichever gateway replica made the change). Destinations:
+``NotificationConfiguration`` shape, as JSON) as the store's ``notification`` subresource; the store's
+``on_commit`` reads it inside the very transaction that commits a change (no cache to go stale, whichever gateway
+replica made the change, and it goes with a deleted bucket). Destinations:
 
 * ``LambdaFunctionConfigurations``: a function ARN (qualified or not); the function must exist.
 * ``EventBridgeConfiguration``: every event goes to the ``default`` event bus as AWS's ``aws.s3`` events
@@ -70,6 +70,7 @@ from kambda.sql import Database, Tx
 from kambda.v1.invocation_pb2 import Invocation
 from objects import errors
 from objects.store import Change
+from objects.store import Store as ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,6 @@ S3_SERVICE = "s3.amazonaws.com"
 
 SCHEMA = {
     "sqlite": [
-        "CREATE TABLE s3_notification (bucket TEXT PRIMARY KEY, doc BLOB NOT NULL)",
         "CREATE TABLE s3_notify_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL,"
         " request_id TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, body BLOB NOT NULL,"
         " created REAL NOT NULL)",
@@ -114,7 +114,6 @@ SCHEMA = {
         "CREATE TABLE s3_notify_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)",
     ],
     "postgresql": [
-        "CREATE TABLE s3_notification (bucket TEXT COLLATE \"C\" PRIMARY KEY, doc BYTEA NOT NULL)",
         "CREATE TABLE s3_notify_outbox (id BIGSERIAL PRIMARY KEY, msg_id TEXT NOT NULL,"
         " request_id TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, body BYTEA NOT NULL,"
         " created DOUBLE PRECISION NOT NULL)",
@@ -382,11 +381,6 @@ Store = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 Resolve = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 
-def _config_in(tx: Tx, bucket: str) -> Doc | None:
-    rows = tx.execute("SELECT doc FROM s3_notification WHERE bucket = ?", (bucket,))
-    return orjson.loads(rows[0][0]) if rows else None
-
-
 class Notifications:
     """The store's ``on_commit`` hook, the outbox's publisher and relay, and the external inbox."""
 
@@ -403,7 +397,7 @@ class Notifications:
         self._held_until = 0.0
         #: Request ids whose transaction wrote rows (set in the writer thread): a write without one costs nothing.
         self._dirty: set[str] = set()
-        self._compiled: dict[bytes, Compiled] = {}
+        self._compiled: dict[str, Compiled] = {}
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Task[None] | None = None
         self.published = 0
@@ -431,26 +425,12 @@ class Notifications:
 
     # -- configuration ---------------------------------------------------------------------------------------------
 
-    async def get_config(self, bucket: str) -> Doc | None:
-        return await self._db.read(lambda tx: _config_in(tx, bucket))
-
-    async def put_config(self, bucket: str, doc: Doc | None) -> None:
-        def put(tx: Tx) -> None:
-            tx.execute("DELETE FROM s3_notification WHERE bucket = ?", (bucket,))
-            if doc:
-                tx.execute("INSERT INTO s3_notification (bucket, doc) VALUES (?, ?)", (bucket, orjson.dumps(doc)))
-
-        await self._db.write(put)
-
-    async def forget(self, bucket: str) -> None:
-        """A deleted bucket's configuration goes with it (a bucket made again under its name starts empty)."""
-        await self.put_config(bucket, None)
-
     def _compile(self, tx: Tx, bucket: str) -> Compiled:
-        rows = tx.execute("SELECT doc FROM s3_notification WHERE bucket = ?", (bucket,))
+        """The bucket's configuration as the transaction sees it (objects/store.py's ``s3_configs``)."""
+        rows = tx.execute("SELECT doc FROM s3_configs WHERE bucket = ? AND kind = ?", (bucket, KIND))
         if not rows:
             return Compiled((), False)
-        raw = bytes(rows[0][0])
+        raw = str(rows[0][0])
         found = self._compiled.get(raw)
         if found is None:
             if len(self._compiled) > 4096:
@@ -648,10 +628,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 class NotificationsApi:
     """PutBucketNotificationConfiguration and GetBucketNotificationConfiguration on the front door."""
 
-    def __init__(self, notifications: Notifications, bucket_exists: Callable[[str], Awaitable[None]],
-                 function_exists: Callable[[str], Awaitable[bool]] | None = None) -> None:
-        self._notifications = notifications
-        self._bucket_exists = bucket_exists
+    def __init__(self, store: ObjectStore, function_exists: Callable[[str], Awaitable[bool]] | None = None) -> None:
+        self._store = store
         self._function_exists = function_exists
 
     def register(self, front: Any) -> None:
@@ -664,7 +642,7 @@ class NotificationsApi:
 
     async def put(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         bucket = params["Bucket"]
-        await self._bucket_exists(bucket)
+        await self._store.bucket(bucket)
         doc = params.get("NotificationConfiguration") or {}
         existing: set[str] = set()
         if self._function_exists is not None and not params.get("SkipDestinationValidation"):
@@ -675,13 +653,11 @@ class NotificationsApi:
             checked = validate(doc, existing.__contains__)
         else:
             checked = validate(doc)
-        await self._notifications.put_config(bucket, checked or None)
+        await self._store.put_config(bucket, KIND, checked or None)
         return {}
 
     async def get(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        bucket = params["Bucket"]
-        await self._bucket_exists(bucket)
-        return dict(await self._notifications.get_config(bucket) or {})
+        return dict(await self._store.get_config(params["Bucket"], KIND) or {})
 
 
 def external_routes(notifications: Notifications) -> list[web.RouteDef]:

@@ -9,6 +9,7 @@ boto3 and a function that appends what it receives to a ledger file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from kambda.sql import Database, Tx
 from kambda.v1.invocation_pb2 import Invocation
 from objects import errors
 from objects import notifications as n
-from objects.store import Actor, Change, ObjectMeta
+from objects.store import Actor, Change, ObjectMeta, Store
 from tests.conftest import until
 
 REGION, ACCOUNT = "us-east-1", "000000000000"
@@ -269,6 +270,7 @@ class Rig:
 
         self.notes = n.Notifications(db, nc, js, store_async, resolve, Arns(REGION, ACCOUNT), grace_s=0.0,
                                      poll_s=0.05)
+        self.store = Store(js, db, region=REGION, on_commit=self.notes.on_commit)
 
     async def commit(self, *changes: Change, fail: bool = False) -> None:
         def work(tx: Tx) -> None:
@@ -311,18 +313,22 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await bus.ensure_platform(js)
     db = Database.open(None, tmp_path / "objects.db")
     made = Rig(nc, js, db)
+    await made.store.start(background=False)
     await made.notes.start(relay=False)
     try:
         yield made
     finally:
         await made.notes.stop()
+        await made.store.close()
         await db.close()
         await nc.close()
         await server.stop()
 
 
 async def configure(rig: Rig, doc: dict[str, Any], bucket: str = "bkt") -> None:
-    await rig.notes.put_config(bucket, n.validate(doc))
+    with contextlib.suppress(errors.BucketAlreadyOwnedByYou):
+        await rig.store.create_bucket(bucket, REGION)
+    await rig.store.put_config(bucket, n.KIND, n.validate(doc))
 
 
 async def test_a_committed_change_is_stored_before_publish_returns(rig: Rig) -> None:
@@ -433,3 +439,51 @@ async def test_minios_nats_target_reaches_the_function_through_the_inbox(rig: Ri
 
     await until(lambda: rig.notes.published == 2, what="the inbox to be delivered")
     assert [p["Records"] for p in await rig.invocations()] == [MINIO["Records"]] * 2
+
+
+
+async def test_the_stores_changes_make_aws_records(rig: Rig) -> None:
+    """Every kind of change the store commits, through on_commit, published before the call returns."""
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(
+        ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectTagging:*"], id="all")]})
+    await rig.store.set_versioning("bkt", "Enabled")
+    actors = iter(Actor("AKID", "10.1.2.3", f"R{i}") for i in range(100))
+
+    async def act(call: Any) -> Any:
+        actor = next(actors)
+        result = await call(actor)
+        await rig.notes.publish(actor.request_id)
+        return result
+
+    put = await act(lambda a: rig.store.put("bkt", "a b.txt", b"hello", actor=a))
+    copy = await act(lambda a: rig.store.copy(put.meta, "bkt", "c.txt", actor=a))
+    upload = await rig.store.create_upload("bkt", "m.bin")
+    part = await rig.store.put_part(upload, 1, b"x" * 10)
+    done = await act(lambda a: rig.store.complete(upload, [(1, part.etag)], actor=a))
+    await act(lambda a: rig.store.set_tags("bkt", "a b.txt", None, {"k": "v"}, actor=a))
+    await act(lambda a: rig.store.set_tags("bkt", "a b.txt", None, None, actor=a))
+    marker, _ = await act(lambda a: rig.store.delete("bkt", "a b.txt", actor=a))
+    await act(lambda a: rig.store.delete("bkt", "c.txt", copy.meta.version_id, actor=a))
+    await act(lambda a: rig.store.put("bkt", "p.txt", b"post", event="ObjectCreated:Post", actor=a))
+    records = [p["Records"][0] for p in await rig.invocations()]
+    assert [r["eventName"] for r in records] == [
+        "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload", "ObjectTagging:Put",
+        "ObjectTagging:Delete", "ObjectRemoved:DeleteMarkerCreated", "ObjectRemoved:Delete", "ObjectCreated:Post"]
+    assert [r["responseElements"]["x-amz-request-id"] for r in records] == [f"R{i}" for i in range(8)]
+    objects = [r["s3"]["object"] for r in records]
+    assert objects[0] == {"key": "a+b.txt", "size": 5, "eTag": put.meta.etag.strip('"'),
+                          "versionId": put.meta.version_id, "sequencer": put.meta.sequencer}
+    assert objects[2]["eTag"] == done.meta.etag.strip('"') and objects[2]["eTag"].endswith("-1")
+    assert objects[5] == {"key": "a+b.txt", "versionId": marker.version_id, "sequencer": objects[5]["sequencer"]}
+    assert objects[6]["versionId"] == copy.meta.version_id
+    sequencers = [o["sequencer"] for o in objects if "sequencer" in o]
+    assert sequencers == sorted(sequencers) and len(set(sequencers)) == len(sequencers)
+    assert await rig.outbox() == 0
+
+
+async def test_a_deleted_bucket_takes_its_configuration_along(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    await rig.store.delete_bucket("bkt")
+    await rig.store.create_bucket("bkt", REGION)
+    await rig.store.put("bkt", "k", b"x", actor=Actor("a", "b", "R1"))
+    assert await rig.outbox() == 0
