@@ -5,11 +5,15 @@ consistency (a pending blob never committed is reclaimed after the grace; a dele
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import sys
+import time
+import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -197,7 +201,8 @@ async def test_ranges_across_chunks_and_segments(store: Store) -> None:
 
 # -- versioning ---------------------------------------------------------------------------------------------------
 
-async def test_versioning_and_delete_markers(store: Store, changes: list[Change]) -> None:
+async def test_versioning_and_delete_markers(any_store: Store, changes: list[Change]) -> None:
+    store = any_store
     await store.create_bucket("vvv", "us-east-1")
     before = (await store.put("vvv", "k", b"unversioned")).meta
     await store.set_versioning("vvv", "Enabled")
@@ -256,7 +261,8 @@ async def test_versioning_and_delete_markers(store: Store, changes: list[Change]
 
 # -- multipart ----------------------------------------------------------------------------------------------------
 
-async def test_multipart_etag_and_errors(store: Store, changes: list[Change]) -> None:
+async def test_multipart_etag_and_errors(any_store: Store, changes: list[Change]) -> None:
+    store = any_store
     await store.create_bucket("mmm", "us-east-1")
     upload = await store.create_upload("mmm", "big", headers={"Content-Type": "a/b"}, metadata={"x": "y"})
     assert (await store.upload("mmm", "big", upload.upload_id)).upload_id == upload.upload_id
@@ -472,8 +478,9 @@ KEY = st.text(alphabet=st.sampled_from(["a", "b", "/", "é", "z", "\U0001f600", 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=st.sets(KEY, max_size=25), prefix=st.sampled_from(["", "a", "a/", "é", "b/"]),
        delimiter=st.sampled_from(["", "/"]), page=st.integers(1, 7))
-async def test_listing_pages_equal_a_sorted_reference(store: Store, keys: set[str], prefix: str, delimiter: str,
+async def test_listing_pages_equal_a_sorted_reference(any_store: Store, keys: set[str], prefix: str, delimiter: str,
                                                       page: int) -> None:
+    store = any_store
     bucket = unique("l").lower().replace("_", "-")[:40]
     await store.create_bucket(bucket, "us-east-1")
     await store.set_versioning(bucket, "Enabled")
@@ -556,3 +563,91 @@ async def test_restart_keeps_objects(js: JetStreamContext, tmp_path: Path, clock
     assert await body_of(store, await store.head("ppp", "k")) == data
     await store.close()
     await db.close()
+
+
+CRASHER = """
+import asyncio, os, sys
+from pathlib import Path
+import nats
+from kambda.sql import Database
+from objects.store import Store
+
+async def main():
+    url, path, now = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    nc = await nats.connect(url)
+    db = Database.open(None, Path(path))
+    store = Store(nc.jetstream(), db, region="us-east-1", clock=lambda: now)
+    await store.start(background=False)
+    await store.put("kkk", "done", os.urandom(300_000))
+
+    async def endless():
+        while True:
+            yield os.urandom(64 * 1024)
+            await asyncio.sleep(0.001)
+
+    await store.put("kkk", "never", endless())
+
+asyncio.run(main())
+"""
+
+
+async def test_kill_9_mid_upload_lists_nothing_without_bytes(store: Store, js: JetStreamContext, tmp_path: Path,
+                                                             clock: Clock) -> None:
+    await store.create_bucket("kkk", "us-east-1")
+    url = js._nc.connected_url
+    assert url is not None
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHER, f"nats://{url.hostname}:{url.port}", str(tmp_path / "objects" / "objects.db"),
+        str(clock.now))
+    try:
+        await until(lambda: messages(js), lambda n: n > 10, deadline_s=60)  # "done" committed, "never" streaming
+    finally:
+        process.kill()  # SIGKILL: no finally, no cleanup in the writer
+        await process.wait()
+    listed = await store.list("kkk")
+    assert [o.key for o in listed.objects] == ["done"]
+    for meta in listed.objects + (await store.list_versions("kkk")).objects:
+        assert len(await body_of(store, meta)) == meta.size
+    left = await messages(js)
+    assert await store.reclaim() == 0  # the pending blob is within its grace
+    clock.now += 61
+    assert await store.reclaim() == 1
+    assert 0 < await messages(js) < left
+    assert len(await body_of(store, await store.head("kkk", "done"))) == 300_000
+
+
+async def until(probe: Callable[[], Awaitable[int]], ok: Callable[[int], bool], deadline_s: float) -> int:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value} after {deadline_s}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_large_bodies_stream_in_bounded_memory(store: Store) -> None:
+    await store.create_bucket("mem", "us-east-1")
+    size, piece = 96 * 1024 * 1024, 1024 * 1024
+    digest = hashlib.md5()  # noqa: S324
+
+    async def generated() -> AsyncIterator[bytes]:
+        for _ in range(size // piece):
+            data = os.urandom(piece)
+            digest.update(data)
+            yield data
+
+    tracemalloc.start()
+    try:
+        meta = (await store.put("mem", "big", generated())).meta
+        put_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        read = hashlib.md5()  # noqa: S324
+        async for data in store.read(await store.head("mem", "big")):
+            read.update(data)
+        read_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert meta.etag == f'"{digest.hexdigest()}"' and read.hexdigest() == digest.hexdigest()
+    assert put_peak < 32 * 1024 * 1024 and read_peak < 40 * 1024 * 1024, (put_peak, read_peak)
