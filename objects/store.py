@@ -39,6 +39,7 @@ import secrets
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -390,7 +391,7 @@ def _schema(dialect: str) -> list[str]:
     ]
 
 
-SCHEMA = {"sqlite": _schema("sqlite"), "postgresql": _schema("postgresql")}
+SCHEMA = {"sqlite": _schema("sqlite"), "postgresql": [*_schema("postgresql"), "CREATE SEQUENCE s3_seq"]}
 
 _COLS = ("bucket, key, seq, uid, version_id, latest, marker, size, etag, mtime, headers, metadata, checksums, tags,"
          " parts")
@@ -436,8 +437,14 @@ def _link(tx: Tx, owner: str, segments: Iterable[tuple[str, int]]) -> None:
 
 
 def _bump(tx: Tx, bucket: str) -> tuple[int, str]:
-    """The bucket's next sequence number and its versioning state; NoSuchBucket."""
-    rows = tx.execute("UPDATE s3_buckets SET seq = seq + 1 WHERE name = ? RETURNING seq, versioning", (bucket,))
+    """The next sequence number of a write to ``bucket`` and the bucket's versioning state; NoSuchBucket.
+
+    SQLite has one writer: a counter in the bucket's row. On PostgreSQL every write would update that one row and
+    conflict with every other at SERIALIZABLE, so a sequence (shared by the buckets, increasing) numbers them."""
+    if tx.dialect == "postgresql":
+        rows = tx.execute("SELECT nextval('s3_seq'), versioning FROM s3_buckets WHERE name = ?", (bucket,))
+    else:
+        rows = tx.execute("UPDATE s3_buckets SET seq = seq + 1 WHERE name = ? RETURNING seq, versioning", (bucket,))
     if not rows:
         raise errors.no_such_bucket(bucket)
     return rows[0][0], rows[0][1]
@@ -574,6 +581,22 @@ async def _pieces(body: AsyncIterator[bytes] | bytes) -> AsyncIterator[bytes]:
         return
     async for piece in body:
         yield piece
+
+
+#: Pieces at least this large are hashed on a thread (hashlib lets go of the GIL) while the loop publishes.
+HASH_OFFLOAD = 256 * 1024
+_hashers = ThreadPoolExecutor(4, thread_name_prefix="s3-hash")
+
+
+async def _hash(previous: asyncio.Future[None] | None, hashes: _Hashes,
+                piece: bytes) -> asyncio.Future[None] | None:
+    """Hash ``piece`` after ``previous`` (in order): a large one on a thread, the future returned to await."""
+    if previous is not None:
+        await previous
+    if len(piece) < HASH_OFFLOAD:
+        hashes.update(piece)
+        return None
+    return asyncio.get_running_loop().run_in_executor(_hashers, hashes.update, piece)
 
 
 @dataclass
@@ -732,6 +755,7 @@ class Store:
         size = 0
         publisher: _Publisher | None = None
         blob: str | None = None
+        hashing: asyncio.Future[None] | None = None
         try:
             async for piece in _pieces(body):
                 if not piece:
@@ -740,17 +764,28 @@ class Store:
                 if size > max_size:
                     raise errors.EntityTooLarge("Your proposed upload exceeds the maximum allowed size",
                                                 MaxSizeAllowed=str(max_size))
-                hashes.update(piece)
-                buffer += piece
-                if publisher is None and (len(buffer) > INLINE_MAX or not inline):
+                hashing = await _hash(hashing, hashes, piece)
+                if publisher is None and (len(buffer) + len(piece) > INLINE_MAX or not inline):
                     blob = await self._new_blob()
                     publisher = _Publisher(self.js, blob)
                     await publisher.open()
-                if publisher is not None:
-                    while len(buffer) >= CHUNK:
-                        chunk = bytes(buffer[:CHUNK])
-                        del buffer[:CHUNK]
-                        await publisher.publish(chunk)
+                if publisher is None:
+                    buffer += piece
+                    continue
+                view, at = memoryview(piece), 0
+                if buffer:  # top up the chunk begun by earlier pieces
+                    at = min(CHUNK - len(buffer), len(piece))
+                    buffer += view[:at]
+                    if len(buffer) < CHUNK:
+                        continue
+                    await publisher.publish(bytes(buffer))
+                    buffer.clear()
+                while len(piece) - at >= CHUNK:  # whole chunks straight from the piece: one copy each
+                    await publisher.publish(piece[at:at + CHUNK])
+                    at += CHUNK
+                buffer += view[at:]
+            if hashing is not None:
+                await hashing
             md5, sums = hashes.finish()
             if publisher is None and inline:
                 return _Ingested(size, md5, sums, inline=bytes(buffer))
