@@ -10,8 +10,9 @@ replica made the change, and it goes with a deleted bucket). Destinations:
 * ``LambdaFunctionConfigurations``: a function ARN (qualified or not); the function must exist.
 * ``EventBridgeConfiguration``: every event goes to the ``default`` event bus as AWS's ``aws.s3`` events
   ("Object Created", "Object Deleted", "Object Tags Added", "Object Tags Deleted").
-* ``QueueConfigurations`` / ``TopicConfigurations`` whose ARN is ``arn:kambda:nats:::<subject>`` (kambda's own):
-  the records are published to that NATS subject (stored by JetStream when a stream captures the subject).
+* ``QueueConfigurations`` / ``TopicConfigurations`` whose ARN is ``arn:kambda:nats:::kambda.s3.notify.<name>``
+  (kambda's own): the records are published to that NATS subject, kept by stream KAMBDA_S3_NOTIFY (7 days) for
+  any NATS client to consume.
   Other queue and topic ARNs (there is no SQS or SNS here) are refused as AWS refuses a destination it cannot
   validate.
 
@@ -36,7 +37,8 @@ External object stores
 target push them (``{"Records": [...]}``, MinIO's ``{"EventName", "Key", "Records"}``): each record is matched
 against the notification configuration of the kambda bucket of that name (made once for the purpose, it stays
 empty) and delivered the same way, the record as the source sent it. MinIO's NATS target publishes the same
-payload on ``kambda.s3.inbox.<bucket>`` (stream KAMBDA_S3_INBOX), which the gateway consumes into the same path.
+payload on ``kambda.s3.inbox.<bucket>`` (stream KAMBDA_S3_INBOX), which the gateways consume (one durable
+consumer, ``s3-inbox``) into the same path.
 """
 
 from __future__ import annotations
@@ -59,8 +61,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NoStreamResponseError
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from kambda import bus
 from kambda.aws import auth
@@ -76,8 +77,7 @@ log = logging.getLogger(__name__)
 
 KIND = "notification"
 NATS_ARN_PREFIX = "arn:kambda:nats:::"
-INBOX_STREAM = "KAMBDA_S3_INBOX"
-INBOX_PREFIX = "kambda.s3.inbox."
+INBOX_PREFIX = bus.S3_INBOX_PREFIX
 INBOX_CONSUMER = "s3-inbox"
 BATCH = 256
 LEASE_S = 10.0
@@ -260,7 +260,9 @@ def _function_arn(arn: str) -> bool:
 
 
 def _subject_ok(subject: str) -> bool:
-    return bool(subject) and not any(c in subject for c in " \t\r\n*>") and "" not in subject.split(".")
+    """A subject of the KAMBDA_S3_NOTIFY stream (which keeps what is sent there), without wildcards."""
+    return subject.startswith(bus.S3_NOTIFY_PREFIX) and len(subject) > len(bus.S3_NOTIFY_PREFIX) \
+        and not any(c in subject for c in " \t\r\n*>") and "" not in subject.split(".")
 
 
 # -- what is sent ---------------------------------------------------------------------------------------------------
@@ -407,14 +409,7 @@ class Notifications:
         if relay:
             self._task = asyncio.create_task(self._relay())
         if inbox:
-            await _ensure_stream(self._js, StreamConfig(
-                name=INBOX_STREAM, subjects=[INBOX_PREFIX + ">"], retention=RetentionPolicy.WORK_QUEUE,
-                storage=StorageType.FILE, max_msg_size=bus.MAX_ASYNC_MESSAGE, max_bytes=256 * 1024 * 1024,
-                discard=DiscardPolicy.NEW))
-            await self._js.add_consumer(INBOX_STREAM, ConsumerConfig(
-                durable_name=INBOX_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=1024))
-            psub = await self._js.pull_subscribe_bind(INBOX_CONSUMER, INBOX_STREAM)
-            self._inbox = asyncio.create_task(self._consume_inbox(psub))
+            self._inbox = asyncio.create_task(self._consume_inbox())
 
     async def stop(self) -> None:
         for task in (self._task, self._inbox):
@@ -512,11 +507,8 @@ class Notifications:
             await self._js.publish(bus.events_subject(row.target), row.body, stream=bus.EVENTS_STREAM,
                                    headers=headers)
         elif row.kind == "nats":
-            subject = row.target[len(NATS_ARN_PREFIX):]
-            try:
-                await self._js.publish(subject, row.body, headers=headers)
-            except NoStreamResponseError:
-                await self._nc.publish(subject, row.body, headers=headers)  # no stream keeps it: plain NATS
+            await self._js.publish(row.target[len(NATS_ARN_PREFIX):], row.body, stream=bus.S3_NOTIFY_STREAM,
+                                   headers=headers)
         else:
             resolved = await self._resolve(row.target)
             if resolved is None:
@@ -581,7 +573,22 @@ class Notifications:
         await self._db.write(match)
         return await self.publish(request_id)
 
-    async def _consume_inbox(self, psub: Any) -> None:
+    async def _bind_inbox(self) -> Any:
+        """The inbox's durable consumer, once its stream is there (``bus.ensure_platform``, which the controller
+        and the worker run, makes it: the gateway may not)."""
+        while True:
+            try:
+                await self._js.add_consumer(bus.S3_INBOX_STREAM, ConsumerConfig(
+                    durable_name=INBOX_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=1024))
+                return await self._js.pull_subscribe_bind(INBOX_CONSUMER, bus.S3_INBOX_STREAM)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("the S3 inbox is not there yet (%s); trying again", exc)
+                await asyncio.sleep(1.0)
+
+    async def _consume_inbox(self) -> None:
+        psub = await self._bind_inbox()
         while True:
             try:
                 msgs = await psub.fetch(64, timeout=1)
@@ -614,13 +621,6 @@ def _rows(tx: Tx, where: str, params: tuple[Any, ...]) -> list[Row]:
     found = tx.execute(f"SELECT id, msg_id, kind, target, body FROM s3_notify_outbox WHERE {where}"  # noqa: S608
                        f" ORDER BY id LIMIT {BATCH}", params)
     return [Row(int(r[0]), str(r[1]), str(r[2]), str(r[3]), bytes(r[4])) for r in found]
-
-
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
 
 
 # -- the S3 operations ----------------------------------------------------------------------------------------------

@@ -144,13 +144,14 @@ def test_a_missing_function_cannot_be_validated() -> None:
 
 
 def test_a_nats_subject_is_a_destination() -> None:
-    doc = n.validate({"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.uploads",
+    doc = n.validate({"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::kambda.s3.notify.uploads",
                                                "Events": ["s3:ObjectCreated:*"]}]})
     (target,) = n.compile_config(doc).targets
-    assert (target.kind, target.arn) == ("nats", "arn:kambda:nats:::app.uploads")
-    with pytest.raises(errors.InvalidArgument):
-        n.validate({"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.>",
-                                             "Events": ["s3:ObjectCreated:*"]}]})
+    assert (target.kind, target.arn) == ("nats", "arn:kambda:nats:::kambda.s3.notify.uploads")
+    for subject in ("app.uploads", "kambda.s3.notify.>", "kambda.s3.notify.", "kambda.s3.notify.a..b"):
+        with pytest.raises(errors.InvalidArgument):
+            n.validate({"QueueConfigurations": [{"QueueArn": f"arn:kambda:nats:::{subject}",
+                                                 "Events": ["s3:ObjectCreated:*"]}]})
 
 
 # -- the records ------------------------------------------------------------------------------------------------
@@ -398,13 +399,12 @@ async def test_the_relay_sends_what_no_request_published(rig: Rig) -> None:
 
 
 async def test_eventbridge_and_nats_destinations(rig: Rig) -> None:
-    await rig.js.add_stream(name="APP", subjects=["app.>"])
-    await configure(rig, {"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::app.uploads",
+    await configure(rig, {"QueueConfigurations": [{"QueueArn": "arn:kambda:nats:::kambda.s3.notify.uploads",
                                                    "Events": ["s3:ObjectCreated:*"]}],
                           "EventBridgeConfiguration": {}})
     await rig.commit(change(), change("ObjectRemoved:Delete"))
     assert await rig.notes.publish("REQ1") == 3
-    (created,) = [json.loads(m) for m in await rig.messages("APP", "app.uploads")]
+    (created,) = [json.loads(m) for m in await rig.messages(bus.S3_NOTIFY_STREAM, "kambda.s3.notify.uploads")]
     assert created["Records"][0]["eventName"] == "ObjectCreated:Put"
     events = [json.loads(m) for m in await rig.messages(bus.EVENTS_STREAM, bus.events_subject("default"))]
     assert [e["detail-type"] for e in events] == ["Object Created", "Object Deleted"]
