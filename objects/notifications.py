@@ -82,6 +82,8 @@ INBOX_CONSUMER = "s3-inbox"
 BATCH = 256
 LEASE_S = 10.0
 MAX_FILTER_VALUE = 1024
+#: An external record's largest size (an invocation carries it; S3's own are about 1 KB).
+MAX_RECORD = 128 * 1024
 #: The event types S3 accepts in a configuration (botocore's ``Event`` enum); only some ever fire here.
 EVENT_TYPES = frozenset({
     "s3:ReducedRedundancyLostObject", "s3:ObjectCreated:*", "s3:ObjectCreated:Put", "s3:ObjectCreated:Post",
@@ -255,8 +257,13 @@ def _new_id() -> str:
 
 def _function_arn(arn: str) -> bool:
     parts = arn.split(":")
-    return len(parts) in (7, 8) and parts[:3] == ["arn", "aws", "lambda"] and parts[5] == "function" \
-        and bool(parts[6])
+    if len(parts) not in (7, 8) or parts[:3] != ["arn", "aws", "lambda"] or parts[5] != "function":
+        return False
+    try:
+        parse_function(arn)
+    except kerrors.KambdaError:
+        return False
+    return True
 
 
 def _subject_ok(subject: str) -> bool:
@@ -355,6 +362,8 @@ def external_records(payload: Any) -> list[Doc]:
         raise ValueError("the body is no {\"Records\": [...]} of S3 event records")
     records = [r for r in payload["Records"] if isinstance(r, dict)]
     for r in records:
+        if len(orjson.dumps(r)) > MAX_RECORD:
+            raise ValueError(f"an S3 event record is larger than {MAX_RECORD} bytes")
         if not isinstance(r.get("eventName"), str) or not isinstance(((r.get("s3") or {}).get("object") or {})
                                                                          .get("key"), str):
             raise ValueError("an S3 event record has an eventName and s3.object.key")
@@ -510,12 +519,18 @@ class Notifications:
             await self._js.publish(row.target[len(NATS_ARN_PREFIX):], row.body, stream=bus.S3_NOTIFY_STREAM,
                                    headers=headers)
         else:
-            resolved = await self._resolve(row.target)
+            try:
+                ref = parse_function(row.target)
+                resolved = await self._resolve(row.target)
+            except kerrors.ResourceNotFound:
+                resolved = None
+            except kerrors.KambdaError as exc:  # a user's mistake: it would never go
+                log.warning("S3 notification for %s dropped: %s", row.target, exc.message)
+                return
             if resolved is None:
                 log.warning("S3 notification for %s dropped: no such function", row.target)
                 return
             function, version = resolved
-            ref = parse_function(row.target)
             inv = Invocation(request_id=str(uuid.uuid4()), function=function, version=version or LATEST,
                              invoked_arn=self._arns.function(function, ref.qualifier), payload=row.body,
                              invocation_type="Event", enqueued_ms=int(self._clock() * 1000))
@@ -565,9 +580,10 @@ class Notifications:
             rows: list[tuple[str, str, bytes]] = []
             for rec in records:
                 event, key = external_event(rec)
+                body = orjson.dumps({"Records": [rec]})
                 for target in compiled.targets:
                     if target.wants(event, key):
-                        rows.append((target.kind, target.arn, orjson.dumps({"Records": [rec]})))
+                        rows.append((target.kind, target.arn, body))
             self._insert(tx, request_id, rows)
 
         await self._db.write(match)

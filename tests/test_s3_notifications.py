@@ -419,6 +419,19 @@ async def test_a_missing_function_is_dropped_not_retried_forever(rig: Rig) -> No
     assert await rig.invocations() == []
 
 
+async def test_a_row_that_can_never_go_is_dropped_not_answered_503(rig: Rig) -> None:
+    await rig.db.write(lambda tx: rig.notes._insert(tx, "R9", [("lambda", "arn:aws:lambda:us-east-1:1:function:x",
+                                                                 b"{}")]))
+    assert await rig.notes.publish("R9") == 1
+    assert await rig.outbox() == 0
+
+
+def test_an_oversized_external_record_is_refused() -> None:
+    big = {"Records": [{**MINIO["Records"][0], "padding": "x" * n.MAX_RECORD}]}
+    with pytest.raises(ValueError, match="larger"):
+        n.external_records(big)
+
+
 async def test_external_records_reach_the_configured_function(rig: Rig) -> None:
     await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"], suffix=".jpg")]},
                     bucket="images")
