@@ -13,8 +13,9 @@ import sys
 import time
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -24,7 +25,7 @@ from nats.js import JetStreamContext
 
 from kambda.aws.chunked import crc32c
 from kambda.bus.natsserver import NatsServer
-from kambda.sql import Database
+from kambda.sql import Database, Tx
 from objects import errors
 from objects.store import (
     CHUNK,
@@ -33,8 +34,10 @@ from objects.store import (
     STREAM,
     Change,
     Conditions,
+    Listing,
     ObjectMeta,
     Store,
+    _Lister,
     blob_subject,
     check_read_conditions,
     crc64nvme,
@@ -569,7 +572,7 @@ CRASHER = """
 import asyncio, os, sys
 from pathlib import Path
 import nats
-from kambda.sql import Database
+from kambda.sql import Database, Tx
 from objects.store import Store
 
 async def main():
@@ -651,3 +654,43 @@ async def test_large_bodies_stream_in_bounded_memory(store: Store) -> None:
         tracemalloc.stop()
     assert meta.etag == f'"{digest.hexdigest()}"' and read.hexdigest() == digest.hexdigest()
     assert put_peak < 32 * 1024 * 1024 and read_peak < 40 * 1024 * 1024, (put_peak, read_peak)
+
+
+class CountingTx:
+    """A transaction that counts its statements (to show a listing page costs O(page) index seeks)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx, self.dialect, self.statements = tx, tx.dialect, 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.statements += 1
+        return self.tx.execute(sql, params)
+
+
+async def test_a_listing_page_skips_each_common_prefix_with_one_seek(store: Store) -> None:
+    await store.create_bucket("seek", "us-east-1")
+    await asyncio.gather(*(store.put("seek", f"p{d:02}/{i:03}", b"") for d in range(40) for i in range(50)))
+
+    def page(tx: Tx) -> tuple[Listing, int]:
+        counting = CountingTx(tx)
+        listing = _Lister(counting, "seek", "", "/", 5, False).run(b"p07/", "")  # type: ignore[arg-type]
+        return listing, counting.statements
+
+    listing, statements = await store.db.read(page)
+    assert listing.common_prefixes == [f"p{d:02}/" for d in range(8, 13)] and listing.truncated
+    assert listing.next_marker == "p12/"
+    assert statements <= 6  # one seek per common prefix and one to see that more follow, not 250 rows read
+
+
+async def test_concurrent_writes_to_one_bucket_all_land(any_store: Store) -> None:
+    store = any_store
+    await store.create_bucket("busy", "us-east-1")
+    await store.set_versioning("busy", "Enabled")
+    written = await asyncio.gather(*(store.put("busy", f"k{i % 4}", f"{i}".encode()) for i in range(48)))
+    versions = (await store.list_versions("busy")).objects
+    assert sorted(v.version_id for v in versions) == sorted(w.meta.version_id for w in written)
+    latest = {v.key: v for v in versions if v.is_latest}
+    assert len(latest) == 4
+    for key, meta in latest.items():
+        newest = max((w.meta for w in written if w.meta.key == key), key=lambda m: m.sequencer)
+        assert meta.version_id == newest.version_id
