@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -70,12 +71,14 @@ from kambda.names import LATEST, Arns, parse_function
 from kambda.sql import Database, Tx
 from kambda.v1.invocation_pb2 import Invocation
 from objects import errors
-from objects.store import Change
+from objects.store import Actor, Change
 from objects.store import Store as ObjectStore
 
 log = logging.getLogger(__name__)
 
 KIND = "notification"
+#: The store's methods that commit changes (and so may make notifications).
+WRITES = ("put", "copy", "complete", "delete", "set_tags")
 NATS_ARN_PREFIX = "arn:kambda:nats:::"
 INBOX_PREFIX = bus.S3_INBOX_PREFIX
 INBOX_CONSUMER = "s3-inbox"
@@ -409,6 +412,7 @@ class Notifications:
         #: Request ids whose transaction wrote rows (set in the writer thread): a write without one costs nothing.
         self._dirty: set[str] = set()
         self._compiled: dict[str, Compiled] = {}
+        self._nudged = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Task[None] | None = None
         self.published = 0
@@ -442,7 +446,28 @@ class Notifications:
             found = self._compiled[raw] = compile_config(orjson.loads(raw))
         return found
 
-    # -- the hook --------------------------------------------------------------------------------------------------
+    # -- the hooks -------------------------------------------------------------------------------------------------
+
+    def attach(self, store: ObjectStore) -> None:
+        """Hook into ``store``: :meth:`on_commit` in each change's transaction, and :meth:`publish` once each write
+        method returns (before the API layer answers), for every caller of the store (S3's API, POST uploads,
+        the lifecycle sweep, whose changes have no request and so go with the relay at once)."""
+        store.on_commit = self.on_commit
+        for name in WRITES:
+            setattr(store, name, self._publishing(getattr(store, name)))
+
+    def _publishing(self, write: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(write)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            result = await write(*args, **kwargs)
+            actor = kwargs.get("actor")
+            if isinstance(actor, Actor):
+                await self.publish(actor.request_id)
+            else:
+                self._nudged.set()
+            return result
+
+        return run
 
     def on_commit(self, tx: Tx, change: Change) -> None:
         """The store's hook: the outbox rows of ``change``, in its transaction."""
@@ -488,11 +513,11 @@ class Notifications:
             raise errors.ServiceUnavailable("Please reduce your request rate.") from None
 
     async def publish_all(self) -> int:
-        """Every row older than the grace (a write's own publish normally took it within it)."""
+        """Every row of no request, and those older than the grace (a write's own publish normally took them)."""
         cutoff = self._clock() - self._grace_s
         total = 0
         while True:
-            rows = await self._db.read(lambda tx: _rows(tx, "created <= ?", (cutoff,)))
+            rows = await self._db.read(lambda tx: _rows(tx, "request_id = '' OR created <= ?", (cutoff,)))
             total += await self._send(rows)
             if len(rows) < BATCH:
                 return total
@@ -546,7 +571,9 @@ class Notifications:
                 raise
             except Exception as exc:
                 log.warning("the S3 notification relay could not publish (%s); trying again", exc)
-            await asyncio.sleep(self._poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self._poll_s)
+            self._nudged.clear()
 
     async def _leased(self) -> bool:
         now = self._clock()
