@@ -469,6 +469,11 @@ def _check_write_conditions(key: str, latest: Sequence[Any] | None, conditions: 
             raise errors.precondition_failed("If-Match")
 
 
+def _part_sizes(tx: Tx, uid: str) -> tuple[int, ...]:
+    rows = tx.execute("SELECT part_sizes FROM s3_objects WHERE uid = ?", (uid,))
+    return tuple(orjson.loads(rows[0][0])) if rows and rows[0][0] else ()
+
+
 def _drop_version(tx: Tx, row: Sequence[Any]) -> None:
     tx.execute("DELETE FROM s3_objects WHERE uid = ?", (row[3],))
     _release(tx, "o" + row[3])
@@ -497,6 +502,8 @@ class _NewVersion:
     marker: bool = False
     inline: bytes | None = None
     segments: tuple[tuple[str, int], ...] = ()
+    #: The size of each part of a multipart object (GetObject's PartNumber).
+    part_sizes: tuple[int, ...] = ()
 
 
 def _insert_version(tx: Tx, bucket: str, key: bytes, seq: int, versioning: str, new: _NewVersion,
@@ -516,6 +523,8 @@ def _insert_version(tx: Tx, bucket: str, key: bytes, seq: int, versioning: str, 
                row)
     if new.segments:
         _link(tx, "o" + uid, new.segments)
+    if new.part_sizes:
+        tx.execute("UPDATE s3_objects SET part_sizes = ? WHERE uid = ?", (orjson.dumps(new.part_sizes).decode(), uid))
     return _meta(row)
 
 
@@ -630,6 +639,8 @@ class Store:
     async def start(self, *, background: bool = True) -> None:
         """Migrate the schema, make the stream, reclaim what a crash left (then every ``reclaim_interval_s``)."""
         await self.db.migrate("s3-1", SCHEMA)
+        await self.db.migrate("s3-2", {d: ["ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT"]
+                                       for d in ("sqlite", "postgresql")})
         config = StreamConfig(name=STREAM, subjects=[SUBJECT_PREFIX + ">"], storage=StorageType.FILE,
                               num_replicas=self.replicas, allow_rollup_hdrs=True, deny_purge=False,
                               max_msg_size=-1)
@@ -907,6 +918,21 @@ class Store:
             raise err
         return found
 
+    async def part_span(self, meta: ObjectMeta, number: int) -> tuple[int, int]:
+        """GetObject's PartNumber: the bytes (start, end exclusive) of part ``number`` of that version (a single
+        PUT is part 1 of 1); InvalidPartNumber (416) beyond its part count."""
+        count = max(meta.parts, 1)
+        if not 1 <= number <= count:
+            raise errors.InvalidPartNumber("The requested partnumber is not satisfiable",
+                                           PartNumberRequested=str(number), ActualPartCount=str(count))
+        if meta.parts <= 1:
+            return 0, meta.size
+        sizes = await self.db.read(lambda tx: _part_sizes(tx, meta.uid))
+        if len(sizes) != meta.parts:
+            raise errors.no_such_key(meta.key)
+        start = sum(sizes[:number - 1])
+        return start, start + sizes[number - 1]
+
     async def _body(self, meta: ObjectMeta) -> bytes | tuple[Segment, ...]:
         if meta.body is not None:
             return meta.body
@@ -1052,6 +1078,7 @@ class Store:
                 metadata=orjson.loads(src[11]) if metadata is None else dict(metadata),
                 tags=orjson.loads(src[13]) if tags is None else dict(tags),
                 inline=None if src[15] is None else bytes(src[15]),
+                part_sizes=_part_sizes(tx, src[3]),
                 segments=tuple((r[0], r[1]) for r in segments))
             now = self.clock()
             meta = _insert_version(tx, bucket, raw_key, seq, versioning, new, now)
@@ -1255,7 +1282,8 @@ class Store:
             _check_write_conditions(upload.key, _latest(tx, upload.bucket, raw_key), conditions)
             etag = f'"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"'  # noqa: S324 - S3's ETag
             new = _NewVersion(size=size, etag=etag, headers=upload.headers, metadata=upload.metadata,
-                              checksums=checksums, tags=upload.tags, parts=len(parts), segments=tuple(segments))
+                              checksums=checksums, tags=upload.tags, parts=len(parts), segments=tuple(segments),
+                              part_sizes=tuple(stored[n][1] for n, _ in parts))
             now = self.clock()
             meta = _insert_version(tx, upload.bucket, raw_key, seq, versioning, new, now)
             _end_upload(tx, uid)

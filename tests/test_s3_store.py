@@ -296,6 +296,17 @@ async def test_multipart_etag_and_errors(any_store: Store, changes: list[Change]
     meta = await store.head("mmm", "big")
     assert meta.headers == {"Content-Type": "a/b"} and meta.metadata == {"x": "y"} and meta.parts == 3
     assert await body_of(store, meta) == a + b + c
+    spans = [await store.part_span(meta, n) for n in (1, 2, 3)]
+    assert spans == [(0, len(a)), (len(a), len(a) + len(b)), (len(a) + len(b), len(a) + len(b) + len(c))]
+    assert await body_of(store, meta, *spans[2]) == c
+    with pytest.raises(errors.InvalidPartNumber):
+        await store.part_span(meta, 4)
+    copied = (await store.copy(meta, "mmm", "copied")).meta
+    assert await store.part_span(await store.head("mmm", "copied"), 2) == spans[1] and copied.parts == 3
+    single = (await store.put("mmm", "single", b"abc")).meta
+    assert await store.part_span(single, 1) == (0, 3)
+    await store.delete("mmm", "copied")
+    await store.delete("mmm", "single")
     with pytest.raises(errors.NoSuchUpload):
         await store.upload("mmm", "big", upload.upload_id)
     assert (await store.uploads("mmm"))[0] == []
