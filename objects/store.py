@@ -648,7 +648,7 @@ class Store:
             await self.js.stream_info(STREAM)
         except NotFoundError:
             await self.js.add_stream(config)
-        await self.reclaim()
+        await self.reclaim(sweep=True)
         if background:
             self._task = asyncio.create_task(self._reclaim_loop(), name="s3-reclaim")
 
@@ -767,6 +767,7 @@ class Store:
         publisher: _Publisher | None = None
         blob: str | None = None
         hashing: asyncio.Future[None] | None = None
+        touched = self.clock()
         try:
             async for piece in _pieces(body):
                 if not piece:
@@ -795,6 +796,9 @@ class Store:
                     await publisher.publish(piece[at:at + CHUNK])
                     at += CHUNK
                 buffer += view[at:]
+                if self.clock() - touched > self.pending_grace_s / 4:  # a long upload is not a stale one
+                    touched = self.clock()
+                    await self._touch(blob, touched)
             if hashing is not None:
                 await hashing
             md5, sums = hashes.finish()
@@ -826,6 +830,9 @@ class Store:
         await self.db.write(lambda tx: tx.execute(
             "INSERT INTO s3_blobs (id, state, size, seqs, created) VALUES (?, 'pending', 0, ?, ?)", (blob, b"", now)))
         return blob
+
+    async def _touch(self, blob: str | None, now: float) -> None:
+        await self.db.write(lambda tx: tx.execute("UPDATE s3_blobs SET created = ? WHERE id = ?", (now, blob)))
 
     async def _purge(self, blob: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -1302,13 +1309,16 @@ class Store:
 
     # -- housekeeping ----------------------------------------------------------------------------------------------
 
-    async def reclaim(self) -> int:
-        """Purge blobs no version or part points to, and pending blobs older than the grace; returns how many."""
+    async def reclaim(self, *, sweep: bool = False) -> int:
+        """Purge garbage blobs (those the last segment pointing to let go of, marked in that transaction) and
+        pending blobs older than the grace; returns how many. ``sweep`` also looks for live blobs nothing points
+        to (a safety net, O(blobs): :meth:`start` sweeps once, the periodic reclaim does not)."""
         cutoff = self.clock() - self.pending_grace_s
 
         def work(tx: Tx) -> builtins.list[str]:
-            tx.execute("UPDATE s3_blobs SET state = 'garbage' WHERE state = 'live' AND NOT EXISTS"
-                       " (SELECT 1 FROM s3_segments s WHERE s.blob = s3_blobs.id)")
+            if sweep:
+                tx.execute("UPDATE s3_blobs SET state = 'garbage' WHERE state = 'live' AND NOT EXISTS"
+                           " (SELECT 1 FROM s3_segments s WHERE s.blob = s3_blobs.id)")
             rows = tx.execute("SELECT id FROM s3_blobs WHERE state = 'garbage' OR (state = 'pending' AND created < ?)",
                               (cutoff,))
             return [r[0] for r in rows]

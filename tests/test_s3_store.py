@@ -705,3 +705,27 @@ async def test_concurrent_writes_to_one_bucket_all_land(any_store: Store) -> Non
     for key, meta in latest.items():
         newest = max((w.meta for w in written if w.meta.key == key), key=lambda m: m.sequencer)
         assert meta.version_id == newest.version_id
+
+
+async def test_a_long_upload_outlives_the_grace(store: Store, clock: Clock) -> None:
+    await store.create_bucket("long", "us-east-1")
+    reclaimed: list[int] = []
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield os.urandom(CHUNK)
+            clock.now += 20  # 160 s in all, the grace is 60 s
+            reclaimed.append(await store.reclaim())
+
+    meta = (await store.put("long", "k", slow())).meta
+    assert reclaimed == [0] * 8 and meta.size == 8 * CHUNK
+    assert len(await body_of(store, await store.head("long", "k"))) == 8 * CHUNK
+
+
+async def test_the_sweep_finds_a_live_blob_nothing_points_to(store: Store, js: JetStreamContext) -> None:
+    blob = await store._new_blob()
+    await js.publish(blob_subject(blob), b"orphan")
+    await store.db.write(lambda tx: tx.execute("UPDATE s3_blobs SET state = 'live' WHERE id = ?", (blob,)))
+    assert await store.reclaim() == 0  # the periodic reclaim trusts the garbage marks
+    assert await store.reclaim(sweep=True) == 1
+    assert await messages(js) == 0
