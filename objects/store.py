@@ -50,7 +50,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from kambda.aws.chunked import checksum as kernel_checksum
-from kambda.bus import chunks
+from kambda.bus import S3_BLOB_PREFIX, S3_STREAM, chunks
 from kambda.sql import Database, Tx
 from objects import errors
 
@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 #: Objects up to this size keep their bytes in their metadata row.
 INLINE_MAX = 64 * 1024
-STREAM = "KAMBDA_S3"
-SUBJECT_PREFIX = "kambda.s3.blob."
+STREAM = S3_STREAM
+SUBJECT_PREFIX = S3_BLOB_PREFIX
 MIN_PART = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 MAX_KEY = 1024

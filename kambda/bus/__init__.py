@@ -33,6 +33,8 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
   returned, published there by the invoker, kept so that a resumed execution never runs the task again);
   ``KAMBDA_SFN_ACTIVITIES`` stream, subjects ``kambda.sfn.activity.<activity-id>`` (tasks waiting for an
   activity worker's GetActivityTask).
+- S3 (objects/): ``KAMBDA_S3`` stream, subjects ``kambda.s3.blob.<blob id>`` (the bytes of objects and parts, in
+  messages of ``objects.store.CHUNK`` bytes; the metadata and the packed sequence numbers are in SQL).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ S3_INBOX_STREAM = "KAMBDA_S3_INBOX"
 S3_INBOX_PREFIX = "kambda.s3.inbox."
 S3_NOTIFY_STREAM = "KAMBDA_S3_NOTIFY"
 S3_NOTIFY_PREFIX = "kambda.s3.notify."
+#: S3's object bytes (objects/store.py): subject ``kambda.s3.blob.<blob id>`` per blob, file storage.
+S3_STREAM = "KAMBDA_S3"
+S3_BLOB_PREFIX = "kambda.s3.blob."
 SFN_BUCKET = "kambda_sfn"
 SFN_EXECUTIONS_BUCKET = "kambda_sfn_executions"
 SFN_TOKENS_BUCKET = "kambda_sfn_tokens"
