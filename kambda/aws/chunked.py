@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from awscrt import checksums
+
 from kambda.aws import errors, sigv4
 
 SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -96,26 +98,9 @@ class Source(Protocol):
 
 # -- checksums ----------------------------------------------------------------------------------------------------
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
 def crc32c(data: bytes, crc: int = 0) -> int:
-    """CRC-32C (Castagnoli), table-driven: awscrt is not a dependency, and this is the rare algorithm."""
-    crc ^= 0xFFFFFFFF
-    table = _CRC32C
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    """CRC-32C (Castagnoli), running from ``crc``: awscrt's (C, hardware-assisted; S3 bodies are large)."""
+    return int(checksums.crc32c(data, crc))
 
 
 class _Crc:
