@@ -614,7 +614,7 @@ async def test_kill_9_mid_upload_lists_nothing_without_bytes(store: Store, js: J
         sys.executable, "-c", CRASHER, f"nats://{url.hostname}:{url.port}", str(tmp_path / "objects" / "objects.db"),
         str(clock.now))
     try:
-        await until(lambda: messages(js), lambda n: n > 10, deadline_s=60)  # "done" committed, "never" streaming
+        await eventually(lambda: messages(js), lambda n: n > 10, deadline_s=60)  # "done" committed, "never" streaming
     finally:
         process.kill()  # SIGKILL: no finally, no cleanup in the writer
         await process.wait()
@@ -630,7 +630,7 @@ async def test_kill_9_mid_upload_lists_nothing_without_bytes(store: Store, js: J
     assert len(await body_of(store, await store.head("kkk", "done"))) == 300_000
 
 
-async def until(probe: Callable[[], Awaitable[int]], ok: Callable[[int], bool], deadline_s: float) -> int:
+async def eventually(probe: Callable[[], Awaitable[int]], ok: Callable[[int], bool], deadline_s: float) -> int:
     deadline = time.monotonic() + deadline_s
     while True:
         value = await probe()
@@ -729,3 +729,19 @@ async def test_the_sweep_finds_a_live_blob_nothing_points_to(store: Store, js: J
     assert await store.reclaim() == 0  # the periodic reclaim trusts the garbage marks
     assert await store.reclaim(sweep=True) == 1
     assert await messages(js) == 0
+
+
+async def test_the_background_reclaim_purges_a_deleted_objects_blob(js: JetStreamContext, tmp_path: Path,
+                                                                    clock: Clock) -> None:
+    db = Database.open(None, tmp_path / "bg.db")
+    store = Store(js, db, region="us-east-1", clock=clock, reclaim_interval_s=0.05)
+    await store.start()
+    try:
+        await store.create_bucket("bgr", "us-east-1")
+        await store.put("bgr", "k", os.urandom(CHUNK + 1))
+        assert await messages(js) == 2
+        await store.delete("bgr", "k")
+        await eventually(lambda: messages(js), lambda n: n == 0, deadline_s=30)
+    finally:
+        await store.close()
+        await db.close()
