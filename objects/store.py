@@ -69,8 +69,8 @@ MAX_KEY = 1024
 #: Chunk publishes awaiting their ack at once (memory: PUBLISH_WINDOW * CHUNK per upload).
 PUBLISH_WINDOW = 32
 PUBLISH_ACK_TIMEOUT_S = 30.0
-#: Messages per pull when reading a blob.
-READ_BATCH = 64
+#: Messages per pull when reading a blob: 4 MiB held per read at most (8 to 64 read at the same rate here).
+READ_BATCH = 16
 RECLAIM_INTERVAL_S = 300.0
 ALGORITHMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME")
 _DIGEST_SIZES = {"CRC32": 4, "CRC32C": 4, "SHA1": 20, "SHA256": 32, "CRC64NVME": 8}
