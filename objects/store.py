@@ -818,6 +818,12 @@ class Store:
     async def _touch(self, blob: str | None, now: float) -> None:
         await self.db.write(lambda tx: tx.execute("UPDATE s3_blobs SET created = ? WHERE id = ?", (now, blob)))
 
+    async def _discard(self, blob: str) -> None:
+        """Purge the blob of a commit that refused (an S3Error raised inside it: rolled back). Any other failure
+        (a cancelled await, a lost connection) may still have committed: reclaim decides later, by the row."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._purge(blob))
+
     async def _purge(self, blob: str) -> None:
         with contextlib.suppress(NotFoundError):
             await self.js.purge_stream(STREAM, subject=blob_subject(blob))
@@ -839,12 +845,12 @@ class Store:
         CRC64NVME."""
         raw_key = _key_bytes(key)
         hashes = _Hashes(checksum_algorithms, content_md5, expected_checksums)
+        if not (isinstance(body, bytes) and len(body) <= INLINE_MAX):
+            await self.bucket(bucket)  # before streaming a body to a bucket that is not there
         if conditions is not None and (conditions.if_match is not None or conditions.if_none_match is not None):
             # Fail before reading the body when it would fail anyway; the commit checks again, atomically.
             latest = await self.db.read(lambda tx: _latest(tx, bucket, raw_key))
             _check_write_conditions(key, latest, conditions)
-        elif not (isinstance(body, bytes) and len(body) <= INLINE_MAX):
-            await self.bucket(bucket)  # before streaming a body to a bucket that is not there
         got = await self._ingest(body, hashes, max_size)
         new = _NewVersion(size=got.size, etag=f'"{got.md5.hex()}"', headers=dict(headers or {}),
                           metadata=dict(metadata or {}), checksums=got.checksums, tags=dict(tags or {}),
@@ -862,10 +868,9 @@ class Store:
 
         try:
             meta = await self.db.write(commit)
-        except BaseException:
+        except errors.S3Error:
             if got.blob is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._purge(got.blob))
+                await self._discard(got.blob)
             raise
         return Written(meta)
 
@@ -1132,9 +1137,8 @@ class Store:
 
         try:
             await self.db.write(commit)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._purge(blob))
+        except errors.S3Error:
+            await self._discard(blob)
             raise
         if not got.size:
             await self._purge(blob)
