@@ -43,10 +43,13 @@ from kambda.aws.front import Front
 from kambda.bus import chunks
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
+from kambda.sql import Database
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
+from objects.api import S3Api
+from objects.store import Store as ObjectStore
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
 from workflows import lambdas
@@ -170,7 +173,7 @@ class Gateway:
         self.front = Front(account=self.settings.account, region=self.settings.region,
                            domain=self.settings.url_domain or "localhost", authorize=_authorize,
                            max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,
-                           authenticate=auth.authenticate)
+                           authenticate=auth.authenticate, fallback="s3")
         sts.register(self.front, self.settings.account)
         api.register(self.front)
         urls.register(self.front)
@@ -185,10 +188,16 @@ class Gateway:
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
         StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
+        self.objects = ObjectStore(self._js, self._objects_database(), region=self.settings.region)
+        S3Api(self.objects).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    def _objects_database(self) -> Database:
+        """S3's metadata: SQLite under the state dir, or the tables' PostgreSQL DSN (its own tables there)."""
+        return Database.open(self.settings.tables_dsn or None, Path(self.settings.state_dir) / "objects" / "objects.db")
 
     async def _nudge_outbox(self) -> None:
         with contextlib.suppress(Exception):
@@ -208,6 +217,7 @@ class Gateway:
 
     async def _startup(self, app: web.Application) -> None:
         await self.tables.start()
+        await self.objects.start()
         await self._cache.start()
         await self._http.start()
         await self._role_permissions.start()
@@ -219,6 +229,8 @@ class Gateway:
 
     async def _cleanup(self, app: web.Application) -> None:
         await self.tables.db.close()
+        await self.objects.close()
+        await self.objects.db.close()
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()

@@ -33,12 +33,15 @@ counts); a file that does not parse keeps the last good credentials and the reas
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +69,7 @@ PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
 ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam"})
 UNRECOGNIZED = "The security token included in the request is invalid."
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -245,6 +249,8 @@ class Authenticator:
             if self.insecure or is_loopback(request.remote):
                 return LOCAL
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
+        if signed is None and _V2_QUERY <= request.query.keys():
+            return self._presigned_v2(request)
         if signed is None:
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
         if signed.service not in ACCEPTED_SERVICES:
@@ -261,6 +267,27 @@ class Authenticator:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         await verify_signature(request, signed, credential.secret)
         return credential
+
+    def _presigned_v2(self, request: web.Request) -> Credential:
+        """An S3 URL presigned with signature version 2 (``AWSAccessKeyId``, ``Expires``, ``Signature``), which
+        ``aws s3 presign`` and boto3's ``generate_presigned_url`` make unless told ``s3v4``."""
+        assert self.store is not None
+        query = request.query
+        credential = self.store.get(query["AWSAccessKeyId"])
+        if credential is None or credential.session_token is not None:
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        if not query["Expires"].isdigit() or int(query["Expires"]) < self.now().timestamp():
+            raise errors.AccessDenied("Request has expired")
+        raw_path = request.raw_path.partition("?")[0]
+        host = request.headers.get("Host", "").lower().rpartition(":")[0] or request.headers.get("Host", "").lower()
+        paths = [raw_path]
+        if ".s3." in host:  # virtual-hosted: the bucket signs as the path's first segment
+            paths.append(f"/{host.partition('.s3.')[0]}{raw_path}")
+        for path in paths:
+            if hmac.compare_digest(s3v2_signature(credential.secret, request.method, request.headers, query,
+                                                  path), query["Signature"]):
+                return credential
+        raise errors.InvalidSignature(sigv4.SIGNATURE_MISMATCH)
 
     async def _role_session(self, request: web.Request, signed: sigv4.SignedRequest) -> Credential:
         """A function's execution-role credentials: the token proves them, the signature is checked."""
@@ -286,21 +313,51 @@ class Authenticator:
         return "*"
 
 
+_V2_QUERY = frozenset(("AWSAccessKeyId", "Expires", "Signature"))
+#: The query keys that are part of an S3 signature-version-2 resource (botocore's HmacV1Auth's list).
+_V2_SUBRESOURCES = frozenset((
+    "accelerate", "acl", "cors", "defaultObjectAcl", "location", "logging", "partNumber", "policy",
+    "requestPayment", "torrent", "versioning", "versionId", "versions", "website", "uploads", "uploadId",
+    "response-content-type", "response-content-language", "response-expires", "response-cache-control",
+    "response-content-disposition", "response-content-encoding", "delete", "lifecycle", "tagging", "restore",
+    "storageClass", "notification", "replication", "analytics", "metrics", "inventory", "select", "select-type",
+    "object-lock"))
+
+
+def s3v2_signature(secret: str, method: str, headers: Mapping[str, str], query: Mapping[str, str],
+                   raw_path: str) -> str:
+    """S3's signature version 2 of a presigned request: HMAC-SHA1 over the method, Content-MD5, Content-Type,
+    Expires, the ``x-amz-*`` headers and the resource (the path as sent and its subresources)."""
+    amz = sorted((k.lower(), v.strip()) for k, v in headers.items() if k.lower().startswith("x-amz-"))
+    amz_text = "".join(f"{k}:{v}\n" for k, v in amz)
+    subs = sorted((k, v) for k, v in query.items() if k in _V2_SUBRESOURCES)
+    resource = raw_path + ("?" + "&".join(f"{k}={v}" if v else k for k, v in subs) if subs else "")
+    text = "\n".join((method.upper(), headers.get("Content-MD5", ""), headers.get("Content-Type", ""),
+                      query["Expires"], amz_text + resource))
+    return base64.b64encode(hmac.new(secret.encode(), text.encode("utf-8", "surrogateescape"),
+                                     hashlib.sha1).digest()).decode()
+
+
 async def verify_signature(request: web.Request, signed: sigv4.SignedRequest, secret: str) -> None:
     """Check the request's SigV4 signature with ``secret``. S3's unsigned and streaming payloads
     (``UNSIGNED-PAYLOAD``, ``STREAMING-*``) sign the header's literal value instead of the body's hash:
     the body is then not read here, and a streamed one is verified chunk by chunk as it arrives
     (kambda/aws/chunked.py, in the front door)."""
     claimed = request.headers.get("X-Amz-Content-SHA256", "")
-    if signed.service == "s3" and (claimed == chunked.UNSIGNED or claimed in chunked.STREAMING):
+    s3 = signed.service == "s3"
+    if s3 and (claimed == chunked.UNSIGNED or claimed in chunked.STREAMING or _HEX64.fullmatch(claimed)):
+        # A hex hash is signed as claimed; the front door's body reader checks the body against it as it
+        # streams (an S3 body may be 5 GB: it is not read here).
         payload = claimed
+    elif s3 and signed.expires is not None and not claimed:
+        payload = chunked.UNSIGNED  # a presigned S3 URL signs no payload
     else:
         payload = sigv4.payload_hash(request.headers, await read_whole(request) if request.body_exists else b"")
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), []).append(value)
     sigv4.verify(signed, secret, sigv4.canonical_request(request.method, request.raw_path, headers,
-                                                         signed.signed_headers, payload))
+                                                         signed.signed_headers, payload, s3=s3))
 
 
 def _same_token(expected: str | None, given: str | None) -> bool:

@@ -1,0 +1,609 @@
+"""S3 through boto3 against a running platform: buckets, objects, ranges, conditions, listings, versions, copies,
+multipart uploads, checksums, tagging, presigned URLs, path-style and virtual-host addressing, and S3's errors."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+from tests.conftest import Platform, unique
+
+MiB = 1024 * 1024
+
+
+def client(url: str, style: str = "path", key: str = "x", secret: str = "x", **config: Any) -> Any:
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=10,
+                                      s3={"addressing_style": style}, **config))
+
+
+def virtual_client(platform: Platform) -> Any:
+    """Virtual-hosted addressing (``<bucket>.s3.localhost``): the Host header names the bucket while the
+    connection goes to the platform's address (``*.localhost`` need not resolve here)."""
+    address = urlsplit(platform.url).netloc
+    port = address.rpartition(":")[2]
+    s3 = client(f"http://s3.localhost:{port}", "virtual")
+
+    def redirect(request: Any, **_: Any) -> None:
+        parts = urlsplit(request.url)
+        request.headers["Host"] = parts.netloc
+        request.url = request.url.replace(parts.netloc, address, 1)
+
+    s3.meta.events.register("before-send.s3", redirect)
+    return s3
+
+
+def code_of(caught: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
+    return str(caught.value.response["Error"]["Code"])
+
+
+@pytest.fixture(scope="module")
+def s3(platform: Platform) -> Any:
+    return client(platform.url)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Iterator[str]:
+    name = unique("bkt")
+    s3.create_bucket(Bucket=name)
+    yield name
+    empty(s3, name)
+
+
+def empty(s3: Any, name: str) -> None:
+    with_versions = s3.list_object_versions(Bucket=name)
+    for item in with_versions.get("Versions", []) + with_versions.get("DeleteMarkers", []):
+        s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
+    for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    s3.delete_bucket(Bucket=name)
+
+
+# -- buckets ------------------------------------------------------------------------------------------------------
+
+def test_buckets_are_made_listed_located_and_deleted(s3: Any) -> None:
+    name = unique("bkt")
+    s3.create_bucket(Bucket=name)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.create_bucket(Bucket=name)
+    assert code_of(caught) == "BucketAlreadyOwnedByYou"
+    assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] is None
+    other = unique("bkt")
+    s3.create_bucket(Bucket=other, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert s3.get_bucket_location(Bucket=other)["LocationConstraint"] == "eu-west-1"
+    s3.put_object(Bucket=name, Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.delete_bucket(Bucket=name)
+    assert code_of(caught) == "BucketNotEmpty"
+    s3.delete_object(Bucket=name, Key="k")
+    s3.delete_bucket(Bucket=name)
+    s3.delete_bucket(Bucket=other)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.head_bucket(Bucket=name)
+    assert code_of(caught) == "404"
+    with pytest.raises(s3.exceptions.NoSuchBucket):
+        s3.list_objects_v2(Bucket=name)
+    with pytest.raises(s3.exceptions.NoSuchBucket):
+        s3.put_object(Bucket=name, Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.delete_bucket(Bucket=name)
+    assert code_of(caught) == "NoSuchBucket"
+
+
+def test_invalid_bucket_names_are_refused(s3: Any) -> None:
+    for bad in ("ab", "Upper-Case", "under_score", "-leading", "a" * 64, "192.168.5.4"):
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            s3.create_bucket(Bucket=bad)
+        assert code_of(caught) == "InvalidBucketName", bad
+
+
+def test_bucket_tagging(s3: Any, bucket: str) -> None:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert code_of(caught) == "NoSuchTagSet"
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "team", "Value": "a"}]})
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "team", "Value": "a"}]
+    s3.delete_bucket_tagging(Bucket=bucket)
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.get_bucket_tagging(Bucket=bucket)
+
+
+# -- objects ------------------------------------------------------------------------------------------------------
+
+def test_put_get_head_delete_with_headers_and_metadata(s3: Any, bucket: str) -> None:
+    key = "dir/ü x+y%.txt"
+    put = s3.put_object(Bucket=bucket, Key=key, Body=b"hello world", ContentType="text/plain",
+                        ContentEncoding="identity", ContentDisposition="attachment", ContentLanguage="en",
+                        CacheControl="no-cache", Expires=datetime(2030, 1, 1, tzinfo=UTC),
+                        Metadata={"Who": "me", "n": "1"})
+    assert put["ETag"] == f'"{hashlib.md5(b"hello world").hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == b"hello world"
+    assert got["ContentType"] == "text/plain" and got["ContentEncoding"] == "identity"
+    assert got["ContentDisposition"] == "attachment" and got["ContentLanguage"] == "en"
+    assert got["CacheControl"] == "no-cache" and got["Expires"] == datetime(2030, 1, 1, tzinfo=UTC)
+    assert got["Metadata"] == {"who": "me", "n": "1"} and got["ETag"] == put["ETag"]
+    assert got["ContentLength"] == 11 and got["AcceptRanges"] == "bytes"
+    assert abs((got["LastModified"] - datetime.now(UTC)).total_seconds()) < 120
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] == 11 and head["ETag"] == put["ETag"] and head["Metadata"]["who"] == "me"
+    overridden = s3.get_object(Bucket=bucket, Key=key, ResponseContentType="application/json",
+                               ResponseContentDisposition="inline")
+    assert overridden["ContentType"] == "application/json" and overridden["ContentDisposition"] == "inline"
+    assert overridden["Body"].read() == b"hello world"
+    assert s3.delete_object(Bucket=bucket, Key=key)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key=key)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.head_object(Bucket=bucket, Key=key)
+    assert code_of(caught) == "404"
+    s3.delete_object(Bucket=bucket, Key=key)  # deleting nothing is no error
+
+
+def test_empty_and_large_objects_round_trip(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    got = s3.get_object(Bucket=bucket, Key="empty")
+    assert got["Body"].read() == b"" and got["ContentLength"] == 0
+    data = os.urandom(3 * MiB + 17)
+    s3.put_object(Bucket=bucket, Key="big", Body=data)
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data
+    assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == len(data)
+
+
+def test_ranges(s3: Any, bucket: str) -> None:
+    data = bytes(range(256)) * 2048  # 512 KiB: several chunks
+    s3.put_object(Bucket=bucket, Key="r", Body=data)
+    for header, want in (("bytes=0-9", data[:10]), ("bytes=100-", data[100:]), ("bytes=-5", data[-5:]),
+                         ("bytes=262140-262150", data[262140:262151]), ("bytes=500000-9999999", data[500000:]),
+                         ("bytes=-9999999", data)):
+        got = s3.get_object(Bucket=bucket, Key="r", Range=header)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206, header
+        assert got["Body"].read() == want, header
+        start = len(data) - len(want) if header.startswith("bytes=-") else int(header[6:].split("-")[0])
+        assert got["ContentRange"] == f"bytes {start}-{start + len(want) - 1}/{len(data)}"
+        assert got["ContentLength"] == len(want)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="r", Range=f"bytes={len(data)}-")
+    assert code_of(caught) == "InvalidRange"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert caught.value.response["Error"]["ActualObjectSize"] == str(len(data))
+    whole = s3.get_object(Bucket=bucket, Key="r", Range="bytes=9-2")  # not a range: the whole object
+    assert whole["ResponseMetadata"]["HTTPStatusCode"] == 200 and whole["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="r", PartNumber=1)["Body"].read() == data
+
+
+def test_conditional_reads(s3: Any, bucket: str) -> None:
+    etag = s3.put_object(Bucket=bucket, Key="c", Body=b"v1")["ETag"]
+    past, future = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1)
+    assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"v1"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="c", IfMatch='"nope"')
+    assert code_of(caught) == "PreconditionFailed"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    assert caught.value.response["ResponseMetadata"]["HTTPHeaders"]["etag"] == etag
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.head_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=future)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    assert s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=past)["Body"].read() == b"v1"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=past)
+    assert code_of(caught) == "PreconditionFailed"
+    assert s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=future)["Body"].read() == b"v1"
+
+
+def test_conditional_writes(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert code_of(caught) == "PreconditionFailed"
+    etag = s3.head_object(Bucket=bucket, Key="once")["ETag"]
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"third", IfMatch='"0123"')
+    assert code_of(caught) == "PreconditionFailed"
+    s3.put_object(Bucket=bucket, Key="once", Body=b"fourth", IfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"fourth"
+
+
+def test_checksums_are_verified_stored_and_returned(s3: Any, bucket: str) -> None:
+    data = b"checksummed bytes" * 1000
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    put = s3.put_object(Bucket=bucket, Key="crc", Body=data, ChecksumAlgorithm="CRC32")
+    assert put["ChecksumCRC32"] == crc
+    got = s3.get_object(Bucket=bucket, Key="crc", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == crc and got["Body"].read() == data
+    assert "ChecksumCRC32" not in s3.head_object(Bucket=bucket, Key="crc")
+    assert s3.head_object(Bucket=bucket, Key="crc", ChecksumMode="ENABLED")["ChecksumCRC32"] == crc
+    s3.put_object(Bucket=bucket, Key="sha", Body=data, ChecksumSHA256=sha)
+    assert s3.head_object(Bucket=bucket, Key="sha", ChecksumMode="ENABLED")["ChecksumSHA256"] == sha
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    s3.put_object(Bucket=bucket, Key="md5", Body=data, ContentMD5=md5)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.put_object(Bucket=bucket, Key="md5", Body=data, ContentMD5=base64.b64encode(b"0" * 16).decode())
+    assert code_of(caught) == "BadDigest"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.put_object(Bucket=bucket, Key="sha2", Body=data,
+                      ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode())
+    assert code_of(caught) in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidRequest")
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="sha2")
+
+
+def test_object_tagging(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="a=1&b=two%20words")
+    tagged = s3.get_object(Bucket=bucket, Key="t")
+    assert tagged["TagCount"] == 2 and tagged["Body"].read() == b"x"
+    tags = s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("a", "1"), ("b", "two words")]
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "c", "Value": "3"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [{"Key": "c", "Value": "3"}]
+    s3.delete_object_tagging(Bucket=bucket, Key="t")
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == []
+    assert "TagCount" not in s3.head_object(Bucket=bucket, Key="t")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.put_object_tagging(Bucket=bucket, Key="t",
+                              Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]})
+    assert code_of(caught) == "InvalidTag"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object_tagging(Bucket=bucket, Key="missing")
+
+
+def test_delete_objects_reports_each_key(s3: Any, bucket: str) -> None:
+    for i in range(5):
+        s3.put_object(Bucket=bucket, Key=f"d/{i}", Body=b"x")
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"d/{i}"} for i in range(3)]
+                                                      + [{"Key": "d/never"}]})
+    assert sorted(d["Key"] for d in answer["Deleted"]) == ["d/0", "d/1", "d/2", "d/never"]
+    assert not answer.get("Errors")
+    quiet = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/3"}], "Quiet": True})
+    assert "Deleted" not in quiet
+    left = s3.list_objects_v2(Bucket=bucket, Prefix="d/")
+    assert [o["Key"] for o in left["Contents"]] == ["d/4"]
+    failed = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/4", "VersionId": "no-such-version"}]})
+    assert failed.get("Errors") or failed.get("Deleted")  # S3 answers an unknown version id as deleted or failed
+
+
+def test_copy_object(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source bytes", ContentType="text/plain",
+                  Metadata={"m": "1"}, Tagging="t=1")
+    copied = s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+    etag = s3.head_object(Bucket=bucket, Key="src")["ETag"]
+    assert copied["CopyObjectResult"]["ETag"] == etag
+    got = s3.get_object(Bucket=bucket, Key="dst")
+    assert got["Body"].read() == b"source bytes" and got["ContentType"] == "text/plain"
+    assert got["Metadata"] == {"m": "1"} and got["TagCount"] == 1
+    s3.copy_object(Bucket=bucket, Key="dst2", CopySource=f"{bucket}/src", MetadataDirective="REPLACE",
+                   ContentType="application/x-new", Metadata={"n": "2"}, TaggingDirective="REPLACE",
+                   Tagging="a=1&b=2")
+    replaced = s3.head_object(Bucket=bucket, Key="dst2")
+    assert replaced["ContentType"] == "application/x-new" and replaced["Metadata"] == {"n": "2"}
+    assert replaced["TagCount"] == 2
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src")
+    assert code_of(caught) == "InvalidRequest"
+    s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src", MetadataDirective="REPLACE",
+                   Metadata={"again": "yes"})
+    assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"again": "yes"}
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.copy_object(Bucket=bucket, Key="x", CopySource=f"{bucket}/src", CopySourceIfMatch='"other"')
+    assert code_of(caught) == "PreconditionFailed"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.copy_object(Bucket=bucket, Key="x", CopySource=f"{bucket}/src", CopySourceIfNoneMatch=etag)
+    assert code_of(caught) == "PreconditionFailed"
+    s3.copy_object(Bucket=bucket, Key="x", CopySource=f"{bucket}/src", CopySourceIfMatch=etag)
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.copy_object(Bucket=bucket, Key="y", CopySource=f"{bucket}/missing")
+
+
+# -- listings -----------------------------------------------------------------------------------------------------
+
+def test_list_objects_v2_pages_prefixes_and_encodes(s3: Any, bucket: str) -> None:
+    keys = ["a", "b/1", "b/2", "b/3/x", "c d+e", "c/é", "z"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == sorted(keys)
+    rolled = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    assert [o["Key"] for o in rolled["Contents"]] == ["a", "c d+e", "z"]
+    assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["b/", "c/"]
+    assert rolled["KeyCount"] == 5
+    inside = s3.list_objects_v2(Bucket=bucket, Prefix="b/", Delimiter="/")
+    assert [o["Key"] for o in inside["Contents"]] == ["b/1", "b/2"]
+    assert [p["Prefix"] for p in inside["CommonPrefixes"]] == ["b/3/"]
+    seen, token, pages = [], None, 0
+    while True:
+        page = s3.list_objects_v2(Bucket=bucket, MaxKeys=2, **({"ContinuationToken": token} if token else {}))
+        seen += [o["Key"] for o in page["Contents"]]
+        pages += 1
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    assert seen == sorted(keys) and pages == 4
+    after = s3.list_objects_v2(Bucket=bucket, StartAfter="b/3/x")
+    assert [o["Key"] for o in after["Contents"]] == ["c d+e", "c/é", "z"]
+    owned = s3.list_objects_v2(Bucket=bucket, MaxKeys=1, FetchOwner=True)
+    assert owned["Contents"][0]["Owner"]["ID"] and owned["IsTruncated"]
+    assert "Owner" not in s3.list_objects_v2(Bucket=bucket, MaxKeys=1)["Contents"][0]
+    raw = s3.list_objects_v2(Bucket=bucket, Prefix="c", EncodingType="url")  # asked for: boto3 leaves it encoded
+    assert [o["Key"] for o in raw["Contents"]] == ["c%20d%2Be", "c/%C3%A9"]
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.list_objects_v2(Bucket=bucket, ContinuationToken="!!!")
+    assert code_of(caught) == "InvalidArgument"
+
+
+def test_list_objects_v1_markers(s3: Any, bucket: str) -> None:
+    for key in ("a/1", "a/2", "b", "c/1", "d"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    page = s3.list_objects(Bucket=bucket, MaxKeys=2)
+    assert [o["Key"] for o in page["Contents"]] == ["a/1", "a/2"] and page["IsTruncated"]
+    assert "NextMarker" not in page  # only with a delimiter
+    rest = s3.list_objects(Bucket=bucket, Marker="a/2")
+    assert [o["Key"] for o in rest["Contents"]] == ["b", "c/1", "d"]
+    rolled = s3.list_objects(Bucket=bucket, Delimiter="/", MaxKeys=2)
+    assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["a/"] and rolled["NextMarker"] == "b"
+    nxt = s3.list_objects(Bucket=bucket, Delimiter="/", Marker=rolled["NextMarker"])
+    assert [o["Key"] for o in nxt["Contents"]] == ["d"] and [p["Prefix"] for p in nxt["CommonPrefixes"]] == ["c/"]
+
+
+def test_versioning_and_delete_markers(s3: Any, bucket: str) -> None:
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    v1 = s3.put_object(Bucket=bucket, Key="v", Body=b"one")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="v", Body=b"two")["VersionId"]
+    assert v1 != v2 and v1 != "null"
+    assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == b"two"
+    old = s3.get_object(Bucket=bucket, Key="v", VersionId=v1)
+    assert old["Body"].read() == b"one" and old["VersionId"] == v1
+    gone = s3.delete_object(Bucket=bucket, Key="v")
+    assert gone["DeleteMarker"] is True and gone["VersionId"]
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="v")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.head_object(Bucket=bucket, Key="v")
+    headers = caught.value.response["ResponseMetadata"]["HTTPHeaders"]
+    assert code_of(caught) == "404" and headers["x-amz-delete-marker"] == "true"
+    listed = s3.list_object_versions(Bucket=bucket, Prefix="v")
+    assert [v["VersionId"] for v in listed["Versions"]] == [v2, v1]
+    assert [m["VersionId"] for m in listed["DeleteMarkers"]] == [gone["VersionId"]]
+    assert listed["DeleteMarkers"][0]["IsLatest"] and not listed["Versions"][0]["IsLatest"]
+    paged = s3.list_object_versions(Bucket=bucket, Prefix="v", MaxKeys=1)
+    assert paged["IsTruncated"] and paged["NextKeyMarker"] == "v"
+    more = s3.list_object_versions(Bucket=bucket, Prefix="v", KeyMarker=paged["NextKeyMarker"],
+                                   VersionIdMarker=paged["NextVersionIdMarker"])
+    assert len(more.get("Versions", [])) + len(more.get("DeleteMarkers", [])) == 2
+    s3.copy_object(Bucket=bucket, Key="restored", CopySource={"Bucket": bucket, "Key": "v", "VersionId": v1})
+    assert s3.get_object(Bucket=bucket, Key="restored")["Body"].read() == b"one"
+    s3.delete_object(Bucket=bucket, Key="v", VersionId=gone["VersionId"])
+    assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == b"two"
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
+
+
+# -- multipart ----------------------------------------------------------------------------------------------------
+
+def test_multipart_upload(s3: Any, bucket: str) -> None:
+    parts_data = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1234)]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ContentType="application/x-mp",
+                                        Metadata={"k": "v"})["UploadId"]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [upload]
+    etags = []
+    for number, data in enumerate(parts_data, 1):
+        etags.append(s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=number, Body=data)["ETag"])
+    assert etags[0] == f'"{hashlib.md5(parts_data[0]).hexdigest()}"'
+    listed = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)
+    assert [p["PartNumber"] for p in listed["Parts"]] == [1, 2, 3] and listed["Parts"][2]["Size"] == 1234
+    first = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload, MaxParts=2)
+    assert first["IsTruncated"] and first["NextPartNumberMarker"] == 2
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etags[0]}, {"PartNumber": 2, "ETag": '"0000"'}]})
+    assert code_of(caught) == "InvalidPart"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+    md5s = b"".join(hashlib.md5(d).digest() for d in parts_data)
+    assert done["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-3"'
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["Body"].read() == b"".join(parts_data) and got["ContentType"] == "application/x-mp"
+    assert got["Metadata"] == {"k": "v"} and got["ETag"] == done["ETag"]
+    middle = s3.get_object(Bucket=bucket, Key="mp", Range=f"bytes={5 * MiB - 3}-{5 * MiB + 2}")
+    assert middle["Body"].read() == parts_data[0][-3:] + parts_data[1][:3]
+    second = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
+    assert second["Body"].read() == parts_data[1] and second["PartsCount"] == 3
+    assert second["ContentRange"] == f"bytes {5 * MiB}-{10 * MiB - 1}/{10 * MiB + 1234}"
+    assert s3.head_object(Bucket=bucket, Key="mp", PartNumber=3)["ContentLength"] == 1234
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="mp", PartNumber=4)
+    assert code_of(caught) == "InvalidPartNumber"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)
+    assert code_of(caught) == "NoSuchUpload"
+
+
+def test_multipart_errors_and_abort(s3: Any, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
+    etags = [s3.upload_part(Bucket=bucket, Key="small", UploadId=upload, PartNumber=n, Body=b"tiny")["ETag"]
+             for n in (1, 2)]
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.complete_multipart_upload(Bucket=bucket, Key="small", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]})
+    assert code_of(caught) == "EntityTooSmall"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.complete_multipart_upload(Bucket=bucket, Key="small", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 2, "ETag": etags[1]}, {"PartNumber": 1, "ETag": etags[0]}]})
+    assert code_of(caught) == "InvalidPartOrder"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.upload_part(Bucket=bucket, Key="small", UploadId=upload, PartNumber=10001, Body=b"x")
+    assert code_of(caught) == "InvalidArgument"
+    s3.abort_multipart_upload(Bucket=bucket, Key="small", UploadId=upload)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.upload_part(Bucket=bucket, Key="small", UploadId=upload, PartNumber=3, Body=b"x")
+    assert code_of(caught) == "NoSuchUpload"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="small")
+
+
+def test_upload_part_copy(s3: Any, bucket: str) -> None:
+    source = os.urandom(6 * MiB)
+    s3.put_object(Bucket=bucket, Key="source", Body=source)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
+    whole = s3.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=upload, PartNumber=1,
+                                CopySource={"Bucket": bucket, "Key": "source"})
+    ranged = s3.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=upload, PartNumber=2,
+                                 CopySource=f"{bucket}/source", CopySourceRange="bytes=10-109")
+    assert ranged["CopyPartResult"]["ETag"] == f'"{hashlib.md5(source[10:110]).hexdigest()}"'
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=upload, PartNumber=3,
+                            CopySource=f"{bucket}/source", CopySourceRange=f"bytes=0-{len(source)}")
+    assert code_of(caught) == "InvalidRange"
+    s3.complete_multipart_upload(Bucket=bucket, Key="assembled", UploadId=upload, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": whole["CopyPartResult"]["ETag"]},
+        {"PartNumber": 2, "ETag": ranged["CopyPartResult"]["ETag"]}]})
+    assert s3.get_object(Bucket=bucket, Key="assembled")["Body"].read() == source + source[10:110]
+
+
+def test_boto3_transfer_uses_multipart(s3: Any, bucket: str, tmp_path: Path) -> None:
+    path = tmp_path / "upload.bin"
+    data = os.urandom(12 * MiB + 5)
+    path.write_bytes(data)
+    s3.upload_file(str(path), bucket, "transfer.bin")
+    head = s3.head_object(Bucket=bucket, Key="transfer.bin")
+    assert head["ContentLength"] == len(data) and head["ETag"].endswith('-2"')
+    back = tmp_path / "download.bin"
+    s3.download_file(bucket, "transfer.bin", str(back))
+    assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+# -- addressing and URLs ------------------------------------------------------------------------------------------
+
+def test_virtual_host_addressing(platform: Platform, s3: Any, bucket: str) -> None:
+    virtual = virtual_client(platform)
+    virtual.put_object(Bucket=bucket, Key="vh/key", Body=b"virtual")
+    assert s3.get_object(Bucket=bucket, Key="vh/key")["Body"].read() == b"virtual"
+    assert virtual.get_object(Bucket=bucket, Key="vh/key")["Body"].read() == b"virtual"
+    assert [o["Key"] for o in virtual.list_objects_v2(Bucket=bucket)["Contents"]] == ["vh/key"]
+    assert virtual.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@pytest.mark.parametrize("version", ["s3", "s3v4"])
+def test_presigned_get_and_put(platform: Platform, s3: Any, bucket: str, version: str) -> None:
+    """boto3 (and ``aws s3 presign``) presign with signature version 2 unless told ``s3v4``: both work."""
+    signer = client(platform.url, signature_version=version)
+    s3.put_object(Bucket=bucket, Key="shared file.txt", Body=b"presigned")
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared file.txt"},
+                                    ExpiresIn=300)
+    assert ("X-Amz-Signature=" in url) == (version == "s3v4")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == b"presigned"
+    put_url = signer.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "uploaded"},
+                                            ExpiresIn=300)
+    request = urllib.request.Request(put_url, data=b"from a URL", method="PUT", headers={"Content-Type": ""})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    assert s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"from a URL"
+
+
+# -- signed requests ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    state = tmp_path_factory.mktemp("kambda-s3-auth")
+    creds = state / "credentials.json"
+    creds.write_text(json.dumps({"credentials": [{"accessKeyId": "S3ADMIN", "secretAccessKey": "s3-secret",
+                                                  "role": "admin"}]}))
+    running = Platform(state / "state", ["--credentials", str(creds)]).start()
+    yield running
+    running.stop()
+
+
+def test_signed_requests_and_presigned_urls_are_verified(secured: Any, tmp_path: Path) -> None:
+    s3 = client(secured.url, key="S3ADMIN", secret="s3-secret")
+    name = unique("sec")
+    s3.create_bucket(Bucket=name)
+    key = "a dir/ü+x=y&z.txt"
+    data = os.urandom(200_000)
+    s3.put_object(Bucket=name, Key=key, Body=data)
+    assert s3.get_object(Bucket=name, Key=key)["Body"].read() == data
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(9 * MiB))
+    s3.upload_file(str(path), name, "multi")
+    assert s3.head_object(Bucket=name, Key="multi")["ContentLength"] == 9 * MiB
+    for version in ("s3", "s3v4"):
+        signer = client(secured.url, key="S3ADMIN", secret="s3-secret", signature_version=version)
+        url = signer.generate_presigned_url("get_object", Params={"Bucket": name, "Key": key}, ExpiresIn=300)
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == data
+        mark = "X-Amz-Signature=" if version == "s3v4" else "Signature="
+        bad = url.replace(mark, mark + "0")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(bad, timeout=30)
+        assert caught.value.code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in caught.value.read(), version
+        put_url = signer.generate_presigned_url("put_object", Params={"Bucket": name, "Key": f"put-{version}"},
+                                                ExpiresIn=300)
+        request = urllib.request.Request(put_url, data=b"put", method="PUT", headers={"Content-Type": ""})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        assert s3.get_object(Bucket=name, Key=f"put-{version}")["Body"].read() == b"put"
+    wrong = client(secured.url, key="S3ADMIN", secret="not-the-secret")
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        wrong.get_object(Bucket=name, Key=key)
+    assert code_of(denied) == "SignatureDoesNotMatch"
+    unsigned = urllib.request.Request(f"{secured.url}/{name}/x", method="GET")
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(unsigned, timeout=30)
+    assert anonymous.value.code in (403, 404)
+
+
+# -- throughput (printed, not asserted) ---------------------------------------------------------------------------
+
+def test_throughput_is_measured(s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+    small = b"k" * 1024
+    clients = [client(s3.meta.endpoint_url) for _ in range(16)]
+    count = 50
+
+    def work(index: int) -> None:
+        c = clients[index]
+        for i in range(count):
+            c.put_object(Bucket=bucket, Key=f"small/{index}/{i}", Body=small)
+            assert c.get_object(Bucket=bucket, Key=f"small/{index}/{i}")["Body"].read() == small
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(work, range(16)))
+    small_rate = 16 * count * 2 / (time.monotonic() - started)
+    big = os.urandom(100 * MiB)
+    started = time.monotonic()
+    s3.put_object(Bucket=bucket, Key="big100", Body=big)
+    put_rate = 100 / (time.monotonic() - started)
+    started = time.monotonic()
+    assert hashlib.md5(s3.get_object(Bucket=bucket, Key="big100")["Body"].read()).digest() == \
+        hashlib.md5(big).digest()
+    get_rate = 100 / (time.monotonic() - started)
+    with capsys.disabled():
+        print(f"\nS3 1 KiB PUT+GET at 16 clients: {small_rate:.0f} requests/s; 100 MB PUT {put_rate:.1f} MB/s, "
+              f"GET {get_rate:.1f} MB/s")
