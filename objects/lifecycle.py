@@ -145,6 +145,15 @@ def selects(rule: Mapping[str, Any], meta: ObjectMeta) -> bool:
     return below is None or meta.size < below
 
 
+def scan_prefixes(rules: list[Mapping[str, Any]]) -> list[str]:
+    """The key prefixes the enabled rules select, none inside another (``[""]``: the whole bucket)."""
+    found: list[str] = []
+    for prefix in sorted({_prefix(r) for r in rules if r.get("Status") == "Enabled"}):
+        if not found or not prefix.startswith(found[-1]):
+            found.append(prefix)
+    return found
+
+
 def due(since: float, days: int) -> float:
     """When something ``days`` days after ``since`` expires: rounded up to the next midnight UTC, as S3 does."""
     return (math.floor((since + days * DAY) / DAY) + 1) * DAY
@@ -237,11 +246,18 @@ class Lifecycle:
     async def _bucket(self, bucket: str, rules: list[Mapping[str, Any]], now: float) -> int:
         versioned = (await self.store.bucket(bucket)).versioning != ""
         count = 0
+        for prefix in scan_prefixes(rules):
+            count += await self._prefix(bucket, prefix, rules, now, versioned)
+        return count + await self._uploads(bucket, rules, now)
+
+    async def _prefix(self, bucket: str, prefix: str, rules: list[Mapping[str, Any]], now: float,
+                      versioned: bool) -> int:
+        count = 0
         key_marker, version_marker = "", ""
         group: list[ObjectMeta] = []
         while True:
-            page = await self.store.list_versions(bucket, key_marker=key_marker, version_id_marker=version_marker,
-                                                  max_keys=PAGE)
+            page = await self.store.list_versions(bucket, prefix=prefix, key_marker=key_marker,
+                                                  version_id_marker=version_marker, max_keys=PAGE)
             for meta in page.objects:
                 if group and group[0].key != meta.key:
                     count += await self._key(bucket, rules, group, now, versioned)
@@ -252,7 +268,7 @@ class Lifecycle:
             key_marker, version_marker = page.next_marker or "", page.next_version_marker or ""
         if group:
             count += await self._key(bucket, rules, group, now, versioned)
-        return count + await self._uploads(bucket, rules, now)
+        return count
 
     async def _key(self, bucket: str, rules: list[Mapping[str, Any]], versions: list[ObjectMeta], now: float,
                    versioned: bool) -> int:
@@ -262,6 +278,14 @@ class Lifecycle:
             await self.store.delete(bucket, meta.key, meta.version_id, event_prefix="LifecycleExpiration")
             count += 1
         if expire_current:
+            if not versioned:
+                # "null" names whatever version was written last: not one put since the listing
+                try:
+                    latest = await self.store.head(bucket, versions[0].key)
+                except errors.S3Error:
+                    return count
+                if latest.uid != versions[0].uid:
+                    return count
             await self.store.delete(bucket, versions[0].key, None if versioned else "null",
                                     event_prefix="LifecycleExpiration")
             count += 1
