@@ -38,7 +38,7 @@ import re
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -946,7 +946,7 @@ class Store:
             raise errors.no_such_key(meta.key)
         return body
 
-    async def read(self, meta: ObjectMeta, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, meta: ObjectMeta, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Bytes ``start`` to ``end`` (exclusive; None: to the end) of that version, streamed chunk by chunk."""
         end = meta.size if end is None else min(end, meta.size)
         if start >= end:
@@ -963,11 +963,13 @@ class Store:
             if offset >= end:
                 break
             lo, hi = max(start - offset, 0), min(end - offset, size)
-            async for data in self._read_blob(meta.key, blob, seqs, lo, hi):
-                yield data
+            async with contextlib.aclosing(self._read_blob(meta.key, blob, seqs, lo, hi)) as pieces:
+                async for data in pieces:
+                    yield data
             offset += size
 
-    async def _read_blob(self, key: str, blob: str, seqs: bytes, lo: int, hi: int) -> AsyncIterator[bytes]:
+    async def _read_blob(self, key: str, blob: str, seqs: bytes, lo: int,
+                         hi: int) -> AsyncGenerator[bytes, None]:
         index = lo // CHUNK
         first_seq = struct.unpack_from(">Q", seqs, index * 8)[0]
         position = index * CHUNK

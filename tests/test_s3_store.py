@@ -745,3 +745,14 @@ async def test_the_background_reclaim_purges_a_deleted_objects_blob(js: JetStrea
     finally:
         await store.close()
         await db.close()
+
+
+async def test_a_read_broken_off_leaves_no_consumer(store: Store, js: JetStreamContext) -> None:
+    await store.create_bucket("brk", "us-east-1")
+    meta = (await store.put("brk", "k", os.urandom(40 * CHUNK))).meta
+    reader = store.read(await store.head("brk", "k"))
+    assert len(await reader.__anext__()) == CHUNK
+    assert (await js.stream_info(STREAM)).state.consumer_count == 1
+    await reader.aclose()  # what the API layer does when the client goes away
+    assert (await js.stream_info(STREAM)).state.consumer_count == 0
+    assert len(await body_of(store, meta)) == 40 * CHUNK
