@@ -48,7 +48,9 @@ from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
+from objects import notifications
 from objects.api import S3Api
+from objects.notifications import Notifications, NotificationsApi
 from objects.store import Store as ObjectStore
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
@@ -190,6 +192,12 @@ class Gateway:
         StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
         self.objects = ObjectStore(self._js, self._objects_database(), region=self.settings.region)
         S3Api(self.objects).register(self.front)
+        # S3 bucket notifications: the outbox in the store's transactions, published before a write is answered.
+        self.notifications = Notifications(self.objects.db, self._nc, self._js, self._dispatcher.store,
+                                           notifications.resolver(self._cache.resolve), self._arns)
+        self.notifications.attach(self.objects)
+        NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve)).register(self.front)
+        app.add_routes(notifications.external_routes(self.notifications))
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -218,6 +226,7 @@ class Gateway:
     async def _startup(self, app: web.Application) -> None:
         await self.tables.start()
         await self.objects.start()
+        await self.notifications.start()
         await self._cache.start()
         await self._http.start()
         await self._role_permissions.start()
@@ -229,6 +238,7 @@ class Gateway:
 
     async def _cleanup(self, app: web.Application) -> None:
         await self.tables.db.close()
+        await self.notifications.stop()
         await self.objects.close()
         await self.objects.db.close()
         await self._dispatcher.stop()

@@ -9,26 +9,38 @@ boto3 and a function that appends what it receives to a ledger file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
+import boto3
 import nats
 import pytest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from kambda import bus
 from kambda.bus.natsserver import NatsServer
 from kambda.names import Arns
+from kambda.procs import service_pids
 from kambda.sql import Database, Tx
 from kambda.v1.invocation_pb2 import Invocation
 from objects import errors
 from objects import notifications as n
 from objects.store import Actor, Change, ObjectMeta, Store
-from tests.conftest import until
+from tests.conftest import Platform, make_zip, unique, until, wait_for
 
 REGION, ACCOUNT = "us-east-1", "000000000000"
 FN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
@@ -502,3 +514,263 @@ async def test_a_deleted_bucket_takes_its_configuration_along(rig: Rig) -> None:
     await rig.store.create_bucket("bkt", REGION)
     await rig.store.put("bkt", "k", b"x", actor=Actor("a", "b", "R1"))
     assert await rig.outbox() == 0
+
+
+# -- the platform: boto3 against a running kambda, a function that writes what it gets to a ledger --------------
+
+LEDGER = """
+import json, os
+def handler(event, context):
+    with open(os.environ["LEDGER"], "a") as f:
+        for r in event.get("Records", [event]):
+            f.write(json.dumps(r) + "\\n")
+    return {}
+"""
+
+
+def s3_client(platform: Platform) -> Any:
+    return boto3.client("s3", endpoint_url=platform.url, region_name=REGION, aws_access_key_id="x",
+                        aws_secret_access_key="x",
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def ledger_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def ledger_function(platform: Platform, create: Any, tmp_path: Path) -> Any:
+    def make() -> tuple[str, Path]:
+        ledger = tmp_path / f"{unique('ledger')}.jsonl"
+        name = create(LEDGER, Environment={"Variables": {"LEDGER": str(ledger)}})
+        platform.lambda_client().add_permission(FunctionName=name, StatementId="s3", Action="lambda:InvokeFunction",
+                                                Principal="s3.amazonaws.com")
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}", ledger
+
+    return make
+
+
+def test_every_event_type_reaches_the_function_once_in_aws_shape(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket = unique("notes")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    config = {"LambdaFunctionConfigurations": [{"Id": "all", "LambdaFunctionArn": arn, "Events": [
+        "s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectTagging:*"]}]}
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert got["LambdaFunctionConfigurations"] == [{"Id": "all", "LambdaFunctionArn": arn, "Events": [
+        "s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectTagging:*"]}]
+
+    key = "in/red flower.txt"
+    put = s3.put_object(Bucket=bucket, Key=key, Body=b"hello")
+    copy = s3.copy_object(Bucket=bucket, Key="copy.txt", CopySource={"Bucket": bucket, "Key": key})
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi.bin")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="multi.bin", UploadId=upload, PartNumber=1, Body=b"x" * 10)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="multi.bin", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    s3.delete_object_tagging(Bucket=bucket, Key=key)
+    marker = s3.delete_object(Bucket=bucket, Key=key)
+    s3.delete_object(Bucket=bucket, Key="copy.txt", VersionId=copy["VersionId"])
+    expected = ["ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload",
+                "ObjectTagging:Put", "ObjectTagging:Delete", "ObjectRemoved:DeleteMarkerCreated",
+                "ObjectRemoved:Delete"]
+    wait_for(lambda: len(ledger_of(ledger)) >= len(expected), timeout=60, what="every notification")
+    records = ledger_of(ledger)
+    assert sorted(r["eventName"] for r in records) == sorted(expected)
+    by_name = {r["eventName"]: r for r in records}
+    first = by_name["ObjectCreated:Put"]
+    assert {k: first[k] for k in ("eventVersion", "eventSource", "awsRegion", "eventName")} == {
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION, "eventName": "ObjectCreated:Put"}
+    assert first["s3"]["configurationId"] == "all"
+    assert first["s3"]["bucket"]["name"] == bucket and first["s3"]["bucket"]["arn"] == f"arn:aws:s3:::{bucket}"
+    obj = first["s3"]["object"]
+    assert obj["key"] == "in/red+flower.txt" and obj["size"] == 5
+    assert obj["eTag"] == put["ETag"].strip('"') and obj["versionId"] == put["VersionId"]
+    assert first["responseElements"]["x-amz-request-id"] == put["ResponseMetadata"]["RequestId"]
+    assert by_name["ObjectCreated:CompleteMultipartUpload"]["s3"]["object"]["eTag"] == done["ETag"].strip('"')
+    assert by_name["ObjectRemoved:DeleteMarkerCreated"]["s3"]["object"]["versionId"] == marker["VersionId"]
+    assert by_name["ObjectRemoved:Delete"]["s3"]["object"]["versionId"] == copy["VersionId"]
+    sequencers = [r["s3"]["object"]["sequencer"] for r in records if "sequencer" in r["s3"]["object"]]
+    assert len(set(sequencers)) == len(sequencers)
+
+
+def test_filters_pick_the_function(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    (jpg_arn, jpgs), (log_arn, logs) = ledger_function(), ledger_function()
+    bucket = unique("filters")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [
+            {"LambdaFunctionArn": jpg_arn, "Events": ["s3:ObjectCreated:Put"],
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "img/"},
+                                                {"Name": "suffix", "Value": ".jpg"}]}}},
+            {"LambdaFunctionArn": log_arn, "Events": ["s3:ObjectCreated:*"],
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "logs/"}]}}}]})
+    for key in ("img/a.jpg", "img/a.png", "b.jpg", "logs/1", "logs/2", "other"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    s3.put_object(Bucket=bucket, Key="img/last.jpg", Body=b"x")
+    wait_for(lambda: len(ledger_of(jpgs)) >= 2 and len(ledger_of(logs)) >= 2, timeout=60, what="notifications")
+    assert sorted(r["s3"]["object"]["key"] for r in ledger_of(jpgs)) == ["img/a.jpg", "img/last.jpg"]
+    assert sorted(r["s3"]["object"]["key"] for r in ledger_of(logs)) == ["logs/1", "logs/2"]
+
+
+def test_bad_configurations_are_refused_as_s3_refuses_them(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    arn, _ = ledger_function()
+    bucket = unique("bad")
+    s3.create_bucket(Bucket=bucket)
+    for config in (
+        {"LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn + "-missing", "Events": ["s3:ObjectCreated:*"]}]},
+        {"LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]},
+                                          {"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:Put"]}]},
+    ):
+        with pytest.raises(ClientError) as caught:
+            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+        assert caught.value.response["Error"]["Code"] == "InvalidArgument"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert s3.get_bucket_notification_configuration(Bucket=bucket).get("LambdaFunctionConfigurations") is None
+    with pytest.raises(ClientError) as missing:
+        s3.get_bucket_notification_configuration(Bucket=unique("nobucket"))
+    assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_eventbridge_configuration_reaches_a_rules_target(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket = unique("bridge")
+    events = boto3.client("events", endpoint_url=platform.url, region_name=REGION, aws_access_key_id="x",
+                          aws_secret_access_key="x")
+    rule = unique("s3rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                                                        "detail": {"bucket": {"name": [bucket]}}}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "t", "Arn": arn}])
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "EventBridgeConfiguration": {}})
+    assert "EventBridgeConfiguration" in s3.get_bucket_notification_configuration(Bucket=bucket)
+    put = s3.put_object(Bucket=bucket, Key="a b.txt", Body=b"12345")
+    s3.delete_object(Bucket=bucket, Key="a b.txt")  # an "Object Deleted": not what the rule asks for
+    wait_for(lambda: ledger_of(ledger), timeout=60, what="the event")
+    (event,) = ledger_of(ledger)
+    assert event["source"] == "aws.s3" and event["detail-type"] == "Object Created"
+    assert event["resources"] == [f"arn:aws:s3:::{bucket}"]
+    assert event["detail"]["object"] == {"key": "a b.txt", "size": 5, "etag": put["ETag"].strip('"'),
+                                         "sequencer": event["detail"]["object"]["sequencer"]}
+    assert event["detail"]["reason"] == "PutObject"
+    events.remove_targets(Rule=rule, Ids=["t"])
+    events.delete_rule(Name=rule)
+
+
+@pytest.mark.parametrize("payload", [MINIO, CEPH], ids=["minio", "ceph"])
+def test_an_external_store_triggers_a_function(platform: Platform, ledger_function: Any,
+                                               payload: dict[str, Any]) -> None:
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket = unique("external")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*",
+                                                                               "s3:ObjectRemoved:*"]}]})
+    request = urllib.request.Request(f"{platform.url}/_kambda/v1/s3-events/{bucket}", method="POST",
+                                     data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read()) == {"delivered": 1}
+    wait_for(lambda: ledger_of(ledger), timeout=60, what="the record")
+    assert ledger_of(ledger) == payload["Records"]
+    bad = urllib.request.Request(f"{platform.url}/_kambda/v1/s3-events/{bucket}", method="POST", data=b"{}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bad, timeout=30)
+    with refused.value:
+        assert refused.value.code == 400
+        assert refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
+        assert "Not S3 event records" in json.loads(refused.value.read())["message"]
+
+
+def test_kill_9_of_the_gateway_loses_no_acknowledged_notification(tmp_path: Path) -> None:
+    """Writes go on while the gateway (which holds the outbox) is killed: every acknowledged write is notified at
+    least once, once the gateway is back (its relay sends what was committed and not yet published)."""
+    platform = Platform(tmp_path / "state").start()
+    try:
+        lam = platform.lambda_client()
+        ledger = tmp_path / "ledger.jsonl"
+        name = unique("crashfn")
+        lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::000000000000:role/test", Code={"ZipFile": make_zip({"app.py": LEDGER})},
+                            Environment={"Variables": {"LEDGER": str(ledger)}})
+        s3 = s3_client(platform)
+        bucket = unique("crash")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
+                                                                   f"{name}", "Events": ["s3:ObjectCreated:*"]}]})
+        acked: list[str] = []
+        stop = threading.Event()
+
+        def writer(w: int) -> None:
+            client = s3_client(platform)
+            for i in range(60):
+                key = f"w{w}/{i}"
+                while not stop.is_set():
+                    try:
+                        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+                        acked.append(key)
+                        break
+                    except (ClientError, BotoCoreError):
+                        time.sleep(0.05)  # not acknowledged: again
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(acked) >= 40, timeout=60, what="load")
+        assert platform.proc is not None
+        (gateway,) = service_pids(platform.proc.pid, "gateway")
+        os.kill(gateway, signal.SIGKILL)
+        for t in threads:
+            t.join(timeout=180)
+        stop.set()
+        assert len(acked) == 180
+
+        def notified() -> set[str]:
+            return {unquote_plus(r["s3"]["object"]["key"]) for r in ledger_of(ledger)}
+
+        wait_for(lambda: set(acked) <= notified(), timeout=120, what="every acknowledged write's notification")
+    finally:
+        platform.stop()
+
+
+def test_rows_a_dead_gateway_left_are_sent_once_it_is_back(tmp_path: Path) -> None:
+    """A gateway killed between a change's commit and its publish leaves the change's outbox rows: the gateway
+    that comes back sends them (the row is written here while the gateway is down, as the commit left it)."""
+    platform = Platform(tmp_path / "state").start()
+    try:
+        ledger = tmp_path / "ledger.jsonl"
+        name = unique("relayfn")
+        platform.lambda_client().create_function(
+            FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="arn:aws:iam::000000000000:role/t",
+            Code={"ZipFile": make_zip({"app.py": LEDGER})}, Environment={"Variables": {"LEDGER": str(ledger)}})
+        s3 = s3_client(platform)
+        s3.create_bucket(Bucket="relayed")
+        s3.put_object(Bucket="relayed", Key="before", Body=b"x")  # the database and its outbox exist
+        assert platform.proc is not None
+        (gateway,) = service_pids(platform.proc.pid, "gateway")
+        os.kill(gateway, signal.SIGKILL)
+        rec = n.record(change(bucket="relayed", key="left behind"), "cfg", REGION, ACCOUNT)
+        db = Database.open(None, tmp_path / "state" / "objects" / "objects.db")
+        try:
+            db.write_sync(lambda tx: tx.execute(
+                "INSERT INTO s3_notify_outbox (msg_id, request_id, kind, target, body, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)", ("s3n:left-behind", "REQ-DEAD", "lambda",
+                                              f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+                                              json.dumps({"Records": [rec]}).encode(), time.time())))
+            wait_for(lambda: ledger_of(ledger), timeout=120, what="the left-behind notification")
+            assert ledger_of(ledger) == [rec]
+            wait_for(lambda: not db.read_sync(lambda tx: tx.execute("SELECT 1 FROM s3_notify_outbox")), timeout=30,
+                     what="the outbox to empty")
+        finally:
+            asyncio.run(db.close())
+    finally:
+        platform.stop()
