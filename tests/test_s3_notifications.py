@@ -774,3 +774,36 @@ def test_rows_a_dead_gateway_left_are_sent_once_it_is_back(tmp_path: Path) -> No
             asyncio.run(db.close())
     finally:
         platform.stop()
+
+
+def test_a_nats_destination_and_minios_nats_target_on_the_platform(platform: Platform, ledger_function: Any) -> None:
+    """The gateway's own NATS identity may publish a NATS destination's records and pull MinIO's inbox."""
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket, subject = unique("natsdest"), f"kambda.s3.notify.{unique('uploads')}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": f"arn:kambda:nats:::{subject}", "Events": ["s3:ObjectCreated:*"]}],
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectRemoved:*"]}]})
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"abc")
+
+    async def over_nats() -> tuple[dict[str, Any], int]:
+        nc = await nats.connect(platform.nats_url())
+        try:
+            js = nc.jetstream()
+            sub = await js.subscribe(subject, ordered_consumer=True)
+            msg = await sub.next_msg(30)
+            await sub.unsubscribe()
+            # MinIO's NATS target (subject kambda.s3.inbox.<bucket>, JetStream on) publishes its webhook payload
+            removed = {**MINIO, "EventName": "s3:ObjectRemoved:Delete",
+                       "Records": [{**MINIO["Records"][0], "eventName": "s3:ObjectRemoved:Delete"}]}
+            ack = await js.publish(f"{n.INBOX_PREFIX}{bucket}", json.dumps(removed).encode())
+            return json.loads(msg.data), ack.seq
+        finally:
+            await nc.close()
+
+    record, _ = asyncio.run(over_nats())
+    assert record["Records"][0]["eventName"] == "ObjectCreated:Put"
+    assert record["Records"][0]["s3"]["object"]["key"] == "a.txt"
+    wait_for(lambda: ledger_of(ledger), timeout=60, what="MinIO's record through the inbox")
+    assert [r["eventName"] for r in ledger_of(ledger)] == ["s3:ObjectRemoved:Delete"]
