@@ -146,6 +146,9 @@ class Upload:
     metadata: Mapping[str, str] = field(default_factory=dict)
     checksum_algorithm: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: "COMPOSITE" (a checksum of the parts' checksums, "-N") or "FULL_OBJECT" (the whole object's CRC,
+    #: combined from the parts'); None when no algorithm was asked.
+    checksum_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -625,6 +628,8 @@ class Store:
         await self.db.migrate("s3-1", SCHEMA)
         await self.db.migrate("s3-2", {d: ["ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT"]
                                        for d in ("sqlite", "postgresql")})
+        await self.db.migrate("s3-3", {d: ["ALTER TABLE s3_uploads ADD COLUMN checksum_type TEXT"]
+                                       for d in ("sqlite", "postgresql")})
         config = StreamConfig(name=STREAM, subjects=[SUBJECT_PREFIX + ">"], storage=StorageType.FILE,
                               num_replicas=self.replicas, allow_rollup_hdrs=True, deny_purge=False,
                               max_msg_size=-1)
@@ -1089,22 +1094,28 @@ class Store:
 
     async def create_upload(self, bucket: str, key: str, *, headers: Mapping[str, str] | None = None,
                             metadata: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None,
-                            checksum_algorithm: str | None = None) -> Upload:
+                            checksum_algorithm: str | None = None, checksum_type: str | None = None) -> Upload:
+        """``checksum_type`` (x-amz-checksum-type): COMPOSITE (the default, not for CRC64NVME) or FULL_OBJECT
+        (CRC32, CRC32C, CRC64NVME; CRC64NVME's default); InvalidRequest otherwise."""
         raw_key = _key_bytes(key)
         if checksum_algorithm is not None:
             checksum_algorithm = checksum_algorithm.upper()
             checksum(checksum_algorithm)
+            checksum_type = _checksum_type(checksum_algorithm, checksum_type)
+        elif checksum_type is not None:
+            raise errors.InvalidRequest("The x-amz-checksum-type header can only be used with the "
+                                        "x-amz-checksum-algorithm header.")
         upload = Upload(upload_id=secrets.token_urlsafe(32), bucket=bucket, key=key, initiated=self.clock(),
                         headers=dict(headers or {}), metadata=dict(metadata or {}),
-                        checksum_algorithm=checksum_algorithm, tags=dict(tags or {}))
+                        checksum_algorithm=checksum_algorithm, tags=dict(tags or {}), checksum_type=checksum_type)
 
         def work(tx: Tx) -> None:
             if not tx.execute("SELECT 1 FROM s3_buckets WHERE name = ?", (bucket,)):
                 raise errors.no_such_bucket(bucket)
             tx.execute("INSERT INTO s3_uploads (upload_id, bucket, key, initiated, headers, metadata,"
-                       " checksum_algorithm, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       " checksum_algorithm, tags, checksum_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (upload.upload_id, bucket, raw_key, upload.initiated, _json(upload.headers),
-                        _json(upload.metadata), checksum_algorithm, _json(upload.tags)))
+                        _json(upload.metadata), checksum_algorithm, _json(upload.tags), checksum_type))
 
         await self.db.write(work)
         return upload
@@ -1113,8 +1124,8 @@ class Store:
         """NoSuchUpload unless that upload is in progress for that key."""
         raw_key = _key_bytes(key)
         rows = await self.db.read(lambda tx: tx.execute(
-            "SELECT upload_id, bucket, key, initiated, headers, metadata, checksum_algorithm, tags FROM s3_uploads"
-            " WHERE upload_id = ? AND bucket = ? AND key = ?", (upload_id, bucket, raw_key)))
+            "SELECT upload_id, bucket, key, initiated, headers, metadata, checksum_algorithm, tags, checksum_type"
+            " FROM s3_uploads WHERE upload_id = ? AND bucket = ? AND key = ?", (upload_id, bucket, raw_key)))
         if not rows:
             raise errors.no_such_upload(upload_id)
         return _upload(rows[0])
@@ -1204,7 +1215,7 @@ class Store:
         ``upload_id_marker``, after that upload of ``key_marker``)."""
         await self.bucket(bucket)
         raw_prefix, raw_marker = prefix.encode(), key_marker.encode()
-        cols = "upload_id, bucket, key, initiated, headers, metadata, checksum_algorithm, tags"
+        cols = "upload_id, bucket, key, initiated, headers, metadata, checksum_algorithm, tags, checksum_type"
 
         def work(tx: Tx) -> builtins.list[tuple[Any, ...]]:
             found: builtins.list[tuple[Any, ...]] = []
@@ -1225,7 +1236,8 @@ class Store:
         return [_upload(r) for r in rows[:max_uploads]], len(rows) > max_uploads
 
     async def complete(self, upload: Upload, parts: builtins.list[tuple[int, str]], *,
-                       conditions: Conditions | None = None, actor: Actor | None = None) -> Written:
+                       conditions: Conditions | None = None, expected_checksums: Mapping[str, str] | None = None,
+                       actor: Actor | None = None) -> Written:
         """``parts``: (number, etag) in ascending order (InvalidPartOrder), each uploaded with that ETag
         (InvalidPart), every part but the last at least :data:`MIN_PART` (EntityTooSmall). The ETag is the MD5 of
         the parts' binary MD5s, ``-N``. Parts not listed are dropped; the upload ends."""
@@ -1266,10 +1278,12 @@ class Store:
                         sums.append(base64.b64decode(value))
             checksums: dict[str, str] = {}
             algorithm = upload.checksum_algorithm
-            if algorithm and algorithm != "CRC64NVME" and len(sums) == len(parts):
-                combined = checksum(algorithm)
-                combined.update(b"".join(sums))
-                checksums[algorithm] = f"{base64.b64encode(combined.digest()).decode()}-{len(parts)}"
+            if algorithm and len(sums) == len(parts):
+                sizes = [stored[n][1] for n, _ in parts]
+                checksums[algorithm] = _multipart_checksum(algorithm, upload.checksum_type, sums, sizes)
+                claimed = {k.upper(): v for k, v in (expected_checksums or {}).items()}.get(algorithm)
+                if claimed is not None and claimed.split("-")[0] != checksums[algorithm].split("-")[0]:
+                    raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
             segments: builtins.list[tuple[str, int]] = []
             for number, _ in parts:
                 owner = f"p{uid}.{number}"
@@ -1324,6 +1338,35 @@ class Store:
         return 0
 
 
+_COMBINE: dict[str, tuple[Callable[[int, int, int], int], int]] = {
+    "CRC32": (awscrt_checksums.combine_crc32, 4), "CRC32C": (awscrt_checksums.combine_crc32c, 4),
+    "CRC64NVME": (awscrt_checksums.combine_crc64nvme, 8)}
+
+
+def _checksum_type(algorithm: str, kind: str | None) -> str:
+    kind = (kind or ("FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE")).upper()
+    if kind not in ("COMPOSITE", "FULL_OBJECT"):
+        raise errors.InvalidRequest(f"Value for x-amz-checksum-type header is invalid: {kind}.")
+    if (kind == "FULL_OBJECT" and algorithm not in _COMBINE) or (kind == "COMPOSITE" and algorithm == "CRC64NVME"):
+        raise errors.InvalidRequest(f"The {kind} checksum type cannot be used with the {algorithm.lower()} "
+                                    "checksum algorithm.")
+    return kind
+
+
+def _multipart_checksum(algorithm: str, kind: str | None, sums: Sequence[bytes], sizes: Sequence[int]) -> str:
+    """A completed upload's checksum: FULL_OBJECT combines the parts' CRCs into the whole object's (what a single
+    PUT of the same bytes would have); COMPOSITE is the checksum of the parts' binary checksums, ``-N``."""
+    if (kind or _checksum_type(algorithm, None)) == "FULL_OBJECT":
+        combine, width = _COMBINE[algorithm]
+        crc = int.from_bytes(sums[0], "big")
+        for raw, size in zip(sums[1:], sizes[1:], strict=True):
+            crc = combine(crc, int.from_bytes(raw, "big"), size)
+        return base64.b64encode(crc.to_bytes(width, "big")).decode()
+    combined = checksum(algorithm)
+    combined.update(b"".join(sums))
+    return f"{base64.b64encode(combined.digest()).decode()}-{len(sums)}"
+
+
 class _Inline(Exception):
     def __init__(self, data: bytes) -> None:
         super().__init__("inline")
@@ -1339,7 +1382,7 @@ def _check_part_number(number: int) -> None:
 def _upload(row: Sequence[Any]) -> Upload:
     return Upload(upload_id=row[0], bucket=row[1], key=bytes(row[2]).decode(), initiated=row[3],
                   headers=orjson.loads(row[4]), metadata=orjson.loads(row[5]), checksum_algorithm=row[6],
-                  tags=orjson.loads(row[7]))
+                  tags=orjson.loads(row[7]), checksum_type=row[8])
 
 
 def _end_upload(tx: Tx, upload_id: str) -> None:

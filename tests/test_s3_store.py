@@ -410,6 +410,38 @@ async def test_multipart_composite_checksum(store: Store) -> None:
     assert meta.checksums == {"SHA256": b64(combined) + "-2"}
 
 
+@pytest.mark.parametrize(("algorithm", "kind"), [("CRC32", "FULL_OBJECT"), ("CRC32C", "FULL_OBJECT"),
+                                                 ("CRC64NVME", None), ("CRC32", None)])
+async def test_multipart_full_object_checksums(store: Store, algorithm: str, kind: str | None) -> None:
+    await store.create_bucket("full", "us-east-1")
+    upload = await store.create_upload("full", "k", checksum_algorithm=algorithm, checksum_type=kind)
+    a, b = os.urandom(MIN_PART), os.urandom(1000)
+    pa = await store.put_part(upload, 1, a)
+    pb = await store.put_part(upload, 2, b)
+    whole = (await store.put("full", "single", a + b, checksum_algorithms=(algorithm,))).meta.checksums[algorithm]
+    if kind is None and algorithm == "CRC32":  # COMPOSITE by default
+        meta = (await store.complete(upload, [(1, pa.etag), (2, pb.etag)])).meta
+        assert meta.checksums[algorithm].endswith("-2")
+        return
+    with pytest.raises(errors.BadDigest):
+        await store.complete(upload, [(1, pa.etag), (2, pb.etag)],
+                             expected_checksums={algorithm: pa.checksums[algorithm]})
+    meta = (await store.complete(upload, [(1, pa.etag), (2, pb.etag)], expected_checksums={algorithm: whole})).meta
+    assert meta.checksums == {algorithm: whole}  # what a single PUT of the same bytes has
+
+
+async def test_checksum_types_are_validated(store: Store) -> None:
+    await store.create_bucket("typ", "us-east-1")
+    with pytest.raises(errors.InvalidRequest):
+        await store.create_upload("typ", "k", checksum_algorithm="SHA256", checksum_type="FULL_OBJECT")
+    with pytest.raises(errors.InvalidRequest):
+        await store.create_upload("typ", "k", checksum_algorithm="CRC64NVME", checksum_type="COMPOSITE")
+    with pytest.raises(errors.InvalidRequest):
+        await store.create_upload("typ", "k", checksum_type="FULL_OBJECT")
+    upload = await store.create_upload("typ", "k", checksum_algorithm="crc32c", checksum_type="FULL_OBJECT")
+    assert (await store.upload("typ", "k", upload.upload_id)).checksum_type == "FULL_OBJECT"
+
+
 # -- conditions ---------------------------------------------------------------------------------------------------
 
 async def test_conditional_writes(store: Store) -> None:
