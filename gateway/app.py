@@ -174,7 +174,9 @@ class Gateway:
         ])
         self.front = Front(account=self.settings.account, region=self.settings.region,
                            domain=self.settings.url_domain or "localhost", authorize=_authorize,
-                           max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,
+                           max_body=MAX_REQUEST,
+                           # no credentials, no signatures checked: nor a signed stream's chunks
+                           secret_of=self.authenticator.secret_of if self.authenticator.store is not None else None,
                            authenticate=auth.authenticate, fallback="s3")
         sts.register(self.front, self.settings.account)
         api.register(self.front)

@@ -21,8 +21,12 @@ from urllib.parse import urlsplit
 import boto3
 import botocore.exceptions
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
+from kambda.aws import chunked, sigv4
 from tests.conftest import Platform, unique
 
 MiB = 1024 * 1024
@@ -49,6 +53,53 @@ def virtual_client(platform: Platform) -> Any:
 
     s3.meta.events.register("before-send.s3", redirect)
     return s3
+
+
+def chunked_put(url: str, bucket: str, key: str, data: bytes, mode: str, *, key_id: str = "x",
+                secret: str = "x", checksum: str | None = None, tamper: int | None = None) -> tuple[int, bytes]:
+    """A PUT with an aws-chunked body as the SDKs send it over TLS: signed chunks (chained from the request's
+    signature) or unsigned ones, and a CRC32 trailer when ``checksum`` is given (its value as sent)."""
+    headers = {"X-Amz-Content-SHA256": mode, "Content-Encoding": "aws-chunked",
+               "X-Amz-Decoded-Content-Length": str(len(data))}
+    if checksum is not None:
+        headers["X-Amz-Trailer"] = "x-amz-checksum-crc32"
+    request = AWSRequest("PUT", f"{url}/{bucket}/{key}", headers=headers)
+    SigV4Auth(Credentials(key_id, secret), "s3", "us-east-1").add_auth(request)
+    request.headers["X-Amz-Content-SHA256"] = mode
+    signed = sigv4.parse(request.headers, {})
+    assert signed is not None
+    signer = chunked.ChunkSigner.for_request(signed, secret)
+    out, previous = [], signed.signature
+    pieces = [data[i:i + 65536] for i in range(0, len(data), 65536)] + [b""]
+    for number, piece in enumerate(pieces):
+        if mode == chunked.UNSIGNED_TRAILER:
+            out.append(f"{len(piece):x}\r\n".encode())
+        else:
+            previous = signer.chunk(previous, hashlib.sha256(piece).hexdigest())
+            out.append(f"{len(piece):x};chunk-signature={previous}\r\n".encode())
+        if number == tamper:
+            piece = piece[:-1] + bytes([piece[-1] ^ 1])
+        if piece:
+            out.append(piece + b"\r\n")
+    if checksum is not None:
+        line = f"x-amz-checksum-crc32:{checksum}\n".encode()
+        out.append(line.replace(b"\n", b"\r\n"))
+        if mode != chunked.UNSIGNED_TRAILER:
+            out.append(f"x-amz-trailer-signature:{signer.trailer(previous, line)}\r\n".encode())
+    out.append(b"\r\n")
+    prepared = request.prepare()
+    sent_headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+    sent = urllib.request.Request(prepared.url, data=b"".join(out), method="PUT", headers=sent_headers)
+    try:
+        with urllib.request.urlopen(sent, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def crc32_of(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 def code_of(caught: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
@@ -320,6 +371,25 @@ def test_copy_object(s3: Any, bucket: str) -> None:
         s3.copy_object(Bucket=bucket, Key="y", CopySource=f"{bucket}/missing")
 
 
+def test_aws_chunked_uploads_with_trailing_checksums(platform: Platform, s3: Any, bucket: str) -> None:
+    data = os.urandom(300_000)
+    status, body = chunked_put(platform.url, bucket, "trailer", data, chunked.UNSIGNED_TRAILER,
+                               checksum=crc32_of(data))
+    assert status == 200, body
+    head = s3.head_object(Bucket=bucket, Key="trailer", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == crc32_of(data) and head["ContentLength"] == len(data)
+    assert s3.get_object(Bucket=bucket, Key="trailer")["Body"].read() == data
+    status, body = chunked_put(platform.url, bucket, "bad-trailer", data, chunked.UNSIGNED_TRAILER,
+                               checksum=crc32_of(b"other"))
+    assert status == 400 and b"<Code>BadDigest</Code>" in body
+    # Signed chunks reach a platform without credentials too (no signature is checked there, nor are they).
+    status, body = chunked_put(platform.url, bucket, "signed", data, chunked.SIGNED_TRAILER, checksum=crc32_of(data))
+    assert status == 200, body
+    assert s3.get_object(Bucket=bucket, Key="signed")["Body"].read() == data
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="bad-trailer")
+
+
 # -- listings -----------------------------------------------------------------------------------------------------
 
 def test_list_objects_v2_pages_prefixes_and_encodes(s3: Any, bucket: str) -> None:
@@ -569,6 +639,17 @@ def test_signed_requests_and_presigned_urls_are_verified(secured: Any, tmp_path:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
         assert s3.get_object(Bucket=name, Key=f"put-{version}")["Body"].read() == b"put"
+    for mode in (chunked.SIGNED, chunked.SIGNED_TRAILER):
+        trailer = crc32_of(data) if mode == chunked.SIGNED_TRAILER else None
+        status, body = chunked_put(secured.url, name, "chunked", data, mode, key_id="S3ADMIN", secret="s3-secret",
+                                   checksum=trailer)
+        assert status == 200, body
+        assert s3.get_object(Bucket=name, Key="chunked")["Body"].read() == data
+        status, body = chunked_put(secured.url, name, "tampered", data, mode, key_id="S3ADMIN", secret="s3-secret",
+                                   checksum=trailer, tamper=1)
+        assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=name, Key="tampered")
     wrong = client(secured.url, key="S3ADMIN", secret="not-the-secret")
     with pytest.raises(botocore.exceptions.ClientError) as denied:
         wrong.get_object(Bucket=name, Key=key)

@@ -165,14 +165,18 @@ class BodyReader:
     """The decoded body, chunk by chunk (``async for``), verified as it goes; the last read raises on a bad end."""
 
     def __init__(self, source: Source, headers: Mapping[str, str], signer: ChunkSigner | None = None,
-                 max_chunk: int = MAX_CHUNK) -> None:
+                 max_chunk: int = MAX_CHUNK, verify: bool = True) -> None:
+        """``verify=False``: a signed stream's chunk signatures are read but not checked (a server that checks
+        no signatures at all); lengths and checksums still are."""
         self.source = source
         self.mode = headers.get("x-amz-content-sha256") or ""
         self.max_chunk = max_chunk
         self.max_buffered = 0
         self.decoded = 0
         self._done = False
-        if self.mode in (SIGNED, SIGNED_TRAILER) and signer is None:
+        if not verify:
+            signer = None
+        elif self.mode in (SIGNED, SIGNED_TRAILER) and signer is None:
             raise SignatureDoesNotMatch("A signed streaming payload needs the request's signature to verify.")
         self.signer = signer if self.mode in (SIGNED, SIGNED_TRAILER) else None
         self._previous = signer.seed if signer is not None else ""

@@ -311,7 +311,7 @@ class Front:
         mode = headers.get("x-amz-content-sha256")
         try:
             if chunked.is_streaming(headers) or (mode is not None and service.service_name == "s3"):
-                reader = chunked.BodyReader(request.content, headers, self._signer(request, mode))
+                reader = self._reader(request, mode)
                 async with asyncio.timeout(bodies.BODY_READ_TIMEOUT_S):
                     decoded = await reader.read_all(self.max_body)
             else:
@@ -328,10 +328,7 @@ class Front:
     def _stream_body(self, request: web.Request) -> AsyncIterator[bytes]:
         """The body as it arrives, decoded and verified (:class:`kambda.aws.chunked.BodyReader`: aws-chunked,
         chunk signatures, checksums, the declared or Content-Length), each read within the body deadline."""
-        headers = request.headers
-        mode = headers.get("x-amz-content-sha256")
-        signer = self._signer(request, mode)
-        reader = chunked.BodyReader(request.content, headers, signer)
+        reader = self._reader(request, request.headers.get("x-amz-content-sha256"))
 
         async def chunks() -> AsyncIterator[bytes]:
             while True:
@@ -346,6 +343,13 @@ class Front:
                 yield chunk
 
         return chunks()
+
+    def _reader(self, request: web.Request, mode: str | None) -> chunked.BodyReader:
+        """The body's decoder; without ``secret_of`` (no signatures checked anywhere) chunk signatures are not
+        either."""
+        if self.secret_of is None:
+            return chunked.BodyReader(request.content, request.headers, verify=False)
+        return chunked.BodyReader(request.content, request.headers, self._signer(request, mode))
 
     def _signer(self, request: web.Request, mode: str | None) -> chunked.ChunkSigner | None:
         if mode not in (chunked.SIGNED, chunked.SIGNED_TRAILER):
