@@ -595,6 +595,12 @@ class Notifications:
         self._held_until = 0.0
         return False
 
+    async def test_event(self, subject: str, bucket: str, request_id: str) -> None:
+        """S3's ``s3:TestEvent`` message, which a queue or topic gets when a configuration names it."""
+        event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": iso_ms(self._clock()), "Bucket": bucket,
+                 "RequestId": request_id, "HostId": _host_id(request_id)}
+        await self._js.publish(subject, orjson.dumps(event), stream=bus.S3_NOTIFY_STREAM)
+
     # -- external object stores ------------------------------------------------------------------------------------
 
     async def accept_external(self, bucket: str, payload: Any, request_id: str) -> int:
@@ -671,9 +677,11 @@ def _rows(tx: Tx, where: str, params: tuple[Any, ...]) -> list[Row]:
 class NotificationsApi:
     """PutBucketNotificationConfiguration and GetBucketNotificationConfiguration on the front door."""
 
-    def __init__(self, store: ObjectStore, function_exists: Callable[[str], Awaitable[bool]] | None = None) -> None:
+    def __init__(self, store: ObjectStore, function_exists: Callable[[str], Awaitable[bool]] | None = None,
+                 notifications: Notifications | None = None) -> None:
         self._store = store
         self._function_exists = function_exists
+        self._notifications = notifications
 
     def register(self, front: Any) -> None:
         front.register("s3", "PutBucketNotificationConfiguration", self.put, self._resources)
@@ -697,6 +705,11 @@ class NotificationsApi:
         else:
             checked = validate(doc)
         await self._store.put_config(bucket, KIND, checked or None)
+        if self._notifications is not None:
+            # As S3 does for a queue or a topic (not for a function): an s3:TestEvent to each, once configured.
+            subjects = {t.arn[len(NATS_ARN_PREFIX):] for t in compile_config(checked).targets if t.kind == "nats"}
+            for subject in sorted(subjects):
+                await self._notifications.test_event(subject, bucket, ctx.request_id)
         return {}
 
     async def get(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

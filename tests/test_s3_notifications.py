@@ -617,6 +617,23 @@ def test_filters_pick_the_function(platform: Platform, ledger_function: Any) -> 
     assert sorted(r["s3"]["object"]["key"] for r in ledger_of(logs)) == ["logs/1", "logs/2"]
 
 
+def test_delete_objects_notifies_each_key_once(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket = unique("multidel")
+    s3.create_bucket(Bucket=bucket)
+    for key in ("a", "b", "c"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectRemoved:Delete"]}]})
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in ("a", "b", "c")]})
+    assert len(answer["Deleted"]) == 3
+    wait_for(lambda: len(ledger_of(ledger)) >= 3, timeout=60, what="three notifications")
+    records = ledger_of(ledger)
+    assert sorted(r["s3"]["object"]["key"] for r in records) == ["a", "b", "c"]
+    assert {r["responseElements"]["x-amz-request-id"] for r in records} == {answer["ResponseMetadata"]["RequestId"]}
+
+
 def test_bad_configurations_are_refused_as_s3_refuses_them(platform: Platform, ledger_function: Any) -> None:
     s3 = s3_client(platform)
     arn, _ = ledger_function()
@@ -777,7 +794,8 @@ def test_rows_a_dead_gateway_left_are_sent_once_it_is_back(tmp_path: Path) -> No
 
 
 def test_a_nats_destination_and_minios_nats_target_on_the_platform(platform: Platform, ledger_function: Any) -> None:
-    """The gateway's own NATS identity may publish a NATS destination's records and pull MinIO's inbox."""
+    """The gateway's own NATS identity may publish a NATS destination's records (after S3's s3:TestEvent, sent
+    to a queue when it is configured) and pull MinIO's inbox."""
     s3 = s3_client(platform)
     arn, ledger = ledger_function()
     bucket, subject = unique("natsdest"), f"kambda.s3.notify.{unique('uploads')}"
@@ -792,8 +810,10 @@ def test_a_nats_destination_and_minios_nats_target_on_the_platform(platform: Pla
         try:
             js = nc.jetstream()
             sub = await js.subscribe(subject, ordered_consumer=True)
-            msg = await sub.next_msg(30)
+            test, msg = await sub.next_msg(30), await sub.next_msg(30)
             await sub.unsubscribe()
+            assert {k: v for k, v in json.loads(test.data).items() if k in ("Service", "Event", "Bucket")} == {
+                "Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}
             # MinIO's NATS target (subject kambda.s3.inbox.<bucket>, JetStream on) publishes its webhook payload
             removed = {**MINIO, "EventName": "s3:ObjectRemoved:Delete",
                        "Records": [{**MINIO["Records"][0], "eventName": "s3:ObjectRemoved:Delete"}]}
