@@ -198,7 +198,8 @@ class Gateway:
         self.notifications = Notifications(self.objects.db, self._nc, self._js, self._dispatcher.store,
                                            notifications.resolver(self._cache.resolve), self._arns)
         self.notifications.attach(self.objects)
-        NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve)).register(self.front)
+        NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve),
+                         self.notifications).register(self.front)
         app.add_routes(notifications.external_routes(self.notifications))
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
