@@ -52,6 +52,7 @@ from objects import notifications
 from objects.api import S3Api
 from objects.notifications import Notifications, NotificationsApi
 from objects.store import Store as ObjectStore
+from objects.web import WebApi
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
 from workflows import lambdas
@@ -194,6 +195,7 @@ class Gateway:
         StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
         self.objects = ObjectStore(self._js, self._objects_database(), region=self.settings.region)
         S3Api(self.objects).register(self.front)
+        WebApi(self.objects, self.settings.account).install(self.front, app)
         # S3 bucket notifications: the outbox in the store's transactions, published before a write is answered.
         self.notifications = Notifications(self.objects.db, self._nc, self._js, self._dispatcher.store,
                                            notifications.resolver(self._cache.resolve), self._arns)
