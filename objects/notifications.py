@@ -7,7 +7,8 @@ PutBucketNotificationConfiguration / GetBucketNotificationConfiguration keep a b
 ``on_commit`` reads it inside the very transaction that commits a change (no cache to go stale, whichever gateway
 replica made the change, and it goes with a deleted bucket). Destinations:
 
-* ``LambdaFunctionConfigurations``: a function ARN (qualified or not); the function must exist.
+* ``LambdaFunctionConfigurations``: a function ARN (qualified or not); the function must exist (a resource-based
+  permission for ``s3.amazonaws.com`` is not required: kambda's own triggers invoke through the bus).
 * ``EventBridgeConfiguration``: every event goes to the ``default`` event bus as AWS's ``aws.s3`` events
   ("Object Created", "Object Deleted", "Object Tags Added", "Object Tags Deleted").
 * ``QueueConfigurations`` / ``TopicConfigurations`` whose ARN is ``arn:kambda:nats:::kambda.s3.notify.<name>``
@@ -23,13 +24,15 @@ Delivery: no notification is lost
 ---------------------------------
 :meth:`Notifications.on_commit` (the store's hook, inside each change's transaction) matches the change against the
 bucket's configuration and inserts one outbox row per destination (``s3_notify_outbox``), tagged with the
-request's id. Once the store call returns, the API layer awaits :meth:`Notifications.publish` with that request
-id: the rows are stored on JetStream (a Lambda destination as an asynchronous invocation on KAMBDA_ASYNC, through
+request's id. Once the store's write returns (:meth:`Notifications.attach` wraps the store's write methods, so
+every caller is covered), :meth:`Notifications.publish` takes that request's rows: they are stored on JetStream (a Lambda destination as an asynchronous invocation on KAMBDA_ASYNC, through
 the async path's retries, age limit and destinations; an EventBridge one on KAMBDA_EVENTS, routed by the worker
 tier like a PutEvents entry) with the row's id as ``Nats-Msg-Id`` and then deleted. If that fails, the write is
 answered 503 ServiceUnavailable (its change is committed, and its notification still goes: the rows stay) and the
-relay (one gateway at a time, by a lease row) publishes rows older than ``grace_s`` again; a crash between a
-publish and the delete republishes with the same id, which JetStream's duplicate window drops.
+relay (one gateway at a time, by a lease row) publishes rows older than ``grace_s`` again, and at once those of
+no request (the lifecycle sweep's); a gateway killed between a commit and its publish leaves rows the relay sends
+when it is back. A crash between a publish and the delete republishes with the same id, which JetStream's
+duplicate window drops: under normal operation a notification goes exactly once, across crashes at least once.
 
 External object stores
 ----------------------
@@ -38,7 +41,9 @@ target push them (``{"Records": [...]}``, MinIO's ``{"EventName", "Key", "Record
 against the notification configuration of the kambda bucket of that name (made once for the purpose, it stays
 empty) and delivered the same way, the record as the source sent it. MinIO's NATS target publishes the same
 payload on ``kambda.s3.inbox.<bucket>`` (stream KAMBDA_S3_INBOX), which the gateways consume (one durable
-consumer, ``s3-inbox``) into the same path.
+consumer, ``s3-inbox``) into the same path. The endpoint authenticates like kambda's other ``/_kambda/v1`` routes
+(action ``kambda:PutS3Events``): unsigned from loopback or with ``--insecure`` when no credentials are configured,
+SigV4-signed otherwise (which webhooks cannot do: put the NATS target, or a signing proxy, in between).
 """
 
 from __future__ import annotations
