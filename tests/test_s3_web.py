@@ -252,6 +252,10 @@ def test_lifecycle_plans_by_filter_and_age() -> None:
                 _meta("k", t0, latest=False, version="v1")]
     expire, gone = lifecycle.plan(rules, versions, t0 + 10 * DAY, True)
     assert not expire and [m.version_id for m in gone] == ["v1"]  # v2 is kept: the newest noncurrent one
+    sized = lifecycle.validate({"Rules": [{"Status": "Enabled", "Filter": {"ObjectSizeGreaterThan": 100},
+                                           "Expiration": {"Days": 1}}]})
+    assert lifecycle.plan(sized, [_meta("s", t0, size=100)], t0 + 3 * DAY, False) == (False, [])
+    assert lifecycle.plan(sized, [_meta("s", t0, size=101)], t0 + 3 * DAY, False) == (True, [])
     lone_marker = [_meta("k", t0, marker=True, version="m1")]
     assert [m.version_id for m in lifecycle.plan(rules, lone_marker, t0, True)[1]] == ["m1"]
 
@@ -469,6 +473,9 @@ def test_a_static_site_with_index_and_error_documents(secured: Platform, s3: Any
     status, headers, body = http(secured, "GET", "/", site)
     assert (status, body) == (200, b"<h1>home</h1>") and headers["Content-Type"] == "text/html"
     assert http(secured, "GET", "/docs/", site)[::2] == (200, b"<h1>docs</h1>")
+    status, headers, body = http(secured, "GET", "/index.html", site, headers={"Range": "bytes=4-7"})
+    assert (status, body, headers["Content-Range"]) == (206, b"home", "bytes 4-7/13")
+    assert http(secured, "GET", "/", site, headers={"If-None-Match": headers["ETag"]})[0] == 304
     status, headers, _ = http(secured, "GET", "/docs", site)
     assert status == 302 and headers["Location"] == "/docs/"
     assert http(secured, "GET", "/no/such/page.html", site)[::2] == (404, b"<h1>oops</h1>")
