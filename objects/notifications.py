@@ -25,9 +25,10 @@ Delivery: no notification is lost
 :meth:`Notifications.on_commit` (the store's hook, inside each change's transaction) matches the change against the
 bucket's configuration and inserts one outbox row per destination (``s3_notify_outbox``), tagged with the
 request's id. Once the store's write returns (:meth:`Notifications.attach` wraps the store's write methods, so
-every caller is covered), :meth:`Notifications.publish` takes that request's rows: they are stored on JetStream (a Lambda destination as an asynchronous invocation on KAMBDA_ASYNC, through
-the async path's retries, age limit and destinations; an EventBridge one on KAMBDA_EVENTS, routed by the worker
-tier like a PutEvents entry) with the row's id as ``Nats-Msg-Id`` and then deleted. If that fails, the write is
+every caller is covered), :meth:`Notifications.publish` takes that request's rows: they are stored on JetStream
+(a Lambda destination as an asynchronous invocation on KAMBDA_ASYNC, through the async path's retries, age limit
+and destinations; an EventBridge one on KAMBDA_EVENTS, routed by the worker tier like a PutEvents entry) with the
+row's id as ``Nats-Msg-Id`` and then deleted. If that fails, the write is
 answered 503 ServiceUnavailable (its change is committed, and its notification still goes: the rows stay) and the
 relay (one gateway at a time, by a lease row) publishes rows older than ``grace_s`` again, and at once those of
 no request (the lifecycle sweep's); a gateway killed between a commit and its publish leaves rows the relay sends
