@@ -55,8 +55,8 @@ class WebApi:
         }
         for name, handler in operations.items():
             front.register("s3", name, handler, _resources)
-        front.authorize = policy.authorizer(front.authorize, self.policy_of, self.account)
-        if front.authenticate is not None:
+        if front.authenticate is not None:  # else nobody is authenticated, and there is nothing to authorize
+            front.authorize = policy.authorizer(front.authorize, self.policy_of, self.account)
             front.authenticate = policy.anonymous(front.authenticate, lambda r: _is_s3(front, r))
         self.posts = PostUploads(self.store, front.authorize)
         front.intercept("s3", self.intercept)

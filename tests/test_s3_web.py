@@ -491,6 +491,18 @@ def test_a_static_site_with_index_and_error_documents(secured: Platform, s3: Any
         "RedirectAllRequestsTo": {"HostName": "example.com", "Protocol": "https"}})
     status, headers, _ = http(secured, "GET", "/a/b?c=d", f"{other}.s3-website-us-east-1.localhost")
     assert status == 301 and headers["Location"] == "https://example.com/a/b?c=d"
+    s3.put_object(Bucket=bucket, Key="moved.html", Body=b"", WebsiteRedirectLocation="/docs/")
+    status, headers, _ = http(secured, "GET", "/moved.html", site)
+    assert status == 301 and headers["Location"] == "/docs/"
+    s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={
+        "IndexDocument": {"Suffix": "index.html"}, "RoutingRules": [
+            {"Condition": {"KeyPrefixEquals": "old/"}, "Redirect": {"ReplaceKeyPrefixWith": "docs/"}},
+            {"Condition": {"HttpErrorCodeReturnedEquals": "404"},
+             "Redirect": {"HostName": "elsewhere.example.com", "Protocol": "https", "HttpRedirectCode": "302"}}]})
+    status, headers, _ = http(secured, "GET", "/old/a.html", site)
+    assert status == 301 and headers["Location"] == f"http://{site}:{secured.url.rsplit(':', 1)[1]}/docs/a.html"
+    status, headers, _ = http(secured, "GET", "/gone.html", site)
+    assert status == 302 and headers["Location"] == "https://elsewhere.example.com/gone.html"
     s3.delete_bucket_website(Bucket=bucket)
     assert http(secured, "GET", "/", site)[0] == 404
 
