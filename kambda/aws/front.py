@@ -362,12 +362,22 @@ class Front:
 
     async def _stream(self, request: web.Request, status: int, headers: dict[str, str],
                       chunks: AsyncIterator[bytes]) -> web.StreamResponse:
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        async for chunk in chunks:
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+        """The first chunk is read before the status goes out, so that a failure to start is still an error
+        answer; the iterator is closed however the stream ends (a reader's consumer goes with it)."""
+        try:
+            first = await anext(chunks, b"")
+            response = web.StreamResponse(status=status, headers=headers)
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
 
     def _error(self, request: web.Request, service: ServiceModel, err: errors.KambdaError,
                request_id: str) -> web.Response:
