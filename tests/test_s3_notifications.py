@@ -18,7 +18,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -41,6 +42,7 @@ from objects import errors
 from objects import notifications as n
 from objects.store import Actor, Change, ObjectMeta, Store
 from tests.conftest import Platform, make_zip, unique, until, wait_for
+from tests.postgres import fresh_database, postgres_server
 
 REGION, ACCOUNT = "us-east-1", "000000000000"
 FN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
@@ -318,14 +320,23 @@ class Rig:
         return int((await self.db.read(lambda tx: tx.execute("SELECT COUNT(*) FROM s3_notify_outbox")))[0][0])
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     server = NatsServer(tmp_path / "nats")
     url = await server.start()
     nc = await nats.connect(url)
     js = nc.jetstream()
     await bus.ensure_platform(js)
-    db = Database.open(None, tmp_path / "objects.db")
+    if request.param == "sqlite":
+        db = Database.open(None, tmp_path / "objects.db")
+    else:
+        db = Database.open(fresh_database(request.getfixturevalue("pg_dsn"), unique("s3n")), tmp_path)
     made = Rig(nc, js, db)
     await made.store.start(background=False)
     await made.notes.start(relay=False)
@@ -508,6 +519,25 @@ async def test_the_stores_changes_make_aws_records(rig: Rig) -> None:
     assert await rig.outbox() == 0
 
 
+async def test_a_lifecycle_expiry_goes_with_the_relay_at_once(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:LifecycleExpiration:*"])]})
+    await rig.store.put("bkt", "old", b"x", actor=Actor("a", "b", "R1"))
+    relay = n.Notifications(rig.db, rig.nc, rig.js, rig.notes._store_async, rig.notes._resolve,
+                            Arns(REGION, ACCOUNT), grace_s=3600.0, poll_s=3600.0)
+    relay.attach(rig.store)  # the relay's own nudge, as in a gateway: no poll to wait for
+    await relay.start(inbox=False)
+    try:
+        await until(lambda: relay._held_until > 0, what="the relay's lease")
+        await rig.store.delete("bkt", "old", "null", event_prefix="LifecycleExpiration")  # as the sweep does
+        await until(lambda: relay.published == 1, what="the expiry's notification")
+    finally:
+        await relay.stop()
+    (payload,) = await rig.invocations()
+    (rec,) = payload["Records"]
+    assert rec["eventName"] == "LifecycleExpiration:Delete" and rec["eventVersion"] == "2.3"
+    assert rec["userIdentity"] == {"principalId": "s3.amazonaws.com"}
+
+
 async def test_a_deleted_bucket_takes_its_configuration_along(rig: Rig) -> None:
     await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
     await rig.store.delete_bucket("bkt")
@@ -615,6 +645,30 @@ def test_filters_pick_the_function(platform: Platform, ledger_function: Any) -> 
     wait_for(lambda: len(ledger_of(jpgs)) >= 2 and len(ledger_of(logs)) >= 2, timeout=60, what="notifications")
     assert sorted(r["s3"]["object"]["key"] for r in ledger_of(jpgs)) == ["img/a.jpg", "img/last.jpg"]
     assert sorted(r["s3"]["object"]["key"] for r in ledger_of(logs)) == ["logs/1", "logs/2"]
+
+
+def test_a_browser_post_upload_is_object_created_post(platform: Platform, ledger_function: Any) -> None:
+    s3 = s3_client(platform)
+    arn, ledger = ledger_function()
+    bucket = unique("posted")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:Post"]}]})
+    post = s3.generate_presigned_post(bucket, "form/${filename}", ExpiresIn=600)
+    boundary = uuid.uuid4().hex
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                    for k, v in post["fields"].items())
+    body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n"
+             f"posted\r\n--{boundary}--\r\n").encode()
+    request = urllib.request.Request(post["url"], data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 204
+    s3.put_object(Bucket=bucket, Key="form/not-a-post.txt", Body=b"x")  # a PUT: not asked for
+    wait_for(lambda: ledger_of(ledger), timeout=60, what="the POST's notification")
+    (record,) = ledger_of(ledger)
+    assert record["eventName"] == "ObjectCreated:Post"
+    assert record["s3"]["object"]["key"] == "form/a.txt" and record["s3"]["object"]["size"] == 6
 
 
 def test_delete_objects_notifies_each_key_once(platform: Platform, ledger_function: Any) -> None:
