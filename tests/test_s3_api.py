@@ -690,3 +690,39 @@ def test_throughput_is_measured(s3: Any, bucket: str, capsys: pytest.CaptureFixt
     with capsys.disabled():
         print(f"\nS3 1 KiB PUT+GET at 16 clients: {small_rate:.0f} requests/s; 100 MB PUT {put_rate:.1f} MB/s, "
               f"GET {get_rate:.1f} MB/s")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------------
+
+def test_the_same_api_on_postgresql(tmp_path: Path) -> None:
+    """KAMBDA_TABLES_DSN names PostgreSQL: S3's metadata lives there too, keys still in UTF-8 byte order."""
+    from contextlib import ExitStack
+
+    from tests.ddb import start_platform
+
+    with ExitStack() as stack:
+        running = start_platform("postgresql", tmp_path / "state", stack)
+        s3 = client(running.url)
+        name = unique("pg")
+        s3.create_bucket(Bucket=name)
+        keys = ["a/1", "a/2", "b", "z", "é", "\U0001f600", "Z"]
+        for key in keys:
+            s3.put_object(Bucket=name, Key=key, Body=key.encode())
+        listed = s3.list_objects_v2(Bucket=name, Delimiter="/")
+        assert [o["Key"] for o in listed["Contents"]] == sorted((k for k in keys if "/" not in k),
+                                                                key=lambda k: k.encode())
+        assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["a/"]
+        data = os.urandom(5 * MiB + 1)
+        s3.put_object(Bucket=name, Key="big", Body=data)
+        assert s3.get_object(Bucket=name, Key="big", Range="bytes=-10")["Body"].read() == data[-10:]
+        upload = s3.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
+        etags = [s3.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=n, Body=part)["ETag"]
+                 for n, part in enumerate((data, b"tail"), 1)]
+        s3.complete_multipart_upload(Bucket=name, Key="mp", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+        assert s3.get_object(Bucket=name, Key="mp")["Body"].read() == data + b"tail"
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket=name, Key="b", Body=b"again")
+        versions = s3.list_object_versions(Bucket=name, Prefix="b")["Versions"]
+        assert [v["Key"] for v in versions] == ["b", "b", "big"] and versions[0]["IsLatest"]
+        empty(s3, name)
