@@ -50,6 +50,12 @@ DEFAULT_TYPE = "binary/octet-stream"
 OWNER = {"ID": "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a", "DisplayName": "kambda"}
 MAX_KEYS = 1000
 MAX_DELETE = 1000
+MAX_METADATA = 2048
+
+
+class MetadataTooLarge(errors.S3Error):
+    code = "MetadataTooLarge"
+    status = 400
 
 
 
@@ -182,6 +188,16 @@ def content_headers(params: Mapping[str, Any]) -> dict[str, str]:
             value = email.utils.format_datetime(value, usegmt=True)
         found[name] = str(value)
     return found
+
+
+def user_metadata(params: Mapping[str, Any]) -> dict[str, str]:
+    """``x-amz-meta-*``: at most 2 KB of names and values together, as on S3."""
+    metadata = dict(params.get("Metadata") or {})
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+    if size > MAX_METADATA:
+        raise MetadataTooLarge("Your metadata headers exceed the maximum allowed metadata size.", Size=str(size),
+                               MaxSizeAllowed=str(MAX_METADATA))
+    return metadata
 
 
 def parse_tagging(text: str | None) -> dict[str, str] | None:
@@ -374,7 +390,7 @@ class S3Api:
         algorithms, expected = _algorithm_of(ctx, params)
         written = await self.store.put(
             params["Bucket"], params["Key"], params["Body"], headers=content_headers(params),
-            metadata=params.get("Metadata") or {}, tags=parse_tagging(params.get("Tagging")),
+            metadata=user_metadata(params), tags=parse_tagging(params.get("Tagging")),
             content_md5=params.get("ContentMD5"), checksum_algorithms=algorithms, expected_checksums=expected,
             conditions=write_conditions(params), actor=actor_of(ctx))
         meta = written.meta
@@ -508,7 +524,7 @@ class S3Api:
             raise errors.InvalidArgument("Unknown metadata directive.", ArgumentName="x-amz-metadata-directive")
         headers = metadata = None
         if directive == "REPLACE":
-            headers, metadata = content_headers(params), params.get("Metadata") or {}
+            headers, metadata = content_headers(params), user_metadata(params)
         elif params.get("StorageClass") or params.get("WebsiteRedirectLocation"):
             headers = {**source.headers, **content_headers({k: params.get(k) for k in
                                                              ("StorageClass", "WebsiteRedirectLocation")})}
@@ -666,7 +682,7 @@ class S3Api:
     async def create_multipart_upload(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         algorithm = params.get("ChecksumAlgorithm")
         upload = await self.store.create_upload(
-            params["Bucket"], params["Key"], headers=content_headers(params), metadata=params.get("Metadata") or {},
+            params["Bucket"], params["Key"], headers=content_headers(params), metadata=user_metadata(params),
             tags=parse_tagging(params.get("Tagging")), checksum_algorithm=str(algorithm).upper() if algorithm else None)
         result: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id}
         if upload.checksum_algorithm:

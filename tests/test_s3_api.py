@@ -390,6 +390,44 @@ def test_aws_chunked_uploads_with_trailing_checksums(platform: Platform, s3: Any
         s3.get_object(Bucket=bucket, Key="bad-trailer")
 
 
+HOSTILE = [
+    ("GET", "?list-type=2&max-keys=abc", None, {}, 400, "InvalidArgument"),
+    ("GET", "/k?partNumber=abc", None, {}, 400, "InvalidArgument"),
+    ("GET", "/k", None, {"If-Modified-Since": "garbage"}, 400, "InvalidArgument"),
+    ("PUT", "/k2", b"x", {"x-amz-tagging": "a=1&a=2"}, 400, "InvalidTag"),
+    ("PUT", "/" + "k" * 1100, b"x", {}, 400, "KeyTooLongError"),
+    ("GET", "/k?versionId=garbage", None, {}, 404, "NoSuchVersion"),
+    ("PUT", "/k3?partNumber=1&uploadId=garbage", b"x", {}, 404, "NoSuchUpload"),
+    ("POST", "/k3?uploadId=garbage", b"<CompleteMultipartUpload><Part>", {}, 400, "MalformedXML"),
+    ("POST", "?delete", b"not xml at all", {}, 400, "MalformedXML"),
+    ("PUT", "/k4", b"", {"x-amz-copy-source": "no-key-here"}, 400, "InvalidArgument"),
+    ("PUT", "/k5", b"x", {"Content-MD5": "notbase64!!"}, 400, "InvalidDigest"),
+    ("PUT", "/k5", b"x", {"x-amz-checksum-crc32": "zzz"}, 400, "InvalidRequest"),
+    ("PUT", "/k5", b"x", {"x-amz-meta-big": "v" * 3000}, 400, "MetadataTooLarge"),
+    ("PUT", "?versioning", b"<VersioningConfiguration><Status>Maybe</Status></VersioningConfiguration>", {}, 400,
+     "MalformedXML"),
+    ("GET", "?versions&version-id-marker=x", None, {}, 400, "InvalidArgument"),
+    ("GET", "?uploads&max-uploads=-1", None, {}, 400, "InvalidArgument"),
+    ("PUT", "/k8", b"zz\r\nhello", {"x-amz-content-sha256": chunked.UNSIGNED_TRAILER,
+                                     "x-amz-decoded-content-length": "5"}, 403, "InvalidChunkSizeError"),
+    ("PUT", "/k9", b"0123456789", {"x-amz-content-sha256": "0" * 64}, 400, "XAmzContentSHA256Mismatch"),
+    ("GET", "/k?partNumber=1", None, {"Range": "bytes=0-1"}, 400, "InvalidRequest"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "data", "headers", "status", "code"), HOSTILE)
+def test_bad_requests_get_s3_errors(platform: Platform, s3: Any, bucket: str, method: str, path: str,
+                                    data: bytes | None, headers: dict[str, str], status: int, code: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
+    request = urllib.request.Request(f"{platform.url}/{bucket}{path}", data=data, method=method,
+                                     headers={"Content-Type": "", **headers})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    with caught.value as answer:
+        body = answer.read()
+        assert (answer.code, f"<Code>{code}</Code>".encode() in body) == (status, True), body
+
+
 # -- listings -----------------------------------------------------------------------------------------------------
 
 def test_list_objects_v2_pages_prefixes_and_encodes(s3: Any, bucket: str) -> None:
