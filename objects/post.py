@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from kambda.aws import auth, sigv4
+from kambda.aws import auth, roles, sigv4
 from kambda.aws.router import Route
 from kambda.settings import is_loopback
 from objects import errors
@@ -252,13 +252,24 @@ class PostUploads:
     @staticmethod
     def _known(request: web.Request, access_key: str, fields: Mapping[str, str],
                check: Callable[[Mapping[str, str], str], None]) -> auth.Credential:
+        """The credential that signed the form: a function's execution-role session (its token proves it), one
+        of the credentials file's (with its session token, if it has one), or LOCAL where nothing is checked."""
         authenticator = request.app[auth.AUTHENTICATOR]
+        token = fields.get("x-amz-security-token")
+        if authenticator.role_key and roles.is_role_token(token):
+            session = roles.verify(authenticator.role_key, access_key, token or "", authenticator.now().timestamp())
+            if session is None:
+                raise InvalidAccessKeyId("The AWS Access Key Id you provided does not exist in our records.",
+                                         AWSAccessKeyId=access_key)
+            check(fields, session.secret)
+            return auth.Credential(session.access_key, session.secret, session.token,
+                                   authenticator.role_permissions(session.role), role=session.role)
         if authenticator.store is None:
             if authenticator.insecure or is_loopback(request.remote):
                 return auth.LOCAL  # no credentials configured: signatures are not checked (kambda/aws/auth.py)
             raise errors.AccessDenied("Access Denied")
         credential = authenticator.store.get(access_key)
-        if credential is None:
+        if credential is None or (credential.session_token or None) != (token or None):
             raise InvalidAccessKeyId("The AWS Access Key Id you provided does not exist in our records.",
                                      AWSAccessKeyId=access_key)
         check(fields, credential.secret)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -24,8 +25,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from nats.js import JetStreamContext
 
+from kambda.aws import roles
 from kambda.aws.router import S3_WEBSITE, Router
 from kambda.bus.natsserver import NatsServer
+from kambda.settings import DEFAULT_ACCOUNT
 from kambda.sql import Database
 from objects import cors, errors, lifecycle, website
 from objects.lifecycle import Lifecycle
@@ -558,6 +561,30 @@ def test_a_browser_post_upload_with_a_signed_policy(secured: Platform, s3: Any, 
     assert s3.get_object(Bucket=bucket, Key="uploads/again.txt")["Body"].read() == b"to the path-style URL boto3 gave"
     status, _, body = _post(secured, bucket, {"key": "anon.txt"}, "anon.txt", b"x")  # no policy: anonymous
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
+
+
+def test_a_post_policy_signed_with_a_functions_role_credentials(secured: Platform, s3: Any, bucket: str) -> None:
+    """A function hands a browser a form signed with its execution role's session: the token proves it, and the
+    bucket's policy (the role has no permissions of its own here) decides."""
+    role = f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/uploader"
+    key = roles.read_key(str(secured.state_dir / "keys" / "roles.key"))
+    session = roles.mint(key, role, f"arn:aws:lambda:us-east-1:{DEFAULT_ACCOUNT}:function:signer", time.time())
+    signer = boto3.client("s3", endpoint_url=secured.url, region_name="us-east-1",
+                          aws_access_key_id=session.access_key, aws_secret_access_key=session.secret,
+                          aws_session_token=session.token, config=Config(signature_version="s3v4"))
+    post = signer.generate_presigned_post(bucket, "from-role.txt", ExpiresIn=600)
+    assert "x-amz-security-token" in post["fields"]
+    status, _, body = _post(secured, bucket, post["fields"], "f.txt", b"signed by a role")
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": role}, "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    status, _, body = _post(secured, bucket, post["fields"], "f.txt", b"signed by a role")
+    assert status == 204, body
+    assert s3.get_object(Bucket=bucket, Key="from-role.txt")["Body"].read() == b"signed by a role"
+    forged = {**post["fields"], "x-amz-security-token": post["fields"]["x-amz-security-token"][:-2] + "xx"}
+    status, _, body = _post(secured, bucket, forged, "f.txt", b"x")
+    assert status == 403 and b"<Code>InvalidAccessKeyId</Code>" in body
 
 
 def test_lifecycle_configuration_through_the_api(s3: Any, bucket: str) -> None:
