@@ -335,8 +335,10 @@ def test_delete_objects_reports_each_key(s3: Any, bucket: str) -> None:
     assert "Deleted" not in quiet
     left = s3.list_objects_v2(Bucket=bucket, Prefix="d/")
     assert [o["Key"] for o in left["Contents"]] == ["d/4"]
-    failed = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/4", "VersionId": "no-such-version"}]})
-    assert failed.get("Errors") or failed.get("Deleted")  # S3 answers an unknown version id as deleted or failed
+    mixed = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k" * 1100}, {"Key": "d/4"}]})
+    assert [(e["Key"], e["Code"]) for e in mixed["Errors"]] == [("k" * 1100, "KeyTooLongError")]
+    assert [d["Key"] for d in mixed["Deleted"]] == ["d/4"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="d/")
 
 
 def test_copy_object(s3: Any, bucket: str) -> None:
@@ -508,6 +510,11 @@ def test_versioning_and_delete_markers(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="restored")["Body"].read() == b"one"
     s3.delete_object(Bucket=bucket, Key="v", VersionId=gone["VersionId"])
     assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == b"two"
+    batch = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "v"}, {"Key": "v", "VersionId": v1}]})
+    marked = next(d for d in batch["Deleted"] if "VersionId" not in d)
+    assert marked["DeleteMarker"] is True and marked["DeleteMarkerVersionId"]
+    assert any(d.get("VersionId") == v1 for d in batch["Deleted"])
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket=bucket, Prefix="v")["Versions"]] == [v2]
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
 
