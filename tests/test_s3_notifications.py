@@ -671,6 +671,30 @@ def test_a_browser_post_upload_is_object_created_post(platform: Platform, ledger
     assert record["s3"]["object"]["key"] == "form/a.txt" and record["s3"]["object"]["size"] == 6
 
 
+def test_a_failing_function_gets_the_async_paths_destination(platform: Platform, create: Any,
+                                                                         ledger_function: Any, tmp_path: Path) -> None:
+    s3 = s3_client(platform)
+    lam = platform.lambda_client()
+    destination, failures = ledger_function()
+    attempts = tmp_path / "attempts.jsonl"
+    failing = create(LEDGER.replace("    return {}", "    raise RuntimeError('no')"),
+                     Environment={"Variables": {"LEDGER": str(attempts)}})
+    lam.put_function_event_invoke_config(FunctionName=failing, MaximumRetryAttempts=0, DestinationConfig={
+        "OnFailure": {"Destination": destination}})
+    bucket = unique("failing")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{failing}",
+                                          "Events": ["s3:ObjectCreated:*"]}]})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    wait_for(lambda: ledger_of(failures), timeout=120, what="the on-failure destination")
+    (failure,) = ledger_of(failures)
+    assert failure["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 1
+    assert failure["requestPayload"]["Records"][0]["eventName"] == "ObjectCreated:Put"
+    assert len(ledger_of(attempts)) == 1  # no retry asked for (the platform's retries wait 60 s)
+
+
 def test_delete_objects_notifies_each_key_once(platform: Platform, ledger_function: Any) -> None:
     s3 = s3_client(platform)
     arn, ledger = ledger_function()
