@@ -1,15 +1,15 @@
 """Browser uploads: an HTML form POSTed to a bucket (``multipart/form-data``), authorized by a signed policy.
 
 The form's fields come first (``key``, ``policy``: base64 JSON ``{"expiration", "conditions"}``, ``x-amz-algorithm``,
-``x-amz-credential``, ``x-amz-date``, ``x-amz-signature``, or version 2's ``AWSAccessKeyId`` and
-``signature``, which boto3 signs with unless told ``s3v4``, ``Content-Type``, ``x-amz-meta-*``,
-``success_action_status`` / ``success_action_redirect`` ...), then the ``file`` part, which is streamed to the store
-as it arrives (never held whole); fields after it are ignored, as S3 ignores them. The signature is SigV4's over
-the base64 policy text; each condition (``{"field": value}`` / ``["eq", "$field", value]``, ``["starts-with",
-"$field", prefix]``, ``["content-length-range", min, max]``) must hold and every field the form sends must be named
-by one (bar ``policy``, ``x-amz-signature``, ``file`` and ``x-ignore-*``). A form without ``policy`` is anonymous:
-the bucket's policy then decides. ``${filename}`` in the key is the file part's name. Field names are
-case-insensitive, as on S3.
+``x-amz-credential``, ``x-amz-date``, ``x-amz-signature`` (``x-amz-security-token`` for a session), or version 2's
+``AWSAccessKeyId`` and ``signature``, which boto3 signs with unless told ``s3v4``; ``Content-Type``,
+``x-amz-meta-*``, ``tagging``, ``success_action_status`` / ``success_action_redirect`` ...), then the ``file``
+part, which is streamed to the store as it arrives (never held whole); fields after it are ignored, as S3 ignores
+them. The signature is over the base64 policy text; each condition (``{"field": value}`` / ``["eq", "$field",
+value]``, ``["starts-with", "$field", prefix]``, ``["content-length-range", min, max]``) must hold and every field
+the form sends must be named by one (bar ``policy``, ``x-amz-signature``, ``file`` and ``x-ignore-*``). A form
+without ``policy`` is anonymous: the bucket's policy then decides. ``${filename}`` in the key is the file part's
+name. Field names are case-insensitive, as on S3.
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from kambda.aws import auth, roles, sigv4
+from kambda.aws import auth, model, roles, sigv4
+from kambda.aws.errors import KambdaError
+from kambda.aws.protocol import xmlbody
+from kambda.aws.protocol.faults import Malformed
 from kambda.aws.router import Route
 from kambda.settings import is_loopback
 from objects import errors
-from objects.api import DEFAULT_TYPE
+from objects.api import DEFAULT_TYPE, check_tags
 from objects.policy import ANONYMOUS
 from objects.store import Actor, Store
 
@@ -230,9 +233,10 @@ class PostUploads:
         headers.setdefault("Content-Type", file.headers.get("Content-Type") or DEFAULT_TYPE)
         metadata = {name[len("x-amz-meta-"):]: value for name, value in fields.items()
                     if name.startswith("x-amz-meta-")}
+        tags = tagging(fields["tagging"]) if "tagging" in fields else None
         actor = Actor(credential.access_key or "anonymous", request.remote or "", request_id)
         written = await self.store.put(bucket, key, _body(file, low, high), headers=headers, metadata=metadata,
-                                       event="ObjectCreated:Post", actor=actor, max_size=high)
+                                       tags=tags, event="ObjectCreated:Post", actor=actor, max_size=high)
         return _answer(request, fields, bucket, key, written.meta.etag, written.meta.version_id, request_id)
 
     def _credential(self, request: web.Request, fields: Mapping[str, str]) -> auth.Credential:
@@ -274,6 +278,16 @@ class PostUploads:
                                      AWSAccessKeyId=access_key)
         check(fields, credential.secret)
         return credential
+
+
+def tagging(text: str) -> dict[str, str]:
+    """The ``tagging`` field: S3's ``<Tagging><TagSet><Tag>`` XML (InvalidTag / MalformedXML as PutObjectTagging)."""
+    try:
+        decoded = xmlbody.decode(model.service_model("s3").shape_for("Tagging"), xmlbody.parse(text.encode()))
+    except (Malformed, KambdaError):
+        raise errors.MalformedXML("The XML you provided was not well-formed or did not validate against our "
+                                  "published schema") from None
+    return check_tags((t.get("Key", ""), t.get("Value", "")) for t in decoded.get("TagSet") or ())
 
 
 async def _fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPartReader | None]:

@@ -531,9 +531,11 @@ def test_a_browser_post_upload_with_a_signed_policy(secured: Platform, s3: Any, 
     """boto3 signs a POST policy with signature version 2 unless told ``s3v4``: both are taken."""
     signer = boto3.client("s3", endpoint_url=secured.url, region_name="us-east-1", aws_access_key_id=KEY,
                           aws_secret_access_key=SECRET, config=Config(signature_version=version))
+    tagging = "<Tagging><TagSet><Tag><Key>from</Key><Value>form</Value></Tag></TagSet></Tagging>"
     post = signer.generate_presigned_post(
-        bucket, "uploads/${filename}", Fields={"success_action_status": "201", "Content-Type": "text/plain"},
-        Conditions=[{"success_action_status": "201"}, {"Content-Type": "text/plain"},
+        bucket, "uploads/${filename}",
+        Fields={"success_action_status": "201", "Content-Type": "text/plain", "tagging": tagging},
+        Conditions=[{"success_action_status": "201"}, {"Content-Type": "text/plain"}, {"tagging": tagging},
                     ["content-length-range", 1, 1000]], ExpiresIn=600)
     status, headers, body = _post(secured, bucket, post["fields"], "hello.txt", b"hello from a form")
     assert status == 201, body
@@ -541,6 +543,7 @@ def test_a_browser_post_upload_with_a_signed_policy(secured: Platform, s3: Any, 
     got = s3.get_object(Bucket=bucket, Key="uploads/hello.txt")
     assert got["Body"].read() == b"hello from a form" and got["ContentType"] == "text/plain"
     assert got["ETag"] == headers["ETag"]
+    assert s3.get_object_tagging(Bucket=bucket, Key="uploads/hello.txt")["TagSet"] == [{"Key": "from", "Value": "form"}]
     status, _, body = _post(secured, bucket, post["fields"], "big.txt", b"x" * 2000)
     assert status == 400 and b"<Code>EntityTooLarge</Code>" in body
     status, _, body = _post(secured, bucket, post["fields"], "empty.txt", b"")
