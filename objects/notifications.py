@@ -492,14 +492,16 @@ class Notifications:
                 rows.append(("events", "default", orjson.dumps(event)))
         self._insert(tx, change.actor.request_id if change.actor else "", rows)
 
-    def _insert(self, tx: Tx, request_id: str, rows: list[tuple[str, str, bytes]]) -> None:
+    def _insert(self, tx: Tx, request_id: str, rows: list[tuple[str, str, bytes]], once: bool = False) -> None:
+        """``once``: the request is the only one to make these rows (an inbox message, by its stream sequence), so
+        their ids derive from it and a redelivered message's notifications are dropped as duplicates."""
         if not rows:
             return
         now = self._clock()
         tx.executemany("INSERT INTO s3_notify_outbox (msg_id, request_id, kind, target, body, created)"
                        " VALUES (?, ?, ?, ?, ?, ?)",
-                       [(f"s3n:{uuid.uuid4().hex}", request_id, kind, target, body, now)
-                        for kind, target, body in rows])
+                       [(f"s3n:{request_id}:{i}" if once else f"s3n:{uuid.uuid4().hex}", request_id, kind, target,
+                         body, now) for i, (kind, target, body) in enumerate(rows)])
         if request_id:
             self._dirty.add(request_id)
 
@@ -609,7 +611,7 @@ class Notifications:
 
     # -- external object stores ------------------------------------------------------------------------------------
 
-    async def accept_external(self, bucket: str, payload: Any, request_id: str) -> int:
+    async def accept_external(self, bucket: str, payload: Any, request_id: str, once: bool = False) -> int:
         """Deliver the records an external store sent for ``bucket`` to the destinations of that bucket's
         configuration; ValueError for a payload with no records. Returns how many notifications went out."""
         records = external_records(payload)
@@ -623,7 +625,7 @@ class Notifications:
                 for target in compiled.targets:
                     if target.wants(event, key):
                         rows.append((target.kind, target.arn, body))
-            self._insert(tx, request_id, rows)
+            self._insert(tx, request_id, rows, once)
 
         await self._db.write(match)
         return await self.publish(request_id)
@@ -660,7 +662,7 @@ class Notifications:
         bucket = msg.subject[len(INBOX_PREFIX):]
         try:
             payload = orjson.loads(msg.data)
-            await self.accept_external(bucket, payload, f"inbox-{msg.metadata.sequence.stream}")
+            await self.accept_external(bucket, payload, f"inbox-{msg.metadata.sequence.stream}", once=True)
         except ValueError as exc:
             log.warning("dropping an S3 inbox message on %s: %s", msg.subject, exc)
             await msg.term()

@@ -468,6 +468,14 @@ async def test_external_records_reach_the_configured_function(rig: Rig) -> None:
     assert [p["Records"] for p in await rig.invocations()] == [MINIO["Records"], CEPH["Records"]]
 
 
+async def test_a_redelivered_inbox_message_notifies_once(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]},
+                    bucket="images")
+    for _ in range(2):  # acknowledged too late, the message comes again: same stream sequence, same ids
+        assert await rig.notes.accept_external("images", MINIO, "inbox-7", once=True) == 1
+    assert len(await rig.invocations()) == 1
+
+
 async def test_minios_nats_target_reaches_the_function_through_the_inbox(rig: Rig) -> None:
     await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]},
                     bucket="images")
