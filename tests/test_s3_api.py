@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from kambda.aws import chunked, sigv4
-from tests.conftest import Platform, unique
+from tests.conftest import Platform, invoke_json, unique, wait_for
 
 MiB = 1024 * 1024
 
@@ -641,6 +641,51 @@ def test_presigned_get_and_put(platform: Platform, s3: Any, bucket: str, version
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
     assert s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"from a URL"
+
+
+FUNCTION = """
+import boto3, botocore
+
+def handler(event, context):
+    s3 = boto3.client("s3", config=botocore.config.Config(retries={"max_attempts": 1}))
+    out = {"endpoint": s3.meta.endpoint_url}
+    for what, call in (("put", lambda: s3.put_object(Bucket=event["bucket"], Key="allowed/f", Body=b"from a function")),
+                       ("get", lambda: s3.get_object(Bucket=event["bucket"], Key="allowed/f")["Body"].read().decode()),
+                       ("denied", lambda: s3.put_object(Bucket=event["bucket"], Key="other/f", Body=b"x"))):
+        try:
+            answer = call()
+            out[what] = answer if isinstance(answer, str) else "allowed"
+        except botocore.exceptions.ClientError as exc:
+            out[what] = exc.response["Error"]["Code"]
+    return out
+"""
+
+
+def test_a_function_reaches_s3_with_its_role(platform: Platform, s3: Any, bucket: str, create: Any) -> None:
+    """AWS_ENDPOINT_URL_S3 points a function's boto3 at kambda, and its role's policy decides, object by object
+    (the operations' resources are ``arn:aws:s3:::<bucket>/<key>``)."""
+    iam = boto3.client("iam", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+    role = unique("s3role")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="allowed", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+                                                "Resource": f"arn:aws:s3:::{bucket}/allowed/*"}]}))
+    name = create(FUNCTION, Role=arn, Timeout=30)
+    lam = platform.lambda_client()
+
+    def called() -> dict[str, Any]:
+        response, out = invoke_json(lam, name, {"bucket": bucket})
+        assert "FunctionError" not in response, out
+        assert isinstance(out, dict)
+        return out
+
+    out = wait_for(lambda: (o := called())["put"] == "allowed" and o, 30, what="the role's policy to apply")
+    assert isinstance(out, dict) and out["endpoint"] == platform.url
+    assert out["get"] == "from a function" and out["denied"] == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="allowed/f")["Body"].read() == b"from a function"
 
 
 # -- signed requests ----------------------------------------------------------------------------------------------
