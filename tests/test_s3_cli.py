@@ -30,6 +30,21 @@ def aws(platform: Platform, tmp_path: Path, *args: str, timeout: float = 600) ->
     return done.stdout
 
 
+def gateway_peak_rss_mb(platform: Platform) -> float | None:
+    """The gateway process's peak resident memory (VmHWM), for the notes; None when it cannot be read."""
+    assert platform.proc is not None
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(platform.proc.pid) and b"gateway" in cmdline:
+            return int(fields["VmHWM"].split()[0]) / 1024
+    return None
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -58,6 +73,7 @@ def test_cp_of_200_mb_up_and_down(platform: Platform, s3: Any, tmp_path: Path) -
     back = tmp_path / "back.bin"
     aws(platform, tmp_path, "s3", "cp", f"s3://{bucket}/dir/big.bin", str(back))
     assert sha256_of(back) == sha256_of(source)
+    print(f"\nthe gateway's peak RSS after 200 MB up and down: {gateway_peak_rss_mb(platform)} MB")
     assert "big.bin" in aws(platform, tmp_path, "s3", "ls", f"s3://{bucket}/dir/")
     aws(platform, tmp_path, "s3", "rm", f"s3://{bucket}/dir/big.bin")
     aws(platform, tmp_path, "s3", "rb", f"s3://{bucket}")
