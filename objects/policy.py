@@ -280,6 +280,10 @@ def denied() -> errors.S3Error:
     return errors.AccessDenied("Access Denied")
 
 
+#: The bucket policies one request has read (a request may be checked for several actions).
+_POLICIES = web.RequestKey("s3-bucket-policies", dict)
+
+
 async def check(request: web.Request, policy_of: PolicyOf, account: str, action: str, resource: str,
                 inner: Authorize | None) -> None:
     """One S3 action on one resource: the bucket policy, then (unless it granted) the caller's own permissions
@@ -289,7 +293,14 @@ async def check(request: web.Request, policy_of: PolicyOf, account: str, action:
         return  # no credentials configured: the caller acts as admin (kambda/aws/auth.py)
     action = iam_action(action)
     bucket = bucket_of(resource)
-    policy = await policy_of(bucket) if bucket else None
+    policy = None
+    if bucket:
+        seen = request.get(_POLICIES)
+        if seen is None:
+            seen = request[_POLICIES] = {}
+        if bucket not in seen:
+            seen[bucket] = await policy_of(bucket)
+        policy = seen[bucket]
     if credential is None:
         credential = ANONYMOUS
     anonymous = credential is ANONYMOUS
@@ -308,14 +319,40 @@ async def check(request: web.Request, policy_of: PolicyOf, account: str, action:
         raise denied() from None
 
 
-def authorizer(inner: Authorize, policy_of: PolicyOf, account: str) -> Authorize:
-    """The front door's authorize hook with bucket policies: S3 actions go through :func:`check`."""
+async def may(request: web.Request, policy_of: PolicyOf, account: str, action: str, resource: str,
+              inner: Authorize | None) -> bool:
+    """:func:`check` as a question."""
+    try:
+        await check(request, policy_of, account, action, resource, inner)
+    except errors.S3Error as err:
+        if err.code != "AccessDenied":
+            raise
+        return False
+    return True
+
+
+Exists = Callable[[str, str], Awaitable[bool]]
+#: Reads that answer 403 instead of 404 for a missing key unless the caller may list the bucket, as S3 does.
+_READS = frozenset(("s3:GetObject", "s3:HeadObject", "s3:GetObjectAttributes"))
+
+
+def authorizer(inner: Authorize, policy_of: PolicyOf, account: str, exists: Exists | None = None) -> Authorize:
+    """The front door's authorize hook with bucket policies: S3 actions go through :func:`check`. With ``exists``
+    (whether a key's latest version is an object), a read of a missing key by a caller who may not
+    ``s3:ListBucket`` is AccessDenied rather than NoSuchKey: a caller who cannot list cannot probe for keys."""
     async def authorize(request: web.Request, action: str, resources: Iterable[str]) -> None:
         if not action.startswith("s3:"):
             await inner(request, action, resources)
             return
         for resource in resources:
             await check(request, policy_of, account, action, resource, inner)
+            if exists is None or action not in _READS or "versionId" in request.query \
+                    or request.get(auth.PRINCIPAL) is auth.LOCAL:
+                continue
+            bucket, _, key = resource[len("arn:aws:s3:::"):].partition("/")
+            if key and not await may(request, policy_of, account, "s3:ListBucket", f"arn:aws:s3:::{bucket}",
+                                     inner) and not await exists(bucket, key):
+                raise denied()
 
     return authorize
 

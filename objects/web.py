@@ -56,7 +56,7 @@ class WebApi:
         for name, handler in operations.items():
             front.register("s3", name, handler, _resources)
         if front.authenticate is not None:  # else nobody is authenticated, and there is nothing to authorize
-            front.authorize = policy.authorizer(front.authorize, self.policy_of, self.account)
+            front.authorize = policy.authorizer(front.authorize, self.policy_of, self.account, self.exists)
             front.authenticate = policy.anonymous(front.authenticate, lambda r: _is_s3(front, r))
         self.posts = PostUploads(self.store, front.authorize)
         front.intercept("s3", self.intercept)
@@ -77,6 +77,13 @@ class WebApi:
         except errors.S3Error:
             return None
         return _parsed(text, bucket) if text else None
+
+    async def exists(self, bucket: str, key: str) -> bool:
+        try:
+            await self.store.head(bucket, key)
+        except errors.S3Error:
+            return False
+        return True
 
     async def intercept(self, request: web.Request, route: Route, request_id: str) -> web.StreamResponse | None:
         bucket = route.bucket or _path_bucket(request)

@@ -9,7 +9,8 @@ Serving a path: ``RedirectAllRequestsTo`` redirects everything (301); else a rou
 matches (and that names no error code) redirects; ``/`` and ``dir/`` get the index document appended; a missing
 ``dir`` whose ``dir/<index>`` exists redirects to ``/dir/`` (302); an object's ``WebsiteRedirectLocation``
 redirects (301); a missing key is answered by a routing rule for its error code, else the error document with
-404 (403 when access was denied), else S3's HTML error page.
+404 (403 when access was denied, or when the key is missing and the policy does not let anyone ``s3:ListBucket``,
+as S3 hides which keys exist from who cannot list them), else S3's HTML error page.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from kambda.aws.router import Route
 from kambda.names import new_request_id
 from objects import errors
 from objects.api import DEFAULT_TYPE, parse_range
-from objects.policy import ANONYMOUS, PolicyOf, check
+from objects.policy import ANONYMOUS, PolicyOf, check, denied, may
 from objects.store import Conditions, ObjectMeta, Store, check_read_conditions
 
 HEADERS = {"Content-Type": "Content-Type", "Content-Encoding": "Content-Encoding",
@@ -173,9 +174,13 @@ class Website:
                         None)
             meta = await self.store.head(bucket, wanted)
         except errors.S3Error as err:
+            if err.code == "NoSuchKey":
+                if not folder and await self._exists(bucket, f"{key}/{suffix}"):
+                    return web.Response(status=302, headers={**headers, "Location": f"/{quote(key, safe='/~')}/"})
+                if not await may(request, self.policy_of, self.account, "s3:ListBucket", f"arn:aws:s3:::{bucket}",
+                                 None):
+                    err = denied()  # who may not list the bucket may not learn which keys are missing
             status = 403 if err.code == "AccessDenied" else 404
-            if err.code == "NoSuchKey" and not folder and await self._exists(bucket, f"{key}/{suffix}"):
-                return web.Response(status=302, headers={**headers, "Location": f"/{quote(key, safe='/~')}/"})
             if rules and (rule := find_rule(rules, wanted, status)) is not None:
                 code, location = redirect_location(request, rule, wanted)
                 return web.Response(status=code, headers={**headers, "Location": location})

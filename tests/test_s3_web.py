@@ -427,7 +427,7 @@ def test_cors_preflight_and_headers_on_responses(secured: Platform, s3: Any, buc
     status, headers, body = http(secured, "GET", "/big.bin", host, headers={"Origin": "https://app.example.com"})
     assert (status, body, headers["Access-Control-Allow-Origin"]) == (200, big, "https://app.example.com")
     status, headers, _ = http(secured, "GET", "/missing", host, headers={"Origin": "https://app.example.com"})
-    assert status == 404 and headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert status == 403 and headers["Access-Control-Allow-Origin"] == "https://app.example.com"  # errors too
     s3.delete_bucket_cors(Bucket=bucket)
     with pytest.raises(ClientError) as caught:
         s3.get_bucket_cors(Bucket=bucket)
@@ -456,6 +456,11 @@ def test_a_public_read_policy_lets_unsigned_gets_through(secured: Platform, s3: 
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
     status, _, body = http(secured, "GET", "/", host)  # listing is not granted
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    status, _, body = http(secured, "GET", "/missing.txt", host)  # nor, then, learning which keys are missing
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="missing.txt")  # the owner may list: 404
+    assert caught.value.response["Error"]["Code"] == "NoSuchKey"
     s3.delete_bucket_policy(Bucket=bucket)
     assert http(secured, "GET", "/a/b.txt", host)[0] == 403
 
@@ -481,6 +486,11 @@ def test_a_static_site_with_index_and_error_documents(secured: Platform, s3: Any
     assert http(secured, "GET", "/", site, headers={"If-None-Match": headers["ETag"]})[0] == 304
     status, headers, _ = http(secured, "GET", "/docs", site)
     assert status == 302 and headers["Location"] == "/docs/"
+    # who may not list the bucket gets 403 for a missing key (the error document still answers it)
+    assert http(secured, "GET", "/no/such/page.html", site)[::2] == (403, b"<h1>oops</h1>")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [
+        *json.loads(public_read(bucket))["Statement"],
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]}))
     assert http(secured, "GET", "/no/such/page.html", site)[::2] == (404, b"<h1>oops</h1>")
     status, _, body = http(secured, "POST", "/", site, body=b"x")
     assert status == 405 and b"405 Method Not Allowed" in body
