@@ -5,7 +5,9 @@ A bucket policy is IAM's resource policy: ``Statement`` entries with ``Effect``,
 its objects) and an optional ``Condition``. As in IAM for one account: an explicit Deny (in the caller's
 permissions or the bucket's policy) refuses; otherwise an Allow in either grants. An anonymous (unsigned) caller
 has no permissions of its own, so only a statement for ``"Principal": "*"`` can let it in (the static-site case:
-``s3:GetObject`` on ``arn:aws:s3:::bucket/*``).
+``s3:GetObject`` on ``arn:aws:s3:::bucket/*``). Block Public Access (PutPublicAccessBlock) is honoured for policies:
+``BlockPublicPolicy`` refuses putting a public one, ``RestrictPublicBuckets`` makes a public one grant the anonymous
+caller nothing; a bucket without the configuration blocks nothing (AWS turns all four on for new buckets).
 
 The front door names its actions after operations (``s3:HeadObject``); :data:`ACTIONS` maps them to the IAM
 actions S3 checks (``s3:GetObject``), for both the bucket policy and the caller's own permissions. Actions and
@@ -172,6 +174,8 @@ def _in_bucket(resource: str, bucket: str) -> bool:
 @dataclass(frozen=True)
 class BucketPolicy:
     statements: tuple[BucketStatement, ...]
+    #: Block Public Access's RestrictPublicBuckets on a public policy: it grants the anonymous caller nothing.
+    restricted: bool = False
 
     @classmethod
     def parse(cls, text: str, bucket: str) -> BucketPolicy:
@@ -247,7 +251,8 @@ class BucketPolicy:
             if statement.applies(principal, account, action, resource, context or {}):
                 if not statement.allow:
                     return False
-                allowed = True
+                if not (self.restricted and principal == "anonymous"):
+                    allowed = True
         return allowed
 
     @property

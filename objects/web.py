@@ -1,8 +1,8 @@
 """S3's browser-facing features on the front door: CORS, bucket policies, website hosting, POST uploads and
 lifecycle, wired in one place: ``WebApi(store, account).install(front, app)``.
 
-* the configuration operations (Put/Get/Delete BucketCors, BucketPolicy, BucketWebsite, BucketLifecycle and
-  GetBucketPolicyStatus), each document kept with :meth:`objects.store.Store.put_config`;
+* the configuration operations (Put/Get/Delete BucketCors, BucketPolicy, PublicAccessBlock, BucketWebsite,
+  BucketLifecycle and GetBucketPolicyStatus), each document kept with :meth:`objects.store.Store.put_config`;
 * an intercept for ``s3`` (:meth:`kambda.aws.front.Front.intercept`, before authentication): it answers CORS
   preflights (``OPTIONS``) and form POST uploads, and notes the CORS headers an ``Origin`` request gets, which
   ``app.on_response_prepare`` adds to whatever answers it (streamed bodies included);
@@ -14,6 +14,7 @@ lifecycle, wired in one place: ``WebApi(store, account).install(front, app)``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -26,6 +27,15 @@ from objects import cors, errors, lifecycle, policy, website
 from objects.api import bucket_arn
 from objects.post import PostUploads
 from objects.store import Store
+
+BLOCK = "public-access-block"
+BLOCK_KEYS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+class NoSuchPublicAccessBlockConfiguration(errors.S3Error):
+    code = "NoSuchPublicAccessBlockConfiguration"
+    status = 404
+
 
 #: The CORS headers an actual cross-origin request gets, noted by the intercept, added as the response starts.
 CORS_HEADERS = web.RequestKey("s3-cors-headers", dict)
@@ -48,6 +58,8 @@ class WebApi:
             "PutBucketCors": self.put_cors, "GetBucketCors": self.get_cors, "DeleteBucketCors": self.delete_cors,
             "PutBucketPolicy": self.put_policy, "GetBucketPolicy": self.get_policy,
             "DeleteBucketPolicy": self.delete_policy, "GetBucketPolicyStatus": self.get_policy_status,
+            "PutPublicAccessBlock": self.put_block, "GetPublicAccessBlock": self.get_block,
+            "DeletePublicAccessBlock": self.delete_block,
             "PutBucketWebsite": self.put_website, "GetBucketWebsite": self.get_website,
             "DeleteBucketWebsite": self.delete_website,
             "PutBucketLifecycleConfiguration": self.put_lifecycle,
@@ -74,9 +86,17 @@ class WebApi:
     async def policy_of(self, bucket: str) -> policy.BucketPolicy | None:
         try:
             text = await self.store.get_config(bucket, "policy")
+            if not text:
+                return None
+            found = _parsed(text, bucket)
+            if found.public and (await self._block(bucket)).get("RestrictPublicBuckets"):
+                return dataclasses.replace(found, restricted=True)
+            return found
         except errors.S3Error:
             return None
-        return _parsed(text, bucket) if text else None
+
+    async def _block(self, bucket: str) -> dict[str, Any]:
+        return dict(await self.store.get_config(bucket, BLOCK) or {})
 
     async def exists(self, bucket: str, key: str) -> bool:
         try:
@@ -130,7 +150,12 @@ class WebApi:
         text = params.get("Policy")
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
-        policy.BucketPolicy.parse(text or "", params["Bucket"])
+        parsed = policy.BucketPolicy.parse(text or "", params["Bucket"])
+        if parsed.public and (await self._block(params["Bucket"])).get("BlockPublicPolicy"):
+            raise errors.AccessDenied(f"User: arn:aws:iam::{self.account}:root is not authorized to perform: "
+                                      f"s3:PutBucketPolicy on resource: \"arn:aws:s3:::{params['Bucket']}\" "
+                                      "because public policies are blocked by the BlockPublicPolicy block public "
+                                      "access setting.")
         await self.store.put_config(params["Bucket"], "policy", text)
         return {}
 
@@ -149,6 +174,22 @@ class WebApi:
         if text is None:
             raise errors.NoSuchBucketPolicy("The bucket policy does not exist", BucketName=params["Bucket"])
         return {"PolicyStatus": {"IsPublic": policy.BucketPolicy.parse(text, params["Bucket"]).public}}
+
+    async def put_block(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        config = params.get("PublicAccessBlockConfiguration") or {}
+        await self.store.put_config(params["Bucket"], BLOCK, {k: bool(config.get(k)) for k in BLOCK_KEYS})
+        return {}
+
+    async def get_block(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        config = await self.store.get_config(params["Bucket"], BLOCK)
+        if config is None:
+            raise NoSuchPublicAccessBlockConfiguration("The public access block configuration was not found",
+                                                       BucketName=params["Bucket"])
+        return {"PublicAccessBlockConfiguration": config}
+
+    async def delete_block(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        await self.store.put_config(params["Bucket"], BLOCK, None)
+        return {}
 
     # -- website ---------------------------------------------------------------------------------------------------
 

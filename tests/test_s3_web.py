@@ -461,6 +461,20 @@ def test_a_public_read_policy_lets_unsigned_gets_through(secured: Platform, s3: 
     with pytest.raises(ClientError) as caught:
         s3.get_object(Bucket=bucket, Key="missing.txt")  # the owner may list: 404
     assert caught.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError) as caught:
+        s3.get_public_access_block(Bucket=bucket)
+    assert caught.value.response["Error"]["Code"] == "NoSuchPublicAccessBlockConfiguration"
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "RestrictPublicBuckets": True, "BlockPublicPolicy": True})
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    assert http(secured, "GET", "/a/b.txt", host)[0] == 403  # the public policy grants anonymous callers nothing
+    with pytest.raises(ClientError) as caught:
+        s3.put_bucket_policy(Bucket=bucket, Policy=public_read(bucket))
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    assert "BlockPublicPolicy" in caught.value.response["Error"]["Message"]
+    s3.delete_public_access_block(Bucket=bucket)
+    assert http(secured, "GET", "/a/b.txt", host)[0] == 200
     s3.delete_bucket_policy(Bucket=bucket)
     assert http(secured, "GET", "/a/b.txt", host)[0] == 403
 
