@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -532,6 +535,33 @@ def test_a_static_site_with_index_and_error_documents(secured: Platform, s3: Any
     assert status == 302 and headers["Location"] == "https://elsewhere.example.com/gone.html"
     s3.delete_bucket_website(Bucket=bucket)
     assert http(secured, "GET", "/", site)[0] == 404
+
+
+def test_a_site_published_with_the_aws_cli(secured: Platform, bucket: str, tmp_path: Path) -> None:
+    """How a site is published by hand: ``aws s3 sync`` of a folder, ``aws s3 website``, ``aws s3api
+    put-bucket-policy``; then served on the website host with the types sync guessed."""
+    site = tmp_path / "site"
+    (site / "blog").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>welcome</h1>")
+    (site / "blog" / "index.html").write_text("<h1>blog</h1>")
+    (site / "404.html").write_text("<h1>not here</h1>")
+    (site / "style.css").write_text("h1 { color: red }")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_CONFIG_FILE": str(tmp_path / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-creds")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    for args in (["s3", "sync", str(site), f"s3://{bucket}"],
+                 ["s3", "website", f"s3://{bucket}", "--index-document", "index.html", "--error-document", "404.html"],
+                 ["s3api", "put-bucket-policy", "--bucket", bucket, "--policy", public_read(bucket)]):
+        done = subprocess.run([sys.executable, "-m", "awscli", "--endpoint-url", secured.url, *args],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, f"aws {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    host = f"{bucket}.s3-website-us-east-1.localhost"
+    status, headers, body = http(secured, "GET", "/", host)
+    assert (status, body, headers["Content-Type"]) == (200, b"<h1>welcome</h1>", "text/html")
+    assert http(secured, "GET", "/blog/", host)[::2] == (200, b"<h1>blog</h1>")
+    status, headers, _ = http(secured, "GET", "/style.css", host)
+    assert status == 200 and headers["Content-Type"] == "text/css"
+    assert http(secured, "GET", "/nope", host)[::2] == (403, b"<h1>not here</h1>")  # no s3:ListBucket granted
 
 
 def _form(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
