@@ -202,7 +202,7 @@ class Gateway:
         self.notifications.attach(self.objects)
         NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve),
                          self.notifications).register(self.front)
-        app.add_routes(notifications.external_routes(self.notifications))
+        app.add_routes(notifications.external_routes(self.notifications, self.objects))
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

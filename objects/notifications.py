@@ -43,8 +43,8 @@ against the notification configuration of the kambda bucket of that name (made o
 empty) and delivered the same way, the record as the source sent it. MinIO's NATS target publishes the same
 payload on ``kambda.s3.inbox.<bucket>`` (stream KAMBDA_S3_INBOX), which the gateways consume (one durable
 consumer, ``s3-inbox``) into the same path. The endpoint authenticates like kambda's other ``/_kambda/v1`` routes
-(action ``kambda:PutS3Events``): unsigned from loopback or with ``--insecure`` when no credentials are configured,
-SigV4-signed otherwise (which webhooks cannot do: put the NATS target, or a signing proxy, in between).
+(action ``kambda:PutS3Events``), or with the bucket's own events token, which a webhook can carry
+(:func:`external_routes`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -83,6 +86,8 @@ from objects.store import Store as ObjectStore
 log = logging.getLogger(__name__)
 
 KIND = "notification"
+#: The bucket config holding the SHA-256 of its external events token.
+TOKEN_KIND = "notification-token"
 #: The store's methods that commit changes (and so may make notifications).
 WRITES = ("put", "copy", "complete", "delete", "set_tags")
 NATS_ARN_PREFIX = "arn:kambda:nats:::"
@@ -724,23 +729,59 @@ class NotificationsApi:
         return dict(await self._store.get_config(params["Bucket"], KIND) or {})
 
 
-def external_routes(notifications: Notifications) -> list[web.RouteDef]:
+def external_routes(notifications: Notifications, store: ObjectStore) -> list[web.RouteDef]:
     """``POST /_kambda/v1/s3-events/{bucket}``: S3 records an external store pushes (Ceph RGW's HTTP topic
     ``push-endpoint``, MinIO's webhook target), delivered by ``bucket``'s notification configuration. Answers 200
     ``{"delivered": n}`` once they are stored on JetStream (503 otherwise, and the sender retries), 400 for a body
-    that holds no records."""
+    that holds no records.
 
-    @auth.requires("kambda:PutS3Events")
+    Webhooks cannot sign: besides kambda's usual authentication (SigV4, or unsigned from loopback without
+    credentials), the endpoint takes the bucket's own token (``Authorization: Bearer <token>``, which MinIO's
+    ``auth_token`` sends, or ``?token=<token>`` in a Ceph topic's push-endpoint URL). ``POST .../{bucket}/token``
+    makes a new one (answered once; only its SHA-256 is kept, as the bucket's ``notification-token`` config) and
+    ``DELETE .../{bucket}/token`` revokes it."""
+
+    @auth.requires(auth.ITSELF)
     async def accept(request: web.Request) -> web.Response:
+        bucket = request.match_info["bucket"]
+        await _authenticate_external(request, store, bucket)
         body = await request.read()
         try:
-            delivered = await notifications.accept_external(request.match_info["bucket"], orjson.loads(body),
-                                                            f"ext-{uuid.uuid4().hex}")
+            delivered = await notifications.accept_external(bucket, orjson.loads(body), f"ext-{uuid.uuid4().hex}")
         except ValueError as exc:
             raise kerrors.InvalidParameterValue(f"Not S3 event records: {exc}") from None
         return web.json_response({"delivered": delivered})
 
-    return [web.post("/_kambda/v1/s3-events/{bucket}", accept)]
+    @auth.requires("kambda:PutS3EventsToken")
+    async def new_token(request: web.Request) -> web.Response:
+        token = secrets.token_urlsafe(32)
+        await store.put_config(request.match_info["bucket"], TOKEN_KIND, {"sha256": _digest(token)})
+        return web.json_response({"token": token})
+
+    @auth.requires("kambda:PutS3EventsToken")
+    async def drop_token(request: web.Request) -> web.Response:
+        await store.put_config(request.match_info["bucket"], TOKEN_KIND, None)
+        return web.Response(status=204)
+
+    path = "/_kambda/v1/s3-events/{bucket}"
+    return [web.post(path, accept), web.post(path + "/token", new_token), web.delete(path + "/token", drop_token)]
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _authenticate_external(request: web.Request, store: ObjectStore, bucket: str) -> None:
+    header = request.headers.get("Authorization", "")
+    given = header[len("Bearer "):].strip() if header.startswith("Bearer ") else request.query.get("token", "")
+    if given:
+        doc = await store.get_config(bucket, TOKEN_KIND)
+        if not isinstance(doc, dict) or not hmac.compare_digest(str(doc.get("sha256", "")), _digest(given)):
+            raise kerrors.AccessDenied(f"The token is not the S3 events token of bucket {bucket}")
+        return
+    credential = await auth.authenticate(request)
+    if credential is not auth.LOCAL:  # no credentials configured: whoever may call at all acts as admin
+        auth.authorize(request, "kambda:PutS3Events", f"arn:aws:s3:::{bucket}")
 
 
 def function_checker(resolve: Callable[[str, str | None], Awaitable[Any]]) -> Callable[[str], Awaitable[bool]]:

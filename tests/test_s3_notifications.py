@@ -27,7 +27,10 @@ from urllib.parse import unquote_plus
 import boto3
 import nats
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -913,3 +916,57 @@ def test_a_nats_destination_and_minios_nats_target_on_the_platform(platform: Pla
     assert record["Records"][0]["s3"]["object"]["key"] == "a.txt"
     wait_for(lambda: ledger_of(ledger), timeout=60, what="MinIO's record through the inbox")
     assert [r["eventName"] for r in ledger_of(ledger)] == ["s3:ObjectRemoved:Delete"]
+
+
+KEY, SECRET = "AKIDS3NOTIFYTEST", "s3-notify-test-secret"
+
+
+def test_webhooks_carry_the_buckets_token_where_signatures_are_required(tmp_path: Path) -> None:
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"credentials": [{"accessKeyId": KEY, "secretAccessKey": SECRET, "role": "admin"}]}))
+    platform = Platform(tmp_path / "state", ["--credentials", str(creds)]).start()
+    try:
+        s3 = boto3.client("s3", endpoint_url=platform.url, region_name=REGION, aws_access_key_id=KEY,
+                          aws_secret_access_key=SECRET, config=Config(s3={"addressing_style": "path"}))
+        lam = boto3.client("lambda", endpoint_url=platform.url, region_name=REGION, aws_access_key_id=KEY,
+                           aws_secret_access_key=SECRET)
+        ledger = tmp_path / "ledger.jsonl"
+        lam.create_function(FunctionName="hook", Runtime="python3.12", Handler="app.handler",
+                            Role="arn:aws:iam::000000000000:role/t", Code={"ZipFile": make_zip({"app.py": LEDGER})},
+                            Environment={"Variables": {"LEDGER": str(ledger)}})
+        s3.create_bucket(Bucket="images")
+        s3.put_bucket_notification_configuration(Bucket="images", NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hook",
+                                              "Events": ["s3:ObjectCreated:*"]}]})
+        url = f"{platform.url}/_kambda/v1/s3-events/images"
+
+        def call(method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                 sign: bool = False) -> tuple[int, bytes]:
+            request = AWSRequest(method=method, url=target, data=body, headers=headers or {})
+            if sign:
+                SigV4Auth(Credentials(KEY, SECRET), "s3", REGION).add_auth(request)
+            prepared = urllib.request.Request(target, data=body or None, method=method, headers=dict(request.headers))
+            try:
+                with urllib.request.urlopen(prepared, timeout=30) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return exc.code, exc.read()
+
+        payload = json.dumps(MINIO).encode()
+        assert call("POST", url, payload)[0] == 403  # unsigned where signatures are required
+        assert call("POST", url, payload, {"Authorization": "Bearer guess"})[0] == 403  # no token made yet
+        assert call("POST", url + "/token", sign=False)[0] == 403
+        status, made = call("POST", url + "/token", sign=True)
+        assert status == 200
+        token = json.loads(made)["token"]
+        assert call("POST", url, payload, {"Authorization": f"Bearer {token}"}) == (200, b'{"delivered": 1}')
+        assert call("POST", f"{url}?token={token}", payload)[0] == 200  # a Ceph push-endpoint URL carries it so
+        assert call("POST", url, payload, {"Authorization": f"Bearer {token}x"})[0] == 403
+        assert call("POST", url, payload, sign=True)[0] == 200  # a signed caller needs no token
+        wait_for(lambda: len(ledger_of(ledger)) >= 3, timeout=60, what="the three accepted payloads")
+        assert call("DELETE", url + "/token", sign=True)[0] == 204
+        assert call("POST", url, payload, {"Authorization": f"Bearer {token}"})[0] == 403
+        assert len(ledger_of(ledger)) == 3
+    finally:
+        platform.stop()
