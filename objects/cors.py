@@ -24,6 +24,8 @@ NOT_ALLOWED = ("CORSResponse: This CORS request is not allowed. This is usually 
                "whitelisted by the resource's CORS spec.")
 NOT_ENABLED = "CORSResponse: CORS is not enabled for this bucket."
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
+#: :func:`preflight`'s ``rules`` for a bucket that does not exist.
+NO_BUCKET: list[dict[str, Any]] = []
 
 
 class AccessForbidden(S3Error):
@@ -131,6 +133,8 @@ def preflight(rules: Sequence[Mapping[str, Any]] | None, headers: Mapping[str, s
         raise BadRequest("Invalid Access-Control-Request-Method: null")
     if method not in METHODS:
         raise BadRequest(f"Invalid Access-Control-Request-Method: {method}")
+    if rules is NO_BUCKET:
+        raise AccessForbidden("CORSResponse: Bucket not found", Method=method, ResourceType="BUCKET")
     if not rules:
         raise AccessForbidden(NOT_ENABLED, Method=method, ResourceType="BUCKET")
     requested = requested_headers(headers.get("Access-Control-Request-Headers"))

@@ -111,7 +111,12 @@ class WebApi:
         if request.method == "OPTIONS":
             if not bucket:
                 return None
-            rules = await self.store.get_config(bucket, "cors")
+            try:
+                rules = await self.store.get_config(bucket, "cors")
+            except errors.S3Error as err:
+                if err.code != "NoSuchBucket":
+                    raise
+                rules = cors.NO_BUCKET
             headers = cors.preflight(rules, request.headers)
             return web.Response(status=200, headers={**headers, **restxml.request_id_headers(request_id)})
         if origin and bucket:

@@ -91,6 +91,8 @@ def test_preflights_without_origin_method_or_configuration() -> None:
         cors.preflight(RULES, {"Origin": "https://a.example.com"})
     with pytest.raises(cors.AccessForbidden, match="CORS is not enabled"):
         cors.preflight(None, {"Origin": "https://a.example.com", "Access-Control-Request-Method": "GET"})
+    with pytest.raises(cors.AccessForbidden, match="Bucket not found"):
+        cors.preflight(cors.NO_BUCKET, {"Origin": "https://a.example.com", "Access-Control-Request-Method": "GET"})
     assert cors.actual(RULES, "https://other.org", "PUT") == {}
     assert cors.actual(RULES, "https://a.example.com", "PUT")["Access-Control-Allow-Origin"] == \
         "https://a.example.com"
@@ -402,6 +404,9 @@ def test_cors_preflight_and_headers_on_responses(secured: Platform, s3: Any, buc
     status, _, body = http(secured, "OPTIONS", "/page.html", host,
                            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"})
     assert status == 403 and b"<Code>AccessForbidden</Code>" in body and b"CORS is not enabled" in body
+    status, _, body = http(secured, "OPTIONS", "/k", f"no-{bucket}.s3.localhost",
+                           headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"})
+    assert status == 403 and b"CORSResponse: Bucket not found" in body
     s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
         {"AllowedOrigins": ["https://app.example.com"], "AllowedMethods": ["GET", "PUT"],
          "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 300}]})
