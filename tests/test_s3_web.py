@@ -649,6 +649,23 @@ def test_a_post_policy_signed_with_a_functions_role_credentials(secured: Platfor
     assert status == 403 and b"<Code>InvalidAccessKeyId</Code>" in body
 
 
+def test_without_credentials_forms_and_sites_work_from_loopback(platform: Platform) -> None:
+    """``kambda up``'s default: nothing to verify a form's signature with, so the loopback caller is admin; the
+    policy's conditions still hold, and the website endpoint is still anonymous."""
+    s3 = boto3.client("s3", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id="x",
+                      aws_secret_access_key="x", config=Config(signature_version="s3v4"))
+    name = unique("open")
+    s3.create_bucket(Bucket=name)
+    post = s3.generate_presigned_post(name, "f.txt", Conditions=[["content-length-range", 0, 10]])
+    assert _post(platform, name, post["fields"], "f.txt", b"short")[0] == 204
+    assert _post(platform, name, post["fields"], "f.txt", b"far too long")[0] == 400
+    assert s3.get_object(Bucket=name, Key="f.txt")["Body"].read() == b"short"
+    s3.put_bucket_website(Bucket=name, WebsiteConfiguration={"IndexDocument": {"Suffix": "f.txt"}})
+    assert http(platform, "GET", "/", f"{name}.s3-website.localhost")[0] == 403
+    s3.put_bucket_policy(Bucket=name, Policy=public_read(name))
+    assert http(platform, "GET", "/", f"{name}.s3-website.localhost")[::2] == (200, b"short")
+
+
 def test_lifecycle_configuration_through_the_api(s3: Any, bucket: str) -> None:
     rules = [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
               "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}]
