@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from kambda.aws import chunked, sigv4
-from tests.conftest import Platform, invoke_json, unique, wait_for
+from tests.conftest import Platform, invoke_json, make_zip, unique, wait_for
 
 MiB = 1024 * 1024
 
@@ -750,6 +750,76 @@ def test_signed_requests_and_presigned_urls_are_verified(secured: Any, tmp_path:
         urllib.request.urlopen(unsigned, timeout=30)
     with anonymous.value as refused:
         assert refused.code == 403 and b"<Code>AccessDenied</Code>" in refused.read()
+
+
+ROLE_CHUNKS = """
+import hashlib, hmac, os, urllib.error, urllib.request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+def handler(event, context):
+    region, mode = os.environ["AWS_REGION"], "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                        os.environ["AWS_SESSION_TOKEN"])
+    data = event["data"].encode()
+    url = os.environ["AWS_ENDPOINT_URL_S3"] + "/" + event["bucket"] + "/" + event["key"]
+    request = AWSRequest("PUT", url, headers={"X-Amz-Content-SHA256": mode, "Content-Encoding": "aws-chunked",
+                                              "X-Amz-Decoded-Content-Length": str(len(data))})
+    SigV4Auth(creds, "s3", region).add_auth(request)
+    request.headers["X-Amz-Content-SHA256"] = mode
+    previous, amz_date = request.headers["Authorization"].rsplit("Signature=", 1)[1], request.headers["X-Amz-Date"]
+    scope = amz_date[:8] + "/" + region + "/s3/aws4_request"
+    key = ("AWS4" + creds.secret_key).encode()
+    for part in (amz_date[:8], region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    body = []
+    for piece in (data[:1000], data[1000:], b""):
+        text = "\\n".join(("AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, hashlib.sha256(b"").hexdigest(),
+                          hashlib.sha256(piece).hexdigest()))
+        previous = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        if event.get("tamper") and piece:
+            piece = piece[:-1] + b"?"
+        body.append(f"{len(piece):x};chunk-signature={previous}\\r\\n".encode() + (piece + b"\\r\\n" if piece else b""))
+    body.append(b"\\r\\n")
+    headers = {k: v for k, v in request.prepare().headers.items() if k.lower() != "content-length"}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, b"".join(body), headers, method="PUT")) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+"""
+
+
+def test_a_role_session_signs_streamed_chunks(secured: Any) -> None:
+    """A function's execution-role credentials sign an aws-chunked upload: the chunks verify with the session's
+    secret (remembered when its request verified), and a tampered chunk is refused."""
+    kw: dict[str, Any] = {"endpoint_url": secured.url, "region_name": "us-east-1", "aws_access_key_id": "S3ADMIN",
+                          "aws_secret_access_key": "s3-secret", "config": Config(retries={"max_attempts": 1})}
+    iam, lam = boto3.client("iam", **kw), boto3.client("lambda", **kw)
+    s3 = client(secured.url, key="S3ADMIN", secret="s3-secret")
+    bucket, role = unique("role"), unique("chunks")
+    s3.create_bucket(Bucket=bucket)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="put", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
+                                                "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    name = unique("chunker")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=arn, Timeout=30,
+                        Code={"ZipFile": make_zip({"app.py": ROLE_CHUNKS})})
+    data = "x" * 2500
+    try:
+        status = wait_for(lambda: (got := invoke_json(lam, name, {"bucket": bucket, "key": "k", "data": data})[1])
+                          != 403 and got, 30, what="the role's policy to apply")
+        assert status == 200
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data.encode()
+        assert invoke_json(lam, name, {"bucket": bucket, "key": "bad", "data": data, "tamper": True})[1] == 403
+        with pytest.raises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket=bucket, Key="bad")
+    finally:
+        lam.delete_function(FunctionName=name)
 
 
 # -- throughput (printed, not asserted) ---------------------------------------------------------------------------

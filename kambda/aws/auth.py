@@ -70,6 +70,8 @@ METRICS_PATH = "/metrics"
 ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Role sessions whose secrets :meth:`Authenticator.secret_of` remembers.
+MAX_SESSIONS = 4096
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -212,6 +214,9 @@ class Authenticator:
         self.sandbox_uids = sandbox_uids
         self.role_permissions = role_permissions
         self._peers = peers or PeerCache()
+        #: The secrets of execution-role sessions whose signatures verified lately, for their streamed bodies'
+        #: chunk signatures (:meth:`secret_of`); bounded, oldest dropped first.
+        self._sessions: dict[str, str] = {}
         #: (principal ARN, action, resource) -> whether the resource's own policy allows it (a function's
         #: AddPermission statements), asked when the principal's identity does not; None: no such policies.
         self.resource_policy: Callable[[str, str, str], bool] | None = None
@@ -227,8 +232,10 @@ class Authenticator:
         return uid in self.sandbox_uids
 
     def secret_of(self, access_key: str) -> str | None:
-        """The secret of a configured access key (None without credentials: signatures are not checked)."""
-        return self.store.secret_of(access_key) if self.store is not None else None
+        """The secret of a configured access key, or of a role session that signed a request lately (None without
+        credentials: signatures are not checked)."""
+        secret = self.store.secret_of(access_key) if self.store is not None else None
+        return secret if secret is not None else self._sessions.get(access_key)
 
     def describe(self) -> str:
         if self.store is not None:
@@ -300,6 +307,10 @@ class Authenticator:
         if session is None:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         await verify_signature(request, signed, session.secret)
+        if session.access_key not in self._sessions:
+            if len(self._sessions) >= MAX_SESSIONS:
+                del self._sessions[next(iter(self._sessions))]
+            self._sessions[session.access_key] = session.secret
         return Credential(session.access_key, session.secret, session.token, self.role_permissions(session.role),
                           role=session.role)
 
