@@ -470,8 +470,14 @@ class Notifications:
     def _publishing(self, write: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(write)
         async def run(*args: Any, **kwargs: Any) -> Any:
-            result = await write(*args, **kwargs)
             actor = kwargs.get("actor")
+            try:
+                result = await write(*args, **kwargs)
+            except BaseException:
+                # Refused, its rows rolled back; or cut short, maybe committed: then the relay sends them.
+                if isinstance(actor, Actor):
+                    self._dirty.discard(actor.request_id)
+                raise
             if isinstance(actor, Actor):
                 await self.publish(actor.request_id)
             else:

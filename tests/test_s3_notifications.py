@@ -43,7 +43,7 @@ from kambda.sql import Database, Tx
 from kambda.v1.invocation_pb2 import Invocation
 from objects import errors
 from objects import notifications as n
-from objects.store import Actor, Change, ObjectMeta, Store
+from objects.store import Actor, Change, Conditions, ObjectMeta, Store
 from tests.conftest import Platform, make_zip, unique, until, wait_for
 from tests.postgres import fresh_database, postgres_server
 
@@ -547,6 +547,22 @@ async def test_a_lifecycle_expiry_goes_with_the_relay_at_once(rig: Rig) -> None:
     (rec,) = payload["Records"]
     assert rec["eventName"] == "LifecycleExpiration:Delete" and rec["eventVersion"] == "2.3"
     assert rec["userIdentity"] == {"principalId": "s3.amazonaws.com"}
+
+
+async def test_a_refused_write_leaves_nothing_behind(rig: Rig) -> None:
+    await configure(rig, {"LambdaFunctionConfigurations": [lambda_config(["s3:ObjectCreated:*"])]})
+    await rig.store.put("bkt", "k", b"x", actor=Actor("a", "b", "R1"))
+    with pytest.raises(errors.PreconditionFailed):
+        await rig.store.put("bkt", "k", b"y", conditions=Conditions(if_none_match="*"), actor=Actor("a", "b", "R2"))
+    assert rig.notes._dirty == set() and await rig.outbox() == 0
+    assert len(await rig.invocations()) == 1
+
+    async def fails_after_its_hook(actor: Actor) -> None:  # a transaction that fails once on_commit ran
+        await rig.commit(Change("ObjectCreated:Put", meta(), actor, T0), fail=True)
+
+    with pytest.raises(RuntimeError):
+        await rig.notes._publishing(fails_after_its_hook)(actor=Actor("a", "b", "R3"))
+    assert rig.notes._dirty == set() and await rig.outbox() == 0
 
 
 async def test_a_deleted_bucket_takes_its_configuration_along(rig: Rig) -> None:
