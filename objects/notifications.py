@@ -74,7 +74,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from kambda import bus
-from kambda.aws import auth
+from kambda.aws import auth, model
 from kambda.aws import errors as kerrors
 from kambda.names import LATEST, Arns, parse_function
 from kambda.sql import Database, Tx
@@ -99,17 +99,7 @@ MAX_FILTER_VALUE = 1024
 #: An external record's largest size (an invocation carries it; S3's own are about 1 KB).
 MAX_RECORD = 128 * 1024
 #: The event types S3 accepts in a configuration (botocore's ``Event`` enum); only some ever fire here.
-EVENT_TYPES = frozenset({
-    "s3:ReducedRedundancyLostObject", "s3:ObjectCreated:*", "s3:ObjectCreated:Put", "s3:ObjectCreated:Post",
-    "s3:ObjectCreated:Copy", "s3:ObjectCreated:CompleteMultipartUpload", "s3:ObjectRemoved:*",
-    "s3:ObjectRemoved:Delete", "s3:ObjectRemoved:DeleteMarkerCreated", "s3:ObjectRestore:*",
-    "s3:ObjectRestore:Post", "s3:ObjectRestore:Completed", "s3:Replication:*",
-    "s3:Replication:OperationFailedReplication", "s3:Replication:OperationNotTracked",
-    "s3:Replication:OperationMissedThreshold", "s3:Replication:OperationReplicatedAfterThreshold",
-    "s3:ObjectRestore:Delete", "s3:LifecycleTransition", "s3:IntelligentTiering", "s3:ObjectAcl:Put",
-    "s3:LifecycleExpiration:*", "s3:LifecycleExpiration:Delete", "s3:LifecycleExpiration:DeleteMarkerCreated",
-    "s3:ObjectTagging:*", "s3:ObjectTagging:Put", "s3:ObjectTagging:Delete",
-})
+EVENT_TYPES = frozenset(model.service_model("s3").shape_for("Event").enum)
 #: EventBridge's detail-type and ``reason`` of each change.
 DETAIL_TYPES = {"ObjectCreated": "Object Created", "ObjectRemoved": "Object Deleted",
                 "LifecycleExpiration": "Object Deleted", "ObjectTagging:Put": "Object Tags Added",
