@@ -56,13 +56,14 @@ def virtual_client(platform: Platform) -> Any:
 
 
 def chunked_put(url: str, bucket: str, key: str, data: bytes, mode: str, *, key_id: str = "x",
-                secret: str = "x", checksum: str | None = None, tamper: int | None = None) -> tuple[int, bytes]:
+                secret: str = "x", checksum: str | None = None, tamper: int | None = None,
+                algorithm: str = "crc32") -> tuple[int, bytes]:
     """A PUT with an aws-chunked body as the SDKs send it over TLS: signed chunks (chained from the request's
     signature) or unsigned ones, and a CRC32 trailer when ``checksum`` is given (its value as sent)."""
     headers = {"X-Amz-Content-SHA256": mode, "Content-Encoding": "aws-chunked",
                "X-Amz-Decoded-Content-Length": str(len(data))}
     if checksum is not None:
-        headers["X-Amz-Trailer"] = "x-amz-checksum-crc32"
+        headers["X-Amz-Trailer"] = f"x-amz-checksum-{algorithm}"
     request = AWSRequest("PUT", f"{url}/{bucket}/{key}", headers=headers)
     SigV4Auth(Credentials(key_id, secret), "s3", "us-east-1").add_auth(request)
     request.headers["X-Amz-Content-SHA256"] = mode
@@ -82,7 +83,7 @@ def chunked_put(url: str, bucket: str, key: str, data: bytes, mode: str, *, key_
         if piece:
             out.append(piece + b"\r\n")
     if checksum is not None:
-        line = f"x-amz-checksum-crc32:{checksum}\n".encode()
+        line = f"x-amz-checksum-{algorithm}:{checksum}\n".encode()
         out.append(line.replace(b"\n", b"\r\n"))
         if mode != chunked.UNSIGNED_TRAILER:
             out.append(f"x-amz-trailer-signature:{signer.trailer(previous, line)}\r\n".encode())
@@ -390,6 +391,18 @@ def test_aws_chunked_uploads_with_trailing_checksums(platform: Platform, s3: Any
     assert s3.get_object(Bucket=bucket, Key="signed")["Body"].read() == data
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=bucket, Key="bad-trailer")
+    crc64 = base64.b64encode(chunked.crc64nvme(data).to_bytes(8, "big")).decode()
+    status, body = chunked_put(platform.url, bucket, "crc64", data, chunked.UNSIGNED_TRAILER, checksum=crc64,
+                               algorithm="crc64nvme")
+    assert status == 200, body
+    assert s3.head_object(Bucket=bucket, Key="crc64", ChecksumMode="ENABLED")["ChecksumCRC64NVME"] == crc64
+    status, body = chunked_put(platform.url, bucket, "crc64-bad", data, chunked.UNSIGNED_TRAILER,
+                               checksum=base64.b64encode(b"\0" * 8).decode(), algorithm="crc64nvme")
+    assert status == 400 and b"<Code>BadDigest</Code>" in body
+    put = s3.put_object(Bucket=bucket, Key="crc64-boto3", Body=data, ChecksumAlgorithm="CRC64NVME")
+    assert put["ChecksumCRC64NVME"] == crc64
+    got = s3.get_object(Bucket=bucket, Key="crc64-boto3", ChecksumMode="ENABLED")  # boto3 validates it
+    assert got["Body"].read() == data and got["ChecksumCRC64NVME"] == crc64
 
 
 HOSTILE = [

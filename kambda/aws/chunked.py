@@ -103,30 +103,38 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     return int(checksums.crc32c(data, crc))
 
 
+def crc64nvme(data: bytes, crc: int = 0) -> int:
+    """CRC-64/NVME (S3's CRC64NVME, the AWS CLI v2's default), running from ``crc``: awscrt's."""
+    return int(checksums.crc64nvme(data, crc))
+
+
 class _Crc:
-    def __init__(self, fn: Callable[[bytes, int], int]) -> None:
-        self.fn, self.value = fn, 0
+    def __init__(self, fn: Callable[[bytes, int], int], size: int = 4) -> None:
+        self.fn, self.value, self.size = fn, 0, size
 
     def update(self, data: bytes) -> None:
         self.value = self.fn(data, self.value)
 
     def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
+        return self.value.to_bytes(self.size, "big")
 
 
 def checksum(algorithm: str) -> Any:
-    """A running checksum with ``update`` and ``digest`` for ``crc32``, ``crc32c``, ``sha1`` or ``sha256``."""
+    """A running checksum with ``update`` and ``digest`` for ``crc32``, ``crc32c``, ``crc64nvme``, ``sha1`` or
+    ``sha256``."""
     if algorithm == "crc32":
         return _Crc(zlib.crc32)
     if algorithm == "crc32c":
         return _Crc(crc32c)
+    if algorithm == "crc64nvme":
+        return _Crc(crc64nvme, 8)
     if algorithm in ("sha1", "sha256"):
         return hashlib.new(algorithm)
     raise InvalidRequest(f"The checksum algorithm '{algorithm}' is not supported.")
 
 
 def _checksum_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
-    for name in ("crc32", "crc32c", "sha1", "sha256"):
+    for name in ("crc32", "crc32c", "crc64nvme", "sha1", "sha256"):
         value = headers.get(f"x-amz-checksum-{name}")
         if value is not None:
             return name, value
