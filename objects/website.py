@@ -15,8 +15,10 @@ as S3 hides which keys exist from who cannot list them), else S3's HTML error pa
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import html
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +36,11 @@ from objects.store import Conditions, ObjectMeta, Store, check_read_conditions
 HEADERS = {"Content-Type": "Content-Type", "Content-Encoding": "Content-Encoding",
            "Content-Disposition": "Content-Disposition", "Content-Language": "Content-Language",
            "Cache-Control": "Cache-Control", "Expires": "Expires"}
-_TITLES = {403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed"}
+_TITLES = {403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed", 500: "500 Internal Server Error",
+           503: "503 Service Unavailable"}
+log = logging.getLogger(__name__)
+#: Set once a response's headers are on their way (a failure after that cannot become an error page).
+_STARTED = web.RequestKey("s3-website-started", bool)
 
 
 def _malformed() -> errors.S3Error:
@@ -138,7 +144,24 @@ class Website:
         self.store, self.policy_of, self.account = store, policy_of, account
 
     async def serve(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """The endpoint's answer; a failure is an HTML page too (a 5xx one for kambda's own), never a traceback."""
         request_id = new_request_id()
+        try:
+            return await self._serve(request, route, request_id)
+        except errors.S3Error as err:
+            if request.get(_STARTED):
+                raise  # the headers are out: only breaking the connection off says it now
+            return self._page(request, err.status, err.code, err.message, request_id)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            if request.get(_STARTED):
+                raise
+            log.exception("s3-website: %s %s failed (request %s)", request.method, request.path, request_id)
+            return self._page(request, 500, "InternalError", "We encountered an internal error. Please try again.",
+                              request_id)
+
+    async def _serve(self, request: web.Request, route: Route, request_id: str) -> web.StreamResponse:
         bucket = route.bucket or ""
         headers = {"x-amz-request-id": request_id, "x-amz-id-2": request_id}
         if request.method not in ("GET", "HEAD"):
@@ -247,6 +270,7 @@ class Website:
         out["Accept-Ranges"] = "bytes"
         response = web.StreamResponse(status=status, headers=out)
         response.content_length = end - start
+        request[_STARTED] = True
         await response.prepare(request)
         if request.method != "HEAD" and end > start:
             async for chunk in self.store.read(meta, start, end):
