@@ -51,6 +51,8 @@ OWNER = {"ID": "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a
 MAX_KEYS = 1000
 MAX_DELETE = 1000
 MAX_METADATA = 2048
+#: The largest single PUT or part, as on S3.
+MAX_OBJECT = 5 * 1024 ** 3
 
 
 class MetadataTooLarge(errors.S3Error):
@@ -230,6 +232,16 @@ def _tags_of(tagging: Mapping[str, Any] | None) -> dict[str, str]:
     return check_tags((tag.get("Key", ""), tag.get("Value", "")) for tag in (tagging or {}).get("TagSet", []))
 
 
+def _check_declared_size(ctx: Context) -> None:
+    """EntityTooLarge before a byte is read when the request says it is over 5 GB (the store stops any that grow
+    past it anyway)."""
+    headers = ctx.request.headers
+    declared = headers.get("x-amz-decoded-content-length") or headers.get("Content-Length") or ""
+    if declared.isdigit() and int(declared) > MAX_OBJECT:
+        raise errors.EntityTooLarge("Your proposed upload exceeds the maximum allowed size", ProposedSize=declared,
+                                    MaxSizeAllowed=str(MAX_OBJECT))
+
+
 def _algorithm_of(ctx: Context, params: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
     """The checksums to compute and keep (the SDK's algorithm, a header's, a trailer's) and those claimed."""
     expected = {name: params[f"Checksum{name}"] for name in CHECKSUMS if params.get(f"Checksum{name}")}
@@ -341,7 +353,9 @@ class S3Api:
 
     async def list_buckets(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         prefix = params.get("Prefix") or ""
-        found: list[Bucket] = [b for b in await self.store.buckets() if b.name.startswith(prefix)]
+        region = params.get("BucketRegion")
+        found: list[Bucket] = [b for b in await self.store.buckets()
+                               if b.name.startswith(prefix) and (region is None or b.region == region)]
         after = params.get("ContinuationToken")
         if after:
             found = [b for b in found if b.name > after]
@@ -387,6 +401,7 @@ class S3Api:
     # -- objects ---------------------------------------------------------------------------------------------------
 
     async def put_object(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        _check_declared_size(ctx)
         algorithms, expected = _algorithm_of(ctx, params)
         written = await self.store.put(
             params["Bucket"], params["Key"], params["Body"], headers=content_headers(params),
@@ -694,6 +709,7 @@ class S3Api:
         return await self.store.upload(params["Bucket"], params["Key"], params["UploadId"])
 
     async def upload_part(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        _check_declared_size(ctx)
         upload = await self._upload(params)
         _, expected = _algorithm_of(ctx, params)
         part = await self.store.put_part(upload, params["PartNumber"], params["Body"],

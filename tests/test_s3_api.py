@@ -143,6 +143,8 @@ def test_buckets_are_made_listed_located_and_deleted(s3: Any) -> None:
     other = unique("bkt")
     s3.create_bucket(Bucket=other, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     assert s3.get_bucket_location(Bucket=other)["LocationConstraint"] == "eu-west-1"
+    in_region = [b["Name"] for b in s3.list_buckets(BucketRegion="eu-west-1")["Buckets"]]
+    assert other in in_region and name not in in_region
     s3.put_object(Bucket=name, Key="k", Body=b"x")
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         s3.delete_bucket(Bucket=name)
@@ -427,6 +429,8 @@ HOSTILE = [
                                      "x-amz-decoded-content-length": "5"}, 403, "InvalidChunkSizeError"),
     ("PUT", "/k9", b"0123456789", {"x-amz-content-sha256": "0" * 64}, 400, "XAmzContentSHA256Mismatch"),
     ("GET", "/k?partNumber=1", None, {"Range": "bytes=0-1"}, 400, "InvalidRequest"),
+    ("PUT", "/huge", b"0\r\n\r\n", {"x-amz-content-sha256": chunked.UNSIGNED_TRAILER,
+                                      "x-amz-decoded-content-length": str(6 * 1024 ** 3)}, 400, "EntityTooLarge"),
 ]
 
 
