@@ -66,6 +66,19 @@ class MaxPostPreDataLengthExceeded(errors.S3Error):
     status = 400
 
 
+class MalformedPOSTRequest(errors.S3Error):
+    code = "MalformedPOSTRequest"
+    status = 400
+
+
+#: What aiohttp's multipart reader raises for a body that is not a form.
+_BROKEN = (ValueError, AssertionError, LookupError, RuntimeError)
+
+
+def _malformed() -> errors.S3Error:
+    return MalformedPOSTRequest("The body of your POST request is not well-formed multipart/form-data.")
+
+
 def _policy_failed(detail: str) -> errors.S3Error:
     return errors.AccessDenied(f"Invalid according to Policy: {detail}")
 
@@ -209,8 +222,10 @@ class PostUploads:
         if bucket is None:
             return None
         await self.store.bucket(bucket)
-        reader = await request.multipart()
-        fields, file = await _fields(reader)
+        try:
+            fields, file = await _fields(await request.multipart())
+        except _BROKEN:
+            raise _malformed() from None
         if "key" not in fields:
             raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.  If it is specified, please "
                                          "check the order of the fields.", ArgumentName="key", ArgumentValue="")
@@ -299,7 +314,7 @@ async def _fields(reader: MultipartReader) -> tuple[dict[str, str], BodyPartRead
         if part is None:
             return fields, None
         if not isinstance(part, BodyPartReader):
-            raise errors.MalformedXML("The body of your POST request is not well-formed multipart/form-data.")
+            raise _malformed()
         name = (part.name or "").lower()
         if name == "file":
             return fields, part
@@ -316,7 +331,13 @@ async def _body(part: BodyPartReader, low: int, high: int) -> AsyncIterator[byte
     """The file part as it arrives; EntityTooLarge / EntityTooSmall against the policy's content-length-range
     (raised before the store commits)."""
     size = 0
-    while chunk := await part.read_chunk(READ):
+    while True:
+        try:
+            chunk = await part.read_chunk(READ)
+        except _BROKEN:
+            raise _malformed() from None
+        if not chunk:
+            break
         size += len(chunk)
         if size > high:
             raise errors.EntityTooLarge("Your proposed upload exceeds the maximum allowed size",

@@ -623,6 +623,12 @@ def test_a_browser_post_upload_with_a_signed_policy(secured: Platform, s3: Any, 
     assert s3.get_object(Bucket=bucket, Key="uploads/again.txt")["Body"].read() == b"to the path-style URL boto3 gave"
     status, _, body = _post(secured, bucket, {"key": "anon.txt"}, "anon.txt", b"x")  # no policy: anonymous
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
+    for content_type, garbage in (("multipart/form-data; boundary=b", b"not a form at all"),
+                                  ("multipart/form-data", b"--b\r\n\r\n"),
+                                  ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data\r\n")):
+        status, _, body = http(secured, "POST", "/", f"{bucket}.s3.localhost", body=garbage,
+                               headers={"Content-Type": content_type})
+        assert status == 400 and b"<Code>MalformedPOSTRequest</Code>" in body, (garbage, body)
 
 
 def test_a_post_policy_signed_with_a_functions_role_credentials(secured: Platform, s3: Any, bucket: str) -> None:
