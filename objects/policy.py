@@ -233,6 +233,12 @@ class BucketPolicy:
                 items = [str(v).lower() if isinstance(v, bool) else str(v) for v in _list(values)]
                 if not items:
                     raise MalformedPolicy(f"Invalid Condition value for key {key}")
+                if base in ("IpAddress", "NotIpAddress"):
+                    for item in items:
+                        try:
+                            ipaddress.ip_network(item, strict=False)
+                        except ValueError:
+                            raise MalformedPolicy(f"Invalid IP address: {item}") from None
                 conditions.append((op, key, tuple(items)))
         try:
             return BucketStatement(

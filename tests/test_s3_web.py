@@ -149,6 +149,10 @@ def test_deny_principals_and_conditions() -> None:
      '"Resource": "arn:aws:s3:::other/*"}]}', "invalid resource"),
     ('{"Statement": [{"Effect": "Maybe", "Principal": "*", "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::b/*"}]}', "Invalid effect"),
+    ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*",'
+     ' "Condition": {"IpAddress": {"aws:SourceIp": "somewhere"}}}]}', "Invalid IP address"),
+    ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*",'
+     ' "Condition": {"NumericMaybe": {"aws:SourceIp": "1.2.3.4"}}}]}', "Invalid Condition type"),
 ])
 def test_malformed_policies(text: str, message: str) -> None:
     with pytest.raises(errors.MalformedPolicy, match=message):
