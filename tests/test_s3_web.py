@@ -678,7 +678,10 @@ def test_without_credentials_forms_and_sites_work_from_loopback(platform: Platfo
 
 def test_lifecycle_configuration_through_the_api(s3: Any, bucket: str) -> None:
     rules = [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
-              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}]
+              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+             {"ID": "old", "Status": "Enabled", "Filter": {"Tag": {"Key": "old", "Value": "yes"}},
+              "Expiration": {"Date": datetime(2030, 1, 1, tzinfo=UTC)},
+              "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
     got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert got == rules
