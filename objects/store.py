@@ -494,24 +494,28 @@ class _NewVersion:
 
 
 def _insert_version(tx: Tx, bucket: str, key: bytes, seq: int, versioning: str, new: _NewVersion,
-                    now: float) -> ObjectMeta:
-    """The new latest version of ``key``: an unversioned or suspended write replaces the "null" version."""
+                    now: float, latest: Sequence[Any] | None) -> ObjectMeta:
+    """The new latest version of ``key`` (``latest``: the current one, :func:`_latest`, read in this transaction):
+    an unversioned or suspended write replaces the "null" version. A key with versions has exactly one latest, so
+    a new key costs no more statements than its insert."""
     version_id = _new_version_id() if versioning == "Enabled" else "null"
-    if version_id == "null":
-        rows = tx.execute(f"SELECT {_COLS} FROM s3_objects WHERE bucket = ? AND key = ? AND version_id = 'null'",
-                          (bucket, key))
-        for row in rows:
-            _drop_version(tx, row)
-    tx.execute("UPDATE s3_objects SET latest = 0 WHERE bucket = ? AND key = ? AND latest = 1", (bucket, key))
+    if latest is not None:
+        if version_id == "null" and latest[4] == "null":
+            _drop_version(tx, latest)
+        else:
+            tx.execute("UPDATE s3_objects SET latest = 0 WHERE uid = ?", (latest[3],))
+            if version_id == "null":
+                for row in tx.execute(f"SELECT {_COLS} FROM s3_objects WHERE bucket = ? AND key = ?"
+                                      " AND version_id = 'null'", (bucket, key)):
+                    _drop_version(tx, row)
     uid = _new_id()
     row = (bucket, key, seq, uid, version_id, 1, int(new.marker), new.size, new.etag, now, _json(new.headers),
            _json(new.metadata), _json(new.checksums), _json(new.tags), new.parts, new.inline)
-    tx.execute(f"INSERT INTO s3_objects ({_COLS_INLINE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               row)
+    sizes = orjson.dumps(new.part_sizes).decode() if new.part_sizes else None
+    tx.execute(f"INSERT INTO s3_objects ({_COLS_INLINE}, part_sizes)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, sizes))
     if new.segments:
         _link(tx, "o" + uid, new.segments)
-    if new.part_sizes:
-        tx.execute("UPDATE s3_objects SET part_sizes = ? WHERE uid = ?", (orjson.dumps(new.part_sizes).decode(), uid))
     return _meta(row)
 
 
@@ -630,6 +634,9 @@ class Store:
                                        for d in ("sqlite", "postgresql")})
         await self.db.migrate("s3-3", {d: ["ALTER TABLE s3_uploads ADD COLUMN checksum_type TEXT"]
                                        for d in ("sqlite", "postgresql")})
+        # The latest version of a key in one probe, however many versions it has (head, every write).
+        await self.db.migrate("s3-4", {d: ["CREATE UNIQUE INDEX s3_objects_current ON s3_objects (bucket, key)"
+                                           " WHERE latest = 1"] for d in ("sqlite", "postgresql")})
         config = StreamConfig(name=STREAM, subjects=[SUBJECT_PREFIX + ">"], storage=StorageType.FILE,
                               num_replicas=self.replicas, allow_rollup_hdrs=True, deny_purge=False,
                               max_msg_size=-1)
@@ -863,11 +870,12 @@ class Store:
 
         def commit(tx: Tx) -> ObjectMeta:
             seq, versioning = _bump(tx, bucket)
-            _check_write_conditions(key, _latest(tx, bucket, raw_key), conditions)
+            latest = _latest(tx, bucket, raw_key)
+            _check_write_conditions(key, latest, conditions)
             if got.blob is not None:
                 _mark_live(tx, got.blob)
             now = self.clock()
-            meta = _insert_version(tx, bucket, raw_key, seq, versioning, new, now)
+            meta = _insert_version(tx, bucket, raw_key, seq, versioning, new, now, latest)
             self._notify(tx, event, meta, actor, now)
             return meta
 
@@ -1002,7 +1010,8 @@ class Store:
             now = self.clock()
             if version_id is None and versioning in ("Enabled", "Suspended"):
                 marker = _NewVersion(size=0, etag="", headers={}, metadata={}, checksums={}, tags={}, marker=True)
-                meta = _insert_version(tx, bucket, raw_key, seq, versioning, marker, now)
+                meta = _insert_version(tx, bucket, raw_key, seq, versioning, marker, now,
+                                       _latest(tx, bucket, raw_key))
                 self._notify(tx, f"{event_prefix}:DeleteMarkerCreated", meta, actor, now)
                 return meta, True
             rows = tx.execute(f"SELECT {_COLS} FROM s3_objects WHERE bucket = ? AND key = ? AND version_id = ?",
@@ -1073,7 +1082,8 @@ class Store:
             if not rows or rows[0][6]:
                 raise errors.no_such_key(source.key)
             src = rows[0]
-            _check_write_conditions(key, _latest(tx, bucket, raw_key), conditions)
+            latest = _latest(tx, bucket, raw_key)
+            _check_write_conditions(key, latest, conditions)
             segments = tx.execute("SELECT blob, size FROM s3_segments WHERE owner = ? ORDER BY idx", ("o" + src[3],))
             new = _NewVersion(
                 size=src[7], etag=src[8], parts=src[14], checksums=orjson.loads(src[12]),
@@ -1084,7 +1094,7 @@ class Store:
                 part_sizes=_part_sizes(tx, src[3]),
                 segments=tuple((r[0], r[1]) for r in segments))
             now = self.clock()
-            meta = _insert_version(tx, bucket, raw_key, seq, versioning, new, now)
+            meta = _insert_version(tx, bucket, raw_key, seq, versioning, new, now, latest)
             self._notify(tx, "ObjectCreated:Copy", meta, actor, now)
             return meta
 
@@ -1290,13 +1300,14 @@ class Store:
                 segments += [(r[0], r[1]) for r in tx.execute(
                     "SELECT blob, size FROM s3_segments WHERE owner = ? ORDER BY idx", (owner,))]
             seq, versioning = _bump(tx, upload.bucket)
-            _check_write_conditions(upload.key, _latest(tx, upload.bucket, raw_key), conditions)
+            latest = _latest(tx, upload.bucket, raw_key)
+            _check_write_conditions(upload.key, latest, conditions)
             etag = f'"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"'  # noqa: S324 - S3's ETag
             new = _NewVersion(size=size, etag=etag, headers=upload.headers, metadata=upload.metadata,
                               checksums=checksums, tags=upload.tags, parts=len(parts), segments=tuple(segments),
                               part_sizes=tuple(stored[n][1] for n, _ in parts))
             now = self.clock()
-            meta = _insert_version(tx, upload.bucket, raw_key, seq, versioning, new, now)
+            meta = _insert_version(tx, upload.bucket, raw_key, seq, versioning, new, now, latest)
             _end_upload(tx, uid)
             self._notify(tx, "ObjectCreated:CompleteMultipartUpload", meta, actor, now)
             return meta
@@ -1423,7 +1434,10 @@ class _Lister:
             params.append(self.hi)
         order = "key" if not self.versions else "key, seq DESC"
         params.append(limit)
-        return self.tx.execute(f"SELECT {_COLS} FROM s3_objects WHERE {where} AND key {op} ?{upper}"
+        table = "s3_objects"
+        if not self.versions and self.tx.dialect == "sqlite":
+            table += " INDEXED BY s3_objects_latest"  # not _current: delete markers would be read and dropped
+        return self.tx.execute(f"SELECT {_COLS} FROM {table} WHERE {where} AND key {op} ?{upper}"
                                f" ORDER BY {order} LIMIT ?", params)
 
     def run(self, marker: bytes, version_marker: str) -> Listing:
