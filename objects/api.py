@@ -702,7 +702,8 @@ class S3Api:
         result: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id}
         if upload.checksum_algorithm:
             result["ChecksumAlgorithm"] = upload.checksum_algorithm
-            result["ChecksumType"] = "COMPOSITE"
+            result["ChecksumType"] = params.get("ChecksumType") or (
+                "FULL_OBJECT" if upload.checksum_algorithm == "CRC64NVME" else "COMPOSITE")
         return result
 
     async def _upload(self, params: Mapping[str, Any]) -> Upload:

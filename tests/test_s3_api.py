@@ -470,6 +470,24 @@ def test_list_objects_v2_pages_prefixes_and_encodes(s3: Any, bucket: str) -> Non
             break
         token = page["NextContinuationToken"]
     assert seen == sorted(keys) and pages == 4
+    rolled_pages, token = [], None
+    while True:  # a page may end on a common prefix: the next one starts after all of it
+        page = s3.list_objects_v2(Bucket=bucket, Delimiter="/", MaxKeys=1,
+                                  **({"ContinuationToken": token} if token else {}))
+        rolled_pages += [o["Key"] for o in page.get("Contents", [])]
+        rolled_pages += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    assert rolled_pages == ["a", "b/", "c d+e", "c/", "z"]
+    v1_pages, marker = [], ""
+    while True:
+        page = s3.list_objects(Bucket=bucket, Delimiter="/", MaxKeys=1, Marker=marker)
+        v1_pages += [o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        if not page["IsTruncated"]:
+            break
+        marker = page["NextMarker"]
+    assert v1_pages == rolled_pages
     after = s3.list_objects_v2(Bucket=bucket, StartAfter="b/3/x")
     assert [o["Key"] for o in after["Contents"]] == ["c d+e", "c/é", "z"]
     owned = s3.list_objects_v2(Bucket=bucket, MaxKeys=1, FetchOwner=True)
