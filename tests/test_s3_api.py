@@ -664,7 +664,7 @@ def test_virtual_host_addressing(platform: Platform, s3: Any, bucket: str) -> No
 def test_presigned_get_and_put(platform: Platform, s3: Any, bucket: str, version: str) -> None:
     """boto3 (and ``aws s3 presign``) presign with signature version 2 unless told ``s3v4``: both work."""
     signer = client(platform.url, signature_version=version)
-    s3.put_object(Bucket=bucket, Key="shared file.txt", Body=b"presigned")
+    signer.put_object(Bucket=bucket, Key="shared file.txt", Body=b"presigned")  # v2 in the header, or v4
     url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared file.txt"},
                                     ExpiresIn=300)
     assert ("X-Amz-Signature=" in url) == (version == "s3v4")
@@ -776,6 +776,14 @@ def test_signed_requests_and_presigned_urls_are_verified(secured: Any, tmp_path:
         assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=name, Key="tampered")
+    v2 = client(secured.url, key="S3ADMIN", secret="s3-secret", signature_version="s3")  # Authorization: AWS k:sig
+    v2.put_object(Bucket=name, Key="v2 key+ü", Body=b"version 2", ContentType="text/plain", Metadata={"a": "b"})
+    assert v2.get_object(Bucket=name, Key="v2 key+ü", VersionId="null")["Body"].read() == b"version 2"
+    assert "v2 key+ü" in [o["Key"] for o in v2.list_objects(Bucket=name)["Contents"]]
+    v2.delete_object(Bucket=name, Key="v2 key+ü")
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        client(secured.url, key="S3ADMIN", secret="nope", signature_version="s3").get_object(Bucket=name, Key=key)
+    assert code_of(denied) == "SignatureDoesNotMatch"
     wrong = client(secured.url, key="S3ADMIN", secret="not-the-secret")
     with pytest.raises(botocore.exceptions.ClientError) as denied:
         wrong.get_object(Bucket=name, Key=key)

@@ -34,6 +34,7 @@ counts); a file that does not parse keeps the last good credentials and the reas
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import hmac
 import json
@@ -246,7 +247,8 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> Credential:
         """The credential that signed ``request``; raises the AWS error when there is none that did."""
-        signed = sigv4.parse(request.headers, request.query)
+        v2_header = request.headers.get("Authorization", "").startswith("AWS ")
+        signed = None if v2_header else sigv4.parse(request.headers, request.query)
         if signed is not None and self.role_key and roles.is_role_token(signed.security_token):
             return await self._role_session(request, signed)
         if self.store is None:
@@ -256,6 +258,8 @@ class Authenticator:
             if self.insecure or is_loopback(request.remote):
                 return LOCAL
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
+        if v2_header:
+            return self._signed_v2(request)
         if signed is None and _V2_QUERY <= request.query.keys():
             return self._presigned_v2(request)
         if signed is None:
@@ -285,16 +289,28 @@ class Authenticator:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         if not query["Expires"].isdigit() or int(query["Expires"]) < self.now().timestamp():
             raise errors.AccessDenied("Request has expired")
-        raw_path = request.raw_path.partition("?")[0]
-        host = request.headers.get("Host", "").lower().rpartition(":")[0] or request.headers.get("Host", "").lower()
-        paths = [raw_path]
-        if ".s3." in host:  # virtual-hosted: the bucket signs as the path's first segment
-            paths.append(f"/{host.partition('.s3.')[0]}{raw_path}")
-        for path in paths:
-            if hmac.compare_digest(s3v2_signature(credential.secret, request.method, request.headers, query,
-                                                  path), query["Signature"]):
-                return credential
-        raise errors.InvalidSignature(sigv4.SIGNATURE_MISMATCH)
+        return _check_v2(request, credential, query["Expires"], query["Signature"])
+
+    def _signed_v2(self, request: web.Request) -> Credential:
+        """An S3 request signed with signature version 2 in its header (``Authorization: AWS key:signature``;
+        boto3's ``signature_version="s3"``, older tools): the payload is not signed in this version."""
+        assert self.store is not None
+        key, _, signature = request.headers["Authorization"][4:].strip().partition(":")
+        credential = self.store.get(key)
+        if credential is None or not _same_token(credential.session_token,
+                                                 request.headers.get("x-amz-security-token")):
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        stamp = request.headers.get("x-amz-date") or request.headers.get("Date") or ""
+        try:
+            when = email.utils.parsedate_to_datetime(stamp)
+        except (TypeError, ValueError):
+            raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header") from None
+        if when.tzinfo is None or abs(self.now() - when) > sigv4.MAX_SKEW:
+            raise errors.InvalidSignature("The difference between the request time and the current time is too "
+                                          "large.")
+        # With x-amz-date among the signed x-amz-* headers, the Date line is empty.
+        date_line = "" if "x-amz-date" in request.headers else stamp
+        return _check_v2(request, credential, date_line, signature)
 
     async def _role_session(self, request: web.Request, signed: sigv4.SignedRequest) -> Credential:
         """A function's execution-role credentials: the token proves them, the signature is checked."""
@@ -335,16 +351,33 @@ _V2_SUBRESOURCES = frozenset((
     "object-lock"))
 
 
+def _check_v2(request: web.Request, credential: Credential, when: str, signature: str) -> Credential:
+    raw_path = request.raw_path.partition("?")[0]
+    host = request.headers.get("Host", "").lower()
+    host = host.rpartition(":")[0] if ":" in host else host
+    paths = [raw_path]
+    if raw_path.count("/") == 1 and raw_path != "/":
+        paths.append(raw_path + "/")  # botocore signs a bucket's own path-style resource as /bucket/
+    if ".s3." in host:  # virtual-hosted: the bucket signs as the path's first segment
+        paths.append(f"/{host.partition('.s3.')[0]}{raw_path}")
+    for path in paths:
+        expected = s3v2_signature(credential.secret, request.method, request.headers, request.query, path, when)
+        if hmac.compare_digest(expected, signature):
+            return credential
+    raise errors.InvalidSignature(sigv4.SIGNATURE_MISMATCH)
+
+
 def s3v2_signature(secret: str, method: str, headers: Mapping[str, str], query: Mapping[str, str],
-                   raw_path: str) -> str:
-    """S3's signature version 2 of a presigned request: HMAC-SHA1 over the method, Content-MD5, Content-Type,
-    Expires, the ``x-amz-*`` headers and the resource (the path as sent and its subresources)."""
+                   raw_path: str, when: str) -> str:
+    """S3's signature version 2: HMAC-SHA1 over the method, Content-MD5, Content-Type, ``when`` (a presigned
+    URL's Expires, a header-signed request's Date), the ``x-amz-*`` headers and the resource (the path as sent
+    and its subresources)."""
     amz = sorted((k.lower(), v.strip()) for k, v in headers.items() if k.lower().startswith("x-amz-"))
     amz_text = "".join(f"{k}:{v}\n" for k, v in amz)
     subs = sorted((k, v) for k, v in query.items() if k in _V2_SUBRESOURCES)
     resource = raw_path + ("?" + "&".join(f"{k}={v}" if v else k for k, v in subs) if subs else "")
     text = "\n".join((method.upper(), headers.get("Content-MD5", ""), headers.get("Content-Type", ""),
-                      query["Expires"], amz_text + resource))
+                      when, amz_text + resource))
     return base64.b64encode(hmac.new(secret.encode(), text.encode("utf-8", "surrogateescape"),
                                      hashlib.sha1).digest()).decode()
 
