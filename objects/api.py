@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from kambda.aws import auth
 from kambda.aws.front import STATUS, Context, Front
 from objects import errors
 from objects.store import (
@@ -88,7 +89,10 @@ def _copy_resources(ctx: Context, params: dict[str, Any]) -> Iterable[str]:
 
 
 def actor_of(ctx: Context) -> Actor:
-    return Actor(ctx.access_key or "anonymous", ctx.request.remote or "", ctx.request_id)
+    """Who asked: the signing access key (a SigV4 scope's, or the authenticated credential's for SigV2)."""
+    credential = ctx.request.get(auth.PRINCIPAL)
+    principal = ctx.access_key or (credential.access_key if credential is not None else "")
+    return Actor(principal or "anonymous", ctx.request.remote or "", ctx.request_id)
 
 
 # -- what requests carry ------------------------------------------------------------------------------------------
