@@ -293,6 +293,8 @@ def test_checksums_are_verified_stored_and_returned(s3: Any, bucket: str) -> Non
     assert got["ChecksumCRC32"] == crc and got["Body"].read() == data
     assert "ChecksumCRC32" not in s3.head_object(Bucket=bucket, Key="crc")
     assert s3.head_object(Bucket=bucket, Key="crc", ChecksumMode="ENABLED")["ChecksumCRC32"] == crc
+    checked = s3.get_object_attributes(Bucket=bucket, Key="crc", ObjectAttributes=["Checksum"])
+    assert checked["Checksum"]["ChecksumCRC32"] == crc and "ETag" not in checked
     s3.put_object(Bucket=bucket, Key="sha", Body=data, ChecksumSHA256=sha)
     assert s3.head_object(Bucket=bucket, Key="sha", ChecksumMode="ENABLED")["ChecksumSHA256"] == sha
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
@@ -589,6 +591,13 @@ def test_multipart_upload(s3: Any, bucket: str) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         s3.get_object(Bucket=bucket, Key="mp", PartNumber=4)
     assert code_of(caught) == "InvalidPartNumber"
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=[
+        "ETag", "ObjectParts", "StorageClass", "ObjectSize"])
+    assert attributes["ETag"] == done["ETag"].strip('"') and attributes["ObjectSize"] == 10 * MiB + 1234
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 3 and attributes["StorageClass"] == "STANDARD"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["Colour"])
+    assert code_of(caught) == "InvalidArgument"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)

@@ -39,6 +39,7 @@ ROOTS = {
     "GetObjectAclResult": "AccessControlPolicy", "GetBucketVersioningResult": "VersioningConfiguration",
     "GetBucketCorsResult": "CORSConfiguration", "GetBucketLifecycleConfigurationResult": "LifecycleConfiguration",
     "GetBucketLocationResult": "LocationConstraint", "GetBucketPolicyStatusResult": "PolicyStatus",
+    "GetObjectAttributesResult": "GetObjectAttributesResponse",
 }
 
 
