@@ -43,10 +43,16 @@ from kambda.aws.front import Front
 from kambda.bus import chunks
 from kambda.bus.dispatch import Dispatcher
 from kambda.names import Arns, parse_function
+from kambda.sql import Database
 from kambda.v1 import controller_pb2 as pb
 from kambda.v1.controller_pb2_grpc import ControllerStub
 from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
+from objects import notifications
+from objects.api import S3Api
+from objects.notifications import Notifications, NotificationsApi
+from objects.store import Store as ObjectStore
+from objects.web import WebApi
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
 from workflows import lambdas
@@ -170,8 +176,10 @@ class Gateway:
         ])
         self.front = Front(account=self.settings.account, region=self.settings.region,
                            domain=self.settings.url_domain or "localhost", authorize=_authorize,
-                           max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,
-                           authenticate=auth.authenticate)
+                           max_body=MAX_REQUEST,
+                           # no credentials, no signatures checked: nor a signed stream's chunks
+                           secret_of=self.authenticator.secret_of if self.authenticator.store is not None else None,
+                           authenticate=auth.authenticate, fallback="s3")
         sts.register(self.front, self.settings.account)
         api.register(self.front)
         urls.register(self.front)
@@ -188,10 +196,24 @@ class Gateway:
         self._sdk = AwsSdk(self.settings.endpoint_url, self.settings.region,
                            roles.read_key(self.settings.role_key_file) or None)
         StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda, self._sdk).register(self.front)
+        self.objects = ObjectStore(self._js, self._objects_database(), region=self.settings.region)
+        S3Api(self.objects).register(self.front)
+        WebApi(self.objects, self.settings.account).install(self.front, app)
+        # S3 bucket notifications: the outbox in the store's transactions, published before a write is answered.
+        self.notifications = Notifications(self.objects.db, self._nc, self._js, self._dispatcher.store,
+                                           notifications.resolver(self._cache.resolve), self._arns)
+        self.notifications.attach(self.objects)
+        NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve),
+                         self.notifications).register(self.front)
+        app.add_routes(notifications.external_routes(self.notifications, self.objects))
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    def _objects_database(self) -> Database:
+        """S3's metadata: SQLite under the state dir, or the tables' PostgreSQL DSN (its own tables there)."""
+        return Database.open(self.settings.tables_dsn or None, Path(self.settings.state_dir) / "objects" / "objects.db")
 
     async def _nudge_outbox(self) -> None:
         with contextlib.suppress(Exception):
@@ -211,6 +233,8 @@ class Gateway:
 
     async def _startup(self, app: web.Application) -> None:
         await self.tables.start()
+        await self.objects.start()
+        await self.notifications.start()
         await self._cache.start()
         await self._http.start()
         await self._role_permissions.start()
@@ -223,6 +247,9 @@ class Gateway:
     async def _cleanup(self, app: web.Application) -> None:
         await self.tables.db.close()
         await self._sdk.close()
+        await self.notifications.stop()
+        await self.objects.close()
+        await self.objects.db.close()
         await self._dispatcher.stop()
         await self._cache.stop()
         await self._http.stop()

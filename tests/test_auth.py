@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -726,9 +727,20 @@ def test_s3_payload_forms_are_signed_by_their_header_not_by_a_hash_of_the_body(s
                                       "X-Amz-Decoded-Content-Length": "5"})
         SigV4Auth(Credentials("ADMIN", secret), "s3", "us-east-1").add_auth(request)
         request.headers["X-Amz-Content-SHA256"] = mode  # add_auth keeps it, as S3's signer does
-        return _send(request.prepare())
+        prepared = request.prepare()
+        req = urllib.request.Request(prepared.url, data=prepared.body, method="PUT", headers=dict(prepared.headers))
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.status, "", {}
+        except urllib.error.HTTPError as exc:
+            with exc:
+                found = re.search(rb"<Code>([^<]+)</Code>", exc.read())
+                return exc.code, found.group(1).decode() if found else "", {}
 
     status, code, _ = put("ADMIN-secret")
-    assert (status, code) == (404, "UnknownOperationException")  # authenticated; no S3 here yet
+    # Authenticated: S3 answers for the bucket (or, for the signed stream, for its made-up chunk signature).
+    expected = {(404, "NoSuchBucket")} if mode == "UNSIGNED-PAYLOAD" else {(404, "NoSuchBucket"),
+                                                                            (403, "SignatureDoesNotMatch")}
+    assert (status, code) in expected
     status, code, _ = put("wrong-secret")
-    assert (status, code) == (403, "InvalidSignatureException")
+    assert (status, code) == (403, "SignatureDoesNotMatch")

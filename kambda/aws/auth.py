@@ -33,12 +33,16 @@ counts); a file that does not parse keeps the last good credentials and the reas
 
 from __future__ import annotations
 
+import base64
+import email.utils
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +72,9 @@ METRICS_PATH = "/metrics"
 #: the two in step): a signature scoped to another service is refused.
 ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam", "dynamodb", "states"})
 UNRECOGNIZED = "The security token included in the request is invalid."
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Role sessions whose secrets :meth:`Authenticator.secret_of` remembers.
+MAX_SESSIONS = 4096
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -210,6 +217,9 @@ class Authenticator:
         self.sandbox_uids = sandbox_uids
         self.role_permissions = role_permissions
         self._peers = peers or PeerCache()
+        #: The secrets of execution-role sessions whose signatures verified lately, for their streamed bodies'
+        #: chunk signatures (:meth:`secret_of`); bounded, oldest dropped first.
+        self._sessions: dict[str, str] = {}
         #: (principal ARN, action, resource) -> whether the resource's own policy allows it (a function's
         #: AddPermission statements), asked when the principal's identity does not; None: no such policies.
         self.resource_policy: Callable[[str, str, str], bool] | None = None
@@ -225,8 +235,10 @@ class Authenticator:
         return uid in self.sandbox_uids
 
     def secret_of(self, access_key: str) -> str | None:
-        """The secret of a configured access key (None without credentials: signatures are not checked)."""
-        return self.store.secret_of(access_key) if self.store is not None else None
+        """The secret of a configured access key, or of a role session that signed a request lately (None without
+        credentials: signatures are not checked)."""
+        secret = self.store.secret_of(access_key) if self.store is not None else None
+        return secret if secret is not None else self._sessions.get(access_key)
 
     def describe(self) -> str:
         if self.store is not None:
@@ -237,7 +249,8 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> Credential:
         """The credential that signed ``request``; raises the AWS error when there is none that did."""
-        signed = sigv4.parse(request.headers, request.query)
+        v2_header = request.headers.get("Authorization", "").startswith("AWS ")
+        signed = None if v2_header else sigv4.parse(request.headers, request.query)
         if signed is not None and self.role_key and roles.is_role_token(signed.security_token):
             return await self._role_session(request, signed)
         if self.store is None:
@@ -247,6 +260,10 @@ class Authenticator:
             if self.insecure or is_loopback(request.remote):
                 return LOCAL
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
+        if v2_header:
+            return self._signed_v2(request)
+        if signed is None and _V2_QUERY <= request.query.keys():
+            return self._presigned_v2(request)
         if signed is None:
             raise errors.MissingAuthenticationToken("Missing Authentication Token")
         if signed.service not in ACCEPTED_SERVICES:
@@ -264,6 +281,39 @@ class Authenticator:
         await verify_signature(request, signed, credential.secret)
         return credential
 
+    def _presigned_v2(self, request: web.Request) -> Credential:
+        """An S3 URL presigned with signature version 2 (``AWSAccessKeyId``, ``Expires``, ``Signature``), which
+        ``aws s3 presign`` and boto3's ``generate_presigned_url`` make unless told ``s3v4``."""
+        assert self.store is not None
+        query = request.query
+        credential = self.store.get(query["AWSAccessKeyId"])
+        if credential is None or credential.session_token is not None:
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        if not query["Expires"].isdigit() or int(query["Expires"]) < self.now().timestamp():
+            raise errors.AccessDenied("Request has expired")
+        return _check_v2(request, credential, query["Expires"], query["Signature"])
+
+    def _signed_v2(self, request: web.Request) -> Credential:
+        """An S3 request signed with signature version 2 in its header (``Authorization: AWS key:signature``;
+        boto3's ``signature_version="s3"``, older tools): the payload is not signed in this version."""
+        assert self.store is not None
+        key, _, signature = request.headers["Authorization"][4:].strip().partition(":")
+        credential = self.store.get(key)
+        if credential is None or not _same_token(credential.session_token,
+                                                 request.headers.get("x-amz-security-token")):
+            raise errors.UnrecognizedClient(UNRECOGNIZED)
+        stamp = request.headers.get("x-amz-date") or request.headers.get("Date") or ""
+        try:
+            when = email.utils.parsedate_to_datetime(stamp)
+        except (TypeError, ValueError):
+            raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header") from None
+        if when.tzinfo is None or abs(self.now() - when) > sigv4.MAX_SKEW:
+            raise errors.InvalidSignature("The difference between the request time and the current time is too "
+                                          "large.")
+        # With x-amz-date among the signed x-amz-* headers, the Date line is empty.
+        date_line = "" if "x-amz-date" in request.headers else stamp
+        return _check_v2(request, credential, date_line, signature)
+
     async def _role_session(self, request: web.Request, signed: sigv4.SignedRequest) -> Credential:
         """A function's execution-role credentials: the token proves them, the signature is checked."""
         if signed.service not in ACCEPTED_SERVICES:
@@ -275,6 +325,10 @@ class Authenticator:
         if session is None:
             raise errors.UnrecognizedClient(UNRECOGNIZED)
         await verify_signature(request, signed, session.secret)
+        if session.access_key not in self._sessions:
+            if len(self._sessions) >= MAX_SESSIONS:
+                del self._sessions[next(iter(self._sessions))]
+            self._sessions[session.access_key] = session.secret
         return Credential(session.access_key, session.secret, session.token, self.role_permissions(session.role),
                           role=session.role)
 
@@ -288,21 +342,68 @@ class Authenticator:
         return "*"
 
 
+_V2_QUERY = frozenset(("AWSAccessKeyId", "Expires", "Signature"))
+#: The query keys that are part of an S3 signature-version-2 resource (botocore's HmacV1Auth's list).
+_V2_SUBRESOURCES = frozenset((
+    "accelerate", "acl", "cors", "defaultObjectAcl", "location", "logging", "partNumber", "policy",
+    "requestPayment", "torrent", "versioning", "versionId", "versions", "website", "uploads", "uploadId",
+    "response-content-type", "response-content-language", "response-expires", "response-cache-control",
+    "response-content-disposition", "response-content-encoding", "delete", "lifecycle", "tagging", "restore",
+    "storageClass", "notification", "replication", "analytics", "metrics", "inventory", "select", "select-type",
+    "object-lock"))
+
+
+def _check_v2(request: web.Request, credential: Credential, when: str, signature: str) -> Credential:
+    raw_path = request.raw_path.partition("?")[0]
+    host = request.headers.get("Host", "").lower()
+    host = host.rpartition(":")[0] if ":" in host else host
+    paths = [raw_path]
+    if raw_path.count("/") == 1 and raw_path != "/":
+        paths.append(raw_path + "/")  # botocore signs a bucket's own path-style resource as /bucket/
+    if ".s3." in host:  # virtual-hosted: the bucket signs as the path's first segment
+        paths.append(f"/{host.partition('.s3.')[0]}{raw_path}")
+    for path in paths:
+        expected = s3v2_signature(credential.secret, request.method, request.headers, request.query, path, when)
+        if hmac.compare_digest(expected, signature):
+            return credential
+    raise errors.InvalidSignature(sigv4.SIGNATURE_MISMATCH)
+
+
+def s3v2_signature(secret: str, method: str, headers: Mapping[str, str], query: Mapping[str, str],
+                   raw_path: str, when: str) -> str:
+    """S3's signature version 2: HMAC-SHA1 over the method, Content-MD5, Content-Type, ``when`` (a presigned
+    URL's Expires, a header-signed request's Date), the ``x-amz-*`` headers and the resource (the path as sent
+    and its subresources)."""
+    amz = sorted((k.lower(), v.strip()) for k, v in headers.items() if k.lower().startswith("x-amz-"))
+    amz_text = "".join(f"{k}:{v}\n" for k, v in amz)
+    subs = sorted((k, v) for k, v in query.items() if k in _V2_SUBRESOURCES)
+    resource = raw_path + ("?" + "&".join(f"{k}={v}" if v else k for k, v in subs) if subs else "")
+    text = "\n".join((method.upper(), headers.get("Content-MD5", ""), headers.get("Content-Type", ""),
+                      when, amz_text + resource))
+    return base64.b64encode(hmac.new(secret.encode(), text.encode("utf-8", "surrogateescape"),
+                                     hashlib.sha1).digest()).decode()
+
+
 async def verify_signature(request: web.Request, signed: sigv4.SignedRequest, secret: str) -> None:
     """Check the request's SigV4 signature with ``secret``. S3's unsigned and streaming payloads
     (``UNSIGNED-PAYLOAD``, ``STREAMING-*``) sign the header's literal value instead of the body's hash:
     the body is then not read here, and a streamed one is verified chunk by chunk as it arrives
     (kambda/aws/chunked.py, in the front door)."""
     claimed = request.headers.get("X-Amz-Content-SHA256", "")
-    if signed.service == "s3" and (claimed == chunked.UNSIGNED or claimed in chunked.STREAMING):
+    s3 = signed.service == "s3"
+    if s3 and (claimed == chunked.UNSIGNED or claimed in chunked.STREAMING or _HEX64.fullmatch(claimed)):
+        # A hex hash is signed as claimed; the front door's body reader checks the body against it as it
+        # streams (an S3 body may be 5 GB: it is not read here).
         payload = claimed
+    elif s3 and signed.expires is not None and not claimed:
+        payload = chunked.UNSIGNED  # a presigned S3 URL signs no payload
     else:
         payload = sigv4.payload_hash(request.headers, await read_whole(request) if request.body_exists else b"")
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), []).append(value)
     sigv4.verify(signed, secret, sigv4.canonical_request(request.method, request.raw_path, headers,
-                                                         signed.signed_headers, payload))
+                                                         signed.signed_headers, payload, s3=s3))
 
 
 def _same_token(expected: str | None, given: str | None) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 #: botocore service names kambda serves through the front door.
-SERVED = ("lambda", "events", "sts", "iam", "dynamodb", "dynamodbstreams", "stepfunctions")
+SERVED = ("lambda", "events", "sts", "iam", "dynamodb", "dynamodbstreams", "stepfunctions", "s3")
 
 #: botocore's service ids (``ServiceModel.service_id``) of :data:`SERVED`, fixed here so that an
 #: execution environment needs no botocore to be built.

@@ -14,6 +14,12 @@ Wiring: one catch-all route, after the gateway's own routes so that those keep m
     app.router.add_route("*", "/{tail:.*}", front.handle)
 
 Services without a model (``execute-api``, ``lambda-url``) are mounted whole with :meth:`Front.mount`.
+
+An operation registered with ``streaming=True`` (S3's PutObject and UploadPart: up to 5 GB) is not read up front:
+its payload member is an async iterator of decoded bytes (aws-chunked decoded, chunk signatures and checksums
+verified as it streams, the declared length enforced), read by the handler at its own pace. A handler's result may
+set :data:`STATUS` to answer another status than the model's (S3's 206), and an error may carry ``headers`` (a
+HEAD 404 of a delete marker says ``x-amz-delete-marker: true``); a 304 never has a body.
 """
 
 from __future__ import annotations
@@ -73,7 +79,11 @@ Authenticate = Callable[[web.Request], Awaitable[object]]
 #: Raises AccessDenied (or another KambdaError) unless the caller may do the action on every resource.
 Authorize = Callable[[web.Request, str, Iterable[str]], Awaitable[None]]
 EVERYTHING = ("*",)
+#: A result key (not a model member) that overrides the response's status code.
+STATUS = "__status__"
 Mounted = Callable[[web.Request, Route], Awaitable[web.StreamResponse]]
+#: Sees a request before authentication (:meth:`Front.intercept`): a response answers it, None goes on.
+Intercept = Callable[[web.Request, Route, str], Awaitable[web.StreamResponse | None]]
 #: The secret of an access key, for verifying a signed streaming body (None: unknown key).
 SecretOf = Callable[[str], str | None]
 
@@ -132,32 +142,45 @@ class Front:
         self.authorize, self.max_body, self.fallback, self.secret_of = authorize, max_body, fallback, secret_of
         #: Called once the service is known, so that its failure is answered in that service's protocol.
         self.authenticate = authenticate
-        self._handlers: dict[tuple[str, str], tuple[Handler, Resources | None, bool]] = {}
+        self._handlers: dict[tuple[str, str], tuple[Handler, Resources | None, bool, bool]] = {}
         self._mounted: dict[str, Mounted] = {}
+        self._intercepts: dict[str, list[Intercept]] = {}
         self._services: dict[str, None] = {}
         self._router: Router | None = None
 
     # -- registration ---------------------------------------------------------------------------------------------
 
     def register(self, service: str, operation: str, handler: Handler, resources: Resources | None = None,
-                 public: bool = False) -> None:
+                 public: bool = False, streaming: bool = False) -> None:
         """``resources``: the ARNs the call acts on (default ``*``); ``public``: any caller may (as STS's
-        GetCallerIdentity, which needs no permission on AWS)."""
+        GetCallerIdentity, which needs no permission on AWS); ``streaming``: the payload member is an async
+        iterator of the decoded body instead of its bytes (see the module docstring)."""
         if operation not in model.service_model(service).operation_names:
             raise ValueError(f"{service} has no operation {operation}")
-        self._handlers[(service, operation)] = (handler, resources, public)
+        if streaming:
+            shape = model.service_model(service).operation_model(operation).input_shape
+            payload = shape.serialization.get("payload") if shape is not None else None
+            if payload is None or shape.members[payload].type_name != "blob":
+                raise ValueError(f"{service} {operation} has no blob payload to stream")
+        self._handlers[(service, operation)] = (handler, resources, public, streaming)
         self._services[service] = None
         self._router = None
 
     def operation(self, service: str, operation: str, resources: Resources | None = None,
-                  public: bool = False) -> Callable[[Handler], Handler]:
+                  public: bool = False, streaming: bool = False) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`register`."""
 
         def mark(handler: Handler) -> Handler:
-            self.register(service, operation, handler, resources, public)
+            self.register(service, operation, handler, resources, public, streaming)
             return handler
 
         return mark
+
+    def intercept(self, service: str, hook: Intercept) -> None:
+        """``hook(request, route, request_id)`` sees each request routed to ``service`` before it is authenticated,
+        and answers it (a response) or lets it go on (None): S3's CORS preflights need no signature and its browser
+        POST uploads carry theirs in the form. Its errors are answered in the service's protocol."""
+        self._intercepts.setdefault(service, []).append(hook)
 
     def mount(self, service: str, handler: Mounted) -> None:
         """A service without a botocore model (``execute-api``, ``lambda-url``), handed the request whole."""
@@ -207,6 +230,10 @@ class Front:
             return await self._mounted[route.service](request, route)
         service = model.service_model(route.service)
         try:
+            for intercept in self._intercepts.get(route.service, ()):
+                answered = await intercept(request, route, request_id)
+                if answered is not None:
+                    return answered
             if self.authenticate is not None:
                 await self.authenticate(request)
             if too_large:
@@ -226,10 +253,16 @@ class Front:
         registered = self._handlers.get((service.service_name, operation.name))
         if registered is None:
             raise _unknown(service, operation.name)
-        handler, resources, public = registered
-        if body is None:
-            body = await self._body(request, service)
-        params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers, body)
+        handler, resources, public, streaming = registered
+        if streaming and body is None:
+            params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers,
+                                            b"")
+            params[operation.input_shape.serialization["payload"]] = self._stream_body(request)
+        else:
+            if body is None:
+                body = await self._body(request, service)
+            params = protocol.parse_request(operation, request.method, raw_path, request.query, request.headers,
+                                            body)
         shape = operation.input_shape
         for member in shape.required_members if shape is not None else ():
             if params.get(member) is None:
@@ -240,7 +273,9 @@ class Front:
             await self.authorize(request, f"{IAM_PREFIX.get(service.service_name, service.service_name)}:"
                                           f"{operation.name}", resources(ctx, params) if resources else EVERYTHING)
         result = await handler(ctx, params)
+        override = result.pop(STATUS, None) if result else None
         status, headers, payload = protocol.serialize_response(operation, result or {}, request_id)
+        status = int(override) if override is not None else status
         headers.update(protocol.request_id_headers(service, request_id))
         if request.method == "HEAD":
             return web.Response(status=status, headers=headers)
@@ -276,7 +311,7 @@ class Front:
         mode = headers.get("x-amz-content-sha256")
         try:
             if chunked.is_streaming(headers) or (mode is not None and service.service_name == "s3"):
-                reader = chunked.BodyReader(request.content, headers, self._signer(request, mode))
+                reader = self._reader(request, mode)
                 async with asyncio.timeout(bodies.BODY_READ_TIMEOUT_S):
                     decoded = await reader.read_all(self.max_body)
             else:
@@ -290,6 +325,32 @@ class Front:
             raise _too_large(service, self.max_body)
         return decoded
 
+    def _stream_body(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The body as it arrives, decoded and verified (:class:`kambda.aws.chunked.BodyReader`: aws-chunked,
+        chunk signatures, checksums, the declared or Content-Length), each read within the body deadline."""
+        reader = self._reader(request, request.headers.get("x-amz-content-sha256"))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                try:
+                    async with asyncio.timeout(bodies.BODY_READ_TIMEOUT_S):
+                        chunk = await reader.read_chunk()
+                except TimeoutError:
+                    raise errors.RequestTimeout(f"The request body stalled for more than "
+                                                f"{bodies.BODY_READ_TIMEOUT_S:.0f} seconds") from None
+                if not chunk:
+                    return
+                yield chunk
+
+        return chunks()
+
+    def _reader(self, request: web.Request, mode: str | None) -> chunked.BodyReader:
+        """The body's decoder; without ``secret_of`` (no signatures checked anywhere) chunk signatures are not
+        either."""
+        if self.secret_of is None:
+            return chunked.BodyReader(request.content, request.headers, verify=False)
+        return chunked.BodyReader(request.content, request.headers, self._signer(request, mode))
+
     def _signer(self, request: web.Request, mode: str | None) -> chunked.ChunkSigner | None:
         if mode not in (chunked.SIGNED, chunked.SIGNED_TRAILER):
             return None
@@ -301,16 +362,27 @@ class Front:
 
     async def _stream(self, request: web.Request, status: int, headers: dict[str, str],
                       chunks: AsyncIterator[bytes]) -> web.StreamResponse:
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        async for chunk in chunks:
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+        """The first chunk is read before the status goes out, so that a failure to start is still an error
+        answer; the iterator is closed however the stream ends (a reader's consumer goes with it)."""
+        try:
+            first = await anext(chunks, b"")
+            response = web.StreamResponse(status=status, headers=headers)
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
 
     def _error(self, request: web.Request, service: ServiceModel, err: errors.KambdaError,
                request_id: str) -> web.Response:
         status, headers, body = protocol.serialize_error(service, err, request_id)
-        if request.method == "HEAD":
+        headers.update(getattr(err, "headers", None) or {})
+        if request.method == "HEAD" or status == 304:
             return web.Response(status=status, headers=headers)
         return web.Response(status=status, headers=headers, body=body)

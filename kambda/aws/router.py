@@ -30,7 +30,11 @@ from kambda.aws import model
 #: Services without a botocore model, reached by host: API Gateway's invoke endpoint and Lambda function URLs.
 EXECUTE_API = "execute-api"
 LAMBDA_URL = "lambda-url"
-PSEUDO = frozenset((EXECUTE_API, LAMBDA_URL))
+#: S3's static website endpoint: ``<bucket>.s3-website.<domain>``, ``<bucket>.s3-website-<region>.<domain>`` or
+#: ``<bucket>.s3-website.<region>.<domain>`` (the bucket returned).
+S3_WEBSITE = "s3-website"
+PSEUDO = frozenset((EXECUTE_API, LAMBDA_URL, S3_WEBSITE))
+_WEBSITE = re.compile(r"(.+)\.s3-website(?:[.-][a-z]{2}(?:-[a-z]+)+-\d+)?")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 
@@ -184,6 +188,9 @@ class Router:
         labels = name[: -len(suffix)]
         if labels == "s3":
             return ("s3", None)
+        website = _WEBSITE.fullmatch(labels)
+        if website is not None:
+            return (S3_WEBSITE, website.group(1))
         for kind in ("s3", EXECUTE_API, LAMBDA_URL):
             marker = "." + kind
             if labels.endswith(marker) and len(labels) > len(marker):
@@ -195,7 +202,7 @@ class Router:
         if host is None or host[1] is None or host[0] != route.service:
             return route
         kind, label = host
-        if kind == "s3":
+        if kind in ("s3", S3_WEBSITE):
             return Route(route.service, route.rule, route.region, bucket=label)
         if kind == EXECUTE_API:
             return Route(route.service, route.rule, route.region, api_id=label)

@@ -207,10 +207,12 @@ def canonical_headers(names: Sequence[str], values: Mapping[str, Sequence[str]])
 
 
 def canonical_request(method: str, raw_target: str, headers: Mapping[str, Sequence[str]],
-                      signed_headers: Sequence[str], body_hash: str) -> str:
-    """``headers`` maps each lower-case name to all its values, in the order they came."""
+                      signed_headers: Sequence[str], body_hash: str, s3: bool = False) -> str:
+    """``headers`` maps each lower-case name to all its values, in the order they came. ``s3``: S3's signers
+    take the path as sent (no dot-segment removal, no second encoding)."""
     raw_path, _, raw_query = raw_target.partition("?")
-    return "\n".join((method.upper(), canonical_uri(raw_path), canonical_query(raw_query),
+    uri = (raw_path or "/") if s3 else canonical_uri(raw_path)
+    return "\n".join((method.upper(), uri, canonical_query(raw_query),
                       canonical_headers(signed_headers, headers), ";".join(signed_headers), body_hash))
 
 

@@ -33,6 +33,8 @@ Layout (ARCHITECTURE.md, "The three services and the bus"):
   returned, published there by the invoker, kept so that a resumed execution never runs the task again);
   ``KAMBDA_SFN_ACTIVITIES`` stream, subjects ``kambda.sfn.activity.<activity-id>`` (tasks waiting for an
   activity worker's GetActivityTask).
+- S3 (objects/): ``KAMBDA_S3`` stream, subjects ``kambda.s3.blob.<blob id>`` (the bytes of objects and parts, in
+  messages of ``objects.store.CHUNK`` bytes; the metadata and the packed sequence numbers are in SQL).
 """
 
 from __future__ import annotations
@@ -104,6 +106,15 @@ DDB_PREFIX = "kambda.ddb."
 DDB_PARTITIONS = 16
 #: A core-NATS nudge from the gateway after a write that made stream records: the forwarder wakes up.
 DDB_OUTBOX_SUBJECT = "kambda.tables.outbox"
+#: S3 notifications (objects/notifications.py): S3 records external stores publish (MinIO's NATS target), per
+#: bucket, and the records S3 sends to a NATS subject destination (``arn:kambda:nats:::kambda.s3.notify.<name>``).
+S3_INBOX_STREAM = "KAMBDA_S3_INBOX"
+S3_INBOX_PREFIX = "kambda.s3.inbox."
+S3_NOTIFY_STREAM = "KAMBDA_S3_NOTIFY"
+S3_NOTIFY_PREFIX = "kambda.s3.notify."
+#: S3's object bytes (objects/store.py): subject ``kambda.s3.blob.<blob id>`` per blob, file storage.
+S3_STREAM = "KAMBDA_S3"
+S3_BLOB_PREFIX = "kambda.s3.blob."
 SFN_BUCKET = "kambda_sfn"
 SFN_EXECUTIONS_BUCKET = "kambda_sfn_executions"
 SFN_TOKENS_BUCKET = "kambda_sfn_tokens"
@@ -393,6 +404,27 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
         max_msg_size=MAX_ASYNC_MESSAGE * 2,
         max_bytes=4 * 1024 * 1024 * 1024,
         duplicate_window=120,
+        discard=DiscardPolicy.OLD,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=S3_INBOX_STREAM,
+        num_replicas=replicas,
+        subjects=[S3_INBOX_PREFIX + ">"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_msg_size=MAX_ASYNC_MESSAGE,
+        max_bytes=256 * 1024 * 1024,
+        discard=DiscardPolicy.NEW,
+    ))
+    await _ensure_stream(js, StreamConfig(
+        name=S3_NOTIFY_STREAM,
+        num_replicas=replicas,
+        subjects=[S3_NOTIFY_PREFIX + ">"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600,
+        max_msg_size=MAX_ASYNC_MESSAGE,
+        max_bytes=1024 * 1024 * 1024,
         discard=DiscardPolicy.OLD,
     ))
     await _ensure_workflows(js, replicas)

@@ -41,6 +41,8 @@ from kambda.bus import (
     CODE_BUCKET,
     DDB_OUTBOX_SUBJECT,
     FUNCTIONS_BUCKET,
+    S3_INBOX_STREAM,
+    S3_NOTIFY_PREFIX,
     SFN_ACTIVITIES_STREAM,
     SFN_BUCKET,
     SFN_EXECUTIONS_BUCKET,
@@ -102,6 +104,13 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         f"{SFN_HISTORY_PREFIX}>", f"{SFN_WORK_PREFIX}>",
         f"$JS.API.CONSUMER.MSG.NEXT.{SFN_ACTIVITIES_STREAM}.>", f"$JS.ACK.{SFN_ACTIVITIES_STREAM}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{SFN_ACTIVITIES_STREAM}.>",
+        # S3 notifications (objects/notifications.py): records to NATS destinations, and the external stores'
+        # records (MinIO's NATS target) pulled from their inbox stream.
+        f"{S3_NOTIFY_PREFIX}>", f"$JS.API.CONSUMER.MSG.NEXT.{S3_INBOX_STREAM}.>", f"$JS.ACK.{S3_INBOX_STREAM}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{S3_INBOX_STREAM}.>",
+        # S3's bytes (objects/store.py): blobs published, read with pulls, purged; the stream made at start.
+        "kambda.s3.blob.>", "$JS.API.STREAM.CREATE.KAMBDA_S3", "$JS.API.STREAM.PURGE.KAMBDA_S3",
+        "$JS.API.CONSUMER.MSG.NEXT.KAMBDA_S3.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",

@@ -39,6 +39,7 @@ ROOTS = {
     "GetObjectAclResult": "AccessControlPolicy", "GetBucketVersioningResult": "VersioningConfiguration",
     "GetBucketCorsResult": "CORSConfiguration", "GetBucketLifecycleConfigurationResult": "LifecycleConfiguration",
     "GetBucketLocationResult": "LocationConstraint", "GetBucketPolicyStatusResult": "PolicyStatus",
+    "GetObjectAttributesResult": "GetObjectAttributesResponse",
 }
 
 
@@ -87,6 +88,10 @@ def parse_request(operation: OperationModel, method: str, path: str, query: Mapp
 
 def serialize_response(operation: OperationModel, result: dict[str, Any],
                        request_id: str = "") -> tuple[int, dict[str, str], Any]:
+    if operation.name == "GetBucketLocation":  # the root's own text is the region (botocore reads root.text)
+        text = xmlbody.escape(result.get("LocationConstraint") or "")
+        body = f'{DECLARATION}<LocationConstraint xmlns="{S3_NAMESPACE}">{text}</LocationConstraint>'
+        return 200, {"Content-Type": CONTENT_TYPE}, body.encode("utf-8")
     response = rest.serialize(operation, result, _codec(operation.service_model), b"")
     return response.status, response.headers, response.body
 
@@ -100,9 +105,18 @@ def request_id_headers(request_id: str) -> dict[str, str]:
     return {"x-amz-request-id": request_id, "x-amz-id-2": host_id(request_id)}
 
 
+#: The kernel's authentication errors (JSON services' codes) in S3's words.
+S3_CODES = {
+    "InvalidSignatureException": "SignatureDoesNotMatch", "UnrecognizedClientException": "InvalidAccessKeyId",
+    "AccessDeniedException": "AccessDenied", "MissingAuthenticationTokenException": "AccessDenied",
+    "IncompleteSignatureException": "AuthorizationQueryParametersError",
+}
+
+
 def serialize_error(service: ServiceModel, err: errors.KambdaError,
                     request_id: str) -> tuple[int, dict[str, str], bytes]:
-    out = [DECLARATION, "<Error><Code>", xmlbody.escape(err.code), "</Code><Message>", xmlbody.escape(err.message),
+    code = S3_CODES.get(err.code, err.code) if service.service_name == "s3" else err.code
+    out = [DECLARATION, "<Error><Code>", xmlbody.escape(code), "</Code><Message>", xmlbody.escape(err.message),
            "</Message>"]
     for key, value in err.extra.items():
         out.append(f"<{key}>{xmlbody.escape(str(value))}</{key}>")
