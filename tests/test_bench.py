@@ -50,3 +50,26 @@ def test_bench_workflows_quick_reports_every_figure(tmp_path) -> None:
     assert all(isinstance(f, float) and f > 0 for f in figures), figures
     assert result["standard"]["ended"] == {"SUCCEEDED": result["standard"]["executions"]}
     assert "| kill -9 of the worker to 5 executions" in (tmp_path / "result.md").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_bench_s3_quick_reports_every_figure(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.s3", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=220, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    figures = [result["small"]["put_per_second"], result["small"]["get_per_second"], result["list"]["p50_ms"],
+               *(result["large"]["4mb"][f] for f in ("put_mb_s", "get_mb_s")),
+               result["disk"]["small"]["put_per_second"], result["disk"]["list"]["p50_ms"]]
+    assert all(isinstance(f, float) and f > 0 for f in figures), figures
+    assert "| ListObjectsV2 of 100 keys from 300" in (tmp_path / "result.md").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_bench_objects_engine_small_run_reports_every_figure() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.objects", "--objects", "64", "--mb", "2"],
+                          capture_output=True, text=True, timeout=220, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)["sqlite"]
+    figures = [*result["small"].values(), *result["large"].values()]
+    assert figures and all(isinstance(f, float) and f > 0 for f in figures), result
