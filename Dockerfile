@@ -20,6 +20,7 @@ COPY invoker ./invoker
 COPY iam ./iam
 COPY tables ./tables
 COPY workflows ./workflows
+COPY tasks ./tasks
 RUN /opt/kambda/bin/pip install . \
  && /opt/kambda/bin/python -m compileall -q /opt/kambda
 
