@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kambda import memory, procs
+from tasks.oci import ImageConfig
 from tasks.tools import bwrap_path
 
 #: ECS's reason for a container its memory limit killed.
@@ -41,27 +42,6 @@ LineSink = Callable[[str, str], None]
 
 class ContainerError(Exception):
     """A container that cannot start (its image, user or working directory is not usable)."""
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """What an OCI image's config says about running it."""
-
-    env: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    working_dir: str = ""
-    user: str = ""
-
-    @classmethod
-    def from_oci(cls, config: Mapping[str, object]) -> ImageConfig:
-        """From an image config's ``config`` object (``Env``, ``Entrypoint``, ``Cmd``, ``WorkingDir``, ``User``)."""
-        def strings(key: str) -> tuple[str, ...]:
-            value = config.get(key)
-            return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-        return cls(env=strings("Env"), entrypoint=strings("Entrypoint"), cmd=strings("Cmd"),
-                   working_dir=str(config.get("WorkingDir") or ""), user=str(config.get("User") or ""))
 
 
 @dataclass(frozen=True)
@@ -94,12 +74,7 @@ class Exit:
 
 def command_of(spec: ContainerSpec) -> list[str]:
     """argv as Docker builds it: the entrypoint, then the command; an entrypoint override drops the image's Cmd."""
-    entrypoint = list(spec.image.entrypoint if spec.entrypoint is None else spec.entrypoint)
-    if spec.command is not None:
-        cmd = list(spec.command)
-    else:
-        cmd = list(spec.image.cmd) if spec.entrypoint is None else []
-    return entrypoint + cmd
+    return spec.image.argv(spec.entrypoint, spec.command)
 
 
 def environment_of(spec: ContainerSpec) -> dict[str, str]:

@@ -11,7 +11,8 @@ import pytest
 
 from kambda import procs
 from tasks import runner, tools
-from tasks.runner import Container, ContainerError, ContainerSpec, ImageConfig
+from tasks.oci import ImageConfig
+from tasks.runner import Container, ContainerError, ContainerSpec
 from tests.conftest import alive, until
 
 #: The busybox applets the tests' containers use.
