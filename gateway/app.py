@@ -49,6 +49,7 @@ from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
+from tasks.registry import ImageStore, Registry
 from workflows import lambdas
 from workflows.api import StepFunctionsApi
 from workflows.records import Records
@@ -167,6 +168,8 @@ class Gateway:
             web.get("/_kambda/v1/code/{sha}", self.code),
             web.get("/metrics", self.prometheus),
         ])
+        self.images = ImageStore(self._js)
+        app.add_routes(Registry(self.images, self._arns).routes())  # the OCI distribution API under /v2/
         self.front = Front(account=self.settings.account, region=self.settings.region,
                            domain=self.settings.url_domain or "localhost", authorize=_authorize,
                            max_body=MAX_REQUEST, secret_of=self.authenticator.secret_of,

@@ -41,6 +41,8 @@ from kambda.bus import (
     CODE_BUCKET,
     DDB_OUTBOX_SUBJECT,
     FUNCTIONS_BUCKET,
+    IMAGE_REPOS_BUCKET,
+    IMAGES_BUCKET,
     SFN_ACTIVITIES_STREAM,
     SFN_BUCKET,
     SFN_EXECUTIONS_BUCKET,
@@ -102,6 +104,9 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         f"{SFN_HISTORY_PREFIX}>", f"{SFN_WORK_PREFIX}>",
         f"$JS.API.CONSUMER.MSG.NEXT.{SFN_ACTIVITIES_STREAM}.>", f"$JS.ACK.{SFN_ACTIVITIES_STREAM}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{SFN_ACTIVITIES_STREAM}.>",
+        # the image registry (tasks/registry.py): blobs written as they arrive, read back, purged when deleted
+        f"$O.{IMAGES_BUCKET}.>", f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{IMAGES_BUCKET}.>",
+        f"$JS.API.STREAM.PURGE.OBJ_{IMAGES_BUCKET}", f"$KV.{IMAGE_REPOS_BUCKET}.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",

@@ -1,0 +1,196 @@
+"""The built-in registry (tasks/registry.py) through its HTTP API on a real platform: pushes and pulls with urllib
+(monolithic and chunked uploads, ranges, tags, the catalog, deletes), the distribution spec's errors, and skopeo
+copying an image in and out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks import oci
+from tasks.tools import skopeo_path
+from tests import images
+from tests.conftest import Platform, unique
+from tests.images import directory, error_codes, file, request, tar_layer
+
+
+def repo_name(prefix: str = "team/app") -> str:
+    return unique(prefix)
+
+
+def test_the_version_check_answers_with_the_api_version(platform: Platform) -> None:
+    status, headers, body = request("GET", platform.url + "/v2/")
+    assert status == 200 and json.loads(body) == {}
+    assert headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_an_image_pushed_is_pulled_back_by_tag_and_digest(platform: Platform, tmp_path: Path) -> None:
+    url, repo = platform.url, repo_name()
+    layout = images.busybox_image(tmp_path / "img", {"Cmd": ["sh", "-c", "exit 3"]},
+                                  [tar_layer([directory("srv"), file("srv/a.txt", "hello")])])
+    digest = images.push(url, repo, "v1", layout)
+    for reference in ("v1", digest):
+        status, headers, body = request("GET", f"{url}/v2/{repo}/manifests/{reference}")
+        assert status == 200 and body == layout.blob(digest)
+        assert headers["Docker-Content-Digest"] == digest
+        assert headers["Content-Type"] == oci.OCI_MANIFEST
+    status, headers, body = request("HEAD", f"{url}/v2/{repo}/manifests/v1")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(layout.blob(digest))
+    _, manifest = layout.manifest()
+    for descriptor in (manifest.config, *manifest.layers):
+        status, headers, body = request("GET", f"{url}/v2/{repo}/blobs/{descriptor.digest}")
+        assert status == 200 and oci.digest_of(body) == descriptor.digest
+        status, headers, body = request("HEAD", f"{url}/v2/{repo}/blobs/{descriptor.digest}")
+        assert status == 200 and int(headers["Content-Length"]) == descriptor.size and body == b""
+    images.push(url, repo, "v2", layout)
+    status, _, body = request("GET", f"{url}/v2/{repo}/tags/list")
+    assert json.loads(body) == {"name": repo, "tags": ["v1", "v2"]}
+    status, _, body = request("GET", f"{url}/v2/{repo}/tags/list?n=1")
+    assert json.loads(body)["tags"] == ["v1"]
+    status, _, body = request("GET", f"{url}/v2/_catalog")
+    assert status == 200 and repo in json.loads(body)["repositories"]
+
+
+def test_a_chunked_upload_with_content_ranges_and_a_range_read(platform: Platform) -> None:
+    url, repo = platform.url, repo_name("chunks")
+    data = os.urandom(1_300_000)
+    status, headers, _ = request("POST", f"{url}/v2/{repo}/blobs/uploads/", b"")
+    assert status == 202
+    location = url + headers["Location"]
+    sent = 0
+    for size in (400_000, 600_001, 299_999):
+        status, headers, body = request("PATCH", location, data[sent:sent + size], {
+            "Content-Type": "application/octet-stream", "Content-Range": f"{sent}-{sent + size - 1}"})
+        assert status == 202, body
+        sent += size
+        assert headers["Range"] == f"0-{sent - 1}"
+    status, headers, _ = request("GET", location)
+    assert status == 204 and headers["Range"] == f"0-{len(data) - 1}"
+    # a chunk that does not follow on is refused
+    status, _, _ = request("PATCH", location, b"x", {"Content-Range": "5-5"})
+    assert status == 416
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status, headers, body = request("PUT", f"{location}?digest={digest}", b"")
+    assert status == 201, body
+    assert headers["Docker-Content-Digest"] == digest
+    status, headers, body = request("GET", f"{url}/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and body == data[1000:2000]
+    assert headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    status, _, body = request("GET", f"{url}/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=-10"})
+    assert status == 206 and body == data[-10:]
+    # the session is gone once completed
+    assert error_codes(request("GET", location)[2]) == ["BLOB_UPLOAD_UNKNOWN"]
+    # a monolithic POST ?digest= and a mount of a blob that exists
+    small = b"monolithic"
+    small_digest = oci.digest_of(small)
+    status, headers, _ = request("POST", f"{url}/v2/{repo}/blobs/uploads/?digest={small_digest}", small)
+    assert status == 201 and headers["Docker-Content-Digest"] == small_digest
+    other = repo_name("mounted")
+    status, headers, _ = request("POST", f"{url}/v2/{other}/blobs/uploads/?mount={digest}&from={repo}", b"")
+    assert status == 201 and headers["Docker-Content-Digest"] == digest
+
+
+def test_the_distribution_errors(platform: Platform, tmp_path: Path) -> None:
+    url, repo = platform.url, repo_name("errors")
+    missing = "sha256:" + "0" * 64
+    status, _, body = request("GET", f"{url}/v2/{repo}/blobs/{missing}")
+    assert status == 404 and error_codes(body) == ["BLOB_UNKNOWN"]
+    status, _, body = request("GET", f"{url}/v2/{repo}/manifests/latest")
+    assert status == 404 and error_codes(body) == ["NAME_UNKNOWN"]
+    status, _, body = request("GET", f"{url}/v2/{repo}/tags/list")
+    assert status == 404 and error_codes(body) == ["NAME_UNKNOWN"]
+    status, _, body = request("GET", f"{url}/v2/{repo}/blobs/md5:abc")
+    assert status == 400 and error_codes(body) == ["DIGEST_INVALID"]
+    status, _, body = request("GET", f"{url}/v2/Upper/blobs/{missing}")
+    assert status == 400 and error_codes(body) == ["NAME_INVALID"]
+    # the bytes are not the digest they are completed as: nothing is kept
+    status, headers, _ = request("POST", f"{url}/v2/{repo}/blobs/uploads/", b"")
+    status, _, body = request("PUT", f"{url}{headers['Location']}?digest={missing}", b"not zeros")
+    assert status == 400 and error_codes(body) == ["DIGEST_INVALID"]
+    assert request("HEAD", f"{url}/v2/{repo}/blobs/{missing}")[0] == 404
+    # a manifest naming a blob nobody pushed
+    layer = tar_layer([file("x", "y")])
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                           "config": {"mediaType": oci.OCI_CONFIG, "digest": missing, "size": 2},
+                           "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": oci.digest_of(layer),
+                                       "size": len(layer)}]}).encode()
+    status, _, body = request("PUT", f"{url}/v2/{repo}/manifests/v1", manifest,
+                              {"Content-Type": oci.OCI_MANIFEST})
+    assert status == 404 and error_codes(body) == ["MANIFEST_BLOB_UNKNOWN"]
+    status, _, body = request("PUT", f"{url}/v2/{repo}/manifests/v1", b"{not json",
+                              {"Content-Type": oci.OCI_MANIFEST})
+    assert status == 400 and error_codes(body) == ["MANIFEST_INVALID"]
+    # pushed as a digest it is not
+    layout = images.busybox_image(tmp_path / "img")
+    images.push(url, repo, "v1", layout)
+    digest, _ = layout.manifest()
+    status, _, body = request("PUT", f"{url}/v2/{repo}/manifests/{missing}", layout.blob(digest),
+                              {"Content-Type": oci.OCI_MANIFEST})
+    assert status == 400 and error_codes(body) == ["DIGEST_INVALID"]
+    status, _, body = request("GET", f"{url}/v2/{repo}/manifests/{missing}")
+    assert status == 404 and error_codes(body) == ["MANIFEST_UNKNOWN"]
+
+
+def test_manifests_are_deleted_by_tag_and_by_digest(platform: Platform, tmp_path: Path) -> None:
+    url, repo = platform.url, repo_name("deletes")
+    layout = images.busybox_image(tmp_path / "img")
+    digest = images.push(url, repo, "a", layout)
+    images.push(url, repo, "b", layout)
+    assert request("DELETE", f"{url}/v2/{repo}/manifests/a")[0] == 202
+    assert json.loads(request("GET", f"{url}/v2/{repo}/tags/list")[2])["tags"] == ["b"]
+    assert request("GET", f"{url}/v2/{repo}/manifests/{digest}")[0] == 200
+    assert request("DELETE", f"{url}/v2/{repo}/manifests/{digest}")[0] == 202
+    status, _, body = request("GET", f"{url}/v2/{repo}/manifests/b")
+    assert status == 404 and error_codes(body) == ["MANIFEST_UNKNOWN"]
+    assert error_codes(request("DELETE", f"{url}/v2/{repo}/manifests/{digest}")[2]) == ["MANIFEST_UNKNOWN"]
+
+
+def test_a_50_mb_layer_is_pushed_and_pulled_streaming(platform: Platform) -> None:
+    url, repo = platform.url, repo_name("big")
+    data = os.urandom(50 * 1024 * 1024)
+    started = time.perf_counter()
+    digest = images.push_blob(url, repo, data)
+    pushed = time.perf_counter() - started
+    started = time.perf_counter()
+    status, _, body = request("GET", f"{url}/v2/{repo}/blobs/{digest}")
+    pulled = time.perf_counter() - started
+    assert status == 200 and len(body) == len(data) and body == data
+    print(f"\n50 MB layer: push {50 / pushed:.0f} MB/s, pull {50 / pulled:.0f} MB/s")
+
+
+def _skopeo() -> Path:
+    found = skopeo_path()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("skopeo is required in CI (scripts/install-container-tools.sh)")
+        pytest.skip("skopeo is not installed (scripts/install-container-tools.sh)")
+    return found
+
+
+def test_skopeo_copies_an_image_in_and_out(platform: Platform, tmp_path: Path) -> None:
+    skopeo = _skopeo()
+    host = platform.url.removeprefix("http://")
+    repo = repo_name("skopeo/busybox")
+    layout = images.busybox_image(tmp_path / "img", {"Cmd": ["sh"], "Env": ["A=1"]},
+                                  [tar_layer([file("hello", "from skopeo")], "zstd")])
+    digest, _ = layout.manifest()
+    env = {**os.environ, "HOME": str(tmp_path)}
+    subprocess.run([str(skopeo), "copy", "--quiet", "--dest-tls-verify=false", f"oci:{tmp_path / 'img'}:latest",
+                    f"docker://{host}/{repo}:v1"], check=True, env=env, timeout=120)
+    status, headers, _ = request("GET", f"{platform.url}/v2/{repo}/manifests/v1")
+    assert status == 200 and headers["Docker-Content-Digest"] == digest  # copied as it was
+    out = subprocess.run([str(skopeo), "inspect", "--tls-verify=false", f"docker://{host}/{repo}:v1"],
+                         check=True, env=env, timeout=120, capture_output=True, text=True)
+    assert json.loads(out.stdout)["Env"] == ["A=1"]
+    subprocess.run([str(skopeo), "copy", "--quiet", "--src-tls-verify=false", f"docker://{host}/{repo}:v1",
+                    f"oci:{tmp_path / 'back'}:latest"], check=True, env=env, timeout=120)
+    back = oci.Layout(tmp_path / "back")
+    back_digest, manifest = back.manifest("latest")
+    root = oci.unpack(back_digest, [back.blob_path(d.digest) for d in manifest.layers], tmp_path / "cache")
+    assert (root / "hello").read_text() == "from skopeo" and (root / "bin" / "busybox").is_file()
