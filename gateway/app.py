@@ -49,6 +49,9 @@ from kambda.v1.invocation_pb2 import LogBatch
 from kambda.v1.invoker_pb2 import ScaleEvent
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
+from tasks import records as ecs_records
+from tasks.api import EcsApi
+from tasks.ecr import EcrApi
 from tasks.registry import ImageStore, Registry
 from workflows import lambdas
 from workflows.api import StepFunctionsApi
@@ -188,6 +191,8 @@ class Gateway:
         self.tables.register(self.front)
         StreamsApi(self.tables).register(self.front)
         StepFunctionsApi(self._nc, Records(self._js), self._arns, self._call_lambda).register(self.front)
+        EcsApi(self._nc, ecs_records.Arns(self.settings.region, self.settings.account)).register(self.front)
+        EcrApi(self.images, self._arns, self.authenticator.secret_of).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

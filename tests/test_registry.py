@@ -1,19 +1,26 @@
 """The built-in registry (tasks/registry.py) through its HTTP API on a real platform: pushes and pulls with urllib
-(monolithic and chunked uploads, ranges, tags, the catalog, deletes), the distribution spec's errors, and skopeo
-copying an image in and out."""
+(monolithic and chunked uploads, ranges, tags, the catalog, deletes), the distribution spec's errors, skopeo
+copying an image in and out; ECR's API (tasks/ecr.py) with boto3, and its tokens on a platform with credentials."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tasks import oci
+from tasks.ecr import ExternalImage, resolve
 from tasks.tools import skopeo_path
 from tests import images
 from tests.conftest import Platform, unique
@@ -194,3 +201,160 @@ def test_skopeo_copies_an_image_in_and_out(platform: Platform, tmp_path: Path) -
     back_digest, manifest = back.manifest("latest")
     root = oci.unpack(back_digest, [back.blob_path(d.digest) for d in manifest.layers], tmp_path / "cache")
     assert (root / "hello").read_text() == "from skopeo" and (root / "bin" / "busybox").is_file()
+
+
+# -- ECR's API (boto3's ecr client) and its tokens on the registry ----------------------------------------------------
+
+
+def ecr_client(platform: Platform, key: str = "x", secret: str = "x") -> Any:
+    return boto3.client("ecr", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_ecr_repositories_are_created_described_and_deleted(platform: Platform, tmp_path: Path) -> None:
+    ecr = ecr_client(platform)
+    name = repo_name("ecr/app")
+    made = ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")["repository"]
+    assert made["repositoryName"] == name and made["imageTagMutability"] == "IMMUTABLE"
+    assert made["repositoryArn"] == f"arn:aws:ecr:us-east-1:{made['registryId']}:repository/{name}"
+    assert made["repositoryUri"] == f"{made['registryId']}.dkr.ecr.us-east-1.amazonaws.com/{name}"
+    assert resolve(made["repositoryUri"] + ":v1") == (name, "v1")
+    with pytest.raises(ClientError) as exc:
+        ecr.create_repository(repositoryName=name)
+    assert code_of(exc) == "RepositoryAlreadyExistsException"
+    with pytest.raises(ClientError) as exc:
+        ecr.create_repository(repositoryName="Bad_Name")
+    assert code_of(exc) == "InvalidParameterException"
+    described = ecr.describe_repositories(repositoryNames=[name])["repositories"]
+    assert [r["repositoryName"] for r in described] == [name]
+    assert name in [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    with pytest.raises(ClientError) as exc:
+        ecr.describe_repositories(repositoryNames=[name + "-nope"])
+    assert code_of(exc) == "RepositoryNotFoundException"
+    images.push(platform.url, name, "v1", images.busybox_image(tmp_path / "img"))
+    with pytest.raises(ClientError) as exc:
+        ecr.delete_repository(repositoryName=name)
+    assert code_of(exc) == "RepositoryNotEmptyException"
+    assert ecr.delete_repository(repositoryName=name, force=True)["repository"]["repositoryName"] == name
+    with pytest.raises(ClientError) as exc:
+        ecr.list_images(repositoryName=name)
+    assert code_of(exc) == "RepositoryNotFoundException"
+    assert request("GET", f"{platform.url}/v2/{name}/manifests/v1")[0] == 404
+
+
+def test_ecr_images_are_listed_described_fetched_and_deleted(platform: Platform, tmp_path: Path) -> None:
+    ecr = ecr_client(platform)
+    name = repo_name("ecr/images")
+    ecr.create_repository(repositoryName=name)
+    first = images.busybox_image(tmp_path / "a")
+    second = images.busybox_image(tmp_path / "b", {"Cmd": ["true"]})
+    one = images.push(platform.url, name, "v1", first)
+    images.push(platform.url, name, "latest", first)
+    two = images.push(platform.url, name, "v2", second)
+    ids = ecr.list_images(repositoryName=name)["imageIds"]
+    assert sorted((i["imageDigest"], i["imageTag"]) for i in ids) == sorted(
+        [(one, "latest"), (one, "v1"), (two, "v2")])
+    details = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "v1"}])["imageDetails"]
+    assert details[0]["imageDigest"] == one and details[0]["imageTags"] == ["latest", "v1"]
+    assert details[0]["imageManifestMediaType"] == oci.OCI_MANIFEST
+    assert details[0]["imageSizeInBytes"] == sum(d.size for d in first.manifest()[1].layers)
+    assert details[0]["artifactMediaType"] == oci.OCI_CONFIG
+    with pytest.raises(ClientError) as exc:
+        ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "nope"}])
+    assert code_of(exc) == "ImageNotFoundException"
+    got = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v2"}, {"imageTag": "nope"}])
+    assert got["images"][0]["imageId"] == {"imageDigest": two, "imageTag": "v2"}
+    assert got["images"][0]["imageManifest"].encode() == second.blob(two)
+    assert got["failures"][0]["failureCode"] == "ImageNotFound"
+    # a tag removed; the image stays while another tag names it, and goes with its last one
+    deleted = ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])
+    assert deleted["imageIds"] == [{"imageDigest": one, "imageTag": "v1"}] and deleted["failures"] == []
+    assert len(ecr.describe_images(repositoryName=name)["imageDetails"]) == 2
+    ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "latest"}])
+    assert [d["imageDigest"] for d in ecr.describe_images(repositoryName=name)["imageDetails"]] == [two]
+    deleted = ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageDigest": two}, {"imageDigest": one}])
+    assert deleted["imageIds"] == [{"imageDigest": two, "imageTag": "v2"}]
+    assert deleted["failures"][0]["failureCode"] == "ImageNotFound"
+    assert ecr.list_images(repositoryName=name)["imageIds"] == []
+
+
+def test_ecr_put_image_tags_a_manifest_and_keeps_immutable_tags(platform: Platform, tmp_path: Path) -> None:
+    ecr = ecr_client(platform)
+    name = repo_name("ecr/put")
+    ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")
+    first, second = images.busybox_image(tmp_path / "a"), images.busybox_image(tmp_path / "b", {"Cmd": ["true"]})
+    one = images.push(platform.url, name, "v1", first)
+    two_digest, _ = second.manifest()
+    images.push(platform.url, name, two_digest, second)  # by digest: untagged
+    put = ecr.put_image(repositoryName=name, imageManifest=second.blob(two_digest).decode(), imageTag="v2")
+    assert put["image"]["imageId"] == {"imageDigest": two_digest, "imageTag": "v2"}
+    with pytest.raises(ClientError) as exc:
+        ecr.put_image(repositoryName=name, imageManifest=second.blob(two_digest).decode(), imageTag="v2")
+    assert code_of(exc) == "ImageAlreadyExistsException"
+    with pytest.raises(ClientError) as exc:
+        ecr.put_image(repositoryName=name, imageManifest=second.blob(two_digest).decode(), imageTag="v1")
+    assert code_of(exc) == "ImageTagAlreadyExistsException"
+    assert ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])["images"][0]["imageId"][
+        "imageDigest"] == one
+    with pytest.raises(ClientError) as exc:
+        ecr.put_image(repositoryName=name, imageManifest=json.dumps({
+            "schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": {
+                "mediaType": oci.OCI_CONFIG, "digest": "sha256:" + "1" * 64, "size": 1}, "layers": []}))
+    assert code_of(exc) == "LayersNotFoundException"
+
+
+def test_references_resolve_to_the_built_in_registry_or_say_they_are_elsewhere() -> None:
+    assert resolve("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v3") == ("team/app", "v3")
+    digest = "sha256:" + "c" * 64
+    assert resolve(f"123456789012.dkr.ecr.us-east-1.amazonaws.com/app@{digest}") == ("app", digest)
+    assert resolve("app") == ("app", "latest")
+    assert resolve("127.0.0.1:8042/ns/app:1.0") == ("ns/app", "1.0")
+    assert resolve("kambda.internal:5000/app:x", local_hosts=["kambda.internal:5000"]) == ("app", "x")
+    with pytest.raises(ExternalImage, match="public.ecr.aws"):
+        resolve("public.ecr.aws/lambda/python:3.12")
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    state = tmp_path_factory.mktemp("kambda-registry-auth")
+    creds = state / "credentials.json"
+    only_pull = {"Statement": [{"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                                              "ecr:GetAuthorizationToken"], "Resource": "*"}]}
+    creds.write_text(json.dumps({"credentials": [
+        {"accessKeyId": "ADMIN", "secretAccessKey": "ADMIN-secret", "role": "admin"},
+        {"accessKeyId": "PULLER", "secretAccessKey": "PULLER-secret", "policy": only_pull}]}))
+    running = Platform(state / "state", ["--credentials", str(creds)]).start()
+    yield running
+    running.stop()
+
+
+def _login(platform: Platform, key: str) -> tuple[str, str]:
+    data = ecr_client(platform, key, f"{key}-secret").get_authorization_token()["authorizationData"][0]
+    assert data["proxyEndpoint"] == platform.url  # what docker login is given
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    assert user == "AWS"
+    return user, password
+
+
+def test_with_credentials_the_registry_wants_an_ecr_token(secured: Platform, tmp_path: Path) -> None:
+    url = secured.url
+    status, headers, body = request("GET", url + "/v2/")
+    assert status == 401 and error_codes(body) == ["UNAUTHORIZED"]
+    assert headers["WWW-Authenticate"].startswith("Basic")
+    admin = _login(secured, "ADMIN")
+    assert request("GET", url + "/v2/", auth=admin)[0] == 200
+    assert request("GET", url + "/v2/", auth=("AWS", admin[1][:-4] + "0000"))[0] == 401
+    assert request("GET", url + "/v2/", auth=("AWS", "garbage"))[0] == 401
+    repo = repo_name("secured")
+    layout = images.busybox_image(tmp_path / "img")
+    digest = images.push(url, repo, "v1", layout, auth=admin)
+    puller = _login(secured, "PULLER")
+    status, _, body = request("GET", f"{url}/v2/{repo}/manifests/v1", auth=puller)
+    assert status == 200 and oci.digest_of(body) == digest
+    status, _, body = request("POST", f"{url}/v2/{repo}/blobs/uploads/", b"", auth=puller)
+    assert status == 403 and error_codes(body) == ["DENIED"]
+    assert request("GET", f"{url}/v2/{repo}/manifests/v1")[0] == 401

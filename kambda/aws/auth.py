@@ -64,7 +64,7 @@ ITSELF = "itself"
 PUBLIC_PATHS = frozenset({"/_kambda/health", "/http"})
 PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
-ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam"})
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam", "ecr", "ecs"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
