@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import nats
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tasks import oci
 from tasks.ecr import ExternalImage, resolve
+from tasks.images import PullError, pull
 from tasks.tools import skopeo_path
 from tests import images
 from tests.conftest import Platform, unique
@@ -358,3 +360,32 @@ def test_with_credentials_the_registry_wants_an_ecr_token(secured: Platform, tmp
     status, _, body = request("POST", f"{url}/v2/{repo}/blobs/uploads/", b"", auth=puller)
     assert status == 403 and error_codes(body) == ["DENIED"]
     assert request("GET", f"{url}/v2/{repo}/manifests/v1")[0] == 401
+
+
+# -- pulling for the runners (tasks/images.py) ---------------------------------------------------------------------
+
+
+async def test_pull_unpacks_an_image_of_the_registry_once(platform: Platform, tmp_path: Path) -> None:
+    name = repo_name("pulled")
+    layout = images.busybox_image(tmp_path / "img", {"Cmd": ["sh", "-c", "exit 3"], "Env": ["A=1"]},
+                                  [tar_layer([file("etc/motd", "pulled")])])
+    digest = images.push(platform.url, name, "v1", layout)
+    nc = await nats.connect(platform.nats_url())
+    try:
+        js = nc.jetstream()
+        uri = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}:v1"
+        rootfs, config = await pull(js, uri, tmp_path / "cache")
+        assert rootfs == tmp_path / "cache" / "rootfs" / digest.split(":")[1]
+        assert (rootfs / "etc" / "motd").read_text() == "pulled" and (rootfs / "bin" / "busybox").is_file()
+        assert config.argv() == ["sh", "-c", "exit 3"] and config.environment == {"A": "1"}
+        assert sorted(p.name for p in (tmp_path / "cache" / "blobs").iterdir()) == sorted(
+            d.digest.split(":")[1] for d in layout.manifest()[1].layers)
+        assert await pull(js, f"{name}@{digest}", tmp_path / "cache") == (rootfs, config)
+        with pytest.raises(PullError, match="MANIFEST_UNKNOWN"):
+            await pull(js, f"{name}:nope", tmp_path / "cache")
+        with pytest.raises(PullError, match="NAME_UNKNOWN"):
+            await pull(js, repo_name("never-pushed"), tmp_path / "cache")
+        with pytest.raises(PullError, match="registry docker.io, not kambda's"):
+            await pull(js, "docker.io/library/busybox:latest", tmp_path / "cache")
+    finally:
+        await nc.close()
