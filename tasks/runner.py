@@ -146,12 +146,15 @@ def bwrap_argv(spec: ContainerSpec, bwrap: str | None = None, info_fd: int | Non
            "--unshare-user", "--uid", str(uid), "--gid", str(gid),
            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.name[:63] or "container",
            "--die-with-parent", "--new-session",
-           "--ro-bind", str(spec.rootfs), "/",
+           # Bound writable only while bwrap makes its mount points (an image need not have /proc, /dev, /tmp):
+           # the container sees it read-only.
+           "--bind", str(spec.rootfs), "/",
            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for name in ("resolv.conf", "hosts"):
         host = Path("/etc") / name
         if host.is_file() and (spec.rootfs / "etc" / name).exists():
             out += ["--ro-bind", str(host), f"/etc/{name}"]
+    out += ["--remount-ro", "/"]
     if info_fd is not None:
         out += ["--info-fd", str(info_fd)]
     out += ["--chdir", workdir, "--clearenv"]

@@ -32,7 +32,7 @@ def require_tools() -> tuple[Path, Path]:
 def busybox_rootfs(path: Path) -> Path:
     """A root filesystem of a static busybox and its applets, an /etc/passwd with a user ``app`` (1000)."""
     _, busybox = require_tools()
-    for directory in ("bin", "etc", "tmp", "proc", "dev", "srv/app"):
+    for directory in ("bin", "etc", "srv/app"):  # no /proc, /dev nor /tmp: bwrap makes its mount points
         (path / directory).mkdir(parents=True, exist_ok=True)
     (path / "bin" / "busybox").write_bytes(busybox.read_bytes())
     (path / "bin" / "busybox").chmod(0o755)

@@ -45,6 +45,8 @@ class WorkerSettings:
     #: DynamoDB's database (as the gateway's): empty for SQLite under the state dir.
     tables_dsn: str = ""
     state_dir: str = ""
+    #: ECS tasks this replica runs at once.
+    task_concurrency: int = 64
     #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
     ttl_interval: float = 10.0
 
@@ -71,5 +73,6 @@ class WorkerSettings:
             sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
             state_dir=str(state_dir(environ)),
+            task_concurrency=env_int(environ, "KAMBDA_WORKER_TASK_CONCURRENCY", 64, 1, 4096),
             ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
         )

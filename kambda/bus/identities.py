@@ -107,6 +107,8 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         # the image registry (tasks/registry.py): blobs written as they arrive, read back, purged when deleted
         f"$O.{IMAGES_BUCKET}.>", f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{IMAGES_BUCKET}.>",
         f"$JS.API.STREAM.PURGE.OBJ_{IMAGES_BUCKET}", f"$KV.{IMAGE_REPOS_BUCKET}.>",
+        # ECS (tasks/api.py): task definitions and clusters, tasks' records, RunTask's work, StopTask's word
+        "$KV.kambda_ecs.>", "$KV.kambda_ecs_tasks.>", "kambda.ecs.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",
