@@ -35,6 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from kambda import bus
 from kambda.v1.invocation_pb2 import LogBatch, LogRecord
 from tasks import oci, records
+from tasks.images import PullError
 from tasks.records import PRIVATE, Arns, Record, Records
 from tasks.runner import Container, ContainerError, ContainerSpec, Exit
 
@@ -49,34 +50,37 @@ LOG_BATCH_BYTES = 256 * 1024
 ESSENTIAL_EXITED = "Essential container in task exited"
 
 Clock = Callable[[], float]
-#: An image reference to (its manifest digest, its root filesystem, its config).
-Resolve = Callable[[str], Awaitable[tuple[str, Path, oci.ImageConfig]]]
+#: An image reference to its root filesystem (named by its manifest's hex digest) and config.
+Pull = Callable[[str], Awaitable[tuple[Path, oci.ImageConfig]]]
 
 
 class Images:
-    """Image references to unpacked root filesystems, cached by manifest digest under ``cache``.
+    """Image references to unpacked root filesystems, cached by manifest digest under ``cache/rootfs``.
 
     ``oci-layout:<dir>[:<ref>]`` names an OCI image layout on this machine (kambda's own kind of reference, for
-    images built locally and for tests); any other reference goes to ``pull`` (the registry's: tasks/registry.py),
-    when there is one."""
+    images built locally and for tests); any other reference goes to ``pull`` (the built-in registry's:
+    tasks/images.py), when there is one."""
 
-    def __init__(self, cache: Path, pull: Resolve | None = None) -> None:
+    def __init__(self, cache: Path, pull: Pull | None = None) -> None:
         self.cache = cache
         self._pull = pull
 
     async def resolve(self, ref: str) -> tuple[str, Path, oci.ImageConfig]:
+        """(the manifest digest, the rootfs, the config) of ``ref``."""
         if ref.startswith("oci-layout:"):
-            return await asyncio.get_running_loop().run_in_executor(None, self._from_layout, ref[len("oci-layout:"):])
+            return await asyncio.to_thread(self._from_layout, ref[len("oci-layout:"):])
         if self._pull is None:
             raise oci.ImageError(f"no registry to pull {ref} from")
-        return await self._pull(ref)
+        rootfs, config = await self._pull(ref)
+        return f"sha256:{rootfs.name}", rootfs, config
 
     def _from_layout(self, spec: str) -> tuple[str, Path, oci.ImageConfig]:
         path, _, name = spec.partition(":")
         layout = oci.Layout(Path(path))
         digest, manifest = layout.manifest(name)
         config = oci.ImageConfig.parse(layout.blob(manifest.config.digest))
-        rootfs = oci.unpack(digest, [layout.blob_path(layer.digest) for layer in manifest.layers], self.cache)
+        rootfs = oci.unpack(digest, [layout.blob_path(layer.digest) for layer in manifest.layers],
+                            self.cache / "rootfs")
         return digest, rootfs, config
 
 
@@ -324,7 +328,7 @@ class TaskEngine:
                 digest, rootfs, image = await self.images.resolve(container["image"])
                 specs.append((container, self._spec(container, overrides.get(container["name"]) or {},
                                                     definition, rootfs, image), digest))
-        except (oci.ImageError, OSError, ContainerError) as exc:
+        except (oci.ImageError, PullError, OSError, ContainerError) as exc:
             reason = f"CannotPullContainerError: {exc}"
             await self._change(run.task_id, lambda t: self._stopped(t, self.clock(), reason, "TaskFailedToStart",
                                                                     container_reason=reason))

@@ -217,6 +217,25 @@ def test_memory_limit_kills_the_container(ecs: Any, image: str) -> None:
     assert hog["memory"] == "32"
 
 
+def test_an_image_from_the_built_in_registry(ecs: Any, platform: Platform, tmp_path: Path) -> None:
+    layout = images.busybox_image(tmp_path / "img", {"Entrypoint": ["sh", "-c"], "Cmd": ["echo $GREETING; exit 6"],
+                                                     "Env": ["GREETING=from-the-registry"]})
+    repo = unique("ecs-test")
+    images.push(platform.url, repo, "v1", layout)
+    uri = f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{repo}:v1"
+    family = register(ecs, uri, {"name": "main"})
+    done = wait_status(ecs, run(ecs, family), "STOPPED")
+    main = container(done, "main")
+    assert main["exitCode"] == 6
+    assert main["imageDigest"].startswith("sha256:")
+    assert "from-the-registry" in [line for _, line in log_texts(platform, family, "from-the-registry")]
+    # An image of another registry is refused with the reason.
+    family = register(ecs, "docker.io/library/busybox:latest", {"name": "main"})
+    done = wait_status(ecs, run(ecs, family), "STOPPED")
+    assert done["stopCode"] == "TaskFailedToStart"
+    assert "CannotPullContainerError" in done["stoppedReason"] and "docker.io" in done["stoppedReason"]
+
+
 def test_an_image_that_cannot_be_resolved_fails_to_start(ecs: Any, tmp_path: Path) -> None:
     family = register(ecs, f"oci-layout:{tmp_path}/nothing:latest", {"name": "main", "command": ["true"]})
     done = wait_status(ecs, run(ecs, family), "STOPPED")

@@ -45,6 +45,8 @@ from tables.storage import SCHEMA as TABLES_SCHEMA
 from tables.ttl import Sweeper
 from tasks import records as ecs_records
 from tasks.engine import Images, TaskEngine
+from tasks.images import pull
+from tasks.oci import ImageConfig
 from worker.settings import WorkerSettings
 from workflows import lambdas
 from workflows.executor import Executor
@@ -95,8 +97,13 @@ async def serve(settings: WorkerSettings) -> None:
         return await lambdas.call_in_memory(dispatcher, resolve, function, payload, timeout)
 
     records = Records(js)
-    ecs = TaskEngine(nc, ecs_records.Arns(settings.region, settings.account),
-                     Images(Path(settings.state_dir) / "images" / "rootfs"), concurrency=settings.task_concurrency)
+    image_cache = Path(settings.state_dir) / "images"
+
+    async def pull_image(reference: str) -> tuple[Path, ImageConfig]:
+        return await pull(js, reference, image_cache)
+
+    ecs = TaskEngine(nc, ecs_records.Arns(settings.region, settings.account), Images(image_cache, pull_image),
+                     concurrency=settings.task_concurrency)
     workflow_metrics = WorkflowMetrics(metrics)
     workflows = Executor(nc, records, lambdas.DurableLambda(nc, resolve, activate), call_lambda,
                          Closer(nc, records, arns, workflow_metrics), workflow_metrics,
