@@ -11,12 +11,17 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
+import sysconfig
 import tarfile
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +136,102 @@ def busybox_image(root: Path, config: dict[str, Any] | None = None, layers: list
     layout = oci.Layout(root)
     oci.write_image(layout, [busybox_layer(), *(layers or [])], config if config is not None else {"Cmd": ["sh"]},
                     ref)
+    return layout
+
+
+#: Where the Python layer is cached between sessions (built once per interpreter and awslambdaric version).
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "images"
+#: The Python image's interpreter prefix.
+PYTHON_PREFIX = "/opt/python"
+_STDLIB_SKIP = frozenset({"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages",
+                          "pydoc_data", f"config-{sys.version_info.major}.{sys.version_info.minor}-x86_64-linux-gnu",
+                          "__phello__"})
+_PACKAGES = ("awslambdaric", "simplejson", "snapshot_restore_py")
+_SYSTEM_LIBS = ("/lib/", "/lib64/", "/usr/lib/")
+
+
+def _shared_libraries(paths: list[Path]) -> dict[str, Path]:
+    """image path -> host file of every shared library ``paths`` load (ldd), the dynamic loader included."""
+    found: dict[str, Path] = {}
+    for chunk in range(0, len(paths), 64):
+        out = subprocess.run(["ldd", *map(str, paths[chunk:chunk + 64])], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            line = line.strip()
+            if line.endswith(":"):
+                continue  # the header naming the file ldd reports on
+            name, arrow, rest = line.partition(" => ")
+            target = (rest if arrow else name).split(" (", 1)[0].strip()
+            if not target.startswith("/"):
+                continue
+            host = Path(target)
+            inside = target if target.startswith(_SYSTEM_LIBS) else f"/lib/{host.name}"
+            found[inside.lstrip("/")] = host
+    return found
+
+
+def python_layer() -> Path:
+    """A gzip layer with this machine's Python at /opt/python (stdlib without its tests, awslambdaric and its
+    dependencies in site-packages), /usr/local/bin/python3, and the shared libraries they load: built once,
+    cached under .cache/images."""
+    import awslambdaric  # the test extra installs it
+
+    version = getattr(awslambdaric, "__version__", "") or _dist_version("awslambdaric")
+    key = hashlib.sha256(f"{sys.version}|{sys.base_prefix}|{version}|1".encode()).hexdigest()[:16]
+    path = CACHE / f"python-{key}.tar.gz"
+    if path.is_file():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    binary = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    lib = f"{PYTHON_PREFIX.lstrip('/')}/lib/{stdlib.name}"
+    files: list[tuple[str, Path]] = [(f"{PYTHON_PREFIX.lstrip('/')}/bin/python3", binary)]
+    for root, dirs, names in os.walk(stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in _STDLIB_SKIP)
+        rel = Path(root).relative_to(stdlib)
+        files += [(f"{lib}/{rel / n}".replace("/./", "/"), Path(root, n)) for n in sorted(names) if ".opt-" not in n]
+    for entry in sorted(site.iterdir()):
+        if entry.name.split("-")[0].removesuffix(".py") in _PACKAGES:
+            if entry.is_dir():
+                for root, _, names in os.walk(entry):
+                    rel = Path(root).relative_to(site)
+                    files += [(f"{lib}/site-packages/{rel / n}", Path(root, n)) for n in sorted(names)]
+            else:
+                files.append((f"{lib}/site-packages/{entry.name}", entry))
+    libraries = _shared_libraries([binary, *(host for _, host in files if host.suffix == ".so")])
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with tarfile.open(scratch, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as archive:
+        for inside, host in [*files, *sorted(libraries.items())]:
+            info = archive.gettarinfo(os.path.realpath(host), inside)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(os.path.realpath(host), "rb") as data:
+                archive.addfile(info, data)
+        for name, target in ((f"{PYTHON_PREFIX.lstrip('/')}/bin/python", "python3"),
+                             ("usr/local/bin/python3", f"{PYTHON_PREFIX}/bin/python3"),
+                             ("usr/local/bin/python", f"{PYTHON_PREFIX}/bin/python3")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+            archive.addfile(info)
+    os.replace(scratch, path)
+    return path
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+    return version(name)
+
+
+def python_image(root: Path, files: dict[str, str | bytes], handler: str = "app.handler",
+                 ref: str = "latest") -> oci.Layout:
+    """An image layout of busybox, this machine's Python with awslambdaric, and ``files`` in /var/task: its
+    entrypoint is ``python3 -m awslambdaric`` and its command ``handler`` (a Lambda base image's shape)."""
+    app = tar_layer([directory("var"), directory("var/task"),
+                     *(file(f"var/task/{name}", data) for name, data in files.items())])
+    layout = oci.Layout(root)
+    oci.write_image(layout, [busybox_layer(), python_layer().read_bytes(), app], {
+        "Entrypoint": [f"{PYTHON_PREFIX}/bin/python3", "-m", "awslambdaric"], "Cmd": [handler],
+        "WorkingDir": "/var/task", "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]}, ref)
     return layout
 
 

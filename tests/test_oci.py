@@ -7,13 +7,14 @@ import io
 import json
 import os
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tasks import oci
+from tasks import oci, tools
 from tests import images
 from tests.images import device, directory, file, hardlink, opaque, symlink, tar_layer, whiteout
 
@@ -209,3 +210,26 @@ def test_device_nodes_are_skipped_and_setuid_bits_dropped(tmp_path: Path) -> Non
     assert stats.skipped == ["null"] and not os.path.lexists(root / "null")
     assert stat.S_IMODE((root / "suid").stat().st_mode) == 0o755
     assert not (root / "sgid").stat().st_mode & stat.S_ISGID
+
+
+def test_the_python_image_runs_its_interpreter_with_awslambdaric_under_bwrap(tmp_path: Path) -> None:
+    try:
+        bwrap = tools.bwrap_path()
+    except tools.ToolMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"bwrap is required in CI: {exc}")
+        pytest.skip(str(exc))
+    layout = images.python_image(tmp_path / "img", {"app.py": "def handler(event, context):\n    return event\n"})
+    digest, manifest = layout.manifest()
+    config = oci.ImageConfig.parse(layout.blob(manifest.config.digest))
+    assert config.argv() == ["/opt/python/bin/python3", "-m", "awslambdaric", "app.handler"]
+    started = time.perf_counter()
+    root = oci.unpack(digest, [layout.blob_path(d.digest) for d in manifest.layers], tmp_path / "cache")
+    print(f"\nunpack of the Python image: {time.perf_counter() - started:.2f} s ({len(manifest.layers)} layers)")
+    out = subprocess.run([str(bwrap), "--unshare-user", "--uid", "65534", "--gid", "65534", "--bind", str(root), "/",
+                          "--proc", "/proc", "--dev", "/dev", "--chdir", config.working_dir, "--clearenv",
+                          "--setenv", "PATH", config.environment["PATH"], "python3", "-c",
+                          "import awslambdaric.bootstrap, json, ssl, app; print(json.dumps(app.handler([1], None)))"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1]"
