@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from tasks import oci
 from tasks.ecr import ExternalImage, resolve
 from tasks.images import PullError, pull
+from tasks.registry import CHUNK, ImageStore, RegistryError
 from tasks.tools import skopeo_path
 from tests import images
 from tests.conftest import Platform, unique
@@ -387,5 +388,66 @@ async def test_pull_unpacks_an_image_of_the_registry_once(platform: Platform, tm
             await pull(js, repo_name("never-pushed"), tmp_path / "cache")
         with pytest.raises(PullError, match="registry docker.io, not kambda's"):
             await pull(js, "docker.io/library/busybox:latest", tmp_path / "cache")
+    finally:
+        await nc.close()
+
+
+async def test_docker_manifests_and_an_index_are_served_and_pulled_for_this_platform(platform: Platform,
+                                                                                     tmp_path: Path) -> None:
+    url, name = platform.url, repo_name("docker")
+    layout = images.busybox_image(tmp_path / "img", {"Cmd": ["sh"]})
+    digest, manifest = layout.manifest()
+    for descriptor in (manifest.config, *manifest.layers):
+        images.push_blob(url, name, layout.blob(descriptor.digest))
+    docker = json.dumps({"schemaVersion": 2, "mediaType": oci.DOCKER_MANIFEST,
+                         "config": {"mediaType": oci.DOCKER_CONFIG, "digest": manifest.config.digest,
+                                    "size": manifest.config.size},
+                         "layers": [{"mediaType": oci.DOCKER_LAYER, "digest": d.digest, "size": d.size}
+                                    for d in manifest.layers]}).encode()
+    status, headers, body = request("PUT", f"{url}/v2/{name}/manifests/{oci.digest_of(docker)}", docker,
+                                    {"Content-Type": oci.DOCKER_MANIFEST})
+    assert status == 201, body
+    index = json.dumps({"schemaVersion": 2, "mediaType": oci.DOCKER_LIST, "manifests": [
+        {"mediaType": oci.DOCKER_MANIFEST, "digest": oci.digest_of(docker), "size": len(docker),
+         "platform": {"os": "linux", "architecture": oci.host_arch()}}]}).encode()
+    missing_child = index.replace(oci.digest_of(docker).encode(), b"sha256:" + b"9" * 64)
+    status, _, body = request("PUT", f"{url}/v2/{name}/manifests/multi", missing_child,
+                              {"Content-Type": oci.DOCKER_LIST})
+    assert status == 404 and error_codes(body) == ["MANIFEST_UNKNOWN"]
+    assert request("PUT", f"{url}/v2/{name}/manifests/multi", index, {"Content-Type": oci.DOCKER_LIST})[0] == 201
+    status, headers, body = request("GET", f"{url}/v2/{name}/manifests/multi")
+    assert headers["Content-Type"] == oci.DOCKER_LIST and body == index
+    nc = await nats.connect(platform.nats_url())
+    try:
+        rootfs, config = await pull(nc.jetstream(), f"{name}:multi", tmp_path / "cache")
+    finally:
+        await nc.close()
+    assert rootfs.name == oci.digest_of(docker).split(":")[1] and (rootfs / "bin" / "busybox").is_file()
+    assert config.cmd == ("sh",)
+
+
+async def test_an_upload_begun_on_one_gateway_is_finished_on_another(platform: Platform) -> None:
+    """The running digest lives in the gateway that began the upload; another one recomputes it from the chunks."""
+    data = os.urandom(CHUNK * 2 + 17)
+    digest = oci.digest_of(data)
+
+    async def body(piece: bytes) -> AsyncIterator[bytes]:
+        yield piece
+
+    nc = await nats.connect(platform.nats_url())
+    try:
+        first, second = ImageStore(nc.jetstream()), ImageStore(nc.jetstream())
+        session = await first.start_upload("handover")
+        await first.append(session, body(data[:CHUNK + 5]))
+        await second.append(session, body(data[CHUNK + 5:]))
+        await first.finish(session, digest)
+        info = await second.info(f"blobs/{digest}")
+        assert info is not None and info.size == len(data)
+        assert b"".join([c async for c in second.chunks_of(info)]) == data
+        # and a wrong digest is refused there too, its chunks purged
+        session = await second.start_upload("handover")
+        await second.append(session, body(b"abc"))
+        with pytest.raises(RegistryError, match="did not match"):
+            await first.finish(session, "sha256:" + "0" * 64)
     finally:
         await nc.close()
