@@ -113,6 +113,11 @@ def _busybox() -> Path:
         pytest.skip(str(exc))
 
 
+def busybox_binary() -> Path:
+    """The static busybox (skips without it; fails under CI=true)."""
+    return _busybox()
+
+
 @functools.cache
 def _busybox_layer(path: str) -> bytes:
     entries = [directory("bin"), file("bin/busybox", Path(path).read_bytes(), 0o755)]
@@ -136,6 +141,15 @@ def busybox_image(root: Path, config: dict[str, Any] | None = None, layers: list
     layout = oci.Layout(root)
     oci.write_image(layout, [busybox_layer(), *(layers or [])], config if config is not None else {"Cmd": ["sh"]},
                     ref)
+    return layout
+
+
+def binary_image(root: Path, binary: Path, argv: list[str] | None = None, ref: str = "latest") -> oci.Layout:
+    """An image of one static binary and nothing else: ``/<name>``, its entrypoint (``argv`` after it)."""
+    layout = oci.Layout(root)
+    name = binary.name
+    oci.write_image(layout, [tar_layer([file(name, binary.read_bytes(), 0o755)])],
+                    {"Entrypoint": [f"/{name}", *(argv or [])]}, ref)
     return layout
 
 

@@ -233,3 +233,21 @@ def test_the_python_image_runs_its_interpreter_with_awslambdaric_under_bwrap(tmp
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[1]"
+
+
+def test_an_image_of_one_static_binary_runs_under_bwrap(tmp_path: Path) -> None:
+    try:
+        bwrap = tools.bwrap_path()
+    except tools.ToolMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"bwrap is required in CI: {exc}")
+        pytest.skip(str(exc))
+    binary = images.busybox_binary()  # static; it runs the applet its first argument names
+    layout = images.binary_image(tmp_path / "img", binary, ["sh", "-c", "exit 3"])
+    digest, manifest = layout.manifest()
+    config = oci.ImageConfig.parse(layout.blob(manifest.config.digest))
+    root = oci.unpack(digest, [layout.blob_path(d.digest) for d in manifest.layers], tmp_path / "cache")
+    assert sorted(os.listdir(root)) == [binary.name]
+    out = subprocess.run([str(bwrap), "--unshare-user", "--uid", "0", "--bind", str(root), "/", "--proc", "/proc",
+                          "--dev", "/dev", *config.argv()], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
