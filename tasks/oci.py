@@ -92,8 +92,11 @@ class Descriptor:
         size = raw.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ImageError(f"descriptor size must be a non-negative integer: {size!r}")
-        return cls(str(raw.get("mediaType") or ""), check_digest(raw.get("digest")), size,
-                   dict(raw.get("platform") or {}), dict(raw.get("annotations") or {}))
+        found_platform, annotations = raw.get("platform") or {}, raw.get("annotations") or {}
+        if not isinstance(found_platform, dict) or not isinstance(annotations, dict):
+            raise ImageError("a descriptor's platform and annotations must be objects")
+        return cls(str(raw.get("mediaType") or ""), check_digest(raw.get("digest")), size, dict(found_platform),
+                   {str(k): str(v) for k, v in annotations.items()})
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}

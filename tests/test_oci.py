@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks import oci, tools
 from tests import images
@@ -251,3 +253,23 @@ def test_an_image_of_one_static_binary_runs_under_bwrap(tmp_path: Path) -> None:
     out = subprocess.run([str(bwrap), "--unshare-user", "--uid", "0", "--bind", str(root), "/", "--proc", "/proc",
                           "--dev", "/dev", *config.argv()], capture_output=True, text=True, timeout=60)
     assert out.returncode == 3, out.stderr
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+                     | st.sampled_from([DIGEST, oci.OCI_MANIFEST, oci.OCI_INDEX, oci.DOCKER_LIST, 2]),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["schemaVersion", "mediaType", "config", "layers", "manifests",
+                                                        "digest", "size", "platform", "annotations", "Env", "Cmd",
+                                                        "Entrypoint", "WorkingDir", "User"]), inner, max_size=6),
+                     max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_any_json_is_a_manifest_or_config_or_an_image_error(document: object) -> None:
+    raw = json.dumps(document).encode()
+    for parse in (oci.parse_manifest, oci.ImageConfig.parse):
+        try:
+            parse(raw)  # type: ignore[operator]
+        except oci.ImageError:
+            pass
