@@ -273,3 +273,35 @@ def test_any_json_is_a_manifest_or_config_or_an_image_error(document: object) ->
             parse(raw)  # type: ignore[operator]
         except oci.ImageError:
             pass
+
+
+_PARTS = st.sampled_from(["a", "b", "..", ".", "", "etc", ".wh.a", ".wh..wh..opq"])
+_PATHS = st.lists(_PARTS, min_size=1, max_size=4).map("/".join) | st.sampled_from(["/a", "/etc/x", "a/../../x"])
+
+
+def _entries(outside: str) -> st.SearchStrategy[list[images.Entry]]:
+    targets = _PATHS | st.sampled_from([outside, outside + "/f", "/", "../../..", "../" * 8 + outside.lstrip("/")])
+    entry = st.one_of(
+        st.builds(lambda p: file(p, "x"), _PATHS), st.builds(directory, _PATHS),
+        st.builds(symlink, _PATHS, targets), st.builds(hardlink, _PATHS, targets), st.builds(device, _PATHS))
+    return st.lists(entry, min_size=1, max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_no_layer_writes_outside_its_rootfs(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    base = tmp_path_factory.mktemp("hostile")
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("host")
+    layers = [tar_layer(data.draw(_entries(str(outside)))) for _ in range(data.draw(st.integers(1, 2)))]
+    root = base / "rootfs"
+    root.mkdir()
+    for layer in layers:
+        try:
+            oci.unpack_layer(io.BytesIO(layer), root)
+        except oci.ImageError:
+            break
+    assert sorted(os.listdir(base)) == ["outside", "rootfs"]
+    assert os.listdir(outside) == ["f"] and (outside / "f").read_text() == "host"
+    assert os.stat(outside / "f").st_nlink == 1
