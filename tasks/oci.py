@@ -403,7 +403,11 @@ def unpack_layer(raw: IO[bytes], root: Path) -> LayerStats:
             try:
                 for member in archive:
                     stats.entries += 1
-                    _apply(archive, member, root, created, stats)
+                    try:
+                        _apply(archive, member, root, created, stats)
+                    except OSError as exc:  # a name too long, a link with no target, ...
+                        raise ImageError(f"layer entry {member.name!r} cannot be unpacked: "
+                                         f"{exc.strerror or exc}") from None
             except tarfile.TarError as exc:
                 raise ImageError(f"a layer's archive is broken: {exc}") from None
     return stats
@@ -423,9 +427,12 @@ def _apply(archive: tarfile.TarFile, member: tarfile.TarInfo, root: Path, create
                     _remove(child)
         return
     if base.startswith(WHITEOUT):
+        hidden = base[len(WHITEOUT):]
+        if hidden in ("", ".", ".."):
+            raise ImageError(f"layer entry {member.name!r} is a whiteout of no file")
         if parts[:-1] and not parent.is_dir():
             return
-        _remove(parent / base[len(WHITEOUT):])
+        _remove(parent / hidden)
         return
     if member.ischr() or member.isblk() or member.isfifo() or not (
             member.isreg() or member.isdir() or member.issym() or member.islnk()):

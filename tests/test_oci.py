@@ -144,6 +144,13 @@ def test_a_layer_replaces_a_file_with_a_directory_and_back(tmp_path: Path) -> No
     assert (root / "x" / "in").read_text() == "now a dir" and (root / "y").read_text() == "now a file"
 
 
+def test_whiteouts_of_dot_names_are_refused(tmp_path: Path) -> None:
+    for name in (".wh..", ".wh...", "a/.wh...", ".wh."):
+        with pytest.raises(oci.ImageError, match="whiteout of no file"):
+            unpacked(tmp_path / "x", tar_layer([directory("a"), file(name)]))
+    assert sorted(os.listdir(tmp_path / "x")) == ["rootfs"]
+
+
 def test_uncompressed_and_zstd_layers_unpack_like_gzip(tmp_path: Path) -> None:
     entries = [directory("a"), file("a/b", "same")]
     for compression in ("none", "gzip", "zstd"):
@@ -275,7 +282,7 @@ def test_any_json_is_a_manifest_or_config_or_an_image_error(document: object) ->
             pass
 
 
-_PARTS = st.sampled_from(["a", "b", "..", ".", "", "etc", ".wh.a", ".wh..wh..opq"])
+_PARTS = st.sampled_from(["a", "b", "..", ".", "", "etc", ".wh.a", ".wh..wh..opq", ".wh..", ".wh...", ".wh."])
 _PATHS = st.lists(_PARTS, min_size=1, max_size=4).map("/".join) | st.sampled_from(["/a", "/etc/x", "a/../../x"])
 
 
