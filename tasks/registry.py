@@ -599,7 +599,10 @@ class Registry:
         size = info.size or 0
         start, end = 0, size - 1
         status = 200
-        wanted = request.http_range if "Range" in request.headers else None
+        try:
+            wanted = request.http_range if "Range" in request.headers else None
+        except ValueError:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
         headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
         if wanted is not None and (wanted.start is not None or wanted.stop is not None):
             start = wanted.start if wanted.start is not None else 0

@@ -94,6 +94,8 @@ def test_a_chunked_upload_with_content_ranges_and_a_range_read(platform: Platfor
     assert headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
     status, _, body = request("GET", f"{url}/v2/{repo}/blobs/{digest}", headers={"Range": "bytes=-10"})
     assert status == 206 and body == data[-10:]
+    for bad in ("bytes=oops", "bytes=5-2", f"bytes={len(data)}-"):
+        assert request("GET", f"{url}/v2/{repo}/blobs/{digest}", headers={"Range": bad})[0] == 416, bad
     # the session is gone once completed
     assert error_codes(request("GET", location)[2]) == ["BLOB_UPLOAD_UNKNOWN"]
     # a monolithic POST ?digest= and a mount of a blob that exists
@@ -451,3 +453,25 @@ async def test_an_upload_begun_on_one_gateway_is_finished_on_another(platform: P
             await first.finish(session, "sha256:" + "0" * 64)
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize("method, path, body, headers", [
+    ("PATCH", "/v2/odd/blobs/uploads/nope", b"x", {}),
+    ("PUT", "/v2/odd/blobs/uploads/nope?digest=sha256:" + "0" * 64, b"", {}),
+    ("DELETE", "/v2/odd/blobs/uploads/nope", b"", {}),
+    ("PUT", "/v2/odd/manifests/bad%20tag", b"{}", {"Content-Type": "application/json"}),
+    ("PUT", "/v2/odd/manifests/v1", b"\xff\xfe", {"Content-Type": "application/json"}),
+    ("PUT", "/v2/odd/manifests/v1", b'{"schemaVersion": 2, "manifests": [{"digest": 1}]}', {}),
+    ("PUT", "/v2/odd/manifests/v1", b'[1, 2]', {}),
+    ("GET", "/v2/odd/manifests/sha256:short", b"", {}),
+    ("GET", "/v2/odd/blobs/sha256:" + "0" * 64, b"", {"Range": "bytes=oops"}),
+    ("DELETE", "/v2/odd/blobs/sha256:" + "0" * 64, b"", {}),
+    ("POST", "/v2/odd/blobs/uploads/?mount=nope&from=x", b"", {}),
+    ("POST", "/v2/odd/blobs/uploads/?digest=md5:1", b"abc", {}),
+    ("GET", "/v2/_catalog?n=x&last=", b"", {}),
+    ("GET", "/v2/" + "a/" * 200 + "tags/list", b"", {}),
+])
+def test_a_users_mistake_gets_a_4xx_never_a_500(platform: Platform, method: str, path: str, body: bytes,
+                                                headers: dict[str, str]) -> None:
+    status, _, answer = request(method, platform.url + path, body, headers)
+    assert status < 500, answer
