@@ -5,7 +5,7 @@ digest (``blobs/sha256:<hex>``, ``manifests/sha256:<hex>``), shared by every rep
 there for all: a cross-repository mount always succeeds when the blob exists). Each repository is one key of the
 ``kambda_image_repos`` KV bucket holding its tags and images, updated with compare-and-set. A repository is made
 by ECR's CreateRepository or by the first push to it (as ECR's create-on-push). An upload session is a key
-``_upload/<uuid>`` there too: its bytes go to a fresh object-store chunk subject as they arrive (never a whole
+``_upload.<uuid>`` there too: its bytes go to a fresh object-store chunk subject as they arrive (never a whole
 layer in memory) and become the blob when the upload is completed with the digest they have. Read back with
 kambda/bus/chunks.py (nats-py's ObjectStore.get leaks a consumer per read).
 
@@ -16,8 +16,8 @@ function is refused. With credentials, the Basic password must be an ECR authori
 ECR action (``ecr:BatchGetImage`` and ``ecr:GetDownloadUrlForLayer`` to pull, ``ecr:PutImage`` and the layer
 upload actions to push) on the repository's ARN.
 
-Not kept: garbage collection (blobs and manifests no image names stay in the object store), abandoned upload
-sessions' chunks (purged only when the session is deleted or completed), and pagination beyond ``n``/``last``.
+Not kept: garbage collection (blobs and manifests no image names stay in the object store) and pagination beyond
+``n``/``last``. Upload sessions abandoned for a day are swept (:meth:`ImageStore.sweep`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,11 @@ READ_BATCH = 16
 MAX_MANIFEST = 4 * 1024 * 1024
 #: How long an ECR authorization token is good for (ECR's: 12 hours).
 TOKEN_TTL_S = 12 * 3600
-UPLOAD_PREFIX = "_upload/"
+UPLOAD_PREFIX = "_upload."
+#: An upload session nobody wrote to for this long is abandoned: a sweep (at most hourly, when an upload starts)
+#: deletes it and purges its chunks.
+UPLOAD_TTL_S = 24 * 3600
+SWEEP_EVERY_S = 3600
 NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -157,8 +161,10 @@ def manifest_name(digest: str) -> str:
 class ImageStore:
     """Blobs, manifests and repositories on JetStream (see the module's docstring)."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, clock: Callable[[], float] = time.time) -> None:
         self.js = js
+        self.clock = clock
+        self._swept = float("-inf")
         self._kv: KeyValue | None = None
         #: Upload sessions' running digests in this process: uuid -> (bytes hashed, hasher).
         self._hashers: dict[str, tuple[int, Any]] = {}
@@ -216,7 +222,11 @@ class ImageStore:
 
     async def start_upload(self, repo: str) -> str:
         session = uuid.uuid4().hex
-        doc = {"repo": repo, "nuid": uuid.uuid4().hex, "size": 0, "chunks": 0, "started": time.time()}
+        now = self.clock()
+        if now - self._swept >= SWEEP_EVERY_S:
+            self._swept = now
+            await self.sweep()
+        doc = {"repo": repo, "nuid": uuid.uuid4().hex, "size": 0, "chunks": 0, "started": now, "touched": now}
         await (await self.kv()).create(UPLOAD_PREFIX + session, json.dumps(doc).encode())
         self._hashers[session] = (0, hashlib.sha256())
         return session
@@ -254,7 +264,7 @@ class ImageStore:
                 del buffer[:CHUNK]
         if buffer:
             await flush(bytes(buffer))
-        doc = {**doc, "size": total, "chunks": count}
+        doc = {**doc, "size": total, "chunks": count, "touched": self.clock()}
         try:
             await (await self.kv()).update(UPLOAD_PREFIX + session, json.dumps(doc).encode(), last=revision)
         except KeyWrongLastSequenceError:
@@ -286,6 +296,25 @@ class ImageStore:
             return
         await self._commit(blob_name(digest), doc["nuid"], doc["size"], doc["chunks"], hasher.digest())
 
+    async def sweep(self) -> int:
+        """Delete the upload sessions abandoned for UPLOAD_TTL_S, their chunks purged; how many."""
+        try:
+            keys = await (await self.kv()).keys()
+        except NoKeysError:
+            return 0
+        swept = 0
+        for key in (k for k in keys if k.startswith(UPLOAD_PREFIX)):
+            session = key.removeprefix(UPLOAD_PREFIX)
+            try:
+                doc, _ = await self.upload(session)
+            except RegistryError:
+                continue
+            if self.clock() - float(doc.get("touched", doc.get("started", 0))) >= UPLOAD_TTL_S:
+                await self._forget(session)
+                await self.purge(doc["nuid"])
+                swept += 1
+        return swept
+
     async def cancel(self, session: str) -> None:
         doc, _ = await self.upload(session)
         await self._forget(session)
@@ -313,7 +342,7 @@ class ImageStore:
 
     async def create_repository(self, name: str, settings: dict[str, Any]) -> dict[str, Any] | None:
         """Make the repository; None when it exists."""
-        doc = {"name": name, "createdAt": time.time(), "tags": {}, "images": {}, **settings}
+        doc = {"name": name, "createdAt": self.clock(), "tags": {}, "images": {}, **settings}
         try:
             await (await self.kv()).create(name, json.dumps(doc).encode())
         except KeyWrongLastSequenceError:
@@ -387,7 +416,7 @@ class ImageStore:
                 doc["tags"][reference] = digest
             doc["images"].setdefault(digest, {"mediaType": manifest.media_type, "size": size,
                                               "manifestSize": len(raw), "artifactMediaType": artifact,
-                                              "pushedAt": time.time()})
+                                              "pushedAt": self.clock()})
 
         await self.update(repo, change, create=True)
         return digest

@@ -20,10 +20,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from kambda.bus import IMAGES_BUCKET, chunks
 from tasks import oci
 from tasks.ecr import ExternalImage, resolve
 from tasks.images import PullError, pull
-from tasks.registry import CHUNK, ImageStore, RegistryError
+from tasks.registry import CHUNK, UPLOAD_TTL_S, ImageStore, RegistryError
 from tasks.tools import skopeo_path
 from tests import images
 from tests.conftest import Platform, unique
@@ -475,3 +476,32 @@ def test_a_users_mistake_gets_a_4xx_never_a_500(platform: Platform, method: str,
                                                 headers: dict[str, str]) -> None:
     status, _, answer = request(method, platform.url + path, body, headers)
     assert status < 500, answer
+
+
+async def test_abandoned_uploads_are_swept_with_their_chunks(platform: Platform) -> None:
+    now = [1_000_000.0]
+
+    async def body(piece: bytes) -> AsyncIterator[bytes]:
+        yield piece
+
+    nc = await nats.connect(platform.nats_url())
+    try:
+        js = nc.jetstream()
+        store = ImageStore(js, clock=lambda: now[0])
+        old = await store.start_upload("swept")
+        await store.append(old, body(b"abandoned bytes"))
+        nuid = (await store.upload(old))[0]["nuid"]
+        now[0] += UPLOAD_TTL_S - 10
+        fresh = await store.start_upload("swept")  # swept first (its first upload here), nothing old enough yet
+        assert (await store.upload(old))[0]["size"] == len(b"abandoned bytes")
+        now[0] += 20
+        assert await store.sweep() == 1
+        with pytest.raises(RegistryError, match="unknown"):
+            await store.upload(old)
+        assert (await store.upload(fresh))[0]["size"] == 0
+        leftover = [c async for c in chunks.read(js, chunks.object_stream(IMAGES_BUCKET),
+                                                 chunks.chunk_subject(IMAGES_BUCKET, nuid))]
+        assert leftover == []
+        await store.cancel(fresh)
+    finally:
+        await nc.close()
