@@ -558,9 +558,14 @@ class Registry:
 
     async def put_manifest(self, request: web.Request) -> web.StreamResponse:
         name, reference = request.match_info["name"], request.match_info["reference"]
-        raw = await request.content.read(MAX_MANIFEST + 1)
-        if len(raw) > MAX_MANIFEST:
-            raise RegistryError("SIZE_INVALID", 400, f"a manifest may be at most {MAX_MANIFEST} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for piece in request.content.iter_chunked(CHUNK):  # one read() may return only part of the body
+            size += len(piece)
+            if size > MAX_MANIFEST:
+                raise RegistryError("SIZE_INVALID", 400, f"a manifest may be at most {MAX_MANIFEST} bytes")
+            parts.append(piece)
+        raw = b"".join(parts)
         digest = await self.store.put_manifest(name, reference, raw, request.headers.get("Content-Type", ""))
         return web.Response(status=201, headers={"Docker-Content-Digest": digest,
                                                  "Location": f"/v2/{name}/manifests/{digest}"})

@@ -150,6 +150,25 @@ def test_the_distribution_errors(platform: Platform, tmp_path: Path) -> None:
     assert status == 404 and error_codes(body) == ["MANIFEST_UNKNOWN"]
 
 
+def test_a_large_manifest_arrives_whole_and_a_too_large_one_is_refused(platform: Platform, tmp_path: Path) -> None:
+    url, repo = platform.url, repo_name("large")
+    layout = images.busybox_image(tmp_path / "img")
+    digest, manifest = layout.manifest()
+    for descriptor in (manifest.config, *manifest.layers):
+        images.push_blob(url, repo, layout.blob(descriptor.digest))
+    doc = json.loads(layout.blob(digest))
+    doc["annotations"] = {f"note.{i}": "x" * 100 for i in range(3000)}  # ~330 KB
+    raw = json.dumps(doc).encode()
+    status, headers, body = request("PUT", f"{url}/v2/{repo}/manifests/big", raw, {"Content-Type": oci.OCI_MANIFEST})
+    assert status == 201, body
+    assert headers["Docker-Content-Digest"] == oci.digest_of(raw)
+    assert request("GET", f"{url}/v2/{repo}/manifests/big")[2] == raw
+    doc["annotations"] = {f"note.{i}": "x" * 1000 for i in range(4200)}
+    status, _, body = request("PUT", f"{url}/v2/{repo}/manifests/huge", json.dumps(doc).encode(),
+                              {"Content-Type": oci.OCI_MANIFEST})
+    assert status == 400 and error_codes(body) == ["SIZE_INVALID"]
+
+
 def test_manifests_are_deleted_by_tag_and_by_digest(platform: Platform, tmp_path: Path) -> None:
     url, repo = platform.url, repo_name("deletes")
     layout = images.busybox_image(tmp_path / "img")
