@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import nats
 import pytest
@@ -524,3 +525,23 @@ async def test_abandoned_uploads_are_swept_with_their_chunks(platform: Platform)
         await store.cancel(fresh)
     finally:
         await nc.close()
+
+
+async def test_a_streamed_patch_without_a_length_as_docker_sends_it(platform: Platform) -> None:
+    pieces = [os.urandom(300_000) for _ in range(4)]
+    digest = oci.digest_of(b"".join(pieces))
+
+    async def stream() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async with aiohttp.ClientSession(platform.url) as session:
+        async with session.post("/v2/streamed/blobs/uploads/") as started:
+            assert started.status == 202
+            location = started.headers["Location"]
+        async with session.patch(location, data=stream()) as patched:  # Transfer-Encoding: chunked
+            assert patched.status == 202 and patched.headers["Range"] == f"0-{sum(map(len, pieces)) - 1}"
+        async with session.put(f"{location}?digest={digest}") as finished:
+            assert finished.status == 201
+        async with session.get(f"/v2/streamed/blobs/{digest}") as got:
+            assert await got.read() == b"".join(pieces)
