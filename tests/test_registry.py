@@ -8,7 +8,9 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from tasks.images import PullError, pull
 from tasks.registry import CHUNK, UPLOAD_TTL_S, ImageStore, RegistryError
 from tasks.tools import skopeo_path
 from tests import images
-from tests.conftest import Platform, unique
+from tests.conftest import Platform, invoke_json, make_zip, unique
 from tests.images import directory, error_codes, file, request, tar_layer
 
 
@@ -545,3 +547,34 @@ async def test_a_streamed_patch_without_a_length_as_docker_sends_it(platform: Pl
             assert finished.status == 201
         async with session.get(f"/v2/streamed/blobs/{digest}") as got:
             assert await got.read() == b"".join(pieces)
+
+
+CALLS_THE_REGISTRY = """
+import json, os, urllib.error, urllib.request
+def handler(event, context):
+    try:
+        with urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/v2/_catalog", timeout=10) as response:
+            return {"status": response.status}
+    except urllib.error.HTTPError as err:
+        return {"status": err.code, "body": json.loads(err.read())}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox applies only when kambda runs as root")
+def test_a_sandboxed_function_is_refused_by_the_registry(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = Path(tempfile.mkdtemp(prefix="kambda-registry-sandbox-"))
+    running = Platform(tmp_path_factory.mktemp("kambda-registry-sandbox"), env={
+        "KAMBDA_SANDBOX": "true", "KAMBDA_SANDBOX_DIR": str(root)}).start()
+    try:
+        lam = running.lambda_client()
+        name = unique("registry-probe")
+        lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="r",
+                            Code={"ZipFile": make_zip({"app.py": CALLS_THE_REGISTRY})}, Timeout=30)
+        response, out = invoke_json(lam, name)
+        assert "FunctionError" not in response, out
+        assert isinstance(out, dict) and out["status"] == 403, out
+        assert error_codes(json.dumps(out["body"]).encode()) == ["DENIED"]
+        assert request("GET", running.url + "/v2/_catalog")[0] == 200  # the operator, on loopback, still may
+    finally:
+        running.stop()
+        shutil.rmtree(root, ignore_errors=True)
