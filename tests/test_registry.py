@@ -578,3 +578,20 @@ def test_a_sandboxed_function_is_refused_by_the_registry(tmp_path_factory: pytes
     finally:
         running.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_boto3_ecr_in_a_function_reaches_kambda(platform: Platform, lam: Any, create: Any) -> None:
+    code = (
+        "import boto3, botocore\n"
+        "def handler(event, context):\n"
+        "    ecr = boto3.client('ecr', config=botocore.config.Config(retries={'max_attempts': 1}))\n"
+        "    try:\n"
+        "        ecr.describe_repositories()\n"
+        "        answer = 'served'\n"
+        "    except botocore.exceptions.ClientError as exc:\n"
+        "        answer = exc.response['Error']['Code']\n"
+        "    return {'answer': answer, 'endpoint': ecr.meta.endpoint_url}\n"
+    )
+    body = invoke_json(lam, create(code, Timeout=20))[1]
+    # signed with the execution role's credentials, which grant nothing: kambda answered, not AWS
+    assert body == {"answer": "AccessDeniedException", "endpoint": platform.url}
