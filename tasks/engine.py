@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from kambda import bus
 from kambda.v1.invocation_pb2 import LogBatch, LogRecord
-from tasks import oci, records
+from tasks import oci, records, runner
 from tasks.images import PullError
 from tasks.records import PRIVATE, Arns, Record, Records
 from tasks.runner import Container, ContainerError, ContainerSpec, Exit
@@ -48,6 +48,9 @@ MAX_STOP_TIMEOUT_S = 120.0
 LOG_FLUSH_S = 0.2
 LOG_BATCH_BYTES = 256 * 1024
 ESSENTIAL_EXITED = "Essential container in task exited"
+#: Every container's environment names its task (kambda's own variable): a worker that sweeps a dead one's
+#: tasks finds their containers by it, should any have outlived their worker.
+TASK_ARN_ENV = "KAMBDA_TASK_ARN"
 
 Clock = Callable[[], float]
 #: An image reference to its root filesystem (named by its manifest's hex digest) and config.
@@ -217,6 +220,11 @@ class TaskEngine:
                 return self._stopped(current, now, gone, "TerminationNotice",
                                      container_reason="the worker running the container is gone")
 
+            private = task.get(PRIVATE, {})
+            if private.get("host") == runner.host_id():
+                for pids in (private.get("pids") or {}).values():
+                    if runner.kill_left_over(pids, task["taskArn"]):
+                        log.warning("task %s: killed a container its dead worker %s left running", key, owner)
             updated = await self.records.tasks.update(key, orphaned)
             if updated is not None and updated["lastStatus"] == "STOPPED" and updated.get("stoppedReason") == gone:
                 log.warning("task %s: its worker %s is gone; marked STOPPED", key, owner)
@@ -327,7 +335,7 @@ class TaskEngine:
             for container in definition["containerDefinitions"]:
                 digest, rootfs, image = await self.images.resolve(container["image"])
                 specs.append((container, self._spec(container, overrides.get(container["name"]) or {},
-                                                    definition, rootfs, image), digest))
+                                                    definition, rootfs, image, task["taskArn"]), digest))
         except (oci.ImageError, PullError, OSError, ContainerError) as exc:
             reason = f"CannotPullContainerError: {exc}"
             await self._change(run.task_id, lambda t: self._stopped(t, self.clock(), reason, "TaskFailedToStart",
@@ -340,12 +348,13 @@ class TaskEngine:
         await self._containers(run, task, specs)
 
     def _spec(self, container: dict[str, Any], override: dict[str, Any], definition: dict[str, Any], rootfs: Path,
-              image: oci.ImageConfig) -> ContainerSpec:
+              image: oci.ImageConfig, task_arn: str) -> ContainerSpec:
         env = {e["name"]: e.get("value", "") for e in container.get("environment") or [] if e.get("name")}
         env.update({e["name"]: e.get("value", "") for e in override.get("environment") or [] if e.get("name")})
         env.setdefault("AWS_REGION", self.arns.region)
         env.setdefault("AWS_DEFAULT_REGION", self.arns.region)
         env.setdefault("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
+        env[TASK_ARN_ENV] = task_arn
         memory = override.get("memory") or container.get("memory") or _int(definition.get("memory"))
         stop_timeout = min(MAX_STOP_TIMEOUT_S, float(container.get("stopTimeout") or STOP_TIMEOUT_S))
         command = override.get("command") if override.get("command") is not None else container.get("command")
@@ -413,7 +422,10 @@ class TaskEngine:
         ended.cancel()
         if live:
             now = self.clock()
+            pids = {name: box.pids for name, box in live.items()}
             await self._change(run.task_id, lambda t: {**t, "lastStatus": "RUNNING", "startedAt": now,
+                                                       PRIVATE: {**t[PRIVATE], "host": runner.host_id(),
+                                                                 "pids": pids},
                                                        "connectivity": "CONNECTED", "connectivityAt": now,
                                                        "containers": [{**c, "lastStatus": "RUNNING"}
                                                                       if c["name"] in live else c

@@ -182,6 +182,15 @@ class Container:
     def pid(self) -> int:
         return self._proc.pid if self._proc is not None else 0
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def pids(self) -> list[int]:
+        """bwrap's own process and the container's PID 1 (bwrap's init), as the host numbers them."""
+        return [pid for pid in (self.pid, self._child_pid) if pid]
+
     async def start(self) -> None:
         """Start the container; ContainerError when it cannot be (its exit is then never waited for)."""
         read_fd, write_fd = os.pipe()
@@ -286,6 +295,31 @@ class Container:
                 with open(f"/proc/{self._child_pid}/task/{task}/children") as children:
                     found.extend(int(c) for c in children.read().split())
         return found
+
+
+def host_id() -> str:
+    """This machine's boot (a pid recorded under another boot, or on another machine, names another process)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{os.uname().nodename}/{boot}"
+
+
+def kill_left_over(pids: Sequence[int], marker: str) -> int:
+    """SIGKILL those of ``pids`` that still run a container whose command line holds ``marker`` (its task's
+    ARN): what a worker that died left running if its containers outlived it after all. Returns how many."""
+    killed = 0
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def _read_all(fd: int) -> bytes:

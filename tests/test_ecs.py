@@ -4,6 +4,8 @@ the worker tier (tasks/api.py, tasks/engine.py, tasks/runner.py), their logs and
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kambda import bus
+from kambda import bus, procs
 from kambda.v1.invocation_pb2 import LogBatch
 from tasks import engine as task_engine
-from tasks import records
+from tasks import records, runner
 from tests import images
-from tests.conftest import Platform, unique, wait_for
+from tests.conftest import Platform, alive, unique, wait_for
+from tests.test_task_runner import busybox_rootfs
 
 
 @pytest.fixture(scope="module")
@@ -356,12 +359,14 @@ def test_clusters(ecs: Any) -> None:
     assert error_code(ecs.create_cluster, clusterName="no spaces") == "InvalidParameterException"
 
 
-def test_a_dead_workers_tasks_are_marked_stopped(platform: Platform) -> None:
-    """A task whose owner stopped heartbeating is STOPPED by a replica that sweeps (the clock injected); one
-    whose owner is alive is left alone."""
+def test_a_dead_workers_tasks_are_marked_stopped(platform: Platform, tmp_path: Path) -> None:
+    """A task whose owner stopped heartbeating is STOPPED by a replica that sweeps (the clock injected), and a
+    container of it still running on this machine is killed; a task whose owner is alive is left alone."""
+    rootfs = busybox_rootfs(tmp_path / "rootfs")
 
-    async def scenario() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    async def scenario() -> dict[str, tuple[dict[str, Any] | None, runner.Exit | None]]:
         nc = await bus.connect(platform.nats_url(), "test-ecs-sweep")
+        boxes: dict[str, runner.Container] = {}
         try:
             js = nc.jetstream()
             await records.ensure(js)
@@ -369,31 +374,69 @@ def test_a_dead_workers_tasks_are_marked_stopped(platform: Platform) -> None:
             now = time.time()
             arns = records.Arns("us-east-1", "000000000000")
             keys = {}
-            for owner, beat in (("dead-" + unique("w"), now - 3600), ("alive-" + unique("w"), now + 3600)):
-                task_id = records.new_task_id()
-                keys[owner] = task_id
+            for kind, beat in (("dead", now - 3600), ("alive", now + 3600)):
+                owner, task_id = unique(kind), records.new_task_id()
+                arn = arns.task("default", task_id)
+                keys[kind] = task_id
+                box = runner.Container(runner.ContainerSpec("main", rootfs, command=["sleep", "300"], environment={
+                    task_engine.TASK_ARN_ENV: arn}))
+                await box.start()
+                boxes[kind] = box
                 await store.workers.put(owner, {"at": beat})
                 await store.tasks.create(task_id, {
-                    "taskArn": arns.task("default", task_id), "clusterArn": arns.cluster("default"),
+                    "taskArn": arn, "clusterArn": arns.cluster("default"),
                     "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "createdAt": now, "version": 1,
-                    "containers": [{"name": "main", "lastStatus": "RUNNING", "taskArn": arns.task("default", task_id)}],
-                    records.PRIVATE: {"id": task_id, "owner": owner, "family": "f", "revision": 1}})
+                    "containers": [{"name": "main", "lastStatus": "RUNNING", "taskArn": arn}],
+                    records.PRIVATE: {"id": task_id, "owner": owner, "family": "f", "revision": 1,
+                                      "host": runner.host_id(), "pids": {"main": box.pids}}})
             sweeper = task_engine.TaskEngine(nc, arns, task_engine.Images(Path("/nonexistent")),
                                              clock=lambda: now + 60, lease_s=10, worker_id="sweeper")
             sweeper.records = store
             await sweeper.sweep()
-            dead = next(k for k in keys if k.startswith("dead-"))
-            alive = next(k for k in keys if k.startswith("alive-"))
-            return (await store.tasks.get(keys[dead]))[0], (await store.tasks.get(keys[alive]))[0]
+            dead_exit = await asyncio.wait_for(boxes["dead"].wait(), 30)
+            alive_running = boxes["alive"].running
+            return {"dead": ((await store.tasks.get(keys["dead"]))[0], dead_exit),
+                    "alive": ((await store.tasks.get(keys["alive"]))[0], None if alive_running else runner.Exit(-1))}
         finally:
+            for box in boxes.values():
+                box.kill()
+                await box.wait()
             await nc.close()
 
-    dead, alive = asyncio.run(scenario())
+    found = asyncio.run(scenario())
+    dead, dead_exit = found["dead"]
+    alive, alive_exit = found["alive"]
     assert dead is not None and alive is not None
     assert dead["lastStatus"] == "STOPPED" and dead["stopCode"] == "TerminationNotice"
     assert "stopped heartbeating" in dead["stoppedReason"]
     assert dead["containers"][0]["lastStatus"] == "STOPPED"
+    assert dead_exit == runner.Exit(137)  # its left-over container was killed
     assert alive["lastStatus"] == "RUNNING"
+    assert alive_exit is None  # and the live worker's container was not
+
+
+def test_a_worker_killed_leaves_no_orphans(image: str, tmp_path: Path) -> None:
+    """kill -9 of the worker that runs a task: its container dies with it, and the restarted worker marks the task
+    STOPPED once the dead one's lease (1 s here) has run out."""
+    platform = Platform(tmp_path / "state", env={"KAMBDA_WORKER_TASK_LEASE": "1"}).start()
+    try:
+        assert platform.proc is not None
+        client = boto3.client("ecs", endpoint_url=platform.url, region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+        family = register(client, image, {"name": "main", "command": ["sh", "-c", "while true; do sleep 0.1; done"]})
+        arn = run(client, family)
+        wait_status(client, arn, "RUNNING")
+        (worker,) = procs.service_pids(platform.proc.pid, "worker")
+        inside = procs.descendants(worker)
+        assert inside  # bwrap and the container's processes
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in inside), what="the container to die with its worker")
+        done = wait_status(client, arn, "STOPPED")
+        assert done["stopCode"] == "TerminationNotice"
+        assert "stopped heartbeating" in done["stoppedReason"]
+        assert procs.service_pids(platform.proc.pid, "worker") != [worker]
+    finally:
+        platform.stop()
 
 
 def test_task_state_change_events(ecs: Any, image: str, platform: Platform) -> None:

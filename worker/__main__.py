@@ -103,7 +103,8 @@ async def serve(settings: WorkerSettings) -> None:
         return await pull(js, reference, image_cache)
 
     ecs = TaskEngine(nc, ecs_records.Arns(settings.region, settings.account), Images(image_cache, pull_image),
-                     concurrency=settings.task_concurrency)
+                     concurrency=settings.task_concurrency, lease_s=settings.task_lease,
+                     heartbeat_s=settings.task_lease / 5)
     workflow_metrics = WorkflowMetrics(metrics)
     workflows = Executor(nc, records, lambdas.DurableLambda(nc, resolve, activate), call_lambda,
                          Closer(nc, records, arns, workflow_metrics), workflow_metrics,

@@ -47,6 +47,9 @@ class WorkerSettings:
     state_dir: str = ""
     #: ECS tasks this replica runs at once.
     task_concurrency: int = 64
+    #: How long a replica may go without a heartbeat before another marks its ECS tasks STOPPED (it beats 5 times
+    #: as often).
+    task_lease: float = 10.0
     #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
     ttl_interval: float = 10.0
 
@@ -74,5 +77,6 @@ class WorkerSettings:
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
             state_dir=str(state_dir(environ)),
             task_concurrency=env_int(environ, "KAMBDA_WORKER_TASK_CONCURRENCY", 64, 1, 4096),
+            task_lease=env_float(environ, "KAMBDA_WORKER_TASK_LEASE", 10.0, 0.5, 600.0),
             ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
         )
