@@ -21,6 +21,7 @@ COPY iam ./iam
 COPY tables ./tables
 COPY workflows ./workflows
 COPY objects ./objects
+COPY tasks ./tasks
 RUN /opt/kambda/bin/pip install . \
  && /opt/kambda/bin/python -m compileall -q /opt/kambda
 

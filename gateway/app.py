@@ -55,6 +55,10 @@ from objects.store import Store as ObjectStore
 from objects.web import WebApi
 from tables.api import TablesApi, open_database
 from tables.streams_api import StreamsApi
+from tasks import records as ecs_records
+from tasks.api import EcsApi
+from tasks.ecr import EcrApi
+from tasks.registry import ImageStore, Registry
 from workflows import lambdas
 from workflows.api import StepFunctionsApi
 from workflows.records import Records
@@ -174,6 +178,8 @@ class Gateway:
             web.get("/_kambda/v1/code/{sha}", self.code),
             web.get("/metrics", self.prometheus),
         ])
+        self.images = ImageStore(self._js)
+        app.add_routes(Registry(self.images, self._arns).routes())  # the OCI distribution API under /v2/
         self.front = Front(account=self.settings.account, region=self.settings.region,
                            domain=self.settings.url_domain or "localhost", authorize=_authorize,
                            max_body=MAX_REQUEST,
@@ -206,6 +212,8 @@ class Gateway:
         NotificationsApi(self.objects, notifications.function_checker(self._cache.resolve),
                          self.notifications).register(self.front)
         app.add_routes(notifications.external_routes(self.notifications, self.objects))
+        EcsApi(self._nc, ecs_records.Arns(self.settings.region, self.settings.account)).register(self.front)
+        EcrApi(self.images, self._arns, self.authenticator.secret_of).register(self.front)
         app.router.add_route("*", "/{tail:.*}", self.front_door)  # last: every route above matches first
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

@@ -35,7 +35,7 @@ from invoker.runtime_api import RuntimeApi
 from invoker.runtimes import privileges
 from invoker.sandbox import Identity, Sandbox
 from invoker.zygote import Zygote, ZygoteChild
-from kambda import procs
+from kambda import memory, procs
 from kambda.aws import endpoints, roles
 from kambda.v1.function_pb2 import FunctionConfig
 from kambda.v1.invocation_pb2 import Invocation
@@ -44,7 +44,7 @@ from kambda.v1.invocation_pb2 import Invocation
 INIT_TIMEOUT_S = 10.0
 _FRAME = struct.Struct("!II")  # the private channel's frame header: meta length, body length
 #: How often the memory watchdog samples the environment's resident memory while it works.
-MEMORY_POLL_S = 0.05
+MEMORY_POLL_S = memory.POLL_S
 #: Go's names for signals, which AWS quotes in Runtime.ExitError messages.
 SIGNAL_NAMES = {
     signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
@@ -512,7 +512,7 @@ class Environment:
         """
         if self.proc is None or self.proc.returncode is not None or self._current is None:
             return
-        rss = _tree_rss_kb(self.proc.pid)
+        rss = memory.tree_rss_kb(self.proc.pid)
         self._peak_kb = max(self._peak_kb, rss)
         if rss > self.config.memory_size * 1024:
             self._memory_exceeded = True
@@ -527,7 +527,7 @@ class Environment:
         now = time.monotonic()
         if self.proc is not None and now - self._hwm_read_at >= 1.0:
             self._hwm_read_at = now
-            self._peak_kb = max(self._peak_kb, _status_kb(self.proc.pid, "VmHWM:"))
+            self._peak_kb = max(self._peak_kb, memory.status_kb(self.proc.pid, "VmHWM:"))
         return math.ceil(self._peak_kb / 1024)
 
 
@@ -542,34 +542,3 @@ async def _spawn_confined(argv: list[str], env: dict[str, str], cwd: Path, out_f
     return await asyncio.create_subprocess_exec(*argv, env=env, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=out_fd, stderr=out_fd, pass_fds=pass_fds,
                                                 preexec_fn=become_function)
-
-
-def _status_kb(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants (via /proc/PID/task/TID/children)."""
-    total = 0
-    todo = [pid]
-    seen: set[int] = set()
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        total += _status_kb(current, "VmRSS:")
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    todo.extend(int(c) for c in children.read().split())
-        except (OSError, ValueError):
-            pass
-    return total

@@ -2,9 +2,9 @@
 
 Runs the streams of work that any number of replicas can share: asynchronous invocations
 (events/async_invoke.py), event routing (events/router.py), event source mappings
-(events/sources.py), Step Functions executions (workflows/executor.py), and the DynamoDB tables'
-outbox forwarder and TTL sweeper (tables/outbox.py, tables/ttl.py: one replica at a time each, by a
-lease in the tables' database). Each pulls from a durable JetStream consumer that every replica binds
+(events/sources.py), Step Functions executions (workflows/executor.py), ECS tasks (tasks/engine.py), and
+the DynamoDB tables' outbox forwarder and TTL sweeper (tables/outbox.py, tables/ttl.py: one replica at a
+time each, by a lease in the tables' database). Each pulls from a durable JetStream consumer that every replica binds
 to, so N replicas split the load, and what a dead replica held unacknowledged is redelivered to the
 others. The worker reads functions from a KV-watching mirror of the registry
 (functions/registry_mirror.py) and asks the controller for environments through gRPC
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -43,6 +44,10 @@ from tables.api import open_database
 from tables.outbox import Outbox
 from tables.storage import SCHEMA as TABLES_SCHEMA
 from tables.ttl import Sweeper
+from tasks import records as ecs_records
+from tasks.engine import Images, TaskEngine
+from tasks.images import pull
+from tasks.oci import ImageConfig
 from worker.settings import WorkerSettings
 from workflows import lambdas
 from workflows.executor import Executor
@@ -95,6 +100,14 @@ async def serve(settings: WorkerSettings) -> None:
 
     records = Records(js)
     sdk = AwsSdk(settings.endpoint_url, settings.region, roles.read_key(settings.role_key_file) or None)
+    image_cache = Path(settings.state_dir) / "images"
+
+    async def pull_image(reference: str) -> tuple[Path, ImageConfig]:
+        return await pull(js, reference, image_cache)
+
+    ecs = TaskEngine(nc, ecs_records.Arns(settings.region, settings.account), Images(image_cache, pull_image),
+                     concurrency=settings.task_concurrency, lease_s=settings.task_lease,
+                     heartbeat_s=settings.task_lease / 5)
     workflow_metrics = WorkflowMetrics(metrics)
     workflows = Executor(nc, records, lambdas.DurableLambda(nc, resolve, activate), call_lambda,
                          Closer(nc, records, arns, workflow_metrics), workflow_metrics,
@@ -117,11 +130,12 @@ async def serve(settings: WorkerSettings) -> None:
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    for part in (registry, dispatcher, rules, poller, router, sources, outbox, sweeper, workflows):
+    for part in (registry, dispatcher, rules, poller, router, sources, outbox, sweeper, workflows, ecs):
         await part.start()  # type: ignore[attr-defined]
     print(f"kambda-worker ready metrics=http://{host}:{bound}", flush=True)
     await stop.wait()
     log.info("worker stopping")
+    await ecs.stop()
     await workflows.stop()
     await sdk.close()
     await sweeper.stop()

@@ -45,6 +45,11 @@ class WorkerSettings:
     #: DynamoDB's database (as the gateway's): empty for SQLite under the state dir.
     tables_dsn: str = ""
     state_dir: str = ""
+    #: ECS tasks this replica runs at once.
+    task_concurrency: int = 64
+    #: How long a replica may go without a heartbeat before another marks its ECS tasks STOPPED (it beats 5 times
+    #: as often).
+    task_lease: float = 10.0
     #: How often the TTL sweeper deletes expired items (DynamoDB: within days; kambda: within a minute).
     ttl_interval: float = 10.0
     #: Where Step Functions' AWS SDK integrations reach kambda's services (the gateway); empty: nowhere.
@@ -75,6 +80,8 @@ class WorkerSettings:
             sandbox_uids=sandbox_uids(environ, os.geteuid() == 0 if is_root is None else is_root),
             tables_dsn=env_str(environ, "KAMBDA_TABLES_DSN", ""),
             state_dir=str(state_dir(environ)),
+            task_concurrency=env_int(environ, "KAMBDA_WORKER_TASK_CONCURRENCY", 64, 1, 4096),
+            task_lease=env_float(environ, "KAMBDA_WORKER_TASK_LEASE", 10.0, 0.5, 600.0),
             ttl_interval=env_float(environ, "KAMBDA_TABLES_TTL_INTERVAL", 10.0, 0.05, 60.0),
             endpoint_url=env_str(environ, "KAMBDA_ENDPOINT_URL", ""),
             role_key_file=env_str(environ, "KAMBDA_ROLE_KEY_FILE", ""),

@@ -70,7 +70,7 @@ PUBLIC_PREFIXES = ("/http/", "/url/")
 METRICS_PATH = "/metrics"
 #: The SigV4 signing names of the services kambda serves (kambda/aws/endpoints.py SERVED; tests/test_auth.py keeps
 #: the two in step): a signature scoped to another service is refused.
-ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam", "dynamodb", "states"})
+ACCEPTED_SERVICES = frozenset({"lambda", "events", "sts", "s3", "iam", "dynamodb", "states", "ecr", "ecs"})
 UNRECOGNIZED = "The security token included in the request is invalid."
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: Role sessions whose secrets :meth:`Authenticator.secret_of` remembers.

@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 #: botocore service names kambda serves through the front door.
-SERVED = ("lambda", "events", "sts", "iam", "dynamodb", "dynamodbstreams", "stepfunctions", "s3")
+SERVED = ("lambda", "events", "sts", "iam", "dynamodb", "dynamodbstreams", "stepfunctions", "s3", "ecr", "ecs")
 
 #: botocore's service ids (``ServiceModel.service_id``) of :data:`SERVED`, fixed here so that an
 #: execution environment needs no botocore to be built.
 _SERVICE_IDS = {
     "lambda": "Lambda", "events": "EventBridge", "sts": "STS", "stepfunctions": "SFN", "s3": "S3",
-    "dynamodb": "DynamoDB", "dynamodbstreams": "DynamoDB Streams", "iam": "IAM",
+    "dynamodb": "DynamoDB", "dynamodbstreams": "DynamoDB Streams", "iam": "IAM", "ecr": "ECR", "ecs": "ECS",
 }
 GLOBAL = "AWS_ENDPOINT_URL"
 

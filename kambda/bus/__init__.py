@@ -87,6 +87,10 @@ LOGS_STREAM = "KAMBDA_LOGS"
 FUNCTIONS_BUCKET = "kambda_functions"
 ALIASES_BUCKET = "kambda_aliases"
 CODE_BUCKET = "kambda_code"
+#: Container images (tasks/registry.py): blobs and manifests by digest in an object store, each repository's
+#: tags and manifests in a KV bucket (one key per repository).
+IMAGES_BUCKET = "kambda_images"
+IMAGE_REPOS_BUCKET = "kambda_image_repos"
 HTTP_BUCKET = "kambda_http"
 #: IAM roles with their policies (iam/roles.py), written by the gateway, watched by every gateway.
 IAM_BUCKET = "kambda_iam"
@@ -437,6 +441,11 @@ async def ensure_platform(js: JetStreamContext, replicas: int = 1) -> None:
     if not await _reconcile(js, f"OBJ_{CODE_BUCKET}", replicas):
         await js.create_object_store(CODE_BUCKET, config=ObjectStoreConfig(
             bucket=CODE_BUCKET, storage=StorageType.FILE, replicas=replicas))
+    if not await _reconcile(js, f"OBJ_{IMAGES_BUCKET}", replicas):
+        await js.create_object_store(IMAGES_BUCKET, config=ObjectStoreConfig(
+            bucket=IMAGES_BUCKET, storage=StorageType.FILE, replicas=replicas))
+    if not await _reconcile(js, f"KV_{IMAGE_REPOS_BUCKET}", replicas):
+        await js.create_key_value(bucket=IMAGE_REPOS_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
 
 
 async def _ensure_workflows(js: JetStreamContext, replicas: int) -> None:

@@ -43,6 +43,8 @@ from kambda.bus import (
     FUNCTIONS_BUCKET,
     S3_INBOX_STREAM,
     S3_NOTIFY_PREFIX,
+    IMAGE_REPOS_BUCKET,
+    IMAGES_BUCKET,
     SFN_ACTIVITIES_STREAM,
     SFN_BUCKET,
     SFN_EXECUTIONS_BUCKET,
@@ -111,6 +113,11 @@ IDENTITIES: dict[str, Identity] = {i.name: i for i in (
         # S3's bytes (objects/store.py): blobs published, read with pulls, purged; the stream made at start.
         "kambda.s3.blob.>", "$JS.API.STREAM.CREATE.KAMBDA_S3", "$JS.API.STREAM.PURGE.KAMBDA_S3",
         "$JS.API.CONSUMER.MSG.NEXT.KAMBDA_S3.>",
+        # the image registry (tasks/registry.py): blobs written as they arrive, read back, purged when deleted
+        f"$O.{IMAGES_BUCKET}.>", f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{IMAGES_BUCKET}.>",
+        f"$JS.API.STREAM.PURGE.OBJ_{IMAGES_BUCKET}", f"$KV.{IMAGE_REPOS_BUCKET}.>",
+        # ECS (tasks/api.py): task definitions and clusters, tasks' records, RunTask's work, StopTask's word
+        "$KV.kambda_ecs.>", "$KV.kambda_ecs_tasks.>", "kambda.ecs.>",
     ), subscribe=(inbox("gateway"), "kambda.scale.*", ALL_STATS)),
     Identity("invoker", publish=(
         f"$JS.API.CONSUMER.MSG.NEXT.{SYNC_STREAM}.>", f"$JS.ACK.{SYNC_STREAM}.>",
