@@ -40,8 +40,13 @@ async def ok(response: aiohttp.ClientResponse, what: str) -> None:
         raise SystemExit(f"{what}: {response.status} {(await response.text())[:300]}")
 
 
+async def bucket(session: aiohttp.ClientSession, url: str, name: str) -> None:
+    async with session.put(f"{url}/{name}") as response:
+        await ok(response, "CreateBucket")
+
+
 async def small(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> dict[str, Any]:
-    await ok(await session.put(f"{url}/bench-small"), "CreateBucket")
+    await bucket(session, url, "bench-small")
     written = 0
 
     async def put(i: int) -> None:
@@ -87,7 +92,6 @@ def make_file(path: Path, size: int) -> Path:
 
 async def large(session: aiohttp.ClientSession, url: str, source: Path) -> dict[str, float]:
     size = source.stat().st_size
-    await ok(await session.put(f"{url}/bench-large"), "CreateBucket")
     key = f"{url}/bench-large/{source.name}"
     began = time.perf_counter()
     with source.open("rb") as f:
@@ -126,7 +130,7 @@ def disk_large(source: Path, directory: Path) -> dict[str, float]:
 
 
 async def listing(session: aiohttp.ClientSession, url: str, keys: int, page: int, calls: int) -> dict[str, Any]:
-    await ok(await session.put(f"{url}/bench-list"), "CreateBucket")
+    await bucket(session, url, "bench-list")
     left = iter(range(keys))
 
     async def writer() -> None:
@@ -180,6 +184,7 @@ async def figures(args: argparse.Namespace) -> dict[str, Any]:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.clients * 2),
                                              timeout=aiohttp.ClientTimeout(total=3600)) as session:
                 result["small"] = await small(session, url, args.clients, args.seconds)
+                await bucket(session, url, "bench-large")
                 result["large"] = {source.name: await large(session, url, source) for source in sources}
                 result["list"] = await listing(session, url, args.list_keys, args.page, args.list_calls)
         finally:
