@@ -240,15 +240,16 @@ class Gateway:
         return await auth.allowed(request, "lambda:InvokeFunctionUrl", arn)
 
     async def _startup(self, app: web.Application) -> None:
+        # A bad routes file stops the start before anything starts (aiohttp runs no cleanup for a failed start).
+        routes = load_routes_file(Path(self.settings.routes_file)) if self.settings.routes_file else []
         await self.tables.start()
         await self.objects.start()
         await self.notifications.start()
         await self._cache.start()
         await self._http.start()
         await self._role_permissions.start()
-        if self.settings.routes_file:
-            for route in load_routes_file(Path(self.settings.routes_file)):
-                await self._http.upsert_route(route)
+        for route in routes:
+            await self._http.upsert_route(route)
         await self._dispatcher.start()
         self._stats_sub = await self._nc.subscribe(bus.ALL_STATS, cb=self._on_stats)
 

@@ -416,6 +416,9 @@ class Notifications:
         self._nudged = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Task[None] | None = None
+        #: Set by stop(): nats-py's fetch may swallow a cancellation (it answers a timeout instead), so the loops
+        #: also look at this before every round.
+        self._stopping = False
         self.published = 0
 
     async def start(self, relay: bool = True, inbox: bool = True) -> None:
@@ -426,6 +429,7 @@ class Notifications:
             self._inbox = asyncio.create_task(self._consume_inbox())
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in (self._task, self._inbox):
             if task is not None:
                 task.cancel()
@@ -572,7 +576,7 @@ class Notifications:
                                     headers)
 
     async def _relay(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if await self._leased():
                     await self.publish_all()
@@ -647,7 +651,7 @@ class Notifications:
 
     async def _consume_inbox(self) -> None:
         psub = await self._bind_inbox()
-        while True:
+        while not self._stopping:
             try:
                 msgs = await psub.fetch(64, timeout=1)
             except (NatsTimeoutError, TimeoutError):

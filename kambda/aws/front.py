@@ -206,7 +206,8 @@ class Front:
         body: bytes | None = None
         too_large = False
         route = self.router.route(request.method, raw_path, query, headers)
-        if route is None and headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        unclaimed = route is None or route.rule == "fallback"  # the fallback (S3) takes no form-encoded bodies
+        if unclaimed and headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
             try:  # a Query request names its service only by the Action in its body
                 body = await bodies.read_capped(request, self.max_body)
             except errors.KambdaError as err:
@@ -216,6 +217,9 @@ class Front:
             too_large = body is None
             action, version = action_of(query, headers.get("Content-Type"), body)
             route = self.router.route(request.method, raw_path, query, headers, action, version)
+        if route is not None and route.rule == "fallback" and \
+                headers.get("Content-Type", "").startswith("application/x-amz-json"):
+            route = None  # a JSON protocol's request that names no target: not the fallback's (S3's) to answer
         if route is None:
             if self.authenticate is not None:
                 try:
